@@ -1,0 +1,107 @@
+/**
+ * The manifest model: what a tree holds, entry by entry, with the content-defined chunks of
+ * every file. Manifests are exchanged between client and agent and stored as objects on the
+ * server, so their zod schema is the single definition and every manifest read from disk or
+ * the wire goes through it.
+ *
+ * Paths are relative, `/`-separated and NFC, and live in one of two namespaces: `files/…`
+ * for the superproject folder and `codex/…` for the superproject's Codex artifacts.
+ */
+import { z } from "zod";
+
+/** xxh64 of some bytes, as 16 lower-case hex digits. */
+export const HashHex = z.string().regex(/^[0-9a-f]{16}$/, "expected 16 hex digits of xxh64");
+export type HashHex = z.infer<typeof HashHex>;
+
+/** The largest chunk the chunker may emit, in bytes. Larger chunks from a peer are refused. */
+export const MAX_CHUNK_BYTES = 256 * 1024;
+
+/** One chunk reference: its xxh64 and its length in bytes. */
+export const ChunkRef = z.tuple([HashHex, z.number().int().min(0).max(MAX_CHUNK_BYTES)]);
+export type ChunkRef = z.infer<typeof ChunkRef>;
+
+export const EntryKind = z.enum(["file", "dir"]);
+export type EntryKind = z.infer<typeof EntryKind>;
+
+/** The largest path accepted in a manifest, in UTF-16 code units. */
+export const MAX_PATH_LENGTH = 4096;
+
+export const ManifestEntry = z
+  .object({
+    // path is relative, `/`-separated, NFC, and starts with a namespace (`files/` or `codex/`).
+    path: z.string().min(1).max(MAX_PATH_LENGTH),
+    // kind says whether the entry is a regular file or a folder (symlinks are never synced).
+    kind: EntryKind,
+    // size is the file's length in bytes (0 for folders).
+    size: z.number().int().nonnegative(),
+    // mtimeMs is the modification time in milliseconds since the epoch, kept on every device.
+    mtimeMs: z.number().nonnegative(),
+    // mode holds the permission bits (0o777 mask); Windows devices report 0o644/0o755.
+    mode: z.number().int().min(0).max(0o7777),
+    // hash is the xxh64 of the whole content ("" for folders), checked after assembly.
+    hash: z.union([HashHex, z.literal("")]),
+    // chunks lists the content-defined chunks in order (empty for folders and empty files).
+    chunks: z.array(ChunkRef),
+  })
+  .refine((e) => e.kind === "file" || (e.size === 0 && e.hash === "" && e.chunks.length === 0), {
+    message: "A folder entry has no size, hash or chunks",
+  })
+  .refine((e) => e.kind === "dir" || e.chunks.reduce((sum, [, len]) => sum + len, 0) === e.size, {
+    message: "Chunk lengths must add up to the file size",
+  })
+  .refine((e) => e.kind === "dir" || e.hash !== "", { message: "A file entry needs a content hash" });
+export type ManifestEntry = z.infer<typeof ManifestEntry>;
+
+export const MANIFEST_FORMAT = 1;
+
+export const Manifest = z
+  .object({
+    // format is the manifest format version.
+    format: z.literal(MANIFEST_FORMAT),
+    // entries are sorted by path (code-unit order) with no duplicates.
+    entries: z.array(ManifestEntry),
+  })
+  .refine((m) => m.entries.every((e, i) => i === 0 || m.entries[i - 1].path < e.path), {
+    message: "Manifest entries must be sorted by path without duplicates",
+  });
+export type Manifest = z.infer<typeof Manifest>;
+
+/** The id under which a chunk is stored: its hash and length, so equal hashes of different lengths never collide. */
+export function chunkId([hash, length]: ChunkRef): string {
+  return `${hash}-${length}`;
+}
+
+export function parseChunkId(id: string): ChunkRef {
+  const match = /^([0-9a-f]{16})-(\d{1,7})$/.exec(id);
+  if (match === null) throw new TypeError(`Not a chunk id: ${JSON.stringify(id)}`);
+  return [match[1], Number(match[2])];
+}
+
+export function emptyManifest(): Manifest {
+  return { format: MANIFEST_FORMAT, entries: [] };
+}
+
+/** Builds a manifest from entries in any order; throws on duplicate paths. */
+export function makeManifest(entries: Iterable<ManifestEntry>): Manifest {
+  const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i - 1].path === sorted[i].path) throw new TypeError(`Duplicate manifest path ${sorted[i].path}`);
+  }
+  return { format: MANIFEST_FORMAT, entries: sorted };
+}
+
+export function manifestIndex(manifest: Manifest): Map<string, ManifestEntry> {
+  return new Map(manifest.entries.map((e) => [e.path, e]));
+}
+
+/** True when two entries describe the same content (mtime and mode are metadata, not content). */
+export function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
+  return a.kind === b.kind && a.size === b.size && a.hash === b.hash;
+}
+
+/** Every distinct chunk id a manifest references. */
+export function manifestChunkIds(manifest: Manifest): Set<string> {
+  const ids = new Set<string>();
+  for (const entry of manifest.entries) for (const ref of entry.chunks) ids.add(chunkId(ref));
+  return ids;
+}

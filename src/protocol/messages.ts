@@ -1,0 +1,175 @@
+/**
+ * Every message between the client and the agent, defined once with zod. Types come from
+ * `z.infer`; there are no hand-written twins. The agent validates every request and the
+ * client validates every result, so a peer of another version or a corrupted stream is
+ * refused with a clear error instead of being half-understood.
+ *
+ * Wire format: one JSON object per line (see framing.ts).
+ *   agent → client, first:  Hello
+ *   client → agent:         { id, method, params }
+ *   agent → client:         { id, ok: true, result } | { id, ok: false, error }
+ */
+import { z } from "zod";
+import { ERROR_CODES } from "../errors.ts";
+import { HashHex, Manifest } from "../core/manifest.ts";
+
+// ---- handshake -------------------------------------------------------------------------
+
+export const Hello = z.object({
+  // type marks the handshake line among any noise a login shell prints first.
+  type: z.literal("hello"),
+  // magic is always "cws-agent".
+  magic: z.literal("cws-agent"),
+  // protocol is the integer protocol version; it must equal the client's.
+  protocol: z.number().int().positive(),
+  // version is the agent's package version, shown in errors and `cws doctor`.
+  version: z.string().min(1).max(64),
+  // capabilities name optional features, so they can be added without a version bump.
+  capabilities: z.array(z.string().max(64)).max(64),
+  // staging holds the absolute server paths where bundles are uploaded and downloaded.
+  staging: z.object({ incoming: z.string().min(1), outgoing: z.string().min(1) }),
+});
+export type Hello = z.infer<typeof Hello>;
+
+// ---- shared shapes ---------------------------------------------------------------------
+
+/** A superproject's slug: lower-case letters, digits and dashes, as in a URL. */
+export const Slug = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, "use 1-64 lower-case letters, digits and dashes");
+export type Slug = z.infer<typeof Slug>;
+
+/** A snapshot id: a positive integer assigned by the hub. */
+export const SnapshotId = z.number().int().positive();
+
+export const ChunkIdString = z.string().regex(/^[0-9a-f]{16}-\d{1,7}$/, "expected <xxh64>-<length>");
+
+/** The most chunk ids one request may carry; callers batch above this. */
+export const MAX_IDS_PER_REQUEST = 50_000;
+
+/** A bundle file name inside a staging folder: no separators, no dots at the start. */
+export const BundleName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "not a bundle name");
+
+export const DeviceId = z.string().regex(/^[0-9a-f-]{36}$/, "expected a device UUID");
+
+export const SnapshotKind = z.enum(["push", "override", "restore", "accept-quarantine"]);
+
+export const SnapshotInfo = z.object({
+  id: SnapshotId,
+  parent: SnapshotId.nullable(),
+  deviceId: z.string(),
+  deviceName: z.string(),
+  createdAt: z.number(),
+  kind: SnapshotKind,
+  manifestHash: HashHex,
+  files: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+});
+export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
+
+export const SuperprojectInfo = z.object({
+  slug: Slug,
+  head: SnapshotId.nullable(),
+  createdAt: z.number(),
+});
+export type SuperprojectInfo = z.infer<typeof SuperprojectInfo>;
+
+// ---- methods ---------------------------------------------------------------------------
+
+/**
+ * The method table: for each method, the schema of its params and of its result. The
+ * request union, the dispatcher and the typed client are all derived from this table.
+ */
+export const Methods = {
+  // enroll registers this device with the server, proven by the secondary passphrase.
+  enroll: {
+    params: z.object({
+      deviceName: z.string().min(1).max(128),
+      passphrase: z.string().min(1).max(1024),
+      keyFingerprint: z.string().max(256).optional(),
+    }),
+    result: z.object({ deviceId: DeviceId }),
+  },
+  // open binds the session to an enrolled device; every other data method needs it.
+  open: {
+    params: z.object({ deviceId: DeviceId }),
+    result: z.object({ deviceName: z.string() }),
+  },
+  // listSuperprojects lists what the server holds.
+  listSuperprojects: {
+    params: z.object({}),
+    result: z.object({ superprojects: z.array(SuperprojectInfo) }),
+  },
+  // createSuperproject makes an empty superproject with no snapshot yet.
+  createSuperproject: {
+    params: z.object({ slug: Slug }),
+    result: SuperprojectInfo,
+  },
+  // head tells the current head snapshot of a superproject (null before the first push).
+  head: {
+    params: z.object({ slug: Slug }),
+    result: z.object({ snapshot: SnapshotInfo.nullable() }),
+  },
+  // fetchManifest returns the manifest of one snapshot of a superproject.
+  fetchManifest: {
+    params: z.object({ slug: Slug, snapshotId: SnapshotId }),
+    result: z.object({ manifest: Manifest }),
+  },
+  // missingChunks returns which of the given chunk ids the server's store lacks.
+  missingChunks: {
+    params: z.object({ ids: z.array(ChunkIdString).max(MAX_IDS_PER_REQUEST) }),
+    result: z.object({ missing: z.array(ChunkIdString) }),
+  },
+  // ingestBundle verifies and stores every chunk of an uploaded bundle, then deletes it.
+  ingestBundle: {
+    params: z.object({ name: BundleName }),
+    result: z.object({ chunks: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
+  },
+  // commit makes a manifest the new head if the head is still `base` (compare-and-swap).
+  commit: {
+    params: z.object({
+      slug: Slug,
+      base: SnapshotId.nullable(),
+      manifest: Manifest,
+      kind: z.enum(["push", "override"]),
+      fencingToken: z.number().int().nonnegative().optional(),
+    }),
+    result: z.object({ snapshot: SnapshotInfo }),
+  },
+  // prepareBundle writes the requested chunks into a bundle in the outgoing staging folder.
+  prepareBundle: {
+    params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST) }),
+    result: z.object({ name: BundleName, bytes: z.number().int().nonnegative() }),
+  },
+  // releaseBundle deletes a downloaded bundle from the outgoing staging folder.
+  releaseBundle: {
+    params: z.object({ name: BundleName }),
+    result: z.object({}),
+  },
+} as const;
+
+export type MethodName = keyof typeof Methods;
+export type Params<M extends MethodName> = z.infer<(typeof Methods)[M]["params"]>;
+export type Result<M extends MethodName> = z.infer<(typeof Methods)[M]["result"]>;
+
+export const MethodNameSchema = z.enum(Object.keys(Methods) as [MethodName, ...MethodName[]]);
+
+/** A request before its params are checked against the method's own schema. */
+export const RequestEnvelope = z.object({
+  id: z.number().int().nonnegative(),
+  method: MethodNameSchema,
+  params: z.unknown(),
+});
+export type RequestEnvelope = z.infer<typeof RequestEnvelope>;
+
+export const WireErrorSchema = z.object({
+  code: z.enum(ERROR_CODES),
+  message: z.string().max(64 * 1024),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const ResponseEnvelope = z.discriminatedUnion("ok", [
+  z.object({ id: z.number().int().nonnegative(), ok: z.literal(true), result: z.unknown() }),
+  z.object({ id: z.number().int().nonnegative().nullable(), ok: z.literal(false), error: WireErrorSchema }),
+]);
+export type ResponseEnvelope = z.infer<typeof ResponseEnvelope>;
