@@ -10,7 +10,6 @@
  *   agent → client:         { id, ok: true, result } | { id, ok: false, error }
  */
 import { z } from "zod";
-import { ERROR_CODES } from "../errors.ts";
 import { HashHex, Manifest } from "../core/manifest.ts";
 
 // ---- handshake -------------------------------------------------------------------------
@@ -153,23 +152,3 @@ export type Params<M extends MethodName> = z.infer<(typeof Methods)[M]["params"]
 export type Result<M extends MethodName> = z.infer<(typeof Methods)[M]["result"]>;
 
 export const MethodNameSchema = z.enum(Object.keys(Methods) as [MethodName, ...MethodName[]]);
-
-/** A request before its params are checked against the method's own schema. */
-export const RequestEnvelope = z.object({
-  id: z.number().int().nonnegative(),
-  method: MethodNameSchema,
-  params: z.unknown(),
-});
-export type RequestEnvelope = z.infer<typeof RequestEnvelope>;
-
-export const WireErrorSchema = z.object({
-  code: z.enum(ERROR_CODES),
-  message: z.string().max(64 * 1024),
-  data: z.record(z.string(), z.unknown()).optional(),
-});
-
-export const ResponseEnvelope = z.discriminatedUnion("ok", [
-  z.object({ id: z.number().int().nonnegative(), ok: z.literal(true), result: z.unknown() }),
-  z.object({ id: z.number().int().nonnegative().nullable(), ok: z.literal(false), error: WireErrorSchema }),
-]);
-export type ResponseEnvelope = z.infer<typeof ResponseEnvelope>;

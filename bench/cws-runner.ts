@@ -1,0 +1,228 @@
+/**
+ * cws in the benchmark, driven through its CLI exactly as a user would drive it. Everything
+ * that depends on the CLI's shape is in this one file, so it is the only place to adjust when
+ * the commands change.
+ *
+ * Expected interface (the client's state dir is chosen by `CWS_HOME=<dir>`):
+ *
+ *   node server-agent/server-main.ts init --data <serverDataDir> --passphrase-file <file>
+ *   node src/cli/cws.ts enroll-device --host 127.0.0.1 --port <p> --user <u> --identity <key>
+ *        --known-hosts <file> --device-name <name> --passphrase-file <file>
+ *        --agent-command "<abs node> <repo>/server-agent/agent/main.ts --stdio --data <dir>" --yes
+ *   node src/cli/cws.ts create-superproject <slug> --root <dir>      (first device)
+ *   node src/cli/cws.ts attach-superproject <slug> --root <dir>      (second device)
+ *   node src/cli/cws.ts sync <slug> --json      → stdout: { "wire": { "sent": n, "received": n }, … }
+ *
+ * Scenario mapping: initial push = create-superproject + sync on a freshly initialised server
+ * (both timed, as both are part of getting the data onto the server); no-op and 1% change =
+ * sync; pull = attach-superproject + sync on a freshly enrolled second device. Server init and
+ * enrollment are set-up and not timed.
+ *
+ * Server RSS: the agent command is wrapped in GNU time (`-a`, one record per SSH session);
+ * a hub the agent leaves running is found by its data dir in /proc, its VmHWM (lifetime peak)
+ * is counted too, and it is stopped by PID at the end.
+ *
+ * Bytes: cws counts its own channel bytes (`wire.sent`/`wire.received`, the payload inside
+ * SSH). If it also reports the SSH connection's socket bytes as `wire.sshSent`/
+ * `wire.sshReceived`, those fill the SSH-bytes column, comparable to OpenSSH's counter.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { agentCommandLine, REPO_NODE, shellQuote } from "../test/helpers/sshd.ts";
+import { type ByteCounts, findProcesses, type Measurement, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
+import { inWork, type Tool, type ToolContext } from "./tool.ts";
+
+/** The superproject's slug in the benchmark. */
+const SLUG = "bench";
+
+/** The part of `cws … --json` output the benchmark reads; everything else passes. */
+const JsonSummary = z
+  .object({
+    wire: z
+      .object({
+        sent: z.number().int().nonnegative(),
+        received: z.number().int().nonnegative(),
+        sshSent: z.number().int().nonnegative().optional(),
+        sshReceived: z.number().int().nonnegative().optional(),
+      })
+      .passthrough(),
+  })
+  .passthrough();
+
+/** Reads the JSON summary from a command's stdout: the whole text, or its last line that parses. */
+export function parseCwsSummary(stdout: string): { payload?: ByteCounts; ssh?: ByteCounts } | undefined {
+  const candidates = [stdout.trim(), ...stdout.trim().split("\n").reverse()];
+  for (const candidate of candidates) {
+    if (!candidate.startsWith("{")) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(candidate);
+    } catch {
+      continue;
+    }
+    const parsed = JsonSummary.safeParse(value);
+    if (!parsed.success) continue;
+    const { wire } = parsed.data;
+    const ssh = wire.sshSent !== undefined && wire.sshReceived !== undefined ? { sent: wire.sshSent, received: wire.sshReceived } : undefined;
+    return { payload: { sent: wire.sent, received: wire.received }, ...(ssh === undefined ? {} : { ssh }) };
+  }
+  return undefined;
+}
+
+export class CwsRunner implements Tool {
+  readonly name = "cws";
+  readonly #context: ToolContext;
+  #deviceA = "";
+  readonly #server: string;
+  readonly #homeA: string;
+  readonly #homeB: string;
+  readonly #deviceB: string;
+  readonly #passphraseFile: string;
+  readonly #serverRss: string;
+  readonly #clientRss: string;
+  readonly #cli: string;
+  readonly #serverMain: string;
+
+  constructor(context: ToolContext) {
+    this.#context = context;
+    this.#server = inWork(context, "server-data");
+    this.#homeA = inWork(context, "home-a");
+    this.#homeB = inWork(context, "home-b");
+    this.#deviceB = inWork(context, "device-b");
+    this.#passphraseFile = inWork(context, "passphrase.txt");
+    this.#serverRss = inWork(context, "server-rss.txt");
+    this.#clientRss = inWork(context, "client-rss.txt");
+    this.#cli = path.join(context.repoRoot, "src", "cli", "cws.ts");
+    this.#serverMain = path.join(context.repoRoot, "server-agent", "server-main.ts");
+  }
+
+  async unavailable(): Promise<string | undefined> {
+    // A missing CLI is reported as a failure of each scenario, not as "not installed".
+    return undefined;
+  }
+
+  async prepare(deviceA: string): Promise<void> {
+    for (const file of [this.#cli, this.#serverMain, path.join(this.#context.repoRoot, "server-agent", "agent", "main.ts")]) {
+      if (!existsSync(file)) throw new Error(`${path.relative(this.#context.repoRoot, file)} does not exist yet`);
+    }
+    this.#deviceA = deviceA;
+    await mkdir(this.#context.workDir, { recursive: true });
+    // The passphrase goes in a file, never on a command line (DESIGN §10).
+    await writeFile(this.#passphraseFile, "bench-secondary-passphrase\n", { mode: 0o600 });
+  }
+
+  async resetServer(): Promise<void> {
+    this.#stopHubs();
+    for (const dir of [this.#server, this.#homeA]) await rm(dir, { recursive: true, force: true });
+    await this.#step("cws-server init", this.#serverMain, ["init", "--data", this.#server, "--passphrase-file", this.#passphraseFile]);
+    await this.#enroll(this.#homeA, "bench-device-a");
+  }
+
+  async push(): Promise<Measurement> {
+    return this.#measured(this.#homeA, [
+      ["create-superproject", SLUG, "--root", this.#deviceA],
+      ["sync", SLUG, "--json"],
+    ]);
+  }
+
+  async sync(): Promise<Measurement> {
+    return this.#measured(this.#homeA, [["sync", SLUG, "--json"]]);
+  }
+
+  async preparePull(): Promise<void> {
+    for (const dir of [this.#homeB, this.#deviceB]) await rm(dir, { recursive: true, force: true });
+    await mkdir(this.#deviceB, { recursive: true });
+    await this.#enroll(this.#homeB, "bench-device-b");
+  }
+
+  async pull(): Promise<Measurement> {
+    return this.#measured(this.#homeB, [
+      ["attach-superproject", SLUG, "--root", this.#deviceB],
+      ["sync", SLUG, "--json"],
+    ]);
+  }
+
+  secondDeviceRoot(): string {
+    return this.#deviceB;
+  }
+
+  async dispose(): Promise<void> {
+    this.#stopHubs();
+    await rm(this.#context.workDir, { recursive: true, force: true });
+  }
+
+  async #enroll(home: string, deviceName: string): Promise<void> {
+    const { sshd } = this.#context;
+    // GNU time wraps the agent so every SSH session appends its peak RSS to one file.
+    const agentCommand = `${TIME_PATH} -a -f %M -o ${shellQuote(this.#serverRss)} ${agentCommandLine(this.#server)}`;
+    await this.#step("cws enroll-device", this.#cli, [
+      "enroll-device",
+      "--host", sshd.host,
+      "--port", String(sshd.port),
+      "--user", sshd.user,
+      "--identity", sshd.clientKeyPath,
+      "--known-hosts", sshd.knownHostsPath,
+      "--device-name", deviceName,
+      "--passphrase-file", this.#passphraseFile,
+      "--agent-command", agentCommand,
+      "--yes",
+    ], home);
+  }
+
+  /** Runs a set-up command (not timed); throws with its output if it fails. */
+  async #step(label: string, script: string, args: string[], home?: string): Promise<void> {
+    const run = await runTimed(REPO_NODE, [script, ...args], {
+      rssFile: this.#clientRss,
+      timeoutMs: this.#context.timeoutMs,
+      env: { ...process.env, ...(home === undefined ? {} : { CWS_HOME: home }) },
+    });
+    if (run.timedOut) throw new Error(`${label} timed out after ${this.#context.timeoutMs} ms`);
+    if (run.code !== 0) throw new Error(`${label} exited with ${run.code ?? run.signal}: ${tail(run.stderr || run.stdout)}`);
+  }
+
+  /** Runs the timed commands of one scenario and adds up their time and bytes. */
+  async #measured(home: string, commands: string[][]): Promise<Measurement> {
+    await rm(this.#serverRss, { force: true });
+    const total: Measurement = { wallMs: 0 };
+    for (const args of commands) {
+      const run = await runTimed(REPO_NODE, [this.#cli, ...args], {
+        rssFile: this.#clientRss,
+        timeoutMs: this.#context.timeoutMs,
+        env: { ...process.env, CWS_HOME: home },
+      });
+      const label = `cws ${args[0]}`;
+      if (run.timedOut) throw new Error(`${label} timed out after ${this.#context.timeoutMs} ms`);
+      if (run.code !== 0) throw new Error(`${label} exited with ${run.code ?? run.signal}: ${tail(run.stderr || run.stdout)}`);
+      total.wallMs += run.wallMs;
+      if (run.clientRssKiB !== undefined) total.clientRssKiB = Math.max(total.clientRssKiB ?? 0, run.clientRssKiB);
+      const summary = parseCwsSummary(run.stdout);
+      if (summary?.payload !== undefined) total.payload = addBytes(total.payload, summary.payload);
+      if (summary?.ssh !== undefined) total.ssh = addBytes(total.ssh, summary.ssh);
+      if (args[0] === "sync" && summary === undefined) {
+        throw new Error(`${label} --json printed no summary with "wire" bytes: ${tail(run.stdout)}`);
+      }
+    }
+    const agentRss = await waitForRssFile(this.#serverRss, { timeoutMs: 1500 });
+    const hubRss = Math.max(0, ...findProcesses(this.#server).map((p) => p.peakRssKiB ?? 0));
+    const serverRss = Math.max(agentRss ?? 0, hubRss);
+    if (serverRss > 0) total.serverRssKiB = serverRss;
+    return total;
+  }
+
+  /** Stops hubs (long-lived server processes) started for this tool's data dir, by PID. */
+  #stopHubs(): void {
+    for (const { pid } of findProcesses(this.#server)) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // It exited between the scan and the signal.
+      }
+    }
+  }
+}
+
+function addBytes(a: ByteCounts | undefined, b: ByteCounts): ByteCounts {
+  return a === undefined ? { ...b } : { sent: a.sent + b.sent, received: a.received + b.received };
+}

@@ -1,0 +1,112 @@
+/**
+ * The agent: one per SSH session (or per local-transport child), serving the client protocol
+ * over stdio. It moves chunks between the staging folders and the store itself and asks the
+ * hub for everything that lives in the database. It refuses data requests until the session
+ * is bound to an enrolled device, and refuses every path that could leave the data dir.
+ */
+import { join } from "node:path";
+import { CwsError } from "../../src/errors.ts";
+import { readLines, writeMessage } from "../../src/protocol/framing.ts";
+import { serveRpc } from "../../src/protocol/rpc.ts";
+import { Methods, type Hello, type MethodName, type Params } from "../../src/protocol/messages.ts";
+import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
+import { checkManifestPath } from "../../src/core/paths.ts";
+import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
+import { Store } from "../store/store.ts";
+import { getManifest, putManifest } from "../store/manifest-objects.ts";
+import { connectHub, type HubClient } from "../hub/hub-client.ts";
+
+export interface AgentOptions {
+  dataDir: string;
+  input: NodeJS.ReadableStream;
+  output: NodeJS.WritableStream;
+  /** When set (by the forced command of an enrolled key), the session may only open this device. */
+  pinnedDeviceId?: string;
+  log?: (line: string) => void;
+}
+
+/** Capabilities this agent offers beyond the base protocol. */
+export const AGENT_CAPABILITIES = ["bundles-zstd", "lease", "quarantine"];
+
+export async function serveAgent(options: AgentOptions): Promise<void> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`cws-agent: ${line}\n`));
+  const store = await Store.open(options.dataDir);
+  let hub: HubClient | undefined;
+  const getHub = async (): Promise<HubClient> => (hub ??= await connectHub(options.dataDir));
+  let deviceId: string | undefined;
+
+  const hello: Hello = {
+    type: "hello",
+    magic: AGENT_MAGIC,
+    protocol: PROTOCOL_VERSION,
+    version: PACKAGE_VERSION,
+    capabilities: AGENT_CAPABILITIES,
+    staging: { incoming: join(options.dataDir, "staging", "incoming"), outgoing: join(options.dataDir, "staging", "outgoing") },
+  };
+  await writeMessage(options.output, hello);
+
+  const requireDevice = (): string => {
+    if (deviceId === undefined) {
+      throw new CwsError("NOT_ENROLLED", "This session has not identified an enrolled device. Run `cws enroll-device` on this device first.");
+    }
+    return deviceId;
+  };
+
+  const handlers: { [M in MethodName]: (params: Params<M>) => Promise<unknown> } = {
+    enroll: async (p) => (await getHub()).call("registerDevice", { name: p.deviceName, passphrase: p.passphrase, keyFingerprint: p.keyFingerprint }),
+    open: async (p) => {
+      if (options.pinnedDeviceId !== undefined && p.deviceId !== options.pinnedDeviceId) {
+        throw new CwsError("AUTH_FAILED", "This SSH key is enrolled for another device. Use this device's own key, or enroll it again.");
+      }
+      const device = await (await getHub()).call("device", { deviceId: p.deviceId });
+      deviceId = device.id;
+      return { deviceName: device.name };
+    },
+    listSuperprojects: async () => { requireDevice(); return (await getHub()).call("listSuperprojects", {}); },
+    createSuperproject: async (p) => { requireDevice(); return (await getHub()).call("createSuperproject", p); },
+    head: async (p) => { requireDevice(); return (await getHub()).call("head", p); },
+    fetchManifest: async (p) => {
+      requireDevice();
+      const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
+      return { manifest: await getManifest(store, snapshot.manifestHash) };
+    },
+    missingChunks: async (p) => { requireDevice(); return { missing: await store.missing(p.ids) }; },
+    ingestBundle: async (p) => { requireDevice(); return store.ingestBundle(p.name); },
+    commit: async (p) => {
+      const device = requireDevice();
+      checkManifestPaths(p.manifest);
+      const ids = [...manifestChunkIds(p.manifest)];
+      const missing = await store.missing(ids);
+      if (missing.length > 0) {
+        throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
+          data: { missing: missing.slice(0, 20) },
+        });
+      }
+      const manifestHash = await putManifest(store, p.manifest);
+      return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
+    },
+    prepareBundle: async (p) => { requireDevice(); return store.writeBundle(p.ids); },
+    releaseBundle: async (p) => {
+      requireDevice();
+      await store.releaseOutgoing(p.name);
+      return {};
+    },
+  };
+
+  try {
+    await serveRpc({
+      table: Methods,
+      lines: readLines(options.input as AsyncIterable<Uint8Array>),
+      output: options.output,
+      handle: (method, params) => (handlers[method] as (p: unknown) => Promise<unknown>)(params),
+      onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
+    });
+  } finally {
+    await hub?.close();
+    await store.close?.();
+  }
+}
+
+function checkManifestPaths(manifest: Manifest): void {
+  for (const entry of manifest.entries) checkManifestPath(entry.path);
+}

@@ -1,0 +1,127 @@
+/**
+ * An agent's connection to the hub, starting the hub when it is not running. Two agents that
+ * find no hub at the same moment race for a start lock (a file created with O_EXCL), so only
+ * one hub is ever started; the loser waits for the winner's hub to answer.
+ */
+import { connect, type Socket } from "node:net";
+import { spawn } from "node:child_process";
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { CwsError } from "../../src/errors.ts";
+import { readLines } from "../../src/protocol/framing.ts";
+import { RpcCaller, type TableParams, type TableResult } from "../../src/protocol/rpc.ts";
+import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
+import { hubSocketPath } from "./hub-server.ts";
+
+export interface HubClient {
+  call<M extends HubMethodName>(method: M, params: TableParams<typeof HubMethods, M>): Promise<TableResult<typeof HubMethods, M>>;
+  close(): Promise<void>;
+}
+
+/** How long an agent waits for a hub it started (or saw being started) to answer. */
+const HUB_START_TIMEOUT_MS = 20_000;
+/** A start lock older than this is stale: its owner died before the hub came up. */
+const START_LOCK_STALE_MS = 30_000;
+
+const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.ts");
+
+export async function connectHub(dataDir: string, options: { autoStart?: boolean } = {}): Promise<HubClient> {
+  const socketPath = hubSocketPath(dataDir);
+  const first = await tryConnect(socketPath);
+  if (first !== null) return wrap(first);
+  if (options.autoStart === false) {
+    throw new CwsError("HUB_UNAVAILABLE", `The cws hub is not running for ${dataDir}. Start it with \`cws-server serve --data ${dataDir}\` (or the systemd unit).`);
+  }
+  const deadline = Date.now() + HUB_START_TIMEOUT_MS;
+  let startedHere = false;
+  while (Date.now() < deadline) {
+    if (!startedHere && (await takeStartLock(dataDir))) {
+      try {
+        // Another agent may have started the hub between our connect and our lock.
+        const again = await tryConnect(socketPath);
+        if (again !== null) return wrap(again);
+        spawnHub(dataDir);
+        startedHere = true;
+      } catch (error) {
+        await releaseStartLock(dataDir);
+        throw error;
+      }
+    }
+    await delay(50);
+    const socket = await tryConnect(socketPath);
+    if (socket !== null) {
+      if (startedHere) await releaseStartLock(dataDir);
+      return wrap(socket);
+    }
+  }
+  if (startedHere) await releaseStartLock(dataDir);
+  let logTail = "";
+  try {
+    logTail = (await readFile(join(dataDir, "logs", "hub.log"), "utf8")).slice(-2000);
+  } catch {
+    // No log yet: the hub never got far enough to write one.
+  }
+  throw new CwsError("HUB_UNAVAILABLE", `The cws hub did not come up within ${HUB_START_TIMEOUT_MS / 1000} s for ${dataDir}.${logTail ? ` Its log ends with:\n${logTail}` : ""} Check ${join(dataDir, "logs", "hub.log")} or start it by hand with \`cws-server serve --data ${dataDir}\`.`);
+}
+
+function tryConnect(socketPath: string): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once("connect", () => { socket.removeAllListeners("error"); resolve(socket); });
+    socket.once("error", () => { socket.destroy(); resolve(null); });
+  });
+}
+
+async function takeStartLock(dataDir: string): Promise<boolean> {
+  const lockPath = join(dataDir, "hub.start.lock");
+  try {
+    const handle = await open(lockPath, "wx", 0o600);
+    await handle.writeFile(`${process.pid}\n`);
+    await handle.close();
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    try {
+      const info = await stat(lockPath);
+      if (Date.now() - info.mtimeMs > START_LOCK_STALE_MS) await rm(lockPath, { force: true });
+    } catch {
+      // The lock vanished meanwhile: the next round will try again.
+    }
+    return false;
+  }
+}
+
+async function releaseStartLock(dataDir: string): Promise<void> {
+  await rm(join(dataDir, "hub.start.lock"), { force: true });
+}
+
+function spawnHub(dataDir: string): void {
+  const logDir = join(dataDir, "logs");
+  // Synchronous-enough: the log folder is created before the child opens it below.
+  void mkdir(logDir, { recursive: true, mode: 0o700 });
+  const child = spawn(process.execPath, [SERVER_MAIN, "serve", "--data", dataDir, "--started-by-agent"], {
+    detached: true,
+    stdio: "ignore",
+    env: process.env,
+  });
+  child.unref();
+}
+
+function wrap(socket: Socket): HubClient {
+  socket.setNoDelay(true);
+  const caller = new RpcCaller(HubMethods, readLines(socket)[Symbol.asyncIterator](), socket, {
+    peer: "hub",
+    lostError: (cause) => new CwsError("HUB_UNAVAILABLE", "The connection to the cws hub closed unexpectedly; run the command again.", cause === undefined ? {} : { cause }),
+  });
+  return {
+    call: (method, params) => caller.call(method, params),
+    async close() {
+      socket.end();
+      await caller.done.catch(() => {});
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

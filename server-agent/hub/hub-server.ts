@@ -1,0 +1,195 @@
+/**
+ * The hub: the long-lived process that owns the server's SQLite database and answers agents
+ * over a Unix socket in the data dir (mode 0600). Agents come and go with SSH sessions; the
+ * hub serialises every state change (heads, leases, quarantine) through one database.
+ */
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { chmod, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CwsError } from "../../src/errors.ts";
+import { readLines } from "../../src/protocol/framing.ts";
+import { serveRpc } from "../../src/protocol/rpc.ts";
+import { readServerConfig, verifyPassphrase } from "../server-config.ts";
+import { HubDatabase, type Clock } from "./hub-db.ts";
+import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
+import { Store } from "../store/store.ts";
+import { getManifest } from "../store/manifest-objects.ts";
+
+export function hubSocketPath(dataDir: string): string {
+  return join(dataDir, "hub.sock");
+}
+
+export function hubDatabasePath(dataDir: string): string {
+  return join(dataDir, "hub.sqlite");
+}
+
+export interface HubOptions {
+  dataDir: string;
+  clock?: Clock;
+  /** Exit after this long without any connection (0 = never). Defaults to the server config. */
+  idleExitMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningHub {
+  socketPath: string;
+  db: HubDatabase;
+  /** Resolves when the hub has stopped (shutdown request, idle exit or close()). */
+  stopped: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHub(options: HubOptions): Promise<RunningHub> {
+  const { dataDir } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} hub: ${line}\n`));
+  const config = await readServerConfig(dataDir);
+  const socketPath = hubSocketPath(dataDir);
+  if (await socketAnswers(socketPath)) {
+    throw new CwsError("ALREADY_EXISTS", `A hub is already running for ${dataDir} (socket ${socketPath} answers).`);
+  }
+  await rm(socketPath, { force: true });
+  const db = new HubDatabase(hubDatabasePath(dataDir), { clock: options.clock, leaseTtlMs: config.leaseTtlMs });
+  const store = await Store.open(dataDir);
+  const idleExitMs = options.idleExitMs ?? config.hubIdleExitMs;
+
+  const sockets = new Set<Socket>();
+  let lastActivity = Date.now();
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => { resolveStopped = resolve; });
+  let closing = false;
+
+  const handle = async (method: HubMethodName, params: unknown): Promise<unknown> => {
+    lastActivity = Date.now();
+    switch (method) {
+      case "ping":
+        return { pid: process.pid, now: db.clock() };
+      case "registerDevice": {
+        const p = params as { name: string; passphrase: string; keyFingerprint?: string };
+        const current = await readServerConfig(dataDir);
+        if (!(await verifyPassphrase(p.passphrase, current.passphrase))) {
+          throw new CwsError("AUTH_FAILED", "The secondary passphrase is wrong. Use the passphrase set with `cws-server init` on the server.");
+        }
+        const deviceId = db.registerDevice(p.name, p.keyFingerprint);
+        log(`enrolled device ${p.name} (${deviceId})`);
+        return { deviceId };
+      }
+      case "device": {
+        const { id, name } = db.device((params as { deviceId: string }).deviceId);
+        return { id, name };
+      }
+      case "listSuperprojects":
+        return { superprojects: db.listSuperprojects() };
+      case "createSuperproject":
+        return db.createSuperproject((params as { slug: string }).slug);
+      case "deleteSuperproject":
+        db.deleteSuperproject((params as { slug: string }).slug);
+        return {};
+      case "head":
+        return { snapshot: db.head((params as { slug: string }).slug) };
+      case "snapshot": {
+        const p = params as { slug: string; id: number };
+        return { snapshot: db.snapshot(p.slug, p.id) };
+      }
+      case "listSnapshots": {
+        const p = params as { slug: string; limit: number };
+        return { snapshots: db.listSnapshots(p.slug, p.limit) };
+      }
+      case "commit": {
+        const p = params as { slug: string; base: number | null; deviceId: string; kind: "push" | "override" | "restore" | "accept-quarantine"; manifestHash: string; fencingToken?: number };
+        // The manifest must already be in the store: the hub reads it back so the snapshot's
+        // counts come from the stored object, not from what the agent claims.
+        const manifest = await getManifest(store, p.manifestHash);
+        const files = manifest.entries.filter((e) => e.kind === "file");
+        const snapshot = db.commit({ ...p, files: files.length, bytes: files.reduce((sum, e) => sum + e.size, 0) });
+        log(`${p.slug}: snapshot ${snapshot.id} (${p.kind}) by ${snapshot.deviceName}, ${snapshot.files} files`);
+        return { snapshot };
+      }
+      case "leaseStatus":
+        return db.lease();
+      case "acquireLease": {
+        const p = params as { deviceId: string; slug: string };
+        db.superproject(p.slug);
+        const lease = db.acquireLease(p.deviceId, p.slug);
+        log(`lease granted to ${lease.deviceName} for ${p.slug} (token ${lease.token})`);
+        return lease;
+      }
+      case "heartbeat": {
+        const p = params as { deviceId: string; token: number };
+        return db.heartbeat(p.deviceId, p.token);
+      }
+      case "releaseLease": {
+        const p = params as { deviceId: string; token: number };
+        return db.releaseLease(p.deviceId, p.token);
+      }
+      case "shutdown":
+        setImmediate(() => void close());
+        return {};
+    }
+  };
+
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    lastActivity = Date.now();
+    socket.on("close", () => { sockets.delete(socket); lastActivity = Date.now(); });
+    socket.on("error", () => socket.destroy());
+    serveRpc({
+      table: HubMethods,
+      lines: readLines(socket),
+      output: socket,
+      handle,
+      onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
+    }).catch(() => socket.destroy()).finally(() => socket.end());
+  });
+
+  // The socket is created under a restrictive umask, then chmod-ed, so no other account can
+  // ever connect to it, not even in the moment between listen() and chmod().
+  const previousUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(socketPath, () => { server.off("error", reject); resolve(); });
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  await chmod(socketPath, 0o600);
+  await writeFile(join(dataDir, "hub.pid"), `${process.pid}\n`, { mode: 0o600 });
+  log(`listening on ${socketPath} (pid ${process.pid})`);
+
+  const idleTimer = idleExitMs > 0
+    ? setInterval(() => {
+      if (sockets.size === 0 && Date.now() - lastActivity >= idleExitMs) {
+        log(`idle for ${Math.round(idleExitMs / 1000)} s, exiting`);
+        void close();
+      }
+    }, Math.min(idleExitMs, 30_000))
+    : undefined;
+  idleTimer?.unref();
+
+  async function close(): Promise<void> {
+    if (closing) return stopped;
+    closing = true;
+    clearInterval(idleTimer);
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const socket of sockets) socket.end();
+      setTimeout(() => { for (const socket of sockets) socket.destroy(); }, 2000).unref();
+    });
+    db.close();
+    await store.close?.();
+    await rm(join(dataDir, "hub.pid"), { force: true });
+    resolveStopped();
+  }
+
+  return { socketPath, db, stopped, close };
+}
+
+/** True when something accepts connections on the socket. */
+export function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once("connect", () => { socket.destroy(); resolve(true); });
+    socket.once("error", () => resolve(false));
+  });
+}
+

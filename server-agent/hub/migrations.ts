@@ -1,0 +1,63 @@
+/**
+ * The hub database's schema, as an append-only list of migrations. The schema version is
+ * `PRAGMA user_version`: migration i (0-based) takes the database from version i to i + 1.
+ * Never edit a migration that has shipped; add a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: devices, superprojects, snapshots, the global lease.
+  `
+  CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_fingerprint TEXT,
+    enrolled_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+  );
+  CREATE TABLE superprojects (
+    slug TEXT PRIMARY KEY,
+    head INTEGER,
+    created_at INTEGER NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}'
+  );
+  CREATE TABLE snapshots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    slug TEXT NOT NULL REFERENCES superprojects(slug) ON DELETE CASCADE,
+    parent INTEGER,
+    device_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    manifest_hash TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+  );
+  CREATE INDEX snapshots_by_slug ON snapshots(slug, id);
+  CREATE TABLE lease (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    device_id TEXT,
+    slug TEXT,
+    token INTEGER NOT NULL,
+    acquired_at INTEGER,
+    heartbeat_at INTEGER,
+    expires_at INTEGER
+  );
+  INSERT INTO lease (singleton, token) VALUES (1, 0);
+  `,
+  // 2: the quarantine queue.
+  `
+  CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    slug TEXT NOT NULL REFERENCES superprojects(slug) ON DELETE CASCADE,
+    snapshot_id INTEGER,
+    device_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    proposed_hash TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    resolved_at INTEGER,
+    resolved_by TEXT
+  );
+  CREATE INDEX quarantine_by_slug ON quarantine(slug, status);
+  `,
+];

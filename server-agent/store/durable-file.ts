@@ -1,0 +1,42 @@
+/**
+ * Crash-safe file writes: a temp file written exclusively, fsynced, then renamed over the
+ * final name, and the folder fsynced so the rename itself survives a power cut.
+ */
+import { randomBytes } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+
+/** The suffix of every temp file the store writes; `repack` removes old ones. */
+export const TEMP_SUFFIX = ".tmp";
+
+/** Writes `bytes` to `path` atomically and durably (except for the folder entry: see syncDir). */
+export async function writeFileDurably(path: string, bytes: Uint8Array): Promise<void> {
+  // A random part keeps two processes writing the same content-addressed name apart.
+  const temp = `${path}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
+  const handle = await open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => {});
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  try {
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** Fsyncs a folder, making the renames and unlinks inside it durable. */
+export async function syncDir(path: string): Promise<void> {
+  const handle = await open(path, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

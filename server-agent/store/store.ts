@@ -1,0 +1,847 @@
+/**
+ * The server's content-addressed store: chunks in pack files, metadata blobs (manifests) as
+ * objects, and the staging folders through which bundles travel over SFTP.
+ *
+ * ```
+ * <data>/store/packs/<id>.pack     chunks, in bundle format (src/protocol/bundle.ts)
+ * <data>/store/packs/<id>.idx      sorted index of that pack (pack-index.ts); written last
+ * <data>/store/objects/<h2>/<hash> one zstd-compressed object, hash = xxh64 of its raw bytes
+ * <data>/staging/incoming/<name>   bundles uploaded by clients, removed once ingested
+ * <data>/staging/outgoing/<name>   bundles prepared for clients to download
+ * <data>/tmp/                      scratch space for other server parts; old files are removed
+ * ```
+ *
+ * Why packs: an fsync costs about 0.5 ms here and a workspace has thousands of small files, so
+ * one file per chunk would make an initial push fsync-bound. An ingested bundle's new chunks
+ * become one pack and one index: two fsyncs (plus one for the folder) per bundle.
+ *
+ * Crash safety: a pack is written to a temp name, fsynced and renamed; then its index, the same
+ * way; then the folder is fsynced. A pack only counts once its index exists, so a crash leaves
+ * at worst an orphan pack or temp file, which `repack` removes once older than its grace period.
+ *
+ * Several agent processes (one per SSH session) may share one store. Packs are immutable and
+ * named randomly, so writers never collide; readers pick up other processes' packs by listing
+ * the index files again before they answer "missing" or "not found". A chunk stored twice by
+ * two concurrent pushes costs space until the next repack, never correctness.
+ *
+ * Encryption at rest: every payload written or read passes through an AtRestCodec (codec.ts);
+ * the plain codec is the identity.
+ */
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, readdir, readFile, realpath, rm, stat } from "node:fs/promises";
+import zlib from "node:zlib";
+import { CwsError } from "../../src/errors.ts";
+import { initHash, xxh64Hex } from "../../src/core/hash.ts";
+import {
+  BundleWriter,
+  decodeRecordPayload,
+  MAX_BUNDLE_RECORDS,
+  RECORD_HEADER_BYTES,
+  readBundle,
+  verifyRecord,
+  ZSTD_LEVEL,
+} from "../../src/protocol/bundle.ts";
+import { plainCodec } from "./codec.ts";
+import type { AtRestCodec } from "./codec.ts";
+import { syncDir, TEMP_SUFFIX, writeFileDurably } from "./durable-file.ts";
+import { HandleCache } from "./handle-cache.ts";
+import { encodePackIndex, parsePackIndex } from "./pack-index.ts";
+import type { PackEntry } from "./pack-index.ts";
+import { checkFileName, inside } from "./safe-path.ts";
+
+/** The largest object (e.g. a manifest) the store accepts, in raw bytes. */
+export const MAX_OBJECT_BYTES = 256 * 1024 * 1024;
+
+/** The first bytes of every object file; followed by the raw length (u32) and the payload. */
+const OBJECT_MAGIC = Buffer.from("CWSOBJ01", "latin1");
+const OBJECT_HEADER_BYTES = OBJECT_MAGIC.byteLength + 4;
+
+const PACK_ID = /^[0-9a-f]{16}$/;
+const INDEX_FILE = /^([0-9a-f]{16})\.idx$/;
+const PACK_FILE = /^([0-9a-f]{16})\.pack$/;
+const CHUNK_ID = /^([0-9a-f]{16})-(\d{1,7})$/;
+const OBJECT_HASH = /^[0-9a-f]{16}$/;
+const SHARD = /^[0-9a-f]{2}$/;
+
+export interface StoreOptions {
+  /**
+   * The at-rest codec for pack records and objects.
+   *
+   * @default {plainCodec}
+   */
+  codec?: AtRestCodec;
+  /**
+   * How many pack files are kept open between reads.
+   *
+   * @default {32}
+   */
+  maxOpenPacks?: number;
+  /** Receives one line for each anomaly the store works around (e.g. a damaged index skipped). */
+  log?: (message: string) => void;
+}
+
+/** The folders of a store, absolute and resolved. */
+export interface StorePaths {
+  root: string;
+  packs: string;
+  objects: string;
+  incoming: string;
+  outgoing: string;
+  tmp: string;
+}
+
+/** One finding of `verifyAll`. */
+export interface StoreProblem {
+  /** What is affected. */
+  kind: "pack" | "index" | "chunk" | "object";
+  /** The pack id, chunk id or object hash. */
+  name: string;
+  /** What is wrong, for people. */
+  message: string;
+}
+
+export interface VerifyResult {
+  /** Packs read through. */
+  packs: number;
+  /** Chunks whose hash checked out. */
+  chunks: number;
+  /** Objects whose hash checked out. */
+  objects: number;
+  problems: StoreProblem[];
+}
+
+export interface RepackOptions {
+  /** Files (packs, objects, staging) younger than this are never touched, in milliseconds. */
+  graceMs: number;
+  /** The current time, in milliseconds since the epoch (injected, so tests need no clock). */
+  now: number;
+  /** Object hashes still referenced. Without it, no object is removed. */
+  liveObjects?: Set<string>;
+  /**
+   * Size at which a rewritten pack is closed and a new one started.
+   *
+   * @default {1 GiB}
+   */
+  maxPackBytes?: number;
+}
+
+export interface RepackResult {
+  /** Old packs left as they were (every chunk live and not stored elsewhere). */
+  packsKept: number;
+  /** Young packs not looked at. */
+  packsYoung: number;
+  /** Old packs whose live chunks moved into new packs and which were then removed. */
+  packsRewritten: number;
+  /** Old packs removed with nothing live in them. */
+  packsRemoved: number;
+  /** New packs written. */
+  packsWritten: number;
+  /** Chunk copies dropped (dead chunks and duplicates). */
+  chunksDropped: number;
+  /** Pack bytes removed minus pack bytes written. */
+  bytesFreed: number;
+  /** Objects removed. */
+  objectsRemoved: number;
+  /** Orphan packs, old temp files and old staging files removed. */
+  filesRemoved: number;
+}
+
+interface LoadedPack {
+  id: string;
+  packBytes: number;
+  entries: PackEntry[];
+}
+
+/** A pack being written: its writer and the entries of the records added so far. */
+interface PackBuilder {
+  id: string;
+  writer: BundleWriter;
+  entries: PackEntry[];
+}
+
+export class Store {
+  readonly paths: StorePaths;
+  #codec: AtRestCodec;
+  #log: (message: string) => void;
+  #handles: HandleCache;
+  #packs = new Map<string, LoadedPack>();
+  /** chunk id → one location (the first loaded, when a chunk is in several packs). */
+  #index = new Map<string, PackEntry>();
+  /** pack id → why its index could not be loaded; not retried until it changes. */
+  #badIndexes = new Map<string, string>();
+  #refreshChain: Promise<void> = Promise.resolve();
+
+  private constructor(paths: StorePaths, options: StoreOptions) {
+    this.paths = paths;
+    this.#codec = options.codec ?? plainCodec;
+    this.#log = options.log ?? (() => {});
+    this.#handles = new HandleCache(options.maxOpenPacks ?? 32);
+  }
+
+  /** Opens (creating if needed) the store in `dataDir` and loads its pack indexes. */
+  static async open(dataDir: string, options: StoreOptions = {}): Promise<Store> {
+    await initHash();
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // The real path, so the inside-the-root checks compare like with like.
+    const root = await realpath(dataDir);
+    const paths: StorePaths = {
+      root,
+      packs: inside(root, "store", "packs"),
+      objects: inside(root, "store", "objects"),
+      incoming: inside(root, "staging", "incoming"),
+      outgoing: inside(root, "staging", "outgoing"),
+      tmp: inside(root, "tmp"),
+    };
+    for (const dir of [paths.packs, paths.objects, paths.incoming, paths.outgoing, paths.tmp]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+    const store = new Store(paths, options);
+    await store.refresh();
+    return store;
+  }
+
+  /** Closes the cached pack files. The store must not be used afterwards. */
+  async close(): Promise<void> {
+    await this.#handles.closeAll();
+  }
+
+  // ---- chunks ------------------------------------------------------------------------------
+
+  /**
+   * Loads the indexes of packs that appeared since the last look (written by other agent
+   * processes) and forgets packs whose index disappeared (removed by a repack). Calls are
+   * serialized, and each one lists the folder after it starts.
+   */
+  refresh(): Promise<void> {
+    const run = this.#refreshChain.then(() => this.#refreshNow());
+    this.#refreshChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Returns the ids among `ids` that the store lacks, once each, in the order given. */
+  async missing(ids: readonly string[]): Promise<string[]> {
+    const unique = [...new Set(ids)];
+    for (const id of unique) checkChunkId(id);
+    let absent = unique.filter((id) => !this.#index.has(id));
+    if (absent.length > 0) {
+      // Another agent process may have stored them since we last looked.
+      await this.refresh();
+      absent = absent.filter((id) => !this.#index.has(id));
+    }
+    return absent;
+  }
+
+  /** True if the store holds chunk `id`. */
+  async has(id: string): Promise<boolean> {
+    return (await this.missing([id])).length === 0;
+  }
+
+  /** The ids of every chunk in the loaded indexes (call `refresh()` first for other processes' packs). */
+  listChunkIds(): string[] {
+    return [...this.#index.keys()];
+  }
+
+  /**
+   * Verifies every record of an uploaded bundle and stores the new ones in one pack, then
+   * deletes the bundle. Either all of the bundle's new chunks are stored or none is.
+   *
+   * @param name A bare file name in `staging/incoming`.
+   * @returns the number and raw bytes of chunks newly stored.
+   * @throws CwsError INVALID_PATH for a bad name, NOT_FOUND if there is no such bundle,
+   *   CORRUPT / FRAME_TOO_LARGE if any record is damaged (the bundle is then deleted).
+   */
+  async ingestBundle(name: string): Promise<{ chunks: number; bytes: number }> {
+    const path = inside(this.paths.incoming, checkFileName(name, "bundle name"));
+    await this.refresh();
+    const builder = await this.#startPack();
+    const added = new Set<string>();
+    let bytes = 0;
+    try {
+      for await (const record of readBundle(path)) {
+        // Decompresses and hashes; a mismatch throws and the whole bundle is dropped.
+        verifyRecord(record);
+        if (this.#index.has(record.id) || added.has(record.id)) continue;
+        added.add(record.id);
+        // The bundle's compressed bytes are kept as they are: the client's writer already
+        // decided whether compression helps, so recompressing would only cost CPU.
+        const sealed = this.#codec.seal(record.stored, { kind: "chunk", id: record.id });
+        const location = await builder.writer.addStored(record.id, record.flags, sealed);
+        builder.entries.push({ id: record.id, pack: builder.id, ...location });
+        bytes += record.rawLength;
+      }
+    } catch (error) {
+      await builder.writer.abort();
+      if (isErrno(error, "ENOENT")) {
+        throw new CwsError("NOT_FOUND", `Cannot ingest bundle "${name}" as it is not in the incoming staging folder; upload it first`, {
+          data: { name },
+        });
+      }
+      // A damaged bundle is useless; the client sends its chunks again in a new one.
+      if (error instanceof CwsError && (error.code === "CORRUPT" || error.code === "FRAME_TOO_LARGE")) await rm(path, { force: true });
+      throw error;
+    }
+    if (builder.entries.length === 0) {
+      await builder.writer.abort();
+    } else {
+      await this.#commitPack(builder);
+    }
+    await rm(path, { force: true });
+    return { chunks: builder.entries.length, bytes };
+  }
+
+  /**
+   * Returns a chunk's raw bytes, verified against its id.
+   *
+   * @throws CwsError NOT_FOUND if the store lacks it, CORRUPT if the stored copy is damaged.
+   */
+  async readChunk(id: string): Promise<Uint8Array> {
+    const [hash, rawLength] = checkChunkId(id);
+    const { entry, payload } = await this.#readPayload(id);
+    const raw = decodeRecordPayload(entry.flags, payload, rawLength, `stored chunk "${id}"`);
+    const actual = xxh64Hex(raw);
+    if (actual !== hash) {
+      throw new CwsError("CORRUPT", `Cannot read stored chunk "${id}" as its content hashes to "${actual}"; run "cws-server verify"`, {
+        data: { id, pack: entry.pack },
+      });
+    }
+    return raw;
+  }
+
+  /**
+   * Writes the given chunks into a bundle in `staging/outgoing`, copying their stored bytes
+   * without recompressing. The client verifies every hash when it reads the bundle.
+   *
+   * @param name A bare file name; a random one by default.
+   * @throws CwsError NOT_FOUND (with `data.missing`) if any chunk is unknown; nothing is written then.
+   */
+  async writeBundle(ids: readonly string[], name?: string): Promise<{ name: string; bytes: number }> {
+    const bundleName = name === undefined ? `out-${randomBytes(12).toString("hex")}.cwsb` : checkFileName(name, "bundle name");
+    const path = inside(this.paths.outgoing, bundleName);
+    const unique = [...new Set(ids)];
+    if (unique.length > MAX_BUNDLE_RECORDS) {
+      throw new CwsError("INVALID_ARGUMENT", `Cannot prepare a bundle of ${unique.length} chunks as one bundle holds at most ${MAX_BUNDLE_RECORDS}; ask in batches`);
+    }
+    const absent = await this.missing(unique);
+    if (absent.length > 0) {
+      throw new CwsError("NOT_FOUND", `Cannot prepare bundle as the store lacks ${absent.length} of its chunks, e.g. "${absent[0]}"`, {
+        data: { missing: absent.slice(0, 20), count: absent.length },
+      });
+    }
+    if (await exists(path)) {
+      throw new CwsError("ALREADY_EXISTS", `Cannot prepare bundle "${bundleName}" as a bundle of that name is already staged; release it first`);
+    }
+    const writer = await BundleWriter.create(path);
+    try {
+      // Records stay in the requested order; neighbours in one pack are read together, which
+      // matters for the thousands of small chunks of a workspace (one read each is ~5x slower).
+      for (const run of contiguousRuns(unique.map((id) => this.#index.get(id)!))) {
+        let payloads: Uint8Array[];
+        try {
+          payloads = (await this.#readSealedRun(run)).map((sealed, i) => this.#codec.open(sealed, { kind: "chunk", id: run[i].id }));
+        } catch (error) {
+          if (!isErrno(error, "ENOENT")) throw error;
+          // The pack was repacked away by another process; find each chunk again.
+          payloads = [];
+          for (const entry of run) payloads.push((await this.#readPayload(entry.id)).payload);
+        }
+        for (const [i, entry] of run.entries()) await writer.addStored(entry.id, entry.flags, payloads[i]);
+      }
+      const { bytes } = await writer.finish();
+      return { name: bundleName, bytes };
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  }
+
+  /** Deletes a bundle from `staging/outgoing` (after the client downloaded it). */
+  async releaseOutgoing(name: string): Promise<void> {
+    await rm(inside(this.paths.outgoing, checkFileName(name, "bundle name")), { force: true });
+  }
+
+  // ---- objects -----------------------------------------------------------------------------
+
+  /**
+   * Stores a metadata blob (e.g. a serialized manifest) under its xxh64 and returns the hash.
+   * Idempotent: an object already present is not written again.
+   */
+  async putObject(raw: Uint8Array): Promise<string> {
+    if (raw.byteLength > MAX_OBJECT_BYTES) {
+      throw new CwsError("INVALID_ARGUMENT", `Cannot store an object of ${raw.byteLength} bytes as objects are limited to ${MAX_OBJECT_BYTES} bytes`);
+    }
+    const hash = xxh64Hex(raw);
+    const path = this.#objectPath(hash);
+    if (await exists(path)) return hash;
+    const shard = inside(this.paths.objects, hash.slice(0, 2));
+    const created = await mkdir(shard, { recursive: true, mode: 0o700 });
+    const compressed = zlib.zstdCompressSync(raw, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+    const header = Buffer.allocUnsafe(OBJECT_HEADER_BYTES);
+    OBJECT_MAGIC.copy(header, 0);
+    header.writeUInt32BE(raw.byteLength, OBJECT_MAGIC.byteLength);
+    const sealed = this.#codec.seal(compressed, { kind: "object", id: hash });
+    await writeFileDurably(path, Buffer.concat([header, sealed]));
+    // The hub records the hash in its database right after; the entry must survive a crash.
+    await syncDir(shard);
+    if (created !== undefined) await syncDir(this.paths.objects);
+    return hash;
+  }
+
+  /**
+   * Returns an object's raw bytes, verified against its hash.
+   *
+   * @throws CwsError INVALID_ARGUMENT for a malformed hash, NOT_FOUND, or CORRUPT.
+   */
+  async getObject(hash: string): Promise<Uint8Array> {
+    if (typeof hash !== "string" || !OBJECT_HASH.test(hash)) {
+      throw new CwsError("INVALID_ARGUMENT", `Cannot read object ${JSON.stringify(String(hash).slice(0, 40))} as it is not 16 hex digits`);
+    }
+    let bytes: Buffer;
+    try {
+      const path = this.#objectPath(hash);
+      const size = (await stat(path)).size;
+      if (size > MAX_OBJECT_BYTES + OBJECT_HEADER_BYTES + 64 * 1024) throw corruptObject(hash, `its file has ${size} bytes`);
+      bytes = await readFile(path);
+    } catch (error) {
+      if (isErrno(error, "ENOENT")) throw new CwsError("NOT_FOUND", `Cannot read object "${hash}" as the store does not have it`, { data: { hash } });
+      throw error;
+    }
+    if (bytes.byteLength < OBJECT_HEADER_BYTES || !OBJECT_MAGIC.equals(bytes.subarray(0, OBJECT_MAGIC.byteLength))) {
+      throw corruptObject(hash, "its header is damaged");
+    }
+    const rawLength = bytes.readUInt32BE(OBJECT_MAGIC.byteLength);
+    if (rawLength > MAX_OBJECT_BYTES) throw corruptObject(hash, `it claims ${rawLength} bytes`);
+    const compressed = this.#codec.open(bytes.subarray(OBJECT_HEADER_BYTES), { kind: "object", id: hash });
+    let raw: Buffer;
+    try {
+      raw = zlib.zstdDecompressSync(compressed, { maxOutputLength: Math.max(1, rawLength) });
+    } catch (error) {
+      throw corruptObject(hash, "its compressed data is damaged", error);
+    }
+    if (raw.byteLength !== rawLength) throw corruptObject(hash, `it holds ${raw.byteLength} bytes instead of ${rawLength}`);
+    const actual = xxh64Hex(raw);
+    if (actual !== hash) throw corruptObject(hash, `its content hashes to "${actual}"`);
+    return raw;
+  }
+
+  // ---- maintenance ---------------------------------------------------------------------------
+
+  /**
+   * Re-reads every pack and object and re-hashes every chunk and object. Problems are data:
+   * one damaged pack does not stop the check of the others.
+   */
+  async verifyAll(onProblem?: (problem: StoreProblem) => void): Promise<VerifyResult> {
+    await this.refresh();
+    const result: VerifyResult = { packs: 0, chunks: 0, objects: 0, problems: [] };
+    const report = (problem: StoreProblem) => {
+      result.problems.push(problem);
+      onProblem?.(problem);
+    };
+    for (const [pack, message] of this.#badIndexes) report({ kind: "index", name: pack, message });
+    for (const pack of [...this.#packs.values()]) {
+      const byOffset = new Map(pack.entries.map((entry) => [entry.offset, entry]));
+      try {
+        for await (const record of readBundle(this.#packPath(pack.id))) {
+          const entry = byOffset.get(record.offset);
+          byOffset.delete(record.offset);
+          if (entry !== undefined && (entry.id !== record.id || entry.flags !== record.flags || entry.storedLength !== record.stored.byteLength)) {
+            report({ kind: "index", name: pack.id, message: `Index entry for "${entry.id}" does not match the record at offset ${record.offset}` });
+            continue;
+          }
+          try {
+            const payload = this.#codec.open(record.stored, { kind: "chunk", id: record.id });
+            verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, payload, record.rawLength, `chunk "${record.id}"`) });
+            result.chunks++;
+          } catch (error) {
+            report({ kind: "chunk", name: record.id, message: `In pack "${pack.id}": ${errorMessage(error)}` });
+          }
+        }
+        result.packs++;
+      } catch (error) {
+        report({ kind: "pack", name: pack.id, message: errorMessage(error) });
+      }
+      for (const entry of byOffset.values()) {
+        report({ kind: "index", name: pack.id, message: `Index entry for "${entry.id}" points to no record (offset ${entry.offset})` });
+      }
+    }
+    for (const hash of await this.#listObjects()) {
+      try {
+        await this.getObject(hash);
+        result.objects++;
+      } catch (error) {
+        report({ kind: "object", name: hash, message: errorMessage(error) });
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Garbage collection: rewrites packs without the chunks not in `liveIds` (and without
+   * duplicates), and removes orphan packs, unreferenced objects and staging files older than
+   * the grace period. A pack younger than the grace period is never touched, so chunks of an
+   * upload in flight are never collected.
+   *
+   * NOTE: Not safe to run twice at once on one store; the caller (the hub's gc) serializes it.
+   */
+  async repack(liveIds: Set<string>, options: RepackOptions): Promise<RepackResult> {
+    const { graceMs, now, liveObjects, maxPackBytes = 1024 ** 3 } = options;
+    const cutoff = now - graceMs;
+    const result: RepackResult = {
+      packsKept: 0,
+      packsYoung: 0,
+      packsRewritten: 0,
+      packsRemoved: 0,
+      packsWritten: 0,
+      chunksDropped: 0,
+      bytesFreed: 0,
+      objectsRemoved: 0,
+      filesRemoved: 0,
+    };
+    await this.refresh();
+
+    // Young packs stay; every chunk in them counts as stored.
+    const kept = new Set<string>();
+    const old: LoadedPack[] = [];
+    for (const pack of this.#packs.values()) {
+      const mtime = await mtimeOf(this.#packPath(pack.id));
+      if (mtime === undefined) continue; // Removed meanwhile by another process.
+      if (mtime > cutoff) {
+        result.packsYoung++;
+        for (const entry of pack.entries) kept.add(entry.id);
+      } else {
+        old.push(pack);
+      }
+    }
+    // Packs with the fewest dead chunks first, so duplicates are dropped from the worse ones.
+    const deadCount = (pack: LoadedPack) => pack.entries.filter((entry) => !liveIds.has(entry.id)).length;
+    old.sort((a, b) => deadCount(a) - deadCount(b) || (a.id < b.id ? -1 : 1));
+    const doomed: { pack: LoadedPack; moving: PackEntry[] }[] = [];
+    for (const pack of old) {
+      const moving = pack.entries.filter((entry) => liveIds.has(entry.id) && !kept.has(entry.id));
+      for (const entry of moving) kept.add(entry.id);
+      if (moving.length === pack.entries.length) {
+        result.packsKept++;
+      } else {
+        doomed.push({ pack, moving });
+        result.chunksDropped += pack.entries.length - moving.length;
+      }
+    }
+
+    // Copy the live chunks of doomed packs into new packs, and only then remove the old ones.
+    let builder: PackBuilder | undefined;
+    try {
+      for (const { moving } of doomed) {
+        for (const entry of moving) {
+          builder ??= await this.#startPack();
+          const sealed = await this.#readSealed(entry);
+          const location = await builder.writer.addStored(entry.id, entry.flags, sealed);
+          builder.entries.push({ id: entry.id, pack: builder.id, ...location });
+          if (builder.writer.bytes >= maxPackBytes || builder.entries.length >= MAX_BUNDLE_RECORDS) {
+            result.bytesFreed -= (await this.#commitPack(builder)).packBytes;
+            result.packsWritten++;
+            builder = undefined;
+          }
+        }
+      }
+      if (builder !== undefined) {
+        result.bytesFreed -= (await this.#commitPack(builder)).packBytes;
+        result.packsWritten++;
+        builder = undefined;
+      }
+    } catch (error) {
+      await builder?.writer.abort();
+      throw error;
+    }
+    // Index files first: a pack without its index is garbage, never a half-visible pack.
+    for (const { pack } of doomed) await rm(this.#indexPath(pack.id), { force: true });
+    await syncDir(this.paths.packs);
+    for (const { pack, moving } of doomed) {
+      await this.#handles.evict(this.#packPath(pack.id));
+      await rm(this.#packPath(pack.id), { force: true });
+      this.#packs.delete(pack.id);
+      result.bytesFreed += pack.packBytes;
+      if (moving.length > 0) result.packsRewritten++;
+      else result.packsRemoved++;
+    }
+    if (doomed.length > 0) this.#rebuildIndex();
+
+    // Orphans: packs whose index never got written (a crash) and temp files. A damaged index is
+    // left alone for the operator (verifyAll reports it): its pack may still hold good data.
+    const names = await readdir(this.paths.packs);
+    const indexed = new Set(names.flatMap((name) => INDEX_FILE.exec(name)?.[1] ?? []));
+    for (const name of names) {
+      const path = inside(this.paths.packs, name);
+      const packId = PACK_FILE.exec(name)?.[1];
+      const orphan = (packId !== undefined && !indexed.has(packId)) || name.endsWith(TEMP_SUFFIX);
+      if (orphan && (await removeIfOlder(path, cutoff))) result.filesRemoved++;
+    }
+    for (const dir of [this.paths.incoming, this.paths.outgoing, this.paths.tmp]) {
+      for (const name of await readdir(dir)) {
+        if (await removeIfOlder(inside(dir, name), cutoff)) result.filesRemoved++;
+      }
+    }
+    for (const shard of (await readdir(this.paths.objects)).filter((name) => SHARD.test(name))) {
+      const shardPath = inside(this.paths.objects, shard);
+      for (const name of await readdir(shardPath)) {
+        const path = inside(shardPath, name);
+        if (name.endsWith(TEMP_SUFFIX)) {
+          if (await removeIfOlder(path, cutoff)) result.filesRemoved++;
+        } else if (liveObjects !== undefined && OBJECT_HASH.test(name) && !liveObjects.has(name)) {
+          if (await removeIfOlder(path, cutoff)) result.objectsRemoved++;
+        }
+      }
+    }
+    await syncDir(this.paths.packs);
+    return result;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  async #refreshNow(): Promise<void> {
+    const present = new Set<string>();
+    for (const name of await readdir(this.paths.packs)) {
+      const id = INDEX_FILE.exec(name)?.[1];
+      if (id !== undefined) present.add(id);
+    }
+    let removed = false;
+    for (const id of this.#packs.keys()) {
+      if (!present.has(id)) {
+        this.#packs.delete(id);
+        removed = true;
+      }
+    }
+    for (const id of this.#badIndexes.keys()) if (!present.has(id)) this.#badIndexes.delete(id);
+    for (const id of present) {
+      if (!this.#packs.has(id) && !this.#badIndexes.has(id)) await this.#loadPack(id);
+    }
+    if (removed) this.#rebuildIndex();
+  }
+
+  async #loadPack(id: string): Promise<void> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.#indexPath(id));
+    } catch (error) {
+      // Removed between the listing and now by another process's repack.
+      if (isErrno(error, "ENOENT")) return;
+      throw error;
+    }
+    try {
+      const { packBytes, entries } = parsePackIndex(bytes, id);
+      const size = await sizeOf(this.#packPath(id));
+      if (size === undefined) {
+        if (!(await exists(this.#indexPath(id)))) return; // A repack removed both meanwhile.
+        throw new CwsError("CORRUPT", `Cannot load pack "${id}" as its pack file is missing`);
+      }
+      if (size !== packBytes) throw new CwsError("CORRUPT", `Cannot load pack "${id}" as it has ${size} bytes and its index expects ${packBytes}`);
+      this.#addPack({ id, packBytes, entries });
+    } catch (error) {
+      if (!(error instanceof CwsError)) throw error;
+      // Its chunks then count as missing, so clients upload them again: the store heals itself.
+      this.#badIndexes.set(id, error.message);
+      this.#log(`store: skipping pack ${id}: ${error.message}`);
+    }
+  }
+
+  #addPack(pack: LoadedPack): void {
+    if (this.#packs.has(pack.id)) return;
+    this.#packs.set(pack.id, pack);
+    for (const entry of pack.entries) if (!this.#index.has(entry.id)) this.#index.set(entry.id, entry);
+  }
+
+  #rebuildIndex(): void {
+    this.#index.clear();
+    for (const pack of this.#packs.values()) {
+      for (const entry of pack.entries) if (!this.#index.has(entry.id)) this.#index.set(entry.id, entry);
+    }
+  }
+
+  async #startPack(): Promise<PackBuilder> {
+    const id = randomBytes(8).toString("hex");
+    return { id, writer: await BundleWriter.create(this.#packPath(id)), entries: [] };
+  }
+
+  /** Finishes a pack, writes its index, makes both durable and adds them to the in-memory index. */
+  async #commitPack(builder: PackBuilder): Promise<LoadedPack> {
+    const { bytes: packBytes } = await builder.writer.finish();
+    try {
+      await writeFileDurably(this.#indexPath(builder.id), encodePackIndex(builder.entries, packBytes));
+      await syncDir(this.paths.packs);
+    } catch (error) {
+      await rm(this.#packPath(builder.id), { force: true });
+      throw error;
+    }
+    const pack: LoadedPack = { id: builder.id, packBytes, entries: builder.entries };
+    this.#addPack(pack);
+    return pack;
+  }
+
+  /** Reads a chunk's payload (codec opened, still compressed if flagged), finding it again if its pack was repacked away. */
+  async #readPayload(id: string): Promise<{ entry: PackEntry; payload: Uint8Array }> {
+    let entry = await this.#locate(id);
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.#readSealed(entry);
+    } catch (error) {
+      if (!isErrno(error, "ENOENT")) throw error;
+      // Another process repacked the pack away; its chunks now live in a new pack.
+      await this.refresh();
+      const moved = this.#index.get(id);
+      if (moved === undefined || moved.pack === entry.pack) {
+        throw new CwsError("NOT_FOUND", `Cannot read chunk "${id}" as its pack "${entry.pack}" is gone`, { data: { id } });
+      }
+      entry = moved;
+      sealed = await this.#readSealed(entry);
+    }
+    return { entry, payload: this.#codec.open(sealed, { kind: "chunk", id }) };
+  }
+
+  async #locate(id: string): Promise<PackEntry> {
+    checkChunkId(id);
+    let entry = this.#index.get(id);
+    if (entry === undefined) {
+      await this.refresh();
+      entry = this.#index.get(id);
+    }
+    if (entry === undefined) throw new CwsError("NOT_FOUND", `Cannot read chunk "${id}" as the store does not have it`, { data: { id } });
+    return entry;
+  }
+
+  /** Reads a record's stored bytes with one positioned read, after checking its header against the index. */
+  async #readSealed(entry: PackEntry): Promise<Uint8Array> {
+    return (await this.#readSealedRun([entry]))[0];
+  }
+
+  /**
+   * Reads the stored bytes of records that follow each other in one pack with a single
+   * positioned read, checking every header against its index entry.
+   */
+  async #readSealedRun(run: readonly PackEntry[]): Promise<Uint8Array[]> {
+    const first = run[0];
+    const last = run[run.length - 1];
+    const length = last.offset + RECORD_HEADER_BYTES + last.storedLength - first.offset;
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.#handles.use(this.#packPath(first.pack), (handle) => handle.read(buffer, 0, length, first.offset));
+    return run.map((entry) => {
+      const at = entry.offset - first.offset;
+      const dash = entry.id.indexOf("-");
+      if (
+        at + RECORD_HEADER_BYTES + entry.storedLength > bytesRead ||
+        buffer.readUInt8(at) !== entry.flags ||
+        buffer.toString("hex", at + 1, at + 9) !== entry.id.slice(0, dash) ||
+        buffer.readUInt32BE(at + 9) !== Number(entry.id.slice(dash + 1)) ||
+        buffer.readUInt32BE(at + 13) !== entry.storedLength
+      ) {
+        throw new CwsError("CORRUPT", `Cannot read chunk "${entry.id}" as its record in pack "${entry.pack}" does not match the index; run "cws-server verify"`, {
+          data: { id: entry.id, pack: entry.pack },
+        });
+      }
+      return buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + entry.storedLength);
+    });
+  }
+
+  async #listObjects(): Promise<string[]> {
+    const hashes: string[] = [];
+    for (const shard of (await readdir(this.paths.objects)).filter((name) => SHARD.test(name))) {
+      for (const name of await readdir(inside(this.paths.objects, shard))) {
+        if (OBJECT_HASH.test(name) && name.startsWith(shard)) hashes.push(name);
+      }
+    }
+    return hashes.sort();
+  }
+
+  #packPath(id: string): string {
+    if (!PACK_ID.test(id)) throw new TypeError(`Not a pack id: ${id}`);
+    return inside(this.paths.packs, `${id}.pack`);
+  }
+
+  #indexPath(id: string): string {
+    if (!PACK_ID.test(id)) throw new TypeError(`Not a pack id: ${id}`);
+    return inside(this.paths.packs, `${id}.idx`);
+  }
+
+  #objectPath(hash: string): string {
+    return inside(this.paths.objects, hash.slice(0, 2), hash);
+  }
+}
+
+/**
+ * Checks a chunk id's shape and returns its hash and length.
+ *
+ * @throws CwsError INVALID_ARGUMENT.
+ */
+function checkChunkId(id: string): [string, number] {
+  const match = typeof id === "string" ? CHUNK_ID.exec(id) : null;
+  if (match === null) throw new CwsError("INVALID_ARGUMENT", `Cannot use chunk id ${JSON.stringify(String(id).slice(0, 40))} as it is not "<16 hex digits>-<length>"`);
+  return [match[1], Number(match[2])];
+}
+
+/** Largest single read when copying neighbouring records out of a pack. */
+const MAX_RUN_BYTES = 1024 * 1024;
+
+/** Splits entries, in order, into runs of records that sit back to back in one pack. */
+function* contiguousRuns(entries: readonly PackEntry[]): Generator<PackEntry[]> {
+  let run: PackEntry[] = [];
+  let end = 0;
+  for (const entry of entries) {
+    const previous = run[0];
+    if (previous !== undefined && (entry.pack !== previous.pack || entry.offset !== end || end - previous.offset >= MAX_RUN_BYTES)) {
+      yield run;
+      run = [];
+    }
+    run.push(entry);
+    end = entry.offset + RECORD_HEADER_BYTES + entry.storedLength;
+  }
+  if (run.length > 0) yield run;
+}
+
+function corruptObject(hash: string, why: string, cause?: unknown): CwsError {
+  return new CwsError("CORRUPT", `Cannot read object "${hash}" as ${why}; run "cws-server verify"`, {
+    data: { hash },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function isErrno(error: unknown, code: string): boolean {
+  return typeof error === "object" && error !== null && (error as NodeJS.ErrnoException).code === code;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return false;
+    throw error;
+  }
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    throw error;
+  }
+}
+
+async function mtimeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await lstat(path)).mtimeMs;
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    throw error;
+  }
+}
+
+/** Removes a file (or a folder, or a symlink itself) last modified before `cutoff`. */
+async function removeIfOlder(path: string, cutoff: number): Promise<boolean> {
+  const mtime = await mtimeOf(path);
+  if (mtime === undefined || mtime > cutoff) return false;
+  // rm never follows a symlink: a link planted in a staging folder is removed, not its target.
+  await rm(path, { recursive: true, force: true });
+  return true;
+}

@@ -1,0 +1,37 @@
+/**
+ * Enrollment: register this device with the server, proven by the server's secondary
+ * passphrase, and remember how to reach the server. The passphrase is used once and never
+ * stored on the device.
+ */
+import { hostname } from "node:os";
+import { CwsError } from "../../errors.ts";
+import type { ServerTarget, StateStore } from "../state.ts";
+import { connectTarget, type ConnectOptions } from "../connect.ts";
+
+export interface EnrollOptions {
+  target: ServerTarget;
+  deviceName?: string;
+  passphrase: string;
+  keyFingerprint?: string;
+  /** Replace an existing enrollment of this device. */
+  force?: boolean;
+}
+
+export async function enrollDevice(state: StateStore, options: EnrollOptions, connectOptions: ConnectOptions = {}): Promise<{ deviceId: string; deviceName: string; agentVersion: string }> {
+  if (state.data.device !== null && !options.force) {
+    throw new CwsError("ALREADY_EXISTS", `This device is already enrolled as ${state.data.device.name} (${state.data.device.id}). Pass --force to enroll it again.`);
+  }
+  const deviceName = (options.deviceName ?? hostname()).trim();
+  if (deviceName === "" || deviceName.length > 128) throw new CwsError("INVALID_ARGUMENT", "The device name must have 1 to 128 characters.");
+  const conn = await connectTarget(options.target, connectOptions);
+  try {
+    const { deviceId } = await conn.call("enroll", { deviceName, passphrase: options.passphrase, keyFingerprint: options.keyFingerprint });
+    await state.update((s) => {
+      s.device = { id: deviceId, name: deviceName };
+      s.server = options.target;
+    });
+    return { deviceId, deviceName, agentVersion: conn.hello.version };
+  } finally {
+    await conn.close();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Binding superprojects to local folders: create one on the server, attach an existing one,
+ * disconnect a binding. Plain functions: options in, data out; the CLI only wires flags.
+ */
+import { cp, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { resolve, join } from "node:path";
+import { CwsError } from "../../errors.ts";
+import { Slug } from "../../protocol/messages.ts";
+import type { AgentConnection } from "../../transport/connection.ts";
+import type { StateStore } from "../state.ts";
+
+/** Where the superproject templates live in this checkout. */
+export const TEMPLATES_DIR = join(import.meta.dirname, "..", "..", "..", "templates");
+
+export function checkSlug(slug: string): string {
+  const parsed = Slug.safeParse(slug);
+  if (!parsed.success) throw new CwsError("INVALID_ARGUMENT", `"${slug}" is not a valid superproject name: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}
+
+async function checkRootFree(state: StateStore, slug: string, root: string): Promise<void> {
+  for (const [other, bound] of Object.entries(state.data.superprojects)) {
+    if (other !== slug && resolve(bound.root) === root) {
+      throw new CwsError("ALREADY_EXISTS", `${root} is already bound to superproject ${other}. Use another folder, or \`cws disconnect-superproject ${other}\` first.`);
+    }
+  }
+}
+
+export interface CreateOptions {
+  slug: string;
+  root: string;
+  /** A template folder name under templates/ to copy into an empty root. */
+  template?: string;
+}
+
+export async function createSuperproject(conn: AgentConnection, state: StateStore, options: CreateOptions): Promise<{ slug: string; root: string; templated: boolean }> {
+  const slug = checkSlug(options.slug);
+  const root = resolve(options.root);
+  if (state.data.superprojects[slug]) {
+    throw new CwsError("ALREADY_EXISTS", `Superproject ${slug} is already bound here to ${state.data.superprojects[slug].root}.`);
+  }
+  await checkRootFree(state, slug, root);
+  await mkdir(root, { recursive: true });
+  let templated = false;
+  if (options.template) {
+    const source = join(TEMPLATES_DIR, options.template);
+    if (!existsSync(source)) throw new CwsError("NOT_FOUND", `There is no template named ${options.template} (looked in ${TEMPLATES_DIR}).`);
+    if ((await readdir(root)).length > 0) throw new CwsError("INVALID_ARGUMENT", `${root} is not empty; a template is only copied into an empty folder.`);
+    await cp(source, root, { recursive: true, errorOnExist: true, force: false });
+    templated = true;
+  }
+  await conn.call("createSuperproject", { slug });
+  await state.update((s) => {
+    s.superprojects[slug] = { root, base: null, lastSyncAt: null };
+  });
+  return { slug, root, templated };
+}
+
+export async function attachSuperproject(conn: AgentConnection, state: StateStore, options: { slug: string; root: string }): Promise<{ slug: string; root: string; head: number | null }> {
+  const slug = checkSlug(options.slug);
+  const root = resolve(options.root);
+  const { superprojects } = await conn.call("listSuperprojects", {});
+  const remote = superprojects.find((s) => s.slug === slug);
+  if (remote === undefined) {
+    throw new CwsError("NOT_FOUND", `The server has no superproject ${slug}${superprojects.length ? ` (it has: ${superprojects.map((s) => s.slug).join(", ")})` : ""}. Create it with \`cws create-superproject ${slug}\`.`);
+  }
+  await checkRootFree(state, slug, root);
+  if (existsSync(root) && !(await stat(root)).isDirectory()) throw new CwsError("INVALID_ARGUMENT", `${root} exists and is not a folder.`);
+  await mkdir(root, { recursive: true });
+  await state.update((s) => {
+    // A fresh binding has no base: the first sync treats any local file that differs from
+    // the server as a conflict and backs it up, so attaching to a non-empty folder loses nothing.
+    s.superprojects[slug] = { root, base: null, lastSyncAt: null };
+  });
+  return { slug, root, head: remote.head };
+}
+
+export async function disconnectSuperproject(state: StateStore, slug: string): Promise<{ slug: string; root: string }> {
+  const bound = state.binding(slug);
+  await state.update((s) => {
+    delete s.superprojects[slug];
+  });
+  // The base and stat cache belong to the binding; a later attach starts from scratch.
+  await rm(state.basePath(slug), { force: true });
+  await rm(state.statCachePath(slug), { force: true });
+  return { slug, root: bound.root };
+}

@@ -1,0 +1,46 @@
+/**
+ * Opens a session with the server for a command: picks the transport from the client state
+ * (SSH in real use, the local child-process agent for the demo and tests) and binds the
+ * session to this device. Every command goes through here, so the sync code never knows
+ * which transport it holds.
+ */
+import type { AgentConnection } from "../transport/connection.ts";
+import { connectLocal } from "../transport/local.ts";
+import type { ServerTarget, StateStore } from "./state.ts";
+
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  /** Asks for a key's passphrase when an encrypted key is used (interactive commands). */
+  askPassphrase?: (keyPath: string) => Promise<string>;
+}
+
+/** Connects without identifying a device (enrollment). */
+export async function connectTarget(target: ServerTarget, options: ConnectOptions = {}): Promise<AgentConnection> {
+  if (target.transport === "local") return connectLocal({ dataDir: target.dataDir }, { signal: options.signal });
+  const { connectSsh } = await import("../transport/ssh.ts");
+  return connectSsh(
+    {
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      identityFiles: target.identityFile ? [target.identityFile] : undefined,
+      knownHostsPath: target.knownHostsPath,
+      agentCommand: target.agentCommand,
+      passphrase: options.askPassphrase,
+    },
+    { signal: options.signal },
+  );
+}
+
+/** Connects and binds the session to this enrolled device. */
+export async function connectAsDevice(state: StateStore, options: ConnectOptions = {}): Promise<AgentConnection> {
+  const { device, server } = state.enrolled();
+  const conn = await connectTarget(server, options);
+  try {
+    await conn.call("open", { deviceId: device.id }, { signal: options.signal });
+    return conn;
+  } catch (error) {
+    await conn.close();
+    throw error;
+  }
+}

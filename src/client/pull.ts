@@ -1,0 +1,282 @@
+/**
+ * The download half of a sync: fetch the chunks this device lacks in bundles, verify every
+ * one, and write each pulled file to a temp name beside its target, fsync it, give it the
+ * server's mtime and mode, and rename it into place. Chunks this device already has in
+ * unchanged local files are copied from them instead of downloaded (an appended transcript
+ * only downloads its new tail). Nothing is overwritten or deleted without a backup first.
+ */
+import { chmod, lstat, mkdir, mkdtemp, open, rename, rm, rmdir, utimes, type FileHandle } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { randomBytes, randomUUID } from "node:crypto";
+import { CwsError } from "../errors.ts";
+import { chunkId, type Manifest, type ManifestEntry } from "../core/manifest.ts";
+import type { PlanAction } from "../core/plan.ts";
+import { resolveInside } from "../core/paths.ts";
+import { createXxh64, xxh64Hex } from "../core/hash.ts";
+import { readBundle, verifyRecord } from "../protocol/bundle.ts";
+import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
+import type { AgentConnection } from "../transport/connection.ts";
+import type { BackupSession } from "./backups.ts";
+import type { StatCacheEntry } from "./stat-cache.ts";
+
+/** Ask the agent for at most this many raw bytes per bundle. */
+const DOWNLOAD_BUNDLE_BYTES = 32 * 1024 * 1024;
+
+export interface PullStats {
+  files: number;
+  deleted: number;
+  chunks: number;
+  bytes: number;
+  /** Chunks taken from files already on this device instead of the network. */
+  reusedChunks: number;
+  /** Paths that could not be applied, with the reason (e.g. a folder still holding ignored files). */
+  skipped: Array<{ path: string; reason: string }>;
+}
+
+export interface PullOptions {
+  conn: AgentConnection;
+  root: string;
+  /** Pull actions in apply order (see orderForApply). */
+  actions: readonly PlanAction[];
+  /** The local scan, used to find chunks already on this device. */
+  local: Manifest;
+  backup: BackupSession;
+  /** Receives the stat of every file written, so the next scan does not hash it again. */
+  onWritten?: (path: string, entry: StatCacheEntry) => void;
+  signal?: AbortSignal;
+  onProgress?: (done: { files: number; total: number }) => void;
+}
+
+interface LocalSource {
+  path: string;
+  absPath: string;
+  offset: number;
+}
+
+/** The manifest path `files/a/b` lives at `<root>/a/b`. */
+export function diskPath(root: string, manifestPath: string): string {
+  const relative = manifestPath.startsWith("files/") ? manifestPath.slice("files/".length) : manifestPath;
+  return resolveInside(root, relative);
+}
+
+export async function pullChanges(options: PullOptions): Promise<PullStats> {
+  const { conn, root, actions, local, backup, signal } = options;
+  const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
+  const changing = new Set(actions.map((a) => a.path));
+
+  // Where each chunk can be read on this device. A source file that this pull replaces is
+  // only usable for its own path (it is read before being renamed over).
+  const localSources = new Map<string, LocalSource[]>();
+  for (const entry of local.entries) {
+    if (entry.kind !== "file") continue;
+    let offset = 0;
+    for (const ref of entry.chunks) {
+      const id = chunkId(ref);
+      const list = localSources.get(id) ?? [];
+      if (list.length < 4) list.push({ path: entry.path, absPath: diskPath(root, entry.path), offset });
+      localSources.set(id, list);
+      offset += ref[1];
+    }
+  }
+  const usableSource = (id: string, target: string): LocalSource | undefined =>
+    localSources.get(id)?.find((s) => s.path === target || !changing.has(s.path));
+
+  const need = new Map<string, number>();
+  for (const action of actions) {
+    if (action.type !== "pull" || action.entry === null || action.entry.kind !== "file") continue;
+    for (const ref of action.entry.chunks) {
+      const id = chunkId(ref);
+      if (!usableSource(id, action.path)) need.set(id, ref[1]);
+    }
+  }
+
+  const workDir = await mkdtemp(join(tmpdir(), "cws-pull-"));
+  const spool = new ChunkSpool(join(workDir, "spool"));
+  try {
+    await spool.open();
+    await downloadInto(conn, [...need.keys()], need, workDir, spool, stats, signal);
+
+    const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
+    for (const action of actions) {
+      if (signal?.aborted) throw new CwsError("CANCELLED", "The pull was cancelled; files already written are complete, the rest come with the next sync");
+      if (action.type !== "pull") continue;
+      const absPath = diskPath(root, action.path);
+      const relative = action.path.slice("files/".length);
+      const existing = await lstat(absPath).catch(() => null);
+      if (action.entry === null) {
+        if (existing === null) continue;
+        if (existing.isDirectory()) {
+          try {
+            await rmdir(absPath);
+          } catch {
+            stats.skipped.push({ path: action.path, reason: "the folder still holds files that are not synced (ignored or new); it was left in place" });
+            continue;
+          }
+        } else {
+          await backup.remove(relative, absPath);
+        }
+        stats.deleted++;
+        continue;
+      }
+      if (action.entry.kind === "dir") {
+        if (existing !== null && !existing.isDirectory()) await backup.remove(relative, absPath);
+        await mkdir(absPath, { recursive: true });
+        continue;
+      }
+      await mkdir(dirname(absPath), { recursive: true });
+      const written = await writeFileFromChunks(absPath, action.entry, spool, (id) => usableSource(id, action.path), stats);
+      if (existing !== null) {
+        if (existing.isDirectory()) {
+          await rm(written, { force: true });
+          stats.skipped.push({ path: action.path, reason: "a folder of that name is still here with unsynced files in it" });
+          continue;
+        }
+        await backup.preserve(relative, absPath);
+      }
+      await rename(written, absPath);
+      const after = await lstat(absPath);
+      options.onWritten?.(action.path, {
+        size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino, hash: action.entry.hash, chunks: action.entry.chunks,
+      });
+      stats.files++;
+      options.onProgress?.({ files: stats.files, total: totalFiles });
+    }
+    return stats;
+  } finally {
+    await spool.close();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+async function downloadInto(conn: AgentConnection, ids: string[], lengths: Map<string, number>, workDir: string, spool: ChunkSpool, stats: PullStats, signal?: AbortSignal): Promise<void> {
+  let start = 0;
+  while (start < ids.length) {
+    let bytes = 0;
+    let end = start;
+    while (end < ids.length && end - start < MAX_IDS_PER_REQUEST && (end === start || bytes + lengths.get(ids[end])! <= DOWNLOAD_BUNDLE_BYTES)) {
+      bytes += lengths.get(ids[end])!;
+      end++;
+    }
+    const batch = ids.slice(start, end);
+    start = end;
+    const { name } = await conn.call("prepareBundle", { ids: batch }, { signal });
+    const localBundle = join(workDir, `${randomUUID()}.bundle`);
+    try {
+      await conn.download(name, localBundle, { signal });
+    } finally {
+      await conn.call("releaseBundle", { name }).catch(() => {});
+    }
+    const expected = new Set(batch);
+    for await (const record of readBundle(localBundle)) {
+      if (!expected.has(record.id)) throw new CwsError("CORRUPT", `The server sent chunk ${record.id}, which was not asked for; the download was stopped.`);
+      const raw = verifyRecord(record);
+      await spool.put(record.id, raw);
+      expected.delete(record.id);
+      stats.chunks++;
+      stats.bytes += raw.byteLength;
+    }
+    if (expected.size > 0) throw new CwsError("CORRUPT", `The server's bundle lacked ${expected.size} chunk(s) that were asked for; run the sync again.`);
+    await rm(localBundle, { force: true });
+  }
+}
+
+/** Builds one file under a temp name beside its target; returns that name. */
+async function writeFileFromChunks(target: string, entry: ManifestEntry, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): Promise<string> {
+  const temp = join(dirname(target), `.${randomBytes(6).toString("hex")}.cws-tmp`);
+  const handle = await open(temp, "wx", 0o600);
+  const whole = createXxh64();
+  try {
+    for (const ref of entry.chunks) {
+      const id = chunkId(ref);
+      let data = await spool.get(id);
+      if (data === undefined) {
+        const source = localSource(id);
+        if (source === undefined) throw new CwsError("INTERNAL", `Chunk ${id} of ${entry.path} is neither downloaded nor on this device`);
+        data = await readLocalChunk(source, ref[1]);
+        if (xxh64Hex(data) !== ref[0]) {
+          throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
+        }
+        stats.reusedChunks++;
+      }
+      whole.update(data);
+      await writeAll(handle, data);
+    }
+    if (whole.digestHex() !== entry.hash) {
+      throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+    }
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => {});
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  if (process.platform !== "win32") await chmod(temp, entry.mode & 0o777);
+  const mtime = new Date(entry.mtimeMs);
+  await utimes(temp, mtime, mtime);
+  return temp;
+}
+
+async function readLocalChunk(source: LocalSource, length: number): Promise<Uint8Array> {
+  const handle = await open(source.absPath, "r");
+  try {
+    const buffer = Buffer.allocUnsafe(length);
+    let read = 0;
+    while (read < length) {
+      const { bytesRead } = await handle.read(buffer, read, length - read, source.offset + read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    return buffer.subarray(0, read);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < data.byteLength) {
+    const { bytesWritten } = await handle.write(data, written, data.byteLength - written);
+    written += bytesWritten;
+  }
+}
+
+/**
+ * Downloaded chunks, appended to one temp file and indexed in memory by id, so memory stays
+ * flat however much is pulled.
+ */
+class ChunkSpool {
+  private readonly path: string;
+  private handle: FileHandle | undefined;
+  private size = 0;
+  private readonly index = new Map<string, { offset: number; length: number }>();
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  async open(): Promise<void> {
+    this.handle = await open(this.path, "w+", 0o600);
+  }
+
+  async put(id: string, data: Uint8Array): Promise<void> {
+    if (this.index.has(id)) return;
+    await this.handle!.write(data, 0, data.byteLength, this.size);
+    this.index.set(id, { offset: this.size, length: data.byteLength });
+    this.size += data.byteLength;
+  }
+
+  async get(id: string): Promise<Uint8Array | undefined> {
+    const at = this.index.get(id);
+    if (at === undefined) return undefined;
+    const buffer = Buffer.allocUnsafe(at.length);
+    await this.handle!.read(buffer, 0, at.length, at.offset);
+    return buffer;
+  }
+
+  async close(): Promise<void> {
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+}

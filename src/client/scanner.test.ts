@@ -1,0 +1,268 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, mkdir, readFile, rm, stat, symlink, truncate, utimes, writeFile, appendFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isCwsError } from "../errors.ts";
+import { xxh64Hex } from "../core/hash.ts";
+import { MAX_CHUNK_SIZE } from "../core/chunker.ts";
+import { Manifest, chunkId, type ManifestEntry } from "../core/manifest.ts";
+import { readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
+
+/** An hour ago, so that every fixture file is old enough to be cached (not "racy"). */
+const PAST_SECONDS = Math.floor(Date.now() / 1000) - 3600;
+
+function randomBytes(length: number, seed: number): Uint8Array {
+  const data = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    data[i] = x & 0xff;
+  }
+  return data;
+}
+
+interface Fixture {
+  dir: string;
+  root: string;
+  cache: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A temp superproject with files to sync, files to ignore, an empty folder and symlinks. */
+async function makeFixture(): Promise<Fixture> {
+  const dir = await mkdtemp(join(tmpdir(), "cws-scanner-"));
+  const root = join(dir, "root");
+  const files: Record<string, string | Uint8Array> = {
+    "AGENTS.md": "# Agents\n",
+    "notes/plan.md": "- step one\n- step two\n",
+    "notes/deep/data.bin": randomBytes(MAX_CHUNK_SIZE * 3 + 1000, 11),
+    "empty.txt": "",
+    ".hidden": "dotfiles are synced\n",
+    ".cwsignore": "# local build output\nbuild/\n*.log\n!keep.log\n",
+    "keep.log": "re-included by a negation\n",
+    "debug.log": "ignored by .cwsignore\n",
+    "build/out.txt": "ignored by .cwsignore\n",
+    ".git/config": "ignored by default\n",
+    "node_modules/pkg/index.js": "ignored by default\n",
+    "notes/node_modules/x.js": "ignored by default at any depth\n",
+    "Thumbs.db": "ignored by default\n",
+    "notes/.DS_Store": "ignored by default\n",
+    "~$report.docx": "ignored by default\n",
+    "notes/draft.md.cws-tmp": "ignored by default\n",
+  };
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(root, path, ".."), { recursive: true });
+    await writeFile(join(root, path), content);
+  }
+  await mkdir(join(root, "empty-folder"));
+  await mkdir(join(root, ".cws"));
+  await symlink("AGENTS.md", join(root, "link-to-file"));
+  await symlink("notes", join(root, "link-to-folder"));
+  for (const path of Object.keys(files)) await utimes(join(root, path), PAST_SECONDS, PAST_SECONDS);
+  return {
+    dir,
+    root,
+    cache: join(dir, "stat-cache.json"),
+    async [Symbol.asyncDispose]() {
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const SYNCED_PATHS = [
+  "files/.cwsignore",
+  "files/.hidden",
+  "files/AGENTS.md",
+  "files/empty-folder",
+  "files/empty.txt",
+  "files/keep.log",
+  "files/notes",
+  "files/notes/deep",
+  "files/notes/deep/data.bin",
+  "files/notes/plan.md",
+];
+
+function scan(fixture: Fixture, options: Partial<ScanOptions> = {}) {
+  const warnings: string[] = [];
+  const result = scanTree({ root: fixture.root, statCachePath: fixture.cache, onWarning: (m) => warnings.push(m), ...options });
+  return result.then((r) => ({ ...r, warnings }));
+}
+
+function entry(manifest: Manifest, path: string): ManifestEntry {
+  const found = manifest.entries.find((e) => e.path === path);
+  assert.ok(found, `no entry ${path}`);
+  return found;
+}
+
+test("scanTree() lists files and folders, sorted, with the hashes of their content", async () => {
+  await using fixture = await makeFixture();
+  const { manifest, problems, hashedFiles } = await scan(fixture);
+  assert.deepEqual(
+    manifest.entries.map((e) => e.path),
+    SYNCED_PATHS,
+  );
+  Manifest.parse(manifest); // sorted, no duplicates, every entry well-formed
+  assert.equal(hashedFiles, 7);
+  assert.deepEqual(
+    problems.map((p) => p.path),
+    ["files/link-to-file", "files/link-to-folder"],
+  );
+  for (const e of manifest.entries) {
+    const abs = join(fixture.root, e.path.slice("files/".length));
+    const stats = await stat(abs);
+    assert.equal(e.mtimeMs, stats.mtimeMs, `${e.path} mtime`);
+    assert.equal(e.mode, stats.mode & 0o777, `${e.path} mode`);
+    if (e.kind === "dir") continue;
+    const content = await readFile(abs);
+    assert.equal(e.size, content.length);
+    assert.equal(e.hash, xxh64Hex(content), `${e.path} hash`);
+    let offset = 0;
+    for (const [hash, length] of e.chunks) {
+      assert.equal(hash, xxh64Hex(content.subarray(offset, offset + length)));
+      offset += length;
+    }
+    assert.equal(offset, content.length);
+  }
+  assert.equal(entry(manifest, "files/empty-folder").kind, "dir");
+  assert.deepEqual(entry(manifest, "files/empty.txt").chunks, []);
+  assert.ok(entry(manifest, "files/notes/deep/data.bin").chunks.length >= 4, "a big file has several chunks");
+});
+
+test("scanTree() skips symlinks with a problem and never follows them", async () => {
+  await using fixture = await makeFixture();
+  const { manifest, problems } = await scan(fixture);
+  assert.ok(!manifest.entries.some((e) => e.path.startsWith("files/link-to")), "no entry for or below a link");
+  for (const problem of problems) assert.match(problem.reason, /symbolic link/);
+});
+
+test("scanTree() applies extraIgnore rules and a changed .cwsignore", async () => {
+  await using fixture = await makeFixture();
+  await writeFile(join(fixture.root, ".cwsignore"), "notes/deep/\n");
+  const { manifest } = await scan(fixture, { extraIgnore: ["/AGENTS.md"] });
+  const paths = manifest.entries.map((e) => e.path);
+  assert.ok(!paths.includes("files/AGENTS.md"), "extraIgnore rule applies");
+  assert.ok(!paths.some((p) => p.startsWith("files/notes/deep")), "the folder rule drops the folder and its content");
+  assert.ok(paths.includes("files/debug.log") && paths.includes("files/build/out.txt"), "the old .cwsignore rules are gone");
+  assert.ok(!paths.includes("files/.git/config") && !paths.includes("files/Thumbs.db"), "defaults still apply");
+});
+
+test("scanTree() with the stat cache re-hashes nothing on a second scan", async () => {
+  await using fixture = await makeFixture();
+  const first = await scan(fixture);
+  const second = await scan(fixture);
+  assert.equal(second.hashedFiles, 0);
+  assert.equal(second.hashedBytes, 0);
+  assert.deepEqual(second.manifest, first.manifest);
+  assert.deepEqual(second.warnings, []);
+});
+
+test("scanTree() re-hashes exactly the file whose stat changed", async () => {
+  await using fixture = await makeFixture();
+  await scan(fixture);
+  const plan = join(fixture.root, "notes/plan.md");
+  await utimes(plan, PAST_SECONDS + 60, PAST_SECONDS + 60);
+  const touched = await scan(fixture);
+  assert.equal(touched.hashedFiles, 1);
+  assert.equal(touched.hashedBytes, (await stat(plan)).size);
+
+  // Same size and mtime put back, but the content differs: the ctime still gives it away.
+  await writeFile(plan, "- step ONE\n- step TWO\n");
+  await utimes(plan, PAST_SECONDS + 60, PAST_SECONDS + 60);
+  const rewritten = await scan(fixture);
+  assert.equal(rewritten.hashedFiles, 1);
+  assert.equal(entry(rewritten.manifest, "files/notes/plan.md").hash, xxh64Hex(await readFile(plan)));
+});
+
+test("scanTree() does not cache files modified just before the scan", async () => {
+  await using fixture = await makeFixture();
+  const aSecondAfterTheFiles = () => PAST_SECONDS * 1000 + 1000;
+  await scan(fixture, { now: aSecondAfterTheFiles });
+  const second = await scan(fixture, { now: aSecondAfterTheFiles });
+  assert.equal(second.hashedFiles, 7, "racy files are hashed again");
+  await scan(fixture);
+  assert.equal((await scan(fixture)).hashedFiles, 0, "once old enough they are cached");
+});
+
+test("scanTree() survives a corrupt stat cache with a warning", async () => {
+  await using fixture = await makeFixture();
+  const expected = (await scanTree({ root: fixture.root })).manifest;
+  for (const garbage of ["{not json", JSON.stringify({ format: 1, entries: { "files/AGENTS.md": { size: -1 } } }), "[]"]) {
+    await writeFile(fixture.cache, garbage);
+    const result = await scan(fixture);
+    assert.equal(result.warnings.length, 1, garbage);
+    assert.match(result.warnings[0], /stat cache/);
+    assert.equal(result.hashedFiles, 7);
+    assert.deepEqual(result.manifest, expected);
+  }
+  assert.equal((await scan(fixture)).hashedFiles, 0, "the cache was rewritten");
+});
+
+test("scanTree() reports NFC-equal twins and maps non-NFC names to their disk path", async () => {
+  await using fixture = await makeFixture();
+  const nfd = "cafe\u0301.md";
+  await writeFile(join(fixture.root, nfd), "decomposed\n");
+  const once = await scan(fixture);
+  assert.ok(once.manifest.entries.some((e) => e.path === "files/caf\u00e9.md"));
+  assert.equal(once.diskPaths.get("files/caf\u00e9.md"), nfd);
+
+  await writeFile(join(fixture.root, "caf\u00e9.md"), "composed\n");
+  const twice = await scan(fixture);
+  assert.equal(twice.manifest.entries.filter((e) => e.path === "files/caf\u00e9.md").length, 1);
+  assert.ok(twice.problems.some((p) => p.path === "files/caf\u00e9.md" && /Unicode/.test(p.reason)));
+});
+
+test("scanTree() refuses a missing root instead of returning an empty tree", async () => {
+  await using fixture = await makeFixture();
+  await assert.rejects(scanTree({ root: join(fixture.dir, "missing") }), (error) => isCwsError(error, "NOT_FOUND"));
+  await assert.rejects(scanTree({ root: join(fixture.root, "AGENTS.md") }), (error) => isCwsError(error, "INVALID_ARGUMENT"));
+});
+
+test("scanTree() stops with CANCELLED when its signal aborts", async () => {
+  await using fixture = await makeFixture();
+  const controller = new AbortController();
+  const progress: number[] = [];
+  const scanning = scan(fixture, {
+    signal: controller.signal,
+    onProgress: ({ files }) => {
+      progress.push(files);
+      controller.abort();
+    },
+  });
+  await assert.rejects(scanning, (error) => isCwsError(error, "CANCELLED"));
+  assert.ok(progress.length >= 1);
+  await assert.rejects(stat(fixture.cache), { code: "ENOENT" }, "a cancelled scan writes no cache");
+});
+
+test("readFileChunks() yields the entry's chunks and refuses a file changed since the scan", async () => {
+  await using fixture = await makeFixture();
+  const { manifest } = await scan(fixture);
+  const big = entry(manifest, "files/notes/deep/data.bin");
+  const abs = join(fixture.root, "notes/deep/data.bin");
+  const content = await readFile(abs);
+
+  const chunks = await Array.fromAsync(readFileChunks(abs, big));
+  assert.deepEqual(
+    chunks.map((c) => c.id),
+    big.chunks.map(chunkId),
+  );
+  assert.ok(Buffer.concat(chunks.map((c) => c.data)).equals(content));
+  assert.deepEqual(await Array.fromAsync(readFileChunks(join(fixture.root, "empty.txt"), entry(manifest, "files/empty.txt"))), []);
+
+  const corrupt = (error: unknown) => isCwsError(error, "CORRUPT");
+  content[MAX_CHUNK_SIZE + 5] ^= 0xff; // inside the second chunk or later, not the first
+  await writeFile(abs, content);
+  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a flipped byte");
+  content[MAX_CHUNK_SIZE + 5] ^= 0xff;
+  await writeFile(abs, content);
+  await appendFile(abs, "more");
+  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a grown file");
+  await truncate(abs, 100);
+  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a shrunk file");
+  await rm(abs);
+  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), (error) => isCwsError(error, "NOT_FOUND"), "a deleted file");
+});

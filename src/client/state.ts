@@ -1,0 +1,180 @@
+/**
+ * The client's small persistent state: which device this is, how to reach the server, and
+ * which superprojects are bound to which local folders with the snapshot each last agreed on.
+ * Kept with lowdb in the platform's app-data folder (%LOCALAPPDATA%\CodexWorkspaceSync on
+ * Windows, XDG dirs elsewhere, or $CWS_HOME), validated with zod on every read and written
+ * crash-safely (temp, fsync, rename). Base manifests and stat caches live in separate files
+ * beside it because they are large and change on every sync.
+ */
+import { mkdir, readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { Low, type Adapter } from "lowdb";
+import { z } from "zod";
+import { CwsError } from "../errors.ts";
+import { writeFileAtomic } from "../fs-atomic.ts";
+import { Manifest, emptyManifest } from "../core/manifest.ts";
+
+export const ServerTarget = z.discriminatedUnion("transport", [
+  z.object({
+    transport: z.literal("ssh"),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    user: z.string().min(1),
+    identityFile: z.string().optional(),
+    knownHostsPath: z.string().optional(),
+    agentCommand: z.string().min(1),
+    hostKeyFingerprint: z.string().optional(),
+  }),
+  z.object({
+    // The local transport runs the agent as a child process on this machine (demo, tests).
+    transport: z.literal("local"),
+    dataDir: z.string().min(1),
+  }),
+]);
+export type ServerTarget = z.infer<typeof ServerTarget>;
+
+export const BoundSuperproject = z.object({
+  root: z.string().min(1),
+  base: z.number().int().positive().nullable(),
+  lastSyncAt: z.number().nullable(),
+});
+export type BoundSuperproject = z.infer<typeof BoundSuperproject>;
+
+export const ClientState = z.object({
+  format: z.literal(1),
+  device: z.object({ id: z.string(), name: z.string() }).nullable(),
+  server: ServerTarget.nullable(),
+  superprojects: z.record(z.string(), BoundSuperproject),
+});
+export type ClientState = z.infer<typeof ClientState>;
+
+/** Where the client keeps its files: $CWS_HOME, else the platform's app-data folder. */
+export function clientHome(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, home = homedir()): string {
+  if (env.CWS_HOME) return env.CWS_HOME;
+  if (platform === "win32") return join(env.LOCALAPPDATA ?? join(home, "AppData", "Local"), "CodexWorkspaceSync");
+  if (platform === "darwin") return join(home, "Library", "Application Support", "CodexWorkspaceSync");
+  const base = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith("/") ? env.XDG_STATE_HOME : join(home, ".local", "state");
+  return join(base, "codex-workspace-sync");
+}
+
+/** A lowdb adapter that validates on read and writes crash-safely. */
+class ValidatedJsonFile<T> implements Adapter<T> {
+  private readonly path: string;
+  private readonly schema: z.ZodType<T>;
+
+  constructor(path: string, schema: z.ZodType<T>) {
+    this.path = path;
+    this.schema = schema;
+  }
+
+  async read(): Promise<T | null> {
+    let text: string;
+    try {
+      text = await readFile(this.path, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw error;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new CwsError("CORRUPT", `${this.path} is not valid JSON. Restore it from a backup, or move it away and run \`cws enroll-device\` again.`);
+    }
+    const parsed = this.schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new CwsError("CORRUPT", `${this.path} is not a valid cws state file (${issue?.path.join(".")}: ${issue?.message}). Restore it from a backup, or move it away and enroll again.`);
+    }
+    return parsed.data;
+  }
+
+  async write(data: T): Promise<void> {
+    await writeFileAtomic(this.path, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 });
+  }
+}
+
+export class StateStore {
+  readonly home: string;
+  private readonly db: Low<ClientState>;
+
+  private constructor(home: string, db: Low<ClientState>) {
+    this.home = home;
+    this.db = db;
+  }
+
+  static async open(home = clientHome()): Promise<StateStore> {
+    await mkdir(home, { recursive: true, mode: 0o700 });
+    await mkdir(join(home, "bases"), { recursive: true, mode: 0o700 });
+    await mkdir(join(home, "cache"), { recursive: true, mode: 0o700 });
+    await mkdir(join(home, "logs"), { recursive: true, mode: 0o700 });
+    const db = new Low<ClientState>(new ValidatedJsonFile(join(home, "state.json"), ClientState), {
+      format: 1, device: null, server: null, superprojects: {},
+    });
+    await db.read();
+    return new StateStore(home, db);
+  }
+
+  get data(): ClientState {
+    return this.db.data;
+  }
+
+  async update(change: (state: ClientState) => void): Promise<void> {
+    await this.db.update(change);
+  }
+
+  /** The device and server, or a clear error telling the user to enroll first. */
+  enrolled(): { device: { id: string; name: string }; server: ServerTarget } {
+    const { device, server } = this.db.data;
+    if (device === null || server === null) {
+      throw new CwsError("NOT_ENROLLED", `This device is not enrolled yet (state in ${this.home}). Run \`cws enroll-device\` first.`);
+    }
+    return { device, server };
+  }
+
+  binding(slug: string): BoundSuperproject {
+    const bound = this.db.data.superprojects[slug];
+    if (bound === undefined) {
+      const known = Object.keys(this.db.data.superprojects);
+      throw new CwsError("NOT_FOUND", `Superproject ${slug} is not bound to a folder on this device${known.length ? ` (bound: ${known.join(", ")})` : ""}. Run \`cws attach-superproject ${slug} --root <folder>\` or \`cws create-superproject ${slug} --root <folder>\`.`);
+    }
+    return bound;
+  }
+
+  basePath(slug: string): string {
+    return join(this.home, "bases", `${slug}.json`);
+  }
+
+  statCachePath(slug: string): string {
+    return join(this.home, "cache", `${slug}.stat.json`);
+  }
+
+  backupsDir(slug: string): string {
+    return join(this.home, "backups", slug);
+  }
+
+  logsDir(): string {
+    return join(this.home, "logs");
+  }
+
+  /** The base manifest of a superproject: what this device last agreed with the server. */
+  async readBase(slug: string): Promise<Manifest> {
+    let text: string;
+    try {
+      text = await readFile(this.basePath(slug), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return emptyManifest();
+      throw error;
+    }
+    const parsed = Manifest.safeParse(JSON.parse(text));
+    if (!parsed.success) {
+      throw new CwsError("CORRUPT", `The base manifest ${this.basePath(slug)} is damaged. Delete it and run \`cws sync ${slug}\`: every difference will then be treated as a conflict and backed up, never lost.`);
+    }
+    return parsed.data;
+  }
+
+  async writeBase(slug: string, manifest: Manifest): Promise<void> {
+    await writeFileAtomic(this.basePath(slug), JSON.stringify(manifest), { mode: 0o600 });
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * The three-way sync plan: what to push, what to pull and what is in conflict, given the local
+ * scan L, the server head S and the base B this device last agreed with the server.
+ *
+ * Per path (the union of the three manifests), comparing content only (kind, size, hash; never
+ * mtime or mode):
+ *
+ *   L == S            nothing to do (both sides agree, whatever B says)
+ *   L == B, S != B    only the server changed: pull S (a delete when S has no entry)
+ *   S == B, L != B    only this device changed: push L (a delete when L has no entry)
+ *   otherwise         both changed differently: a conflict. The server version stays live; the
+ *                     caller backs the local version up, applies the server's, and sends the
+ *                     local one to quarantine.
+ *
+ * Folders make paths depend on each other, so a second pass turns actions into conflicts where
+ * applying them path by path would lose data or build an impossible tree:
+ *
+ *   R1  a push that removes a server folder (delete, or replace by a file) is a conflict when
+ *       anything below it on the server is not being deleted by this same push (the server
+ *       added, changed or conflicts there);
+ *   R2  a pull that removes a local folder is a conflict when anything below it locally is not
+ *       being deleted by this same pull (this device added, changed or conflicts there);
+ *   R3  a push below a local folder whose result is not a folder (the server removed it and
+ *       won) is a conflict, since the folder and everything in it will be replaced locally.
+ *
+ * R1 and R3 together keep every entry of the result out from under a file, so the merged
+ * manifest is always a valid tree (checked once more at the end).
+ *
+ * Folders are compared by kind alone: a folder entry changed only when it was added, removed or
+ * became a file. A manifest may leave a folder implicit (an entry `a/b` without `a`): such a
+ * folder is treated as present, and an action that must carry it gets a synthesized entry.
+ *
+ * Pure: no I/O, no clock; results are sorted by path so they are stable across runs.
+ */
+import { CwsError } from "../errors.ts";
+import { type Manifest, MANIFEST_FORMAT, type ManifestEntry, sameContent } from "./manifest.ts";
+
+export type PlanAction =
+  | { type: "push"; path: string; entry: ManifestEntry | null } // entry null = delete on server
+  | { type: "pull"; path: string; entry: ManifestEntry | null } // entry null = delete locally
+  | {
+      type: "conflict";
+      path: string;
+      local: ManifestEntry | null;
+      server: ManifestEntry | null;
+      base: ManifestEntry | null;
+    };
+
+export interface SyncPlan {
+  /** Changes only this device made, to send to the server; sorted by path. */
+  push: PlanAction[];
+  /** Changes only the server has, to apply locally (see orderForApply); sorted by path. */
+  pull: PlanAction[];
+  /** Paths both sides changed differently; the server version wins, the local one is kept aside. */
+  conflicts: PlanAction[];
+  /** The manifest the device should commit as the new head: S with the pushes applied (conflicts keep S). */
+  merged: Manifest;
+  /** How many paths both sides hold with the same content and need nothing. */
+  unchanged: number;
+}
+
+type Decision = "none" | "push" | "pull" | "conflict";
+
+/** One input manifest, indexed, with the folders it holds only implicitly. */
+interface Side {
+  entries: Map<string, ManifestEntry>;
+  implicitDirs: Set<string>;
+}
+
+/** Permission bits given to a folder a manifest holds only implicitly. */
+const IMPLICIT_DIR_MODE = 0o755;
+
+/**
+ * Plans a three-way sync between the local scan, the server head and this device's base.
+ *
+ * @throws {CwsError} INVALID_ARGUMENT when a manifest repeats a path or has an entry below a file.
+ */
+export function planSync(local: Manifest, server: Manifest, base: Manifest): SyncPlan {
+  const sides = {
+    local: indexSide(local, "local scan"),
+    server: indexSide(server, "server head"),
+    base: indexSide(base, "base"),
+  };
+  const union = new Set<string>();
+  for (const side of [sides.local, sides.server, sides.base]) for (const p of side.entries.keys()) union.add(p);
+  const paths = [...union].sort(compareCodeUnits);
+
+  const L = new Map<string, ManifestEntry | undefined>();
+  const S = new Map<string, ManifestEntry | undefined>();
+  const B = new Map<string, ManifestEntry | undefined>();
+  const decision = new Map<string, Decision>();
+  for (const p of paths) {
+    const l = effectiveEntry(sides.local, p);
+    const s = effectiveEntry(sides.server, p);
+    const b = effectiveEntry(sides.base, p);
+    L.set(p, l);
+    S.set(p, s);
+    B.set(p, b);
+    decision.set(p, equal(l, s) ? "none" : equal(l, b) ? "pull" : equal(s, b) ? "push" : "conflict");
+  }
+
+  // The entry a path ends with on both sides once the plan is applied.
+  const result = (p: string) => (decision.get(p) === "push" ? L.get(p) : S.get(p));
+
+  // Turning an action into a conflict can block others (a conflict below a folder blocks the
+  // folder's removal, which in turn blocks pushes below it), so repeat until nothing moves.
+  // Each round only turns actions into conflicts, never back, so this ends.
+  let changed = true;
+  while (changed) {
+    changed = false;
+    const toConflict = (p: string) => {
+      if (decision.get(p) !== "conflict") {
+        decision.set(p, "conflict");
+        changed = true;
+      }
+    };
+    for (const p of paths) {
+      for (const q of ancestors(p)) {
+        if (!union.has(q)) continue; // A folder no manifest names is never removed or a file.
+        const dp = decision.get(p);
+        const dq = decision.get(q);
+        // R1: this device removes a server folder that still has server changes below it.
+        if (
+          dq === "push" &&
+          S.get(q)?.kind === "dir" &&
+          L.get(q)?.kind !== "dir" &&
+          S.get(p) !== undefined &&
+          !(dp === "push" && L.get(p) === undefined)
+        ) {
+          toConflict(q);
+        }
+        // R2: the server removes a local folder that still has local changes below it.
+        if (
+          dq === "pull" &&
+          L.get(q)?.kind === "dir" &&
+          S.get(q)?.kind !== "dir" &&
+          L.get(p) !== undefined &&
+          !(dp === "pull" && S.get(p) === undefined)
+        ) {
+          toConflict(q);
+        }
+        // R3: a local addition or change below a local folder that the server version replaces.
+        if (dp === "push" && L.get(p) !== undefined && L.get(q)?.kind === "dir" && result(q)?.kind !== "dir") {
+          toConflict(p);
+        }
+      }
+    }
+  }
+
+  const push: PlanAction[] = [];
+  const pull: PlanAction[] = [];
+  const conflicts: PlanAction[] = [];
+  let unchanged = 0;
+  const mergedEntries = new Map(sides.server.entries);
+  for (const p of paths) {
+    const l = L.get(p) ?? null;
+    const s = S.get(p) ?? null;
+    switch (decision.get(p)) {
+      case "none":
+        if (s !== null) unchanged++;
+        break;
+      case "pull":
+        pull.push({ type: "pull", path: p, entry: s });
+        break;
+      case "push":
+        push.push({ type: "push", path: p, entry: l });
+        if (l === null) mergedEntries.delete(p);
+        else mergedEntries.set(p, l);
+        break;
+      case "conflict":
+        conflicts.push({ type: "conflict", path: p, local: l, server: s, base: B.get(p) ?? null });
+        break;
+    }
+  }
+  const merged: Manifest = {
+    format: MANIFEST_FORMAT,
+    entries: [...mergedEntries.values()].sort((a, b) => compareCodeUnits(a.path, b.path)),
+  };
+  const problem = fileAncestorProblem(merged.entries);
+  if (problem !== null) {
+    // The rules above exist to make this impossible; reaching it is a bug in this module.
+    throw new CwsError("INTERNAL", `Cannot plan the sync: the merged manifest would be invalid (${problem})`);
+  }
+  return { push, pull, conflicts, merged, unchanged };
+}
+
+/**
+ * Orders pull actions so they can be applied on a disk safely: deletions deepest-first, then
+ * folder creations shallowest-first, then files.
+ *
+ * A conflict is ordered as the application of its server version (the caller backs the local
+ * version up first); a push is ordered by its entry, for a side that applies pushes to a tree.
+ * A file that replaces a folder comes after the deletions that empty that folder, and a
+ * folder that replaces a file comes before the files written into it.
+ */
+export function orderForApply(actions: readonly PlanAction[]): PlanAction[] {
+  const phase = (action: PlanAction) => {
+    const target = action.type === "conflict" ? action.server : action.entry;
+    return target === null ? 0 : target.kind === "dir" ? 1 : 2;
+  };
+  const depth = (action: PlanAction) => action.path.split("/").length;
+  return [...actions].sort((a, b) => {
+    const pa = phase(a);
+    const pb = phase(b);
+    if (pa !== pb) return pa - pb;
+    if (pa === 0 && depth(a) !== depth(b)) return depth(b) - depth(a);
+    if (pa === 1 && depth(a) !== depth(b)) return depth(a) - depth(b);
+    return compareCodeUnits(a.path, b.path);
+  });
+}
+
+/** True when both entries are absent, or both present with the same content. */
+function equal(a: ManifestEntry | undefined, b: ManifestEntry | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : sameContent(a, b);
+}
+
+function indexSide(manifest: Manifest, name: string): Side {
+  const entries = new Map<string, ManifestEntry>();
+  for (const entry of manifest.entries) {
+    if (entries.has(entry.path)) {
+      throw new CwsError("INVALID_ARGUMENT", `Cannot plan the sync: the ${name} lists ${JSON.stringify(entry.path)} twice`, {
+        data: { manifest: name, path: entry.path },
+      });
+    }
+    entries.set(entry.path, entry);
+  }
+  const problem = fileAncestorProblem(manifest.entries);
+  if (problem !== null) {
+    throw new CwsError("INVALID_ARGUMENT", `Cannot plan the sync: the ${name} is inconsistent (${problem}); rescan or re-fetch it`, {
+      data: { manifest: name },
+    });
+  }
+  const implicitDirs = new Set<string>();
+  for (const p of entries.keys()) {
+    for (const q of ancestors(p)) if (!entries.has(q)) implicitDirs.add(q);
+  }
+  return { entries, implicitDirs };
+}
+
+/** The side's entry at `p`, a synthesized folder when it holds `p` only implicitly, else undefined. */
+function effectiveEntry(side: Side, p: string): ManifestEntry | undefined {
+  const entry = side.entries.get(p);
+  if (entry !== undefined) return entry;
+  if (!side.implicitDirs.has(p)) return undefined;
+  // NOTE: An implicit folder has no recorded mtime or mode; 0 and 0o755 are what a fresh folder
+  // would get on a device that creates it.
+  return { path: p, kind: "dir", size: 0, mtimeMs: 0, mode: IMPLICIT_DIR_MODE, hash: "", chunks: [] };
+}
+
+/** Describes the first entry that sits below a file entry, or returns null when there is none. */
+function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
+  const files = new Set(entries.filter((e) => e.kind === "file").map((e) => e.path));
+  if (files.size === 0) return null;
+  for (const entry of entries) {
+    for (const q of ancestors(entry.path)) {
+      if (files.has(q)) return `${JSON.stringify(entry.path)} is below the file ${JSON.stringify(q)}`;
+    }
+  }
+  return null;
+}
+
+/** The proper ancestors of a `/`-path, nearest first: `a/b/c` gives `a/b`, `a`. */
+function ancestors(p: string): string[] {
+  const result: string[] = [];
+  for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) result.push(p.slice(0, i));
+  return result;
+}
+
+function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

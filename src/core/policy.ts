@@ -1,0 +1,660 @@
+/**
+ * The quarantine policy (DESIGN.md §8): given the server head and the manifest a device
+ * proposes, decide which changes land and which are held for the user to accept or reject.
+ * The hub runs it on every push, override included. Pure: no I/O, no clock; whatever needs
+ * file content (Markdown statistics, whether a rollout was only appended to) is computed by
+ * the caller and passed in, keyed by path.
+ *
+ * Rules, each threshold a per-superproject setting (see {@link PolicySettings}):
+ * - Suspicious deletes.
+ *   - Mass delete: more than `maxDeleteShare` of the files of `before` and at least
+ *     `minFilesForShareRule` files, or more than `maxDeleteCount` files. All such deletes of the
+ *     push are held as ONE item, so a deliberate big cleanup is accepted in one step.
+ *   - Protected delete: a file matching `protectedGlobs` (AGENTS.md, README.md, Codex rollouts by
+ *     default), one item per file so each is confirmed on its own.
+ *   - Emptied folder: a folder of `before` that held at least `minFolderFiles` files, of which at
+ *     least `minFolderFiles` were deleted (not moved) and none is left in `after`, whether or not
+ *     the folder entry itself survives. One item per outermost such folder; only checked when the
+ *     mass-delete rule did not trip, since that item already holds every delete.
+ * - Renames are not deletes: a deleted file whose exact content (hash and size) appears at a
+ *   newly added path is paired with it, one to one, and both land. Renamed protected files land
+ *   too (the content survives, and renaming AGENTS.md is a deliberate act), except that a Codex
+ *   rollout keeps its identity only under its own file name: moving it between folders
+ *   (archive/unarchive, which Codex does by rename) is a rename, renaming the file is not.
+ * - Destructive Markdown drift: a changed `.md`/`.markdown` file of at least `minMarkdownBytes`
+ *   whose new size is at most `shrinkRatio` of the old (emptying it included), or that loses at
+ *   least `headingLossShare` of its headings when it had at least `minHeadings`.
+ * - Non-append rewrite of a Codex rollout: a changed rollout whose new content does not start
+ *   with the old content. A rollout that was compressed (`.jsonl` → `.jsonl.zst`) or
+ *   materialized back before an append (`.zst` → `.jsonl`), maybe moved as well, is paired by
+ *   file name and checked the same way, so neither counts as deleting a protected file.
+ *
+ * Held changes are reverted to `before` in `accepted`, together with whatever folder entries
+ * must change with them for the tree to stay well-formed (see `closeItem`).
+ */
+import { z } from "zod";
+import { CwsError } from "../errors.ts";
+import { compileGlob, firstMatchingGlob, globProblem } from "./glob.ts";
+import { ManifestEntry, makeManifest, manifestIndex, sameContent } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
+import { isMarkdownPath } from "./markdown.ts";
+import type { MarkdownStats } from "./markdown.ts";
+
+export { isMarkdownPath, markdownDiffSummary, markdownStats } from "./markdown.ts";
+export type { MarkdownDiffOptions, MarkdownStats } from "./markdown.ts";
+
+// ---- settings --------------------------------------------------------------------------
+
+/** The most protected globs one superproject may configure. */
+export const MAX_PROTECTED_GLOBS = 256;
+
+/** Quarantine thresholds, stored per superproject and validated wherever they are read. */
+export const PolicySettings = z.strictObject({
+  // maxDeleteShare is the share (0–1) of the files of `before` a push may delete before it counts as a mass delete.
+  maxDeleteShare: z.number().min(0).max(1),
+  // minFilesForShareRule is the fewest deleted files for which the share rule applies at all.
+  minFilesForShareRule: z.number().int().min(1).max(1_000_000_000),
+  // maxDeleteCount is the most files one push may delete, whatever the share.
+  maxDeleteCount: z.number().int().min(0).max(1_000_000_000),
+  // protectedGlobs name files whose deletion is always held (`**`, `*`, `?`; case-insensitive).
+  protectedGlobs: z
+    .array(
+      z.string().check((ctx) => {
+        const problem = globProblem(ctx.value);
+        if (problem !== undefined) ctx.issues.push({ code: "custom", message: `glob ${problem}`, input: ctx.value });
+      }),
+    )
+    .max(MAX_PROTECTED_GLOBS),
+  // minFolderFiles is the fewest files a folder must have held (and lost) to count as emptied.
+  minFolderFiles: z.number().int().min(1).max(1_000_000_000),
+  // shrinkRatio is the new/old size ratio of a Markdown file at or below which a change is drift.
+  shrinkRatio: z.number().min(0).lt(1),
+  // headingLossShare is the share (0–1] of its headings a Markdown file may not lose.
+  headingLossShare: z.number().gt(0).max(1),
+  // minHeadings is the fewest headings the old version needs for the heading rule to apply.
+  minHeadings: z.number().int().min(1).max(1_000_000_000),
+  // minMarkdownBytes is the size below which an old Markdown file is too small to drift.
+  minMarkdownBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+export type PolicySettings = z.infer<typeof PolicySettings>;
+
+/** What a superproject stores: only the settings it changes from the defaults. */
+export const PolicySettingsOverrides = PolicySettings.partial();
+export type PolicySettingsOverrides = z.infer<typeof PolicySettingsOverrides>;
+
+/** The defaults, chosen in the spirit of Unison's `confirmbigdeletes` and rsync's `--max-delete`. */
+export const DEFAULT_POLICY: PolicySettings = Object.freeze({
+  // Unison asks before propagating the deletion of a whole replica; deleting more than half the
+  // tree in one push is the everyday form of that accident (a wrong folder synced, a bad checkout).
+  maxDeleteShare: 0.5,
+  // Below ten deletes the share says little: deleting 1 of 2 files is not "half the tree".
+  // Small trees stay protected by the emptied-folder and protected-file rules.
+  minFilesForShareRule: 10,
+  // rsync's --max-delete is an absolute cap; a hundred files at once is well above a day's
+  // editing in a notes folder but far below what a runaway script or a wrong root removes.
+  maxDeleteCount: 100,
+  // The files Codex and people read first (AGENTS.md, README.md) at any depth, and every Codex
+  // rollout, which is the only copy of a thread. The first two pairs overlap on purpose, so the
+  // list keeps working for anyone who reads `**/` as "one or more folders".
+  protectedGlobs: Object.freeze([
+    "files/**/AGENTS.md",
+    "files/AGENTS.md",
+    "files/**/README.md",
+    "files/README.md",
+    "codex/**/rollout-*",
+  ]) as string[],
+  // Three files: a folder with one or two files is too small for its emptying to mean much.
+  minFolderFiles: 3,
+  // DESIGN.md §8: shrinking to at most 20% of the old size is losing most of the content.
+  shrinkRatio: 0.2,
+  // DESIGN.md §8: losing half or more of the headings is losing most of the structure.
+  headingLossShare: 0.5,
+  // With one or two headings, losing one is an ordinary edit (merging two sections).
+  minHeadings: 3,
+  // Half a KiB: a stub or a short list; rewriting it wholesale loses little and is common.
+  minMarkdownBytes: 512,
+});
+
+/**
+ * Merges overrides into the defaults and validates the result.
+ *
+ * @throws {CwsError} INVALID_ARGUMENT when a setting is unknown or out of range.
+ */
+export function resolvePolicySettings(overrides: unknown = {}): PolicySettings {
+  const parsed = PolicySettingsOverrides.safeParse(overrides ?? {});
+  // A key present with the value undefined means "not set", as it does in a Partial<>.
+  const set = parsed.success ? Object.fromEntries(Object.entries(parsed.data).filter(([, value]) => value !== undefined)) : {};
+  const merged = parsed.success ? PolicySettings.safeParse({ ...DEFAULT_POLICY, ...set }) : parsed;
+  if (!merged.success) {
+    const problems = merged.error.issues.map((issue) => `${issue.path.join(".") || "settings"}: ${issue.message}`);
+    throw new CwsError(
+      "INVALID_ARGUMENT",
+      `Cannot use the quarantine settings as they are invalid: ${problems.join("; ")}. Fix or remove these settings`,
+      { data: { problems } },
+    );
+  }
+  return merged.data;
+}
+
+// ---- items -----------------------------------------------------------------------------
+
+export const QuarantineReason = z.enum([
+  "mass-delete",
+  "protected-delete",
+  "folder-emptied",
+  "markdown-drift",
+  "rollout-rewrite",
+]);
+export type QuarantineReason = z.infer<typeof QuarantineReason>;
+
+/** One held change set, as the hub stores it (with device and snapshot) and shows it. */
+export const QuarantineItemDraft = z.object({
+  // reason names the rule that held the change.
+  reason: QuarantineReason,
+  // paths lists the files the rule is about, sorted; `proposed` may add folder entries.
+  paths: z.array(z.string().min(1)).min(1),
+  // metrics are the numbers that triggered the rule, for `cws quarantine show`.
+  metrics: z.record(z.string(), z.number()),
+  // summary is a one-line human description, e.g. "deletes 80 of 100 files (80% > 50%)".
+  summary: z.string(),
+  // proposed is what the held change would put at each path (null = delete).
+  proposed: z.record(z.string(), ManifestEntry.nullable()),
+});
+export type QuarantineItemDraft = z.infer<typeof QuarantineItemDraft>;
+
+/** The outcome of {@linkcode evaluatePush}. */
+export interface PolicyDecision {
+  /** `after` with every held change reverted to `before` (this becomes the new head). */
+  accepted: Manifest;
+  /** The held changes, ordered by reason then path. */
+  held: QuarantineItemDraft[];
+}
+
+/** A rollout whose new version must be checked for being an append-only extension of the old. */
+export interface RolloutCheck {
+  /** Where the new version is; the key of `rolloutExtends`. */
+  path: string;
+  /** Where the old version is: `path` itself, or the `.jsonl`/`.jsonl.zst` it replaces. */
+  previousPath: string;
+}
+
+/** Input of {@linkcode evaluatePush}. */
+export interface PushInput {
+  /** The server head (validated; may be empty). */
+  before: Manifest;
+  /** The manifest the device proposes (validated). */
+  after: Manifest;
+  /** Per-superproject overrides of {@linkcode DEFAULT_POLICY}. */
+  settings?: Partial<PolicySettings>;
+  /**
+   * Statistics of both versions of each changed Markdown file (see
+   * {@linkcode markdownChecksNeeded}). Needed for every changed Markdown file whose old size is
+   * at least `minMarkdownBytes`; a missing one is a caller bug and throws.
+   */
+  markdown?: ReadonlyMap<string, { before: MarkdownStats; after: MarkdownStats }>;
+  /**
+   * For each {@linkcode RolloutCheck} of {@linkcode rolloutChecksNeeded}, keyed by its `path`:
+   * true when the new content (decompressed if `.zst`) starts with the whole old content
+   * (decompressed), equal content included; false otherwise, and also when either side cannot
+   * be read or decompressed. A missing entry is a caller bug and throws.
+   */
+  rolloutExtends?: ReadonlyMap<string, boolean>;
+}
+
+// ---- classification --------------------------------------------------------------------
+
+const ROLLOUT_NAME = /^rollout-.*\.jsonl(?:\.zst)?$/i;
+
+/** True for a Codex rollout: a `rollout-*.jsonl` or `rollout-*.jsonl.zst` file under `codex/`. */
+export function isRolloutPath(path: string): boolean {
+  return path.startsWith("codex/") && ROLLOUT_NAME.test(basename(path));
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** A rollout's identity across compression: its file name without `.jsonl` or `.jsonl.zst`. */
+function rolloutStem(path: string): string {
+  return basename(path).replace(/\.jsonl(?:\.zst)?$/i, "");
+}
+
+/** Every proper ancestor folder of a path, outermost first: `files/a/b.md` → `files`, `files/a`. */
+function ancestors(path: string): string[] {
+  const result: string[] = [];
+  for (let i = path.indexOf("/"); i !== -1; i = path.indexOf("/", i + 1)) result.push(path.slice(0, i));
+  return result;
+}
+
+function isUnder(path: string, folder: string): boolean {
+  return path.length > folder.length && path.startsWith(folder) && path[folder.length] === "/";
+}
+
+function byPath(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The changes of a push, sorted out into what the rules look at. */
+interface Changes {
+  before: Map<string, ManifestEntry>;
+  after: Map<string, ManifestEntry>;
+  beforeFiles: number;
+  /** Files of `before` that are not files in `after` and are neither renamed nor transitioned. */
+  deleted: string[];
+  /** Deleted path → added path holding the same content. */
+  renamed: Map<string, string>;
+  /** Files in both with different content. */
+  modified: string[];
+  /** Rollouts replaced by their compressed or decompressed form (maybe moved too). */
+  transitions: RolloutCheck[];
+}
+
+function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
+  const before = manifestIndex(beforeManifest);
+  const after = manifestIndex(afterManifest);
+  const removed: string[] = [];
+  const modified: string[] = [];
+  let beforeFiles = 0;
+  for (const entry of beforeManifest.entries) {
+    if (entry.kind !== "file") continue;
+    beforeFiles++;
+    const now = after.get(entry.path);
+    if (now?.kind !== "file") removed.push(entry.path);
+    else if (!sameContent(entry, now)) modified.push(entry.path);
+  }
+  const added = afterManifest.entries
+    .filter((entry) => entry.kind === "file" && before.get(entry.path)?.kind !== "file")
+    .map((entry) => entry.path);
+
+  // Pair renames one to one, so deleting a hundred identical `.gitkeep` files and adding one is
+  // still a hundred deletes. Same-name pairs go first (a move keeps its name), then the rest.
+  const contentKey = (entry: ManifestEntry): string => `${entry.hash}:${entry.size}`;
+  const addedByContent = new Map<string, string[]>();
+  for (const path of added) {
+    const key = contentKey(after.get(path) as ManifestEntry);
+    const list = addedByContent.get(key);
+    if (list === undefined) addedByContent.set(key, [path]);
+    else list.push(path);
+  }
+  const renamed = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const sameNameOnly of [true, false]) {
+    for (const path of removed) {
+      if (renamed.has(path)) continue;
+      const rollout = isRolloutPath(path);
+      // A rollout's file name carries its thread id, so it only ever moves under the same name.
+      if (!sameNameOnly && rollout) continue;
+      const candidates = addedByContent.get(contentKey(before.get(path) as ManifestEntry)) ?? [];
+      const target = candidates.find(
+        (q) => !taken.has(q) && (!sameNameOnly || basename(q) === basename(path)) && (!rollout || isRolloutPath(q)),
+      );
+      if (target === undefined) continue;
+      renamed.set(path, target);
+      taken.add(target);
+    }
+  }
+
+  // Pair the remaining deleted and added rollouts by file name without the compression suffix.
+  const addedRollouts = new Map<string, string[]>();
+  for (const path of added) {
+    if (taken.has(path) || !isRolloutPath(path)) continue;
+    const list = addedRollouts.get(rolloutStem(path));
+    if (list === undefined) addedRollouts.set(rolloutStem(path), [path]);
+    else list.push(path);
+  }
+  const transitions: RolloutCheck[] = [];
+  const transitioned = new Set<string>();
+  for (const path of removed) {
+    if (renamed.has(path) || !isRolloutPath(path)) continue;
+    const target = addedRollouts.get(rolloutStem(path))?.find((q) => !taken.has(q));
+    if (target === undefined) continue;
+    transitions.push({ path: target, previousPath: path });
+    transitioned.add(path);
+    taken.add(target);
+  }
+
+  const deleted = removed.filter((path) => !renamed.has(path) && !transitioned.has(path));
+  return { before, after, beforeFiles, deleted, renamed, modified, transitions };
+}
+
+/**
+ * The Markdown files whose content changed in a push: the caller reads both versions from the
+ * store and passes `markdownStats` of each to {@linkcode evaluatePush}.
+ */
+export function markdownChecksNeeded(before: Manifest, after: Manifest): string[] {
+  return classify(before, after).modified.filter(isMarkdownPath);
+}
+
+/**
+ * The rollouts a push changes other than by adding or deleting them: modified in place, or
+ * replaced by their compressed or decompressed form. The caller answers each with
+ * `rolloutExtends.set(check.path, newStartsWithOld)`.
+ */
+export function rolloutChecksNeeded(before: Manifest, after: Manifest): RolloutCheck[] {
+  const changes = classify(before, after);
+  const inPlace = changes.modified.filter(isRolloutPath).map((path) => ({ path, previousPath: path }));
+  return [...inPlace, ...changes.transitions].sort((a, b) => byPath(a.path, b.path));
+}
+
+// ---- evaluation ------------------------------------------------------------------------
+
+function percent(share: number): string {
+  return `${Number((share * 100).toFixed(1))}%`;
+}
+
+function ratio(part: number, whole: number): number {
+  return whole === 0 ? 0 : part / whole;
+}
+
+/** An item before `closeItem` adds the folder entries that must change with it. */
+interface Draft {
+  reason: QuarantineReason;
+  paths: string[];
+  metrics: Record<string, number>;
+  summary: string;
+}
+
+/**
+ * Decides which changes of a push land and which are held for review.
+ *
+ * @throws {CwsError} INVALID_ARGUMENT when the settings are invalid.
+ * @throws {TypeError} when `markdown` or `rolloutExtends` lacks an entry the rules need.
+ */
+export function evaluatePush(input: PushInput): PolicyDecision {
+  const settings = resolvePolicySettings(input.settings ?? {});
+  const { markdown = new Map(), rolloutExtends = new Map() } = input;
+  const globs = settings.protectedGlobs.map(compileGlob);
+  const changes = classify(input.before, input.after);
+  const { before, after } = changes;
+  const drafts: Draft[] = [];
+
+  // Protected deletes: one item each, whatever else trips.
+  const protectedPaths = new Set<string>();
+  for (const path of changes.deleted) {
+    const glob = firstMatchingGlob(globs, path);
+    if (glob === undefined) continue;
+    protectedPaths.add(path);
+    const what = isRolloutPath(path) ? "Codex rollout" : "protected file";
+    drafts.push({
+      reason: "protected-delete",
+      paths: [path],
+      metrics: { bytes: (before.get(path) as ManifestEntry).size },
+      summary: `deletes ${what} ${path} (matches ${JSON.stringify(glob)})`,
+    });
+  }
+  const ordinary = changes.deleted.filter((path) => !protectedPaths.has(path));
+
+  // Mass delete: the share and count rules look at every real delete, protected ones included.
+  const deletedCount = changes.deleted.length;
+  const share = ratio(deletedCount, changes.beforeFiles);
+  const shareTrips = share > settings.maxDeleteShare && deletedCount >= settings.minFilesForShareRule;
+  const countTrips = deletedCount > settings.maxDeleteCount;
+  if (shareTrips || countTrips) {
+    if (ordinary.length > 0) {
+      const why = [
+        ...(shareTrips ? [`${percent(share)} > ${percent(settings.maxDeleteShare)}`] : []),
+        ...(countTrips ? [`more than ${settings.maxDeleteCount} at once`] : []),
+      ].join(", ");
+      const separately = protectedPaths.size > 0 ? `; ${protectedPaths.size} protected held separately` : "";
+      drafts.push({
+        reason: "mass-delete",
+        paths: ordinary,
+        metrics: {
+          deletedFiles: deletedCount,
+          beforeFiles: changes.beforeFiles,
+          deleteShare: share,
+          maxDeleteShare: settings.maxDeleteShare,
+          minFilesForShareRule: settings.minFilesForShareRule,
+          maxDeleteCount: settings.maxDeleteCount,
+          renamedFiles: changes.renamed.size,
+          heldFiles: ordinary.length,
+        },
+        summary: `deletes ${deletedCount} of ${changes.beforeFiles} files (${why})${separately}`,
+      });
+    }
+  } else {
+    drafts.push(...emptiedFolders(changes, ordinary, settings));
+  }
+
+  // Markdown drift, only for changed content and never for a file that was tiny.
+  for (const path of changes.modified) {
+    if (!isMarkdownPath(path)) continue;
+    const old = before.get(path) as ManifestEntry;
+    const now = after.get(path) as ManifestEntry;
+    if (old.size < settings.minMarkdownBytes) continue;
+    const stats = markdown.get(path);
+    if (stats === undefined) {
+      throw new TypeError(
+        `Cannot evaluate push as Markdown stats are missing for ${JSON.stringify(path)}: pass markdownStats() of both versions of every path markdownChecksNeeded() returns`,
+      );
+    }
+    const sizeRatio = ratio(now.size, old.size);
+    const shrinks = now.size <= settings.shrinkRatio * old.size;
+    const lost = Math.max(0, stats.before.headings - stats.after.headings);
+    const headingsLost = ratio(lost, stats.before.headings);
+    const losesHeadings = stats.before.headings >= settings.minHeadings && headingsLost >= settings.headingLossShare;
+    if (!shrinks && !losesHeadings) continue;
+    const why = [
+      ...(shrinks
+        ? [
+            now.size === 0
+              ? `empties it (${old.size} bytes to 0)`
+              : `shrinks it from ${old.size} to ${now.size} bytes (${percent(sizeRatio)} ≤ ${percent(settings.shrinkRatio)})`,
+          ]
+        : []),
+      ...(losesHeadings
+        ? [`loses ${lost} of ${stats.before.headings} headings (${percent(headingsLost)} ≥ ${percent(settings.headingLossShare)})`]
+        : []),
+    ];
+    drafts.push({
+      reason: "markdown-drift",
+      paths: [path],
+      metrics: {
+        beforeBytes: old.size,
+        afterBytes: now.size,
+        sizeRatio,
+        shrinkRatio: settings.shrinkRatio,
+        beforeHeadings: stats.before.headings,
+        afterHeadings: stats.after.headings,
+        headingsLost,
+        headingLossShare: settings.headingLossShare,
+        beforeNonEmptyLines: stats.before.nonEmptyLines,
+        afterNonEmptyLines: stats.after.nonEmptyLines,
+      },
+      summary: `${path}: ${why.join(" and ")}`,
+    });
+  }
+
+  // Rollouts are append-only: anything else keeps the old version live until the user decides.
+  const rolloutChecks = [
+    ...changes.modified.filter(isRolloutPath).map((path) => ({ path, previousPath: path })),
+    ...changes.transitions,
+  ];
+  for (const { path, previousPath } of rolloutChecks) {
+    const extendsOld = rolloutExtends.get(path);
+    if (extendsOld === undefined) {
+      throw new TypeError(
+        `Cannot evaluate push as rolloutExtends has no answer for ${JSON.stringify(path)}: answer every check rolloutChecksNeeded() returns`,
+      );
+    }
+    if (extendsOld) continue;
+    const old = before.get(previousPath) as ManifestEntry;
+    const now = after.get(path) as ManifestEntry;
+    const where = path === previousPath ? path : `${previousPath} → ${path}`;
+    drafts.push({
+      reason: "rollout-rewrite",
+      paths: path === previousPath ? [path] : [previousPath, path].sort(byPath),
+      metrics: { beforeBytes: old.size, afterBytes: now.size },
+      summary: `${where}: the new version does not extend the old one (rewritten, not appended to)`,
+    });
+  }
+
+  const held = drafts.map((draft) => closeItem(draft, changes));
+  const order = QuarantineReason.options;
+  held.sort((a, b) => order.indexOf(a.reason) - order.indexOf(b.reason) || byPath(a.paths[0], b.paths[0]));
+
+  // The new head: `after` with every held path (folder entries included) put back as it was.
+  const accepted = new Map(after);
+  for (const item of held) {
+    for (const path of Object.keys(item.proposed)) {
+      const old = before.get(path);
+      if (old === undefined) accepted.delete(path);
+      else accepted.set(path, old);
+    }
+  }
+  return { accepted: makeManifest(accepted.values()), held };
+}
+
+/** The outermost folders whose files were deleted (not moved) down to none, one item each. */
+function emptiedFolders(changes: Changes, ordinary: readonly string[], settings: PolicySettings): Draft[] {
+  const filesIn = new Map<string, number>();
+  for (const [path, entry] of changes.before) {
+    if (entry.kind !== "file") continue;
+    for (const folder of ancestors(path)) filesIn.set(folder, (filesIn.get(folder) ?? 0) + 1);
+  }
+  const deletedIn = new Map<string, number>();
+  for (const path of changes.deleted) {
+    for (const folder of ancestors(path)) deletedIn.set(folder, (deletedIn.get(folder) ?? 0) + 1);
+  }
+  const stillFilled = new Set<string>();
+  for (const [path, entry] of changes.after) {
+    if (entry.kind === "file") for (const folder of ancestors(path)) stillFilled.add(folder);
+  }
+  const emptied = [...deletedIn.keys()]
+    .filter(
+      (folder) =>
+        !stillFilled.has(folder) &&
+        (filesIn.get(folder) ?? 0) >= settings.minFolderFiles &&
+        (deletedIn.get(folder) ?? 0) >= settings.minFolderFiles,
+    )
+    .sort(byPath);
+  const drafts: Draft[] = [];
+  const outermost: string[] = [];
+  for (const folder of emptied) {
+    // A folder sorts before everything inside it, so an emptied parent is always seen first.
+    if (outermost.some((outer) => isUnder(folder, outer))) continue;
+    outermost.push(folder);
+    const paths = ordinary.filter((path) => isUnder(path, folder));
+    // When every deleted file in it was protected, those items already hold the whole folder.
+    if (paths.length === 0) continue;
+    const folderFiles = filesIn.get(folder) ?? 0;
+    const deletedFiles = deletedIn.get(folder) ?? 0;
+    const movedFiles = folderFiles - deletedFiles;
+    const moved = movedFiles > 0 ? ` (${movedFiles} moved elsewhere)` : "";
+    drafts.push({
+      reason: "folder-emptied",
+      paths,
+      metrics: { folderFiles, deletedFiles, movedFiles, minFolderFiles: settings.minFolderFiles },
+      summary: `empties folder ${folder}: deletes ${deletedFiles} of its ${folderFiles} files${moved}`,
+    });
+  }
+  return drafts;
+}
+
+/**
+ * Completes a draft with every entry that must change together with its paths, so that both
+ * the head without the item (`accepted`) and the head with it (`applyItem`) are well-formed:
+ * - a file or folder put back needs its folders: an ancestor that `before` had as a folder and
+ *   `after` deleted (or turned into a file) is put back too, and one that `after` newly made a
+ *   file is removed again;
+ * - a file put back where `after` has a folder buries that folder's new entries, which are
+ *   held too.
+ * Each such path joins the item with its `after` value, so accepting the item applies it. A
+ * path may belong to several items (two held deletes in one deleted folder); `applyItem`
+ * handles that.
+ */
+function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
+  const { before, after } = changes;
+  const proposed = new Map<string, ManifestEntry | null>();
+  const restored: string[] = [];
+  const hold = (path: string): void => {
+    if (proposed.has(path)) return;
+    proposed.set(path, after.get(path) ?? null);
+    if (before.has(path)) restored.push(path);
+  };
+  for (const path of draft.paths) hold(path);
+
+  const afterPaths = [...after.keys()];
+  while (restored.length > 0) {
+    const path = restored.pop() as string;
+    for (const folder of ancestors(path)) {
+      const old = before.get(folder);
+      const now = after.get(folder);
+      if ((old?.kind === "dir" && now?.kind !== "dir") || (old === undefined && now?.kind === "file")) hold(folder);
+    }
+    if (before.get(path)?.kind === "file") {
+      for (const inside of entriesUnder(afterPaths, path)) hold(inside);
+    }
+  }
+  const keys = [...proposed.keys()].sort(byPath);
+  return {
+    reason: draft.reason,
+    paths: [...draft.paths].sort(byPath),
+    metrics: draft.metrics,
+    summary: draft.summary,
+    proposed: Object.fromEntries(keys.map((path) => [path, proposed.get(path) ?? null])),
+  };
+}
+
+/** The paths under `folder` in a list sorted by code unit, found by binary search. */
+function entriesUnder(sortedPaths: readonly string[], folder: string): string[] {
+  const prefix = `${folder}/`;
+  let low = 0;
+  let high = sortedPaths.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (sortedPaths[mid] < prefix) low = mid + 1;
+    else high = mid;
+  }
+  const result: string[] = [];
+  for (let i = low; i < sortedPaths.length && sortedPaths[i].startsWith(prefix); i++) result.push(sortedPaths[i]);
+  return result;
+}
+
+// ---- accepting -------------------------------------------------------------------------
+
+/**
+ * Applies an accepted item to a head manifest: the proposed entries replace the head's (used
+ * by `quarantine accept`). A proposed folder deletion is skipped while the head still has
+ * entries inside that folder (they belong to another held item, whose acceptance deletes it).
+ *
+ * @throws {CwsError} CONFLICT when the head changed since the item was held so that a proposed
+ *   entry would sit under a file or bury entries of the head; reject the item or accept it
+ *   after restoring the checkpoint it was held against.
+ */
+export function applyItem(head: Manifest, item: Pick<QuarantineItemDraft, "proposed">): Manifest {
+  const original = manifestIndex(head);
+  const current = manifestIndex(head);
+  const proposed = Object.entries(item.proposed);
+  for (const [path, entry] of proposed) {
+    if (entry === null) current.delete(path);
+    else current.set(path, entry);
+  }
+  const paths = [...current.keys()].sort(byPath);
+  for (const [path, entry] of proposed) {
+    if (entry === null) {
+      const old = original.get(path);
+      if (old?.kind === "dir" && entriesUnder(paths, path).length > 0) current.set(path, old);
+      continue;
+    }
+    const blocking = ancestors(path).find((folder) => current.get(folder)?.kind === "file");
+    if (blocking !== undefined) {
+      throw new CwsError(
+        "CONFLICT",
+        `Cannot accept the quarantine item as the head changed since it was held: ${JSON.stringify(path)} would sit under the file ${JSON.stringify(blocking)}. Reject the item, or restore the checkpoint it was held against and accept it then`,
+        { data: { path, blocking } },
+      );
+    }
+    if (entry.kind === "file") {
+      const buried = entriesUnder(paths, path);
+      if (buried.length > 0) {
+        throw new CwsError(
+          "CONFLICT",
+          `Cannot accept the quarantine item as the head changed since it was held: the file ${JSON.stringify(path)} would replace a folder that holds ${buried.length} entries. Reject the item, or restore the checkpoint it was held against and accept it then`,
+          { data: { path, buried: buried.length } },
+        );
+      }
+    }
+  }
+  return makeManifest(current.values());
+}

@@ -1,0 +1,460 @@
+/**
+ * The bundle: a streaming binary file that carries chunks between client and agent (pushes
+ * upload one into `staging/incoming/`, pulls download one from `staging/outgoing/`). The
+ * server's pack files use the very same format, so one reader serves both.
+ *
+ * ```
+ * bundle  = magic record* end
+ * magic   = "CWSBNDL1"                                          8 bytes
+ * record  = flags:u8 hash:u64 rawLength:u32 storedLength:u32    17-byte header, big-endian
+ *           stored:storedLength bytes
+ * end     = 0xFF 0x00×16 count:u32                              count = number of records
+ * ```
+ *
+ * - `hash` is the chunk's xxh64; with `rawLength` it forms the chunk id `<hash hex>-<rawLength>`.
+ * - `flags` bit 0 (FLAG_ZSTD) says `stored` is one zstd frame of the raw bytes; without it,
+ *   `stored` is the raw bytes and `storedLength === rawLength`. Other bits are reserved and refused.
+ * - The end record and its count make truncation detectable: a bundle cut anywhere, even at a
+ *   record boundary, fails to read.
+ * - Every length is capped before anything is allocated for it: `rawLength <= MAX_CHUNK_BYTES`,
+ *   `storedLength <= rawLength + MAX_STORED_OVERHEAD_BYTES`.
+ *
+ * The reader does not check hashes: hashing is the caller's decision (the store hashes every
+ * record it ingests, the client every chunk it assembles). `verifyRecord` does it in one call.
+ */
+import { constants as fsConstants } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { basename } from "node:path";
+import zlib from "node:zlib";
+import { CwsError } from "../errors.ts";
+import { xxh64Hex } from "../core/hash.ts";
+import { MAX_CHUNK_BYTES, parseChunkId } from "../core/manifest.ts";
+
+/** The 8 bytes every bundle (and pack) starts with. The trailing digit is the format version. */
+export const BUNDLE_MAGIC = Buffer.from("CWSBNDL1", "latin1");
+
+/** flags bit 0: the stored bytes are a zstd frame of the raw bytes. */
+export const FLAG_ZSTD = 0x01;
+
+/** flags value of the end record. */
+export const FLAG_END = 0xff;
+
+/** Bytes of a record header: flags, hash, rawLength, storedLength. */
+export const RECORD_HEADER_BYTES = 17;
+
+/** Bytes of the end record with its record count. */
+export const END_RECORD_BYTES = RECORD_HEADER_BYTES + 4;
+
+/**
+ * How much larger than its raw bytes a stored record may be. zstd never expands data by more
+ * than a few dozen bytes per 128 KiB block, and the writer stores raw whenever compression does
+ * not help, so this leaves room (e.g. for an encryption nonce and tag at rest) without letting a
+ * peer declare huge records.
+ */
+export const MAX_STORED_OVERHEAD_BYTES = 1024;
+
+/**
+ * The most records one bundle (or pack) may hold. Writers refuse to add more, so a client
+ * starts a new bundle first; readers refuse more, which bounds what the store keeps in memory
+ * per ingested bundle (about 100 bytes per record).
+ */
+export const MAX_BUNDLE_RECORDS = 100_000;
+
+/** zstd level used for chunks: fast enough to keep up with the disk, and most of the gain. */
+export const ZSTD_LEVEL = 3;
+
+/** Compression is kept only if it saves at least this share of the raw bytes. */
+const MIN_SAVING = 0.05;
+
+/** Size of the reader's buffer: big reads, far fewer syscalls than records. */
+const READ_BUFFER_BYTES = 1024 * 1024;
+
+/** The writer hands its buffered records to the OS once this many bytes are pending. */
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+/** Where a record landed in a bundle or pack file. */
+export interface RecordLocation {
+  /** Byte offset of the record's header from the start of the file. */
+  offset: number;
+  /** Length of the stored bytes that follow the header. */
+  storedLength: number;
+  /** The record's flags (FLAG_ZSTD or 0). */
+  flags: number;
+}
+
+/** One record as read from a bundle. */
+export interface BundleRecord {
+  /** The chunk id, `<xxh64 hex>-<rawLength>`. */
+  id: string;
+  /** The xxh64 the record claims, 16 hex digits. */
+  hash: string;
+  /** Length of the raw chunk in bytes. */
+  rawLength: number;
+  /** The record's flags (FLAG_ZSTD or 0). */
+  flags: number;
+  /** The stored bytes (a private copy, safe to keep). */
+  stored: Uint8Array;
+  /** Byte offset of the record's header in the file. */
+  offset: number;
+  /** Decompresses the stored bytes (lazily: only callers that need the raw bytes pay for it). */
+  raw(): Uint8Array;
+}
+
+export interface AddOptions {
+  /**
+   * Try zstd and keep it when it saves at least 5%. Pass false for content known not to
+   * compress (already-compressed files), which saves the attempt.
+   *
+   * @default {true}
+   */
+  compress?: boolean;
+}
+
+/**
+ * Encodes a raw chunk into a record's payload: zstd-compressed when that saves at least 5%,
+ * else raw. Shared by the writer and the store, which must make the same choice.
+ */
+export function encodeRecordPayload(raw: Uint8Array, compress = true): { flags: number; stored: Uint8Array } {
+  if (compress && raw.byteLength > 0) {
+    const compressed = zlib.zstdCompressSync(raw, {
+      params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL },
+    });
+    if (compressed.byteLength <= raw.byteLength * (1 - MIN_SAVING)) return { flags: FLAG_ZSTD, stored: compressed };
+  }
+  return { flags: 0, stored: raw };
+}
+
+/**
+ * Turns a record's stored bytes back into the raw chunk, refusing output longer or shorter
+ * than `rawLength` (a zstd frame cannot inflate beyond it: the output buffer is capped).
+ *
+ * @throws CwsError CORRUPT when the frame is invalid or has the wrong length.
+ */
+export function decodeRecordPayload(flags: number, stored: Uint8Array, rawLength: number, what = "record"): Uint8Array {
+  if ((flags & FLAG_ZSTD) === 0) {
+    if (stored.byteLength !== rawLength) {
+      throw corrupt(`Cannot read ${what} as its stored length ${stored.byteLength} differs from its raw length ${rawLength}`);
+    }
+    return stored;
+  }
+  let raw: Buffer;
+  try {
+    // maxOutputLength bounds the memory a hostile frame can make us allocate.
+    raw = zlib.zstdDecompressSync(stored, { maxOutputLength: Math.max(1, rawLength) });
+  } catch (error) {
+    throw corrupt(`Cannot decompress ${what} as its zstd data is invalid or longer than ${rawLength} bytes`, error);
+  }
+  if (raw.byteLength !== rawLength) {
+    throw corrupt(`Cannot read ${what} as it decompresses to ${raw.byteLength} bytes instead of ${rawLength}`);
+  }
+  return raw;
+}
+
+/**
+ * Checks that a record's raw bytes hash to its id and have its length. Needs `initHash()` to
+ * have completed.
+ *
+ * @returns the verified raw bytes.
+ * @throws CwsError CORRUPT on any mismatch.
+ */
+export function verifyRecord(record: Pick<BundleRecord, "id" | "hash" | "rawLength" | "raw">): Uint8Array {
+  const raw = record.raw();
+  if (raw.byteLength !== record.rawLength) {
+    throw corrupt(`Cannot accept chunk "${record.id}" as it has ${raw.byteLength} bytes instead of ${record.rawLength}`, undefined, { id: record.id });
+  }
+  const actual = xxh64Hex(raw);
+  if (actual !== record.hash) {
+    throw corrupt(`Cannot accept chunk "${record.id}" as its content hashes to "${actual}"; the bundle is corrupt, send it again`, undefined, {
+      id: record.id,
+      actual,
+    });
+  }
+  return raw;
+}
+
+/**
+ * Writes a bundle to `<path>.tmp` and renames it to `path` on `finish()`, so a reader never
+ * sees a half-written bundle under its final name. Records are buffered and written in large
+ * pieces. Not safe for concurrent calls: await each `add` before the next.
+ *
+ * @example
+ * const writer = await BundleWriter.create(path);
+ * await writer.add(chunkId([hash, bytes.length]), bytes);
+ * const { bytes, records } = await writer.finish();
+ */
+export class BundleWriter {
+  readonly path: string;
+  #handle: FileHandle;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #offset = 0;
+  #records = 0;
+  #state: "open" | "finished" | "aborted" = "open";
+
+  private constructor(path: string, handle: FileHandle) {
+    this.path = path;
+    this.#handle = handle;
+    this.#push(BUNDLE_MAGIC);
+  }
+
+  /**
+   * Creates the temp file `<path>.tmp` exclusively: an existing file (or a symlink planted in a
+   * shared staging folder) there makes this fail instead of being written through.
+   */
+  static async create(path: string): Promise<BundleWriter> {
+    const handle = await open(`${path}.tmp`, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+    return new BundleWriter(path, handle);
+  }
+
+  /** Bytes written so far, counting buffered ones. */
+  get bytes(): number {
+    return this.#offset;
+  }
+
+  /** Records added so far. */
+  get records(): number {
+    return this.#records;
+  }
+
+  /**
+   * Adds a chunk, compressed when that saves at least 5%. The id must carry the raw length;
+   * the hash is not checked here (the caller computed it).
+   */
+  async add(id: string, raw: Uint8Array, options: AddOptions = {}): Promise<RecordLocation> {
+    const { compress = true } = options;
+    const [, length] = parseChunkId(id);
+    if (length !== raw.byteLength) throw new RangeError(`Chunk ${id} was given ${raw.byteLength} bytes`);
+    const { flags, stored } = encodeRecordPayload(raw, compress);
+    return this.addStored(id, flags, stored);
+  }
+
+  /**
+   * Adds a record whose payload is already encoded (e.g. copied from another bundle or a
+   * pack), without recompressing it.
+   */
+  async addStored(id: string, flags: number, stored: Uint8Array): Promise<RecordLocation> {
+    if (this.#state !== "open") throw new TypeError(`Cannot add to bundle ${basename(this.path)} as it is ${this.#state}`);
+    if (this.#records >= MAX_BUNDLE_RECORDS) throw new RangeError(`Cannot add to bundle ${basename(this.path)} as it holds ${MAX_BUNDLE_RECORDS} records`);
+    const [hash, rawLength] = parseChunkId(id);
+    if (rawLength > MAX_CHUNK_BYTES) throw new RangeError(`Chunk ${id} is longer than ${MAX_CHUNK_BYTES} bytes`);
+    if (flags !== 0 && flags !== FLAG_ZSTD) throw new RangeError(`Unknown record flags ${flags} for chunk ${id}`);
+    if (flags === 0 && stored.byteLength !== rawLength) throw new RangeError(`Raw record ${id} has ${stored.byteLength} bytes`);
+    if (stored.byteLength > rawLength + MAX_STORED_OVERHEAD_BYTES) throw new RangeError(`Record ${id} stores too many bytes`);
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+    header.writeUInt8(flags, 0);
+    header.write(hash, 1, 8, "hex");
+    header.writeUInt32BE(rawLength, 9);
+    header.writeUInt32BE(stored.byteLength, 13);
+    const location = { offset: this.#offset, storedLength: stored.byteLength, flags };
+    this.#push(header);
+    this.#push(stored);
+    this.#records++;
+    if (this.#pendingBytes >= WRITE_BUFFER_BYTES) await this.#flush();
+    return location;
+  }
+
+  /** Writes the end record, fsyncs, closes and renames the file to its final name. */
+  async finish(): Promise<{ bytes: number; records: number }> {
+    if (this.#state !== "open") throw new TypeError(`Cannot finish bundle ${basename(this.path)} as it is ${this.#state}`);
+    const end = Buffer.alloc(END_RECORD_BYTES);
+    end.writeUInt8(FLAG_END, 0);
+    end.writeUInt32BE(this.#records, RECORD_HEADER_BYTES);
+    this.#push(end);
+    try {
+      await this.#flush();
+      await this.#handle.sync();
+      await this.#handle.close();
+      this.#state = "finished";
+      await rename(`${this.path}.tmp`, this.path);
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+    return { bytes: this.#offset, records: this.#records };
+  }
+
+  /** Closes and removes the temp file. Safe to call more than once, and after a failure. */
+  async abort(): Promise<void> {
+    if (this.#state === "aborted") return;
+    const wasOpen = this.#state === "open";
+    this.#state = "aborted";
+    this.#pending = [];
+    if (wasOpen) await this.#handle.close().catch(() => {});
+    await rm(`${this.path}.tmp`, { force: true });
+  }
+
+  #push(bytes: Uint8Array): void {
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.byteLength;
+    this.#offset += bytes.byteLength;
+  }
+
+  async #flush(): Promise<void> {
+    let pieces = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    // writev may write less than asked (rarely, for files); loop until everything is out.
+    while (pieces.length > 0) {
+      const { bytesWritten } = await this.#handle.writev(pieces);
+      pieces = dropWritten(pieces, bytesWritten);
+    }
+  }
+}
+
+function dropWritten(pieces: Uint8Array[], written: number): Uint8Array[] {
+  let index = 0;
+  while (index < pieces.length && written >= pieces[index].byteLength) {
+    written -= pieces[index].byteLength;
+    index++;
+  }
+  const rest = pieces.slice(index);
+  if (written > 0 && rest.length > 0) rest[0] = rest[0].subarray(written);
+  return rest;
+}
+
+export interface ReadBundleOptions {
+  /**
+   * Most records accepted; a bundle with more is refused with FRAME_TOO_LARGE.
+   *
+   * @default {MAX_BUNDLE_RECORDS}
+   */
+  maxRecords?: number;
+}
+
+/**
+ * Reads a bundle record by record with bounded memory (one 1 MiB buffer plus the current
+ * record). Validates the structure (magic, flags, length caps, end record and count) but not
+ * the hashes: see `verifyRecord`. Refuses anything but a regular file, and never follows a
+ * symlink at `path` (staging folders are writable by SFTP clients).
+ *
+ * @throws CwsError CORRUPT for a bad magic, a truncated file, a bad count or trailing data;
+ *   FRAME_TOO_LARGE for a record beyond the caps or too many records.
+ */
+export async function* readBundle(path: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
+  const { maxRecords = MAX_BUNDLE_RECORDS } = options;
+  const name = basename(path);
+  const handle = await open(path, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
+  try {
+    if (!(await handle.stat()).isFile()) throw corrupt(`Cannot read bundle "${name}" as it is not a regular file`);
+    const reader = new BufferedReader(handle);
+    const magic = await reader.take(BUNDLE_MAGIC.byteLength);
+    if (magic === null || !BUNDLE_MAGIC.equals(magic)) {
+      throw corrupt(`Cannot read bundle "${name}" as it does not start with "${BUNDLE_MAGIC.toString("latin1")}"; it is not a cws bundle or was damaged`);
+    }
+    let count = 0;
+    for (;;) {
+      const offset = reader.position;
+      const header = await reader.take(RECORD_HEADER_BYTES);
+      if (header === null) throw truncated(name, offset, count);
+      const flags = header.readUInt8(0);
+      const hash = header.toString("hex", 1, 9);
+      const rawLength = header.readUInt32BE(9);
+      const storedLength = header.readUInt32BE(13);
+      if (flags === FLAG_END) {
+        if (rawLength !== 0 || storedLength !== 0 || hash !== "0000000000000000") {
+          throw corrupt(`Cannot read bundle "${name}" as its end record at offset ${offset} is malformed`);
+        }
+        const tail = await reader.take(4);
+        if (tail === null) throw truncated(name, offset, count);
+        const declared = tail.readUInt32BE(0);
+        if (declared !== count) {
+          throw corrupt(`Cannot read bundle "${name}" as it declares ${declared} records but holds ${count}; it is damaged, send it again`);
+        }
+        if (await reader.take(1)) throw corrupt(`Cannot read bundle "${name}" as it has data after its end record`);
+        return;
+      }
+      if (flags !== 0 && flags !== FLAG_ZSTD) {
+        throw corrupt(`Cannot read bundle "${name}" as record ${count} at offset ${offset} has unknown flags 0x${flags.toString(16)}`);
+      }
+      if (rawLength > MAX_CHUNK_BYTES) {
+        throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
+      }
+      if (storedLength > rawLength + MAX_STORED_OVERHEAD_BYTES) {
+        throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${storedLength} stored bytes for ${rawLength} raw bytes`);
+      }
+      if (flags === 0 && storedLength !== rawLength) {
+        throw corrupt(`Cannot read bundle "${name}" as raw record ${count} stores ${storedLength} bytes for ${rawLength} raw bytes`);
+      }
+      if (count >= maxRecords) throw tooLarge(`Cannot read bundle "${name}" as it holds more than ${maxRecords} records`);
+      const body = await reader.take(storedLength);
+      if (body === null) throw truncated(name, offset, count);
+      // A copy: the reader's buffer is reused for the next records.
+      const stored = Uint8Array.prototype.slice.call(body);
+      const id = `${hash}-${rawLength}`;
+      let decoded: Uint8Array | undefined;
+      count++;
+      yield {
+        id,
+        hash,
+        rawLength,
+        flags,
+        stored,
+        offset,
+        raw: () => (decoded ??= decodeRecordPayload(flags, stored, rawLength, `chunk "${id}" of bundle "${name}"`)),
+      };
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A forward-only reader over a file handle that fills a reusable buffer with large reads.
+ * `take(n)` returns a view valid until the next call.
+ */
+class BufferedReader {
+  #handle: FileHandle;
+  #buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  #start = 0;
+  #end = 0;
+  #filePosition = 0;
+  #eof = false;
+  /** File offset of the next byte `take` returns. */
+  position = 0;
+
+  constructor(handle: FileHandle) {
+    this.#handle = handle;
+  }
+
+  /** Returns the next `n` bytes, or null when the file ends first. */
+  async take(n: number): Promise<Buffer | null> {
+    while (this.#end - this.#start < n) {
+      if (this.#eof) return null;
+      if (this.#buffer.byteLength < n) {
+        // Only reached if a caller asks for more than the buffer; lengths were capped already.
+        const grown = Buffer.allocUnsafe(n);
+        this.#buffer.copy(grown, 0, this.#start, this.#end);
+        this.#buffer = grown;
+        this.#end -= this.#start;
+        this.#start = 0;
+      } else if (this.#start > 0) {
+        this.#buffer.copy(this.#buffer, 0, this.#start, this.#end);
+        this.#end -= this.#start;
+        this.#start = 0;
+      }
+      const { bytesRead } = await this.#handle.read(this.#buffer, this.#end, this.#buffer.byteLength - this.#end, this.#filePosition);
+      if (bytesRead === 0) this.#eof = true;
+      this.#end += bytesRead;
+      this.#filePosition += bytesRead;
+    }
+    const view = this.#buffer.subarray(this.#start, this.#start + n);
+    this.#start += n;
+    this.position += n;
+    return view;
+  }
+}
+
+function truncated(name: string, offset: number, count: number): CwsError {
+  return corrupt(
+    `Cannot read bundle "${name}" as it ends at offset ${offset} after ${count} records without its end record; it was cut short, send it again`,
+  );
+}
+
+function corrupt(message: string, cause?: unknown, data?: Record<string, unknown>): CwsError {
+  return new CwsError("CORRUPT", message, { ...(cause === undefined ? {} : { cause }), ...(data === undefined ? {} : { data }) });
+}
+
+function tooLarge(message: string): CwsError {
+  return new CwsError("FRAME_TOO_LARGE", message);
+}

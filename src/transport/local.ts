@@ -1,0 +1,72 @@
+/**
+ * The local transport: the agent as a child process on this machine, speaking the protocol
+ * over its stdio, with bundles copied through the server data dir's staging folders. It is
+ * what the demo and most tests use, and it behaves like the SSH transport in every way the
+ * client can see (same agent, same protocol, same staging), minus the network.
+ */
+import { spawn } from "node:child_process";
+import { copyFile, rename, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { CwsError } from "../errors.ts";
+import type { AgentConnection, TransferOptions } from "./connection.ts";
+import { openRpc } from "./rpc-client.ts";
+
+/** The agent's entry point in this checkout, started with the same Node binary as the client. */
+export const LOCAL_AGENT_MAIN = join(import.meta.dirname, "..", "..", "server-agent", "agent", "main.ts");
+
+export interface LocalTarget {
+  dataDir: string;
+  /** Extra environment for the agent process (tests use it to pass a fake clock, etc.). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function connectLocal(target: LocalTarget, options: { signal?: AbortSignal } = {}): Promise<AgentConnection> {
+  const child = spawn(process.execPath, [LOCAL_AGENT_MAIN, "--stdio", "--data", target.dataDir], {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, ...target.env },
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const spawnError = new Promise<never>((_, reject) => child.once("error", (error) => reject(new CwsError("AGENT_MISSING", `Cannot start the local agent (${LOCAL_AGENT_MAIN}): ${error.message}`))));
+  spawnError.catch(() => {});
+  let rpc;
+  try {
+    rpc = await Promise.race([openRpc({ input: child.stdout, output: child.stdin, stderr: child.stderr }, options), spawnError]);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  let fileSent = 0;
+  let fileReceived = 0;
+  const session = rpc;
+
+  return {
+    hello: session.hello,
+    call: session.call,
+    async upload(localPath: string, name: string, transfer: TransferOptions = {}) {
+      const target = join(session.hello.staging.incoming, name);
+      const { size } = await stat(localPath);
+      // Copy under a temporary name first, so the agent never ingests half a bundle.
+      await copyFile(localPath, `${target}.part`);
+      await rename(`${target}.part`, target);
+      fileSent += size;
+      transfer.onProgress?.({ bytes: size, total: size });
+    },
+    async download(name: string, localPath: string, transfer: TransferOptions = {}) {
+      const source = join(session.hello.staging.outgoing, name);
+      await copyFile(source, localPath);
+      const { size } = await stat(localPath);
+      fileReceived += size;
+      transfer.onProgress?.({ bytes: size, total: size });
+    },
+    counters() {
+      const rpcCounters = session.counters();
+      return { sent: rpcCounters.sent + fileSent, received: rpcCounters.received + fileReceived };
+    },
+    async close() {
+      await session.end().catch(() => {});
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
