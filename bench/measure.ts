@@ -58,6 +58,9 @@ export interface RunTimedOptions {
   rssFile: string;
 }
 
+/** Process groups started by {@link runTimed} and still running, so Ctrl+C can stop them by PID. */
+export const runningGroups = new Set<number>();
+
 /** Largest stdout kept, in bytes: cws prints a JSON summary, rsync a page of stats. */
 const MAX_STDOUT_BYTES = 8 * 1024 * 1024;
 /** Largest stderr kept, in bytes: the tail is what explains a failure. */
@@ -78,6 +81,7 @@ export async function runTimed(command: string, args: readonly string[], options
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
+  if (child.pid !== undefined) runningGroups.add(child.pid);
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (text: string) => {
@@ -95,7 +99,10 @@ export async function runTimed(command: string, args: readonly string[], options
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (c, s) => resolve([c, s]));
-  }).finally(() => clearTimeout(timer));
+  }).finally(() => {
+    clearTimeout(timer);
+    if (child.pid !== undefined) runningGroups.delete(child.pid);
+  });
   const wallMs = performance.now() - started;
   const clientRssKiB = await readRssFile(rssFile);
   return { code, signal, stdout, stderr: stderr.slice(-MAX_STDERR_BYTES), wallMs, clientRssKiB, timedOut };

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
+import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
 import { Methods, type Hello, type MethodName, type Params } from "../../src/protocol/messages.ts";
@@ -83,6 +84,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         });
       }
       const manifestHash = await putManifest(store, p.manifest);
+      faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },
     prepareBundle: async (p) => { requireDevice(); return store.writeBundle(p.ids); },

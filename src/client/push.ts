@@ -14,9 +14,16 @@ import { BundleWriter, MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import { readFileChunks } from "./scanner.ts";
 import { CwsError } from "../errors.ts";
+import { faultPoint } from "../fault.ts";
 
 /** A bundle is closed and uploaded once it holds this many bytes. */
 export const BUNDLE_TARGET_BYTES = 32 * 1024 * 1024;
+
+/** Tests shrink bundles (CWS_BUNDLE_TARGET_BYTES) to interrupt a push between two of them. */
+function bundleTargetBytes(): number {
+  const fromEnv = Number(process.env.CWS_BUNDLE_TARGET_BYTES);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : BUNDLE_TARGET_BYTES;
+}
 
 /** File extensions whose content is already compressed: zstd is not even tried on them. */
 const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mov|pdf|woff2?)$/i;
@@ -56,6 +63,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
   let total = 0;
   for (const id of missing) total += Number(id.slice(17));
 
+  const targetBytes = bundleTargetBytes();
   const workDir = await mkdtemp(join(tmpdir(), "cws-push-"));
   let writer: BundleWriter | undefined;
   let rawInBundle = 0;
@@ -75,6 +83,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
         await rm(bundle.path, { force: true });
       }
       stats.bundles++;
+      if (stats.bundles === 1) faultPoint("client-after-first-bundle");
       stats.chunks += chunks;
       stats.bytes += raw;
       options.onProgress?.({ chunks: stats.chunks, bytes: stats.bytes, total });
@@ -97,7 +106,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
         await writer.add(chunk.id, chunk.data, { compress });
         rawInBundle += chunk.data.byteLength;
         chunksInBundle++;
-        if (writer.bytes >= BUNDLE_TARGET_BYTES || writer.records >= MAX_BUNDLE_RECORDS) {
+        if (writer.bytes >= targetBytes || writer.records >= MAX_BUNDLE_RECORDS) {
           await ship(writer, chunksInBundle, rawInBundle);
           writer = undefined;
           rawInBundle = 0;

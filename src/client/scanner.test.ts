@@ -1,13 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, mkdir, readFile, rm, stat, symlink, truncate, utimes, writeFile, appendFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_SIZE } from "../core/chunker.ts";
 import { Manifest, chunkId, type ManifestEntry } from "../core/manifest.ts";
-import { readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
+import { READ_BUFFER_BYTES, pruneGlobs, readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
 
 /** An hour ago, so that every fixture file is old enough to be cached (not "racy"). */
 const PAST_SECONDS = Math.floor(Date.now() / 1000) - 3600;
@@ -40,7 +41,10 @@ async function makeFixture(): Promise<Fixture> {
   const files: Record<string, string | Uint8Array> = {
     "AGENTS.md": "# Agents\n",
     "notes/plan.md": "- step one\n- step two\n",
-    "notes/deep/data.bin": randomBytes(MAX_CHUNK_SIZE * 3 + 1000, 11),
+    // Bigger than one read buffer: streamed through the async readers in several reads.
+    "notes/deep/data.bin": randomBytes(READ_BUFFER_BYTES + MAX_CHUNK_SIZE + 1000, 11),
+    // Smaller than one read buffer but several chunks: hashed by the synchronous path.
+    "notes/deep/medium.bin": randomBytes(MAX_CHUNK_SIZE + 5000, 12),
     "empty.txt": "",
     ".hidden": "dotfiles are synced\n",
     ".cwsignore": "# local build output\nbuild/\n*.log\n!keep.log\n",
@@ -84,6 +88,7 @@ const SYNCED_PATHS = [
   "files/notes",
   "files/notes/deep",
   "files/notes/deep/data.bin",
+  "files/notes/deep/medium.bin",
   "files/notes/plan.md",
 ];
 
@@ -107,7 +112,7 @@ test("scanTree() lists files and folders, sorted, with the hashes of their conte
     SYNCED_PATHS,
   );
   Manifest.parse(manifest); // sorted, no duplicates, every entry well-formed
-  assert.equal(hashedFiles, 7);
+  assert.equal(hashedFiles, 8);
   assert.deepEqual(
     problems.map((p) => p.path),
     ["files/link-to-file", "files/link-to-folder"],
@@ -130,7 +135,8 @@ test("scanTree() lists files and folders, sorted, with the hashes of their conte
   }
   assert.equal(entry(manifest, "files/empty-folder").kind, "dir");
   assert.deepEqual(entry(manifest, "files/empty.txt").chunks, []);
-  assert.ok(entry(manifest, "files/notes/deep/data.bin").chunks.length >= 4, "a big file has several chunks");
+  assert.ok(entry(manifest, "files/notes/deep/data.bin").chunks.length >= 5, "a big file has several chunks");
+  assert.ok(entry(manifest, "files/notes/deep/medium.bin").chunks.length >= 2, "a medium file has several chunks");
 });
 
 test("scanTree() skips symlinks with a problem and never follows them", async () => {
@@ -183,7 +189,7 @@ test("scanTree() does not cache files modified just before the scan", async () =
   const aSecondAfterTheFiles = () => PAST_SECONDS * 1000 + 1000;
   await scan(fixture, { now: aSecondAfterTheFiles });
   const second = await scan(fixture, { now: aSecondAfterTheFiles });
-  assert.equal(second.hashedFiles, 7, "racy files are hashed again");
+  assert.equal(second.hashedFiles, 8, "racy files are hashed again");
   await scan(fixture);
   assert.equal((await scan(fixture)).hashedFiles, 0, "once old enough they are cached");
 });
@@ -196,7 +202,7 @@ test("scanTree() survives a corrupt stat cache with a warning", async () => {
     const result = await scan(fixture);
     assert.equal(result.warnings.length, 1, garbage);
     assert.match(result.warnings[0], /stat cache/);
-    assert.equal(result.hashedFiles, 7);
+    assert.equal(result.hashedFiles, 8);
     assert.deepEqual(result.manifest, expected);
   }
   assert.equal((await scan(fixture)).hashedFiles, 0, "the cache was rewritten");
@@ -265,4 +271,35 @@ test("readFileChunks() yields the entry's chunks and refuses a file changed sinc
   await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a shrunk file");
   await rm(abs);
   await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), (error) => isCwsError(error, "NOT_FOUND"), "a deleted file");
+});
+
+test("scanTree() survives files that vanish between the walk and the read", async () => {
+  await using fixture = await makeFixture();
+  const many = join(fixture.root, "many");
+  await mkdir(many);
+  for (let i = 0; i < 20; i++) await writeFile(join(many, `f${i}.md`), `file ${i}\n`);
+  let deleted = false;
+  const { manifest, problems } = await scan(fixture, {
+    onProgress: () => {
+      // Runs after the first file; later files the walk already listed are gone when read.
+      if (!deleted) rmSync(many, { recursive: true });
+      deleted = true;
+    },
+  });
+  Manifest.parse(manifest);
+  const survivors = manifest.entries.filter((e) => e.path.startsWith("files/many/") && e.kind === "file");
+  assert.ok(survivors.length <= 1, "at most the file read before the deletion");
+  for (const problem of problems.filter((p) => p.path.startsWith("files/many/"))) assert.match(problem.reason, /vanished/);
+});
+
+test("pruneGlobs() prunes plain folder rules and nothing when a rule negates", () => {
+  assert.deepEqual(pruneGlobs([".git/", "node_modules/", "~$*", "# comment", "", "build/", "/dist", "docs/tmp", "*.log", " lead", "a[bc]", "x/**/y", "./z"]), [
+    "**/.git/**",
+    "**/node_modules/**",
+    "**/build/**",
+    "dist/**",
+    "docs/tmp/**",
+    "**/*.log/**",
+  ]);
+  assert.deepEqual(pruneGlobs(["build/", "!build/keep.txt"]), []);
 });

@@ -8,9 +8,11 @@
  *   gitignore syntax, matched by the `ignore` package on the NFC path. Matching is
  *   case-insensitive on every OS so that all devices agree on what is synced. Folders that are
  *   certainly ignored are also pruned from the walk, so `node_modules/` is never even listed.
- * - Hashing: each file is read in 1 MiB pieces through the Chunker; every chunk gets its xxh64 and
- *   the file its whole-content xxh64. Memory per file is one read buffer plus one unfinished
- *   chunk, whatever the file's size, and at most HASH_CONCURRENCY files are read at once.
+ * - Hashing: every chunk gets its xxh64 and the file its whole-content xxh64. Files smaller than
+ *   one 1 MiB read buffer are read in one synchronous read (system-call overhead dominates them);
+ *   bigger files are streamed in 1 MiB reads through the Chunker by a pool of HASH_CONCURRENCY
+ *   async readers. No file is ever held whole in memory: peak memory is a few read buffers,
+ *   whatever the size of the files or the tree (beyond the manifest itself).
  * - Stat cache: a file whose size, mtime, ctime and inode equal the cached ones is not read.
  * - A file that vanishes while the scan runs is left out and reported; one that changes while
  *   it is read is read again, and reported if it keeps changing. Neither stops the scan.
@@ -145,7 +147,16 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   const problems: ScanProblem[] = [];
   const ignoreLines = [...DEFAULT_IGNORE, ...extraIgnore, ...(await readIgnoreFile(root, problems))];
   const matcher = ignore().add(ignoreLines);
-  const cache = statCachePath === undefined ? new Map<string, StatCacheEntry>() : await loadStatCache(statCachePath, onWarning);
+  // Whether the cache on disk needs rewriting: a no-op scan should not pay for an fsync, but
+  // an unusable cache file is replaced even when the tree yields no entry for it.
+  let cacheChanged = false;
+  const cache =
+    statCachePath === undefined
+      ? new Map<string, StatCacheEntry>()
+      : await loadStatCache(statCachePath, (message) => {
+          cacheChanged = true;
+          onWarning(message);
+        });
   const nextCache = new Map<string, StatCacheEntry>();
 
   const entries = new Map<string, ManifestEntry>();
@@ -157,7 +168,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   let scannedFiles = 0;
   let scannedBytes = 0;
 
-  const addFile = (entryPath: string, stats: StatsLike, hash: string, chunks: ChunkRef[]): void => {
+  const addFile = (entryPath: string, stats: StatsLike, hash: string, chunks: ChunkRef[], fromCache: boolean): void => {
     entries.set(entryPath, {
       path: entryPath,
       kind: "file",
@@ -169,6 +180,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     });
     if (stats.mtimeMs < startedAt - RACY_WINDOW_MS) {
       nextCache.set(entryPath, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, hash, chunks });
+      if (!fromCache) cacheChanged = true;
     }
     scannedFiles++;
     scannedBytes += stats.size;
@@ -179,7 +191,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     if (outcome.ok) {
       hashedFiles++;
       hashedBytes += outcome.stat.size;
-      addFile(entryPath, outcome.stat, outcome.hash, outcome.chunks);
+      addFile(entryPath, outcome.stat, outcome.hash, outcome.chunks, false);
     } else {
       problems.push({ path: entryPath, reason: outcome.reason });
     }
@@ -258,7 +270,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       }
       const cached = cache.get(entryPath);
       if (cached !== undefined && statMatches(cached, stats)) {
-        addFile(entryPath, stats, cached.hash, cached.chunks);
+        addFile(entryPath, stats, cached.hash, cached.chunks, true);
         continue;
       }
       if (stats.size < READ_BUFFER_BYTES) {
@@ -279,7 +291,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   } catch (error) {
     await Promise.allSettled(inFlight);
     throwIfCancelled(signal);
-    if (error instanceof CwsError) throw error;
+    // Only file-system errors come from the walk; anything else (a throwing onProgress) is not ours to relabel.
+    if (typeof (error as NodeJS.ErrnoException | undefined)?.syscall !== "string") throw error;
     // When a folder inside the root cannot be listed (permissions, I/O error). Failing the whole
     // scan is deliberate: a partial listing would look like deleted files to the sync.
     throw new CwsError("INVALID_ARGUMENT", `Cannot scan "${root}" as a folder inside it cannot be read: ${describe(error)}; fix its permissions or add it to ${IGNORE_FILE_NAME}`, {
@@ -292,7 +305,9 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   await Promise.allSettled(inFlight);
   throwIfCancelled(signal);
 
-  if (statCachePath !== undefined) {
+  // Every kept entry came from the cache and none was dropped: the file on disk is current.
+  if (nextCache.size !== cache.size) cacheChanged = true;
+  if (statCachePath !== undefined && cacheChanged) {
     try {
       await saveStatCache(statCachePath, nextCache);
     } catch (error) {

@@ -6,6 +6,7 @@
  * and the next run finds the server head and the folder where the interruption left them.
  */
 import { initHash } from "../core/hash.ts";
+import { faultPoint } from "../fault.ts";
 import type { Manifest } from "../core/manifest.ts";
 import { orderForApply, planSync, type PlanAction, type SyncPlan } from "../core/plan.ts";
 import { findCaseCollisions, windowsNameProblem } from "../core/paths.ts";
@@ -111,6 +112,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
     Object.assign(summary.pushed, pushStats);
     emit({ type: "phase", phase: "commit" });
+    faultPoint("client-before-commit");
     const committed = await conn.call("commit", {
       slug,
       base: head?.id ?? null,

@@ -58,8 +58,6 @@ export const SessionIndexEntrySchema = z.object({
 interface RawLine {
   /** The line without its `\n` (a `\r` stays). */
   text: string;
-  /** "\n", or "" for a last line without one. */
-  terminator: string;
   entry: SessionIndexEntry | null;
   key: bigint | null;
 }
@@ -86,7 +84,7 @@ function splitLines(text: string): RawLine[] {
         // Not JSON: counted as a bad line and kept in place by the merge.
       }
     }
-    lines.push({ text: line, terminator: nl === -1 ? "" : "\n", entry, key: entry === null ? null : key });
+    lines.push({ text: line, entry, key: entry === null ? null : key });
     pos = end + 1;
   }
   return lines;
@@ -125,7 +123,6 @@ export function formatIndexEntry(entry: SessionIndexEntry): string {
 
 interface Placed {
   text: string;
-  terminator: string;
   /** Sort key; null sorts first. Lines without a time of their own inherit the previous line's. */
   key: bigint | null;
   /** Position in the local file, or past its end (in arrival order) for incoming entries. */
@@ -151,7 +148,8 @@ function before(a: Placed, b: Placed): boolean {
  *   entry equal to one already present is not added again), ordered by `updated_at`, so the
  *   newest entry of each id is its last line and wins. On equal times a local line comes first.
  * - Local lines keep their exact bytes (including `\r\n`); when nothing needs to change the
- *   input is returned as it was. New lines are written in Codex's format and end with `\n`.
+ *   input is returned as it was. New lines are written in Codex's format, and every line of
+ *   a rewritten index ends with `\n`.
  *
  * Incoming entries are validated; invalid ones are skipped.
  */
@@ -168,7 +166,7 @@ export function mergeSessionIndex(
   lines.forEach((line, order) => {
     const key = line.key ?? inheritedKey;
     inheritedKey = key;
-    const placed = { text: line.text, terminator: line.terminator, key, order };
+    const placed = { text: line.text, key, order };
     if (line.entry !== null && ownedIds.has(line.entry.id)) {
       owned.push(placed);
       present.add(formatIndexEntry(line.entry));
@@ -184,7 +182,7 @@ export function mergeSessionIndex(
     const text = formatIndexEntry(parsed.data);
     if (present.has(text)) continue;
     present.add(text);
-    owned.push({ text, terminator: "\n", key: updatedAtKey(parsed.data.updatedAt), order: lines.length + added });
+    owned.push({ text, key: updatedAtKey(parsed.data.updatedAt), order: lines.length + added });
     added++;
   }
   owned.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
@@ -200,5 +198,7 @@ export function mergeSessionIndex(
   }
 
   if (added === 0 && merged.every((p, index) => p.order === index)) return localText;
-  return merged.map((p, index) => p.text + (index === merged.length - 1 ? p.terminator : "\n")).join("");
+  // Every line ends with `\n` in a rewritten index: Codex appends `line + "\n"` without
+  // looking, so a last line without one would be glued to its next entry.
+  return merged.map((p) => p.text + "\n").join("");
 }

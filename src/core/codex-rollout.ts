@@ -59,7 +59,7 @@ const lenientDecoder = new TextDecoder("utf-8");
 // A line is rewritten only if it can be a session_meta or turn_context line. The filter is the
 // same for normalizing and materializing, so both see exactly the same set of lines.
 const CANDIDATE_NEEDLES = ['"session_meta"', '"turn_context"'];
-const CANDIDATE_NEEDLE_BYTES = CANDIDATE_NEEDLES.map((n) => encoder.encode(n));
+const CANDIDATE_NEEDLE_BYTES = CANDIDATE_NEEDLES.map((n) => Buffer.from(n));
 
 /**
  * Applies `rewrite` to every candidate line and copies all other bytes unchanged. `rewrite`
@@ -290,7 +290,7 @@ function isRootField(kind: LineKind, path: JsonPath): boolean {
  * token). Returns null when the line is not a session_meta/turn_context object or nothing
  * changed.
  */
-function rewriteRootFields(line: string, replace: (value: string) => string | null): string | null {
+function rewriteRootFields(line: string, replace: (value: string, token: string) => string | null): string | null {
   const spans = scanStrings(
     line,
     (p) =>
@@ -309,7 +309,7 @@ function rewriteRootFields(line: string, replace: (value: string) => string | nu
   for (const s of [...spans].reverse()) {
     if (!isRootField(kind, s.path)) continue;
     const token = line.slice(s.start, s.end);
-    const next = replace(JSON.parse(token) as string);
+    const next = replace(JSON.parse(token) as string, token);
     if (next === null) continue;
     // JSON.stringify escapes exactly what serde_json escapes for well-formed strings (`"`,
     // `\`, control characters, lower-case \u00xx) and leaves `/` and non-ASCII alone.
@@ -365,6 +365,10 @@ function normalizeValue(value: string, rules: RootRules): string | null {
       { data: { value } },
     );
   }
+  // Most values outside the root are rejected here, before the per-separator search.
+  const whole = comparablePath(value, rules.platform);
+  const sepChar = rules.platform === "win32" ? "\\" : "/";
+  if (whole !== rules.comparable && !whole.startsWith(rules.comparable + sepChar)) return null;
   const isSep = (ch: string): boolean => ch === "/" || (rules.platform === "win32" && ch === "\\");
   // The root part ends at a separator boundary; take the shortest prefix that denotes the root.
   let split = -1;
@@ -411,11 +415,13 @@ export function normalizeRollout(text: RolloutText, root: string, style: PathSty
 export function normalizeRollout(text: RolloutText, root: string, style: PathStyle): RolloutText {
   const rules = rootRules(root, style);
   return mapCandidateLines(text, (line) =>
-    rewriteRootFields(line, (value) => {
+    rewriteRootFields(line, (value, token) => {
       const normalized = normalizeValue(value, rules);
-      // Only rewrite what comes back byte-exact on this device (see the module comment).
-      if (normalized === null || materializeValue(normalized, rules) !== value) return null;
-      return normalized;
+      if (normalized === null) return null;
+      // Only rewrite what comes back byte-exact on this device (see the module comment):
+      // compare encoded tokens, so a value spelled with foreign escapes stays as it is.
+      const back = materializeValue(normalized, rules);
+      return back !== null && JSON.stringify(back) === token ? normalized : null;
     }),
   );
 }
@@ -550,13 +556,19 @@ const SessionMetaLine = z.object({
 });
 const TurnContextLine = z.object({ payload: z.object({ cwd: z.string().max(32 * 1024) }) });
 const EventMsgLine = z.object({
-  payload: z.object({ type: z.string(), message: z.unknown(), thread_name: z.unknown() }),
+  payload: z.object({ type: z.string(), message: z.unknown().optional(), thread_name: z.unknown().optional() }),
 });
 
 /** Lines longer than this are counted but not inspected (a session_meta line never is). */
 export const MAX_META_LINE_BYTES = 64 * 1024 * 1024;
 
-const META_NEEDLES = ['"session_meta"', '"turn_context"', '"user_message"', '"thread_name_updated"'];
+const META_NEEDLE_BYTES = ['"session_meta"', '"turn_context"', '"user_message"', '"thread_name_updated"'].map((n) =>
+  Buffer.from(n),
+);
+
+function isJsonSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === 0x0a;
+}
 
 /**
  * Reads thread metadata incrementally, so the I/O layer can stream a large (or
@@ -582,6 +594,13 @@ export class ThreadMetaReader {
     let pos = 0;
     while (pos < bytes.length) {
       const nl = bytes.indexOf(0x0a, pos);
+      if (nl !== -1 && this.#pendingBytes === 0 && !this.#overlong) {
+        // The common case: a whole line inside this chunk, inspected without copying it.
+        this.#lines++;
+        this.#inspect(bytes.subarray(pos, nl));
+        pos = nl + 1;
+        continue;
+      }
       const end = nl === -1 ? bytes.length : nl;
       this.#append(bytes.subarray(pos, end));
       if (nl === -1) break;
@@ -628,22 +647,34 @@ export class ThreadMetaReader {
     if (this.#overlong) {
       this.#unparsed++;
     } else if (this.#pendingBytes > 0) {
-      const bytes = this.#pending.length === 1 ? this.#pending[0] : concatBytes(this.#pending);
-      this.#inspect(lenientDecoder.decode(bytes));
+      this.#inspect(this.#pending.length === 1 ? this.#pending[0] : concatBytes(this.#pending));
     }
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#overlong = false;
   }
 
-  #inspect(line: string): void {
-    // Most lines are response items we do not need; skip parsing them, but still count
-    // lines that are not JSON at all, since a checkpoint records them.
-    if (!META_NEEDLES.some((n) => line.includes(n))) {
-      const t = line.trim();
-      if (t !== "" && !(t.startsWith("{") && t.endsWith("}"))) this.#unparsed++;
+  #inspect(bytes: Uint8Array): void {
+    // Most lines are response items we do not need: look for the interesting types in the
+    // raw bytes and skip decoding and parsing the rest, but still count lines that are not
+    // JSON objects at all, since a checkpoint records them.
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let wanted = false;
+    for (const needle of META_NEEDLE_BYTES) {
+      if (view.includes(needle)) {
+        wanted = true;
+        break;
+      }
+    }
+    if (!wanted) {
+      let first = 0;
+      let last = bytes.length - 1;
+      while (first <= last && isJsonSpace(bytes[first])) first++;
+      while (last >= first && isJsonSpace(bytes[last])) last--;
+      if (first <= last && !(bytes[first] === 0x7b && bytes[last] === 0x7d)) this.#unparsed++;
       return;
     }
+    const line = lenientDecoder.decode(bytes);
     let value: unknown;
     try {
       value = JSON.parse(line);

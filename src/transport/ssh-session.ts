@@ -266,7 +266,7 @@ export async function openSshSession(target: SshSessionTarget, options: SshSessi
       settle(failure ?? new CwsError("CONNECTION_LOST", `Cannot connect to ${where} as the server closed the connection during the handshake`));
     client.once("ready", onReady);
     client.once("close", onClose);
-    client.on("error", (error: Error & { level?: string; code?: unknown }) => {
+    client.on("error", (error: Error & { level?: string; code?: string }) => {
       // An unreachable agent or a failed agent signature only means the next credential is tried.
       if (error.level === "agent") return;
       if (error.level === "client-authentication") {

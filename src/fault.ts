@@ -1,0 +1,14 @@
+/**
+ * Fault injection for crash tests. When the environment variable CWS_FAULT names a fault
+ * point, the process kills itself with SIGKILL on reaching it, exactly like a power cut or an
+ * OOM kill would stop it there. Without the variable this is a no-op. Tests use it to prove
+ * that a sync interrupted at any point leaves the server consistent and resumes cleanly.
+ */
+export type FaultPoint =
+  | "client-after-first-bundle" // the client, after the first bundle of a push was ingested
+  | "client-before-commit" // the client, with every chunk uploaded, before asking to commit
+  | "agent-before-hub-commit"; // the agent, with the manifest stored, before the hub's commit
+
+export function faultPoint(point: FaultPoint): void {
+  if (process.env.CWS_FAULT === point) process.kill(process.pid, "SIGKILL");
+}

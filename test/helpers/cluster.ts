@@ -1,0 +1,132 @@
+/**
+ * A throw-away cws installation for end-to-end tests: a server data dir (initialised as
+ * `cws-server init` would) and any number of devices, each with its own client state dir and
+ * superproject folders, talking to the server through the local transport. `close()` stops
+ * the hub the agents started (by the PID it wrote) and removes everything.
+ */
+import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { hashPassphrase, writeServerConfig } from "../../server-agent/server-config.ts";
+import { Store } from "../../server-agent/store/store.ts";
+import { StateStore } from "../../src/client/state.ts";
+import { enrollDevice } from "../../src/client/commands/enroll.ts";
+import { connectAsDevice } from "../../src/client/connect.ts";
+import { syncSuperproject, type SyncOptions, type SyncSummary } from "../../src/client/sync.ts";
+import type { AgentConnection } from "../../src/transport/connection.ts";
+
+export const REPO = join(import.meta.dirname, "..", "..");
+export const PASSPHRASE = "correct horse battery staple";
+
+export interface TestDevice {
+  name: string;
+  home: string;
+  /** Opens the client state fresh from disk (a CLI child may have changed it). */
+  state(): Promise<StateStore>;
+  connect(): Promise<AgentConnection>;
+  sync(slug: string, options?: Partial<SyncOptions>): Promise<SyncSummary>;
+  /** Runs the real `cws` CLI as a child process with this device's state dir. */
+  cli(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+export interface TestCluster {
+  dir: string;
+  dataDir: string;
+  device(name: string): Promise<TestDevice>;
+  /** A folder for a device's superproject. */
+  folder(name: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function makeCluster(options: { leaseTtlMs?: number } = {}): Promise<TestCluster> {
+  const dir = await mkdtemp(join(tmpdir(), "cws-test-"));
+  const dataDir = join(dir, "server");
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeServerConfig(dataDir, { format: 1, passphrase: await hashPassphrase(PASSPHRASE), leaseTtlMs: options.leaseTtlMs ?? 120_000, hubIdleExitMs: 120_000 });
+  await (await Store.open(dataDir)).close();
+
+  return {
+    dir,
+    dataDir,
+    async folder(name) {
+      const path = join(dir, name);
+      await mkdir(path, { recursive: true });
+      return path;
+    },
+    async device(name) {
+      const home = join(dir, `home-${name}`);
+      const state = await StateStore.open(home);
+      await enrollDevice(state, { target: { transport: "local", dataDir }, deviceName: name, passphrase: PASSPHRASE });
+      return makeDevice(name, home);
+    },
+    async close() {
+      await stopHub(dataDir);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function makeDevice(name: string, home: string): TestDevice {
+  const device: TestDevice = {
+    name,
+    home,
+    state: () => StateStore.open(home),
+    async connect() {
+      return connectAsDevice(await device.state());
+    },
+    async sync(slug, options = {}) {
+      const state = await device.state();
+      const conn = await connectAsDevice(state);
+      try {
+        return await syncSuperproject({ conn, state, slug, ...options });
+      } finally {
+        await conn.close();
+      }
+    },
+    cli(args, env = {}) {
+      return new Promise((resolve) => {
+        const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.ts"), ...args], {
+          env: { ...process.env, CWS_HOME: home, ...env },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (piece) => { stdout += piece; });
+        child.stderr.on("data", (piece) => { stderr += piece; });
+        child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+      });
+    },
+  };
+  return device;
+}
+
+/** Stops the hub of a data dir by the PID in hub.pid and waits until it is gone. */
+export async function stopHub(dataDir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(join(dataDir, "hub.pid"), "utf8")).trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}

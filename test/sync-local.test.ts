@@ -1,0 +1,201 @@
+/**
+ * End-to-end sync through every layer (client, local transport, agent, hub, store) with real
+ * files, a real hub process and real SQLite.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readFile, readdir, stat, writeFile, appendFile, utimes, rm } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { randomBytes } from "node:crypto";
+import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
+import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
+import { connectLocal } from "../src/transport/local.ts";
+import { isCwsError } from "../src/errors.ts";
+
+let cluster: TestCluster;
+before(async () => { cluster = await makeCluster(); });
+after(async () => { await cluster.close(); });
+
+/** Every file under a folder with its bytes and mtime, for tree comparisons. */
+async function snapshotTree(root: string): Promise<Map<string, { data: string; mtimeMs: number; mode: number } | "dir">> {
+  const result = new Map<string, { data: string; mtimeMs: number; mode: number } | "dir">();
+  async function walk(dir: string): Promise<void> {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      const key = relative(root, path);
+      if (entry.isDirectory()) {
+        result.set(key, "dir");
+        await walk(path);
+      } else {
+        const info = await stat(path);
+        result.set(key, { data: (await readFile(path)).toString("base64"), mtimeMs: Math.floor(info.mtimeMs), mode: info.mode & 0o777 });
+      }
+    }
+  }
+  await walk(root);
+  return result;
+}
+
+async function setup(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }> {
+  const a = await cluster.device(`${slug}-a`);
+  const b = await cluster.device(`${slug}-b`);
+  const rootA = await cluster.folder(`${slug}-a`);
+  const rootB = await cluster.folder(`${slug}-b`);
+  const connA = await a.connect();
+  await createSuperproject(connA, await a.state(), { slug, root: rootA });
+  await connA.close();
+  const connB = await b.connect();
+  await attachSuperproject(connB, await b.state(), { slug, root: rootB });
+  await connB.close();
+  return { a, b, rootA, rootB };
+}
+
+async function writeWorkspace(root: string): Promise<void> {
+  await mkdir(join(root, "notes", "deep"), { recursive: true });
+  await mkdir(join(root, "empty-folder"), { recursive: true });
+  await writeFile(join(root, "AGENTS.md"), "# Agents\n\nBe careful.\n");
+  for (let i = 0; i < 20; i++) await writeFile(join(root, "notes", `note-${i}.md`), `# Note ${i}\n\n${"text ".repeat(200 * i)}\n`);
+  await writeFile(join(root, "notes", "deep", "big.jsonl"), randomBytes(1_500_000).toString("base64"));
+  await writeFile(join(root, "script.sh"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
+  // Files edited a minute ago, as a person's would be when they sync: files modified within the
+  // scanner's racy window are deliberately hashed again, which is not what these tests measure.
+  const aMinuteAgo = new Date(Date.now() - 60_000);
+  for (const file of await readdir(root, { recursive: true })) await utimes(join(root, file), aMinuteAgo, aMinuteAgo);
+  await utimes(join(root, "AGENTS.md"), new Date("2024-01-02T03:04:05Z"), new Date("2024-01-02T03:04:05Z"));
+}
+
+test("device A → server → device B gives byte-identical trees with mtimes and modes kept", async () => {
+  const { a, b, rootA, rootB } = await setup("identical");
+  await writeWorkspace(rootA);
+  const pushed = await a.sync("identical");
+  assert.equal(pushed.pushed.files, 23);
+  assert.ok(pushed.snapshot !== null);
+  const pulled = await b.sync("identical");
+  assert.equal(pulled.pulled.files, 23);
+  assert.deepEqual(await snapshotTree(rootB), await snapshotTree(rootA));
+  assert.equal((await stat(join(rootB, "AGENTS.md"))).mtime.toISOString(), "2024-01-02T03:04:05.000Z");
+
+  // Edits on B come back to A.
+  await appendFile(join(rootB, "notes", "deep", "big.jsonl"), "\n{\"appended\":true}\n");
+  await rm(join(rootB, "notes", "note-3.md"));
+  await writeFile(join(rootB, "notes", "new.md"), "# New on B\n");
+  const back = await b.sync("identical");
+  assert.equal(back.pushed.files, 2);
+  assert.equal(back.pushed.deleted, 1);
+  // Only the tail of the appended file travels, not the whole file.
+  assert.ok(back.pushed.bytes < 300_000, `pushed ${back.pushed.bytes} bytes for an append`);
+  const onA = await a.sync("identical");
+  assert.equal(onA.pulled.files, 2);
+  assert.equal(onA.pulled.deleted, 1);
+  assert.ok(onA.pulled.reusedChunks > 0, "unchanged chunks of the appended file are reused locally");
+  assert.deepEqual(await snapshotTree(rootA), await snapshotTree(rootB));
+  // The deleted file went to A's backup area first.
+  assert.ok(onA.backupDir !== null);
+  assert.equal(await readFile(join(onA.backupDir!, "notes", "note-3.md"), "utf8"), `# Note 3\n\n${"text ".repeat(600)}\n`);
+});
+
+test("a second sync with no change transfers no chunk and re-hashes no file", async () => {
+  const { a, b, rootA } = await setup("noop");
+  await writeWorkspace(rootA);
+  await a.sync("noop");
+  await b.sync("noop");
+  for (const device of [a, b]) {
+    const again = await device.sync("noop");
+    assert.equal(again.scanned.hashedFiles, 0, `${device.name} re-hashed files`);
+    assert.equal(again.pushed.chunks, 0);
+    assert.equal(again.pulled.chunks, 0);
+    assert.equal(again.pulled.files, 0);
+    assert.ok(again.wire.sent + again.wire.received < 2000, `no-op moved ${again.wire.sent + again.wire.received} bytes`);
+  }
+});
+
+test("both sides changing one file keeps the server version live and backs the local one up", async () => {
+  const { a, b, rootA, rootB } = await setup("conflict");
+  await writeFile(join(rootA, "plan.md"), "# Plan\nbase\n");
+  await a.sync("conflict");
+  await b.sync("conflict");
+  await writeFile(join(rootA, "plan.md"), "# Plan\nfrom A\n");
+  await writeFile(join(rootB, "plan.md"), "# Plan\nfrom B\n");
+  await a.sync("conflict");
+  const result = await b.sync("conflict");
+  assert.deepEqual(result.conflicts.map((c) => c.path), ["files/plan.md"]);
+  assert.equal(await readFile(join(rootB, "plan.md"), "utf8"), "# Plan\nfrom A\n");
+  assert.equal(await readFile(result.conflicts[0].backup!, "utf8"), "# Plan\nfrom B\n");
+});
+
+test("a sync killed after its first bundle leaves the head alone and the next sync sends only the rest", async () => {
+  const { a, rootA } = await setup("killed-upload");
+  await writeFile(join(rootA, "seed.md"), "# seed\n");
+  const first = await a.sync("killed-upload");
+  await mkdir(join(rootA, "data"));
+  for (let i = 0; i < 8; i++) await writeFile(join(rootA, "data", `blob-${i}.bin`), randomBytes(600_000));
+  const killed = await a.cli(["sync", "killed-upload"], { CWS_FAULT: "client-after-first-bundle", CWS_BUNDLE_TARGET_BYTES: String(1_000_000) });
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const conn = await a.connect();
+  const { snapshot } = await conn.call("head", { slug: "killed-upload" });
+  await conn.close();
+  assert.equal(snapshot?.id, first.snapshot?.id, "the head did not move");
+  const resumed = await a.sync("killed-upload");
+  assert.ok(resumed.snapshot!.id > first.snapshot!.id);
+  const totalChunks = resumed.pushed.chunks;
+  // 8 × 600 kB of random data is ~ 8 × 3 chunks; the killed run stored at least one bundle.
+  assert.ok(totalChunks > 0 && resumed.pushed.bytes < 8 * 600_000 - 500_000, `resumed push re-sent ${resumed.pushed.bytes} bytes`);
+});
+
+for (const fault of ["client-before-commit", "agent-before-hub-commit"] as const) {
+  test(`a sync killed at ${fault} leaves the head at the old snapshot and the next sync re-sends no chunk`, async () => {
+    const slug = `killed-${fault.split("-")[0]}`;
+    const { a, rootA } = await setup(slug);
+    await writeFile(join(rootA, "seed.md"), "# seed\n");
+    const first = await a.sync(slug);
+    await writeFile(join(rootA, "more.bin"), randomBytes(400_000));
+    const killed = await a.cli(["sync", slug], { CWS_FAULT: fault });
+    if (fault === "client-before-commit") assert.equal(killed.signal, "SIGKILL", killed.stderr);
+    else assert.match(killed.stderr, /connection to the agent closed/i);
+    const conn = await a.connect();
+    assert.equal((await conn.call("head", { slug })).snapshot?.id, first.snapshot?.id);
+    await conn.close();
+    const resumed = await a.sync(slug);
+    assert.equal(resumed.pushed.chunks, 0, "every chunk was already stored");
+    assert.equal(resumed.pushed.files, 1);
+    assert.equal(resumed.snapshot?.id, first.snapshot!.id + 1);
+  });
+}
+
+test("the agent refuses paths with .. or absolute paths and writes nothing outside its data dir", async () => {
+  const a = await cluster.device("paths");
+  const conn = await a.connect();
+  await conn.call("createSuperproject", { slug: "paths" });
+  const before = (await readdir(cluster.dir)).sort();
+  const evil = [
+    "files/../../escape.txt",
+    "/etc/escape.txt",
+    "files/a/../../../escape.txt",
+    "C:\\escape.txt",
+    "files/nul\u0000byte",
+  ];
+  for (const path of evil) {
+    const manifest = { format: 1 as const, entries: [{ path, kind: "file" as const, size: 0, mtimeMs: 0, mode: 0o644, hash: "ef46db3751d8e999", chunks: [] }] };
+    await assert.rejects(conn.call("commit", { slug: "paths", base: null, manifest, kind: "push" }), (error: unknown) => {
+      assert.ok(isCwsError(error, "INVALID_PATH"), `${path}: ${String(error)}`);
+      assert.match((error as Error).message, /path/i);
+      return true;
+    });
+  }
+  await assert.rejects(conn.call("ingestBundle", { name: "../../escape.bundle" }), (error: unknown) => isCwsError(error, "INVALID_ARGUMENT"));
+  await assert.rejects(conn.call("releaseBundle", { name: "../hub.sqlite" }), (error: unknown) => isCwsError(error, "INVALID_ARGUMENT"));
+  assert.equal((await conn.call("head", { slug: "paths" })).snapshot, null);
+  await conn.close();
+  assert.deepEqual((await readdir(cluster.dir)).sort(), before);
+});
+
+test("a session that has not opened an enrolled device is refused", async () => {
+  const conn = await connectLocal({ dataDir: cluster.dataDir });
+  try {
+    await assert.rejects(conn.call("listSuperprojects", {}), (error: unknown) => isCwsError(error, "NOT_ENROLLED"));
+    await assert.rejects(conn.call("open", { deviceId: "00000000-0000-4000-8000-000000000000" }), (error: unknown) => isCwsError(error, "NOT_ENROLLED"));
+    await assert.rejects(conn.call("enroll", { deviceName: "x", passphrase: "wrong passphrase" }), (error: unknown) => isCwsError(error, "AUTH_FAILED"));
+  } finally {
+    await conn.close();
+  }
+});
