@@ -290,12 +290,13 @@ function escapeXml(text: string): string {
  * baseline): up is slower than rsync, down is faster. Failed or skipped tools get a label.
  */
 export function renderSvg(results: BenchResults): string {
-  const tools = results.tools.filter((t) => t !== results.baseline);
-  const groups: { title: string; rows: ScenarioResult[] }[] = [];
+  // cws first: it is what the chart is about; the other tools follow in run order.
+  const tools = results.tools.filter((t) => t !== results.baseline).sort((a, b) => Number(b === "cws") - Number(a === "cws"));
+  const groups: { scenario: string; dataset: string; rows: ScenarioResult[] }[] = [];
   for (const d of results.datasets) {
     for (const s of SCENARIOS) {
-      const rows = tools.map((t) => results.results.find((r) => r.dataset === d.name && r.scenario === s && r.tool === t)!).filter(Boolean);
-      if (rows.length > 0) groups.push({ title: `${d.name === results.datasets[0]?.name ? "" : `${d.name}: `}${SCENARIO_LABELS[s]}`, rows });
+      const rows = tools.map((t) => results.results.find((r) => r.dataset === d.name && r.scenario === s && r.tool === t)).filter((r): r is ScenarioResult => r !== undefined);
+      if (rows.length > 0) groups.push({ scenario: SCENARIO_LABELS[s], dataset: d.name, rows });
     }
   }
   const ratios = groups.flatMap((g) => g.rows.map((r) => ratiosFor(results, r).time).filter((v): v is number => v !== undefined && v > 0));
@@ -304,7 +305,7 @@ export function renderSvg(results: BenchResults): string {
 
   const barWidth = 22;
   const gap = 4;
-  const groupWidth = Math.max(1, tools.length) * (barWidth + gap) + 28;
+  const groupWidth = Math.max(120, Math.max(1, tools.length) * (barWidth + gap) + 28);
   const left = 64;
   const top = 56;
   const plotHeight = 300;
@@ -339,12 +340,18 @@ export function renderSvg(results: BenchResults): string {
       const clamped = Math.min(2 ** maxExp, Math.max(2 ** minExp, ratio));
       const y1 = Math.min(y(1), y(clamped));
       const h = Math.max(1, Math.abs(y(clamped) - y(1)));
-      parts.push(`<rect x="${x}" y="${y1.toFixed(1)}" width="${barWidth}" height="${h.toFixed(1)}" fill="${color}"><title>${escapeXml(`${row.tool}, ${group.title}: ${formatRatio(ratio)} (${formatTime(row.summary?.wallMs)})`)}</title></rect>`);
+      parts.push(`<rect x="${x}" y="${y1.toFixed(1)}" width="${barWidth}" height="${h.toFixed(1)}" fill="${color}"><title>${escapeXml(`${row.tool}, ${group.dataset}, ${group.scenario}: ${formatRatio(ratio)} (${formatTime(row.summary?.wallMs)})`)}</title></rect>`);
       const labelY = ratio >= 1 ? y1 - 4 : y1 + h + 11;
       parts.push(`<text x="${x + barWidth / 2}" y="${labelY.toFixed(1)}" text-anchor="middle" font-size="10" fill="#24292f">${escapeXml(formatRatio(ratio))}</text>`);
     });
     const cx = x0 + (group.rows.length * (barWidth + gap)) / 2;
-    parts.push(`<text x="${cx}" y="${top + plotHeight + 18}" text-anchor="middle" fill="#24292f">${escapeXml(group.title)}</text>`);
+    parts.push(`<text x="${cx}" y="${top + plotHeight + 18}" text-anchor="middle" fill="#24292f">${escapeXml(group.scenario)}</text>`);
+    parts.push(`<text x="${cx}" y="${top + plotHeight + 33}" text-anchor="middle" fill="#57606a" font-size="11">${escapeXml(group.dataset)}</text>`);
+    // A thin rule between data sets.
+    if (gi > 0 && groups[gi - 1]!.dataset !== group.dataset) {
+      const xs = (x0 - 16 + 4).toFixed(1);
+      parts.push(`<line x1="${xs}" x2="${xs}" y1="${top}" y2="${top + plotHeight + 36}" stroke="#8c959f" stroke-dasharray="4 3"/>`);
+    }
   });
   let lx = left;
   const ly = top + plotHeight + 56;

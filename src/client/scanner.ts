@@ -305,7 +305,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   await Promise.allSettled(inFlight);
   throwIfCancelled(signal);
 
-  // Every kept entry came from the cache and none was dropped: the file on disk is current.
+  // A file deleted or newly racy since the last scan leaves the cache smaller: rewrite it too.
   if (nextCache.size !== cache.size) cacheChanged = true;
   if (statCachePath !== undefined && cacheChanged) {
     try {
@@ -319,7 +319,13 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   return { manifest: makeManifest(entries.values()), hashedFiles, hashedBytes, problems, diskPaths };
 }
 
-/** Reads a scanned file back, chunk by chunk, checking each chunk against the entry. */
+/**
+ * Reads a file and yields its chunks by the lengths in `entry.chunks`, verifying each xxh64 and
+ * at the end the whole file's. Each yielded `data` is a fresh buffer the consumer may keep.
+ *
+ * @throws {CwsError} CORRUPT when the content differs from the entry (the file changed since
+ *   the scan), NOT_FOUND when the file no longer exists.
+ */
 export async function* readFileChunks(absPath: string, entry: ManifestEntry): AsyncGenerator<{ id: string; data: Uint8Array }> {
   if (entry.kind !== "file") throw new TypeError(`readFileChunks() needs a file entry, got a ${entry.kind}: ${entry.path}`);
   let handle: FileHandle;

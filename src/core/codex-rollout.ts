@@ -591,13 +591,21 @@ export class ThreadMetaReader {
   push(chunk: Uint8Array | string): void {
     const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
     this.#bytes += bytes.length;
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // Next position of each needle in this chunk, searched forward once (not once per line).
+    const nextAt = META_NEEDLE_BYTES.map(() => -2);
     let pos = 0;
     while (pos < bytes.length) {
-      const nl = bytes.indexOf(0x0a, pos);
+      const nl = view.indexOf(0x0a, pos);
       if (nl !== -1 && this.#pendingBytes === 0 && !this.#overlong) {
         // The common case: a whole line inside this chunk, inspected without copying it.
+        let wanted = false;
+        for (let i = 0; i < META_NEEDLE_BYTES.length; i++) {
+          if (nextAt[i] !== -1 && nextAt[i] < pos) nextAt[i] = view.indexOf(META_NEEDLE_BYTES[i], pos);
+          if (nextAt[i] !== -1 && nextAt[i] + META_NEEDLE_BYTES[i].length <= nl) wanted = true;
+        }
         this.#lines++;
-        this.#inspect(bytes.subarray(pos, nl));
+        this.#inspect(bytes.subarray(pos, nl), wanted);
         pos = nl + 1;
         continue;
       }
@@ -647,25 +655,21 @@ export class ThreadMetaReader {
     if (this.#overlong) {
       this.#unparsed++;
     } else if (this.#pendingBytes > 0) {
-      this.#inspect(this.#pending.length === 1 ? this.#pending[0] : concatBytes(this.#pending));
+      const line = this.#pending.length === 1 ? this.#pending[0] : concatBytes(this.#pending);
+      const view = Buffer.from(line.buffer, line.byteOffset, line.byteLength);
+      this.#inspect(line, META_NEEDLE_BYTES.some((needle) => view.includes(needle)));
     }
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#overlong = false;
   }
 
-  #inspect(bytes: Uint8Array): void {
-    // Most lines are response items we do not need: look for the interesting types in the
-    // raw bytes and skip decoding and parsing the rest, but still count lines that are not
-    // JSON objects at all, since a checkpoint records them.
-    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let wanted = false;
-    for (const needle of META_NEEDLE_BYTES) {
-      if (view.includes(needle)) {
-        wanted = true;
-        break;
-      }
-    }
+  /**
+   * Looks at one line. `wanted` says whether the raw bytes mention a type we read: most lines
+   * are response items we do not need, so they are neither decoded nor parsed, but lines that
+   * are not JSON objects at all are still counted, since a checkpoint records them.
+   */
+  #inspect(bytes: Uint8Array, wanted: boolean): void {
     if (!wanted) {
       let first = 0;
       let last = bytes.length - 1;

@@ -42,15 +42,19 @@ export async function createSuperproject(conn: AgentConnection, state: StateStor
   }
   await checkRootFree(state, slug, root);
   await mkdir(root, { recursive: true });
-  let templated = false;
+  let source: string | undefined;
   if (options.template) {
-    const source = join(TEMPLATES_DIR, options.template);
-    if (!existsSync(source)) throw new CwsError("NOT_FOUND", `There is no template named ${options.template} (looked in ${TEMPLATES_DIR}).`);
+    source = join(TEMPLATES_DIR, options.template);
+    if (!/^[a-z0-9-]+$/.test(options.template) || !existsSync(source)) {
+      throw new CwsError("NOT_FOUND", `There is no template named ${options.template} (looked in ${TEMPLATES_DIR}).`);
+    }
     if ((await readdir(root)).length > 0) throw new CwsError("INVALID_ARGUMENT", `${root} is not empty; a template is only copied into an empty folder.`);
-    await cp(source, root, { recursive: true, errorOnExist: true, force: false });
-    templated = true;
   }
   await conn.call("createSuperproject", { slug });
+  // The template is copied only once the server accepted the name; force: false never
+  // overwrites a file, even if one appeared in the folder meanwhile.
+  if (source !== undefined) await cp(source, root, { recursive: true, force: false });
+  const templated = source !== undefined;
   await state.update((s) => {
     s.superprojects[slug] = { root, base: null, lastSyncAt: null };
   });
