@@ -4,12 +4,12 @@
  *
  * What it holds (defaults for 5,000 files / 300 MiB):
  * - many small Markdown notes (headings, paragraphs, lists, code blocks) and JSON configs,
- *   spread over nested folders, about 18% of the bytes;
+ *   spread over nested folders, about 10% of the bytes (notes of a few KiB each);
  * - Codex rollouts: append-only JSONL transcripts in Codex's line format
  *   (`{"timestamp":…,"type":"response_item","payload":{…}}`), under
- *   `codex/sessions/YYYY/MM/DD/rollout-…-<uuid>.jsonl`, about 70% of the bytes in a few
- *   hundred files of up to several MiB;
- * - binary assets (incompressible bytes), about 12% of the bytes.
+ *   `codex/sessions/YYYY/MM/DD/rollout-…-<uuid>.jsonl`, about 75% of the bytes in a hundred or
+ *   more files of up to several MiB;
+ * - binary assets (incompressible bytes), about 15% of the bytes.
  *
  * Text comes from a word list drawn with a Zipf-like bias, so compression ratios resemble
  * real notes; reasoning items carry base64 "encrypted_content" as real transcripts do, which
@@ -89,8 +89,8 @@ export interface DatasetSummary {
 }
 
 /** Share of the bytes in rollouts, binaries and small files (the rest). */
-const ROLLOUT_SHARE = 0.7;
-const BINARY_SHARE = 0.12;
+const ROLLOUT_SHARE = 0.75;
+const BINARY_SHARE = 0.15;
 
 /** Turns options into exact counts and budgets. */
 export function planDataset(options: DatasetOptions = {}): DatasetPlan {
@@ -172,7 +172,7 @@ export function generateDataset(dir: string, plan: DatasetPlan): DatasetSummary 
   // folder per 25 small files (real workspaces have many shallow-to-medium folders).
   const small = plan.markdownFiles + plan.jsonFiles;
   const noteFolders = makeFolderTree(rng, ["notes", "plans", "docs", "research", "meetings", "skills"], Math.max(4, Math.round(small / 25)));
-  const configFolders = makeFolderTree(rng, ["config", "data", ".cws-meta"], Math.max(2, Math.round(small / 80)));
+  const configFolders = makeFolderTree(rng, ["config", "data", "meta"], Math.max(2, Math.round(small / 80)));
 
   // Sizes: log-normal weights, scaled so each kind meets its budget.
   const mdWeights = weights(rng, plan.markdownFiles, 0.9, 1);

@@ -52,8 +52,8 @@ const ALL_TOOLS = ["rsync -a", "rsync -az", "unison", "cws"] as const;
 const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
 
   --quick            small data set, one run each (finishes in under a minute)
-  --files N          files in the base data set (default 5000; quick 300)
-  --mib N            size of the base data set in MiB (default 300; quick 12)
+  --files N          files in the base data set (default 5000; quick 200)
+  --mib N            size of the base data set in MiB (default 300; quick 8)
   --runs N           runs per scenario on the base data set, median reported (default 3; quick 1)
   --scale-runs N     runs per scenario on the scale data set (default 1)
   --scale-factor N   file-count factor of the scale data set (default 10)
@@ -133,8 +133,8 @@ function parseOptions(argv: string[]): Options | undefined {
   if (!Number.isInteger(seed) || seed < 0) throw new Error(`Cannot use --seed ${JSON.stringify(values.seed)}: expected a whole number`);
   return {
     quick,
-    files: positiveInt("files", values.files, quick ? 300 : 5000),
-    mib: positiveInt("mib", values.mib, quick ? 12 : 300),
+    files: positiveInt("files", values.files, quick ? 200 : 5000),
+    mib: positiveInt("mib", values.mib, quick ? 8 : 300),
     runs: positiveInt("runs", values.runs, quick ? 1 : 3),
     scaleRuns: positiveInt("scale-runs", values["scale-runs"], 1),
     scaleFactor: positiveInt("scale-factor", values["scale-factor"], 10),

@@ -247,30 +247,35 @@ test("scanTree() stops with CANCELLED when its signal aborts", async () => {
 test("readFileChunks() yields the entry's chunks and refuses a file changed since the scan", async () => {
   await using fixture = await makeFixture();
   const { manifest } = await scan(fixture);
-  const big = entry(manifest, "files/notes/deep/data.bin");
-  const abs = join(fixture.root, "notes/deep/data.bin");
-  const content = await readFile(abs);
-
-  const chunks = await Array.fromAsync(readFileChunks(abs, big));
-  assert.deepEqual(
-    chunks.map((c) => c.id),
-    big.chunks.map(chunkId),
-  );
-  assert.ok(Buffer.concat(chunks.map((c) => c.data)).equals(content));
   assert.deepEqual(await Array.fromAsync(readFileChunks(join(fixture.root, "empty.txt"), entry(manifest, "files/empty.txt"))), []);
+  // data.bin is streamed chunk by chunk; medium.bin is read whole (smaller than a read buffer).
+  for (const name of ["notes/deep/data.bin", "notes/deep/medium.bin"]) {
+    const scanned = entry(manifest, `files/${name}`);
+    const abs = join(fixture.root, name);
+    const content = await readFile(abs);
 
-  const corrupt = (error: unknown) => isCwsError(error, "CORRUPT");
-  content[MAX_CHUNK_SIZE + 5] ^= 0xff; // inside the second chunk or later, not the first
-  await writeFile(abs, content);
-  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a flipped byte");
-  content[MAX_CHUNK_SIZE + 5] ^= 0xff;
-  await writeFile(abs, content);
-  await appendFile(abs, "more");
-  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a grown file");
-  await truncate(abs, 100);
-  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), corrupt, "a shrunk file");
-  await rm(abs);
-  await assert.rejects(Array.fromAsync(readFileChunks(abs, big)), (error) => isCwsError(error, "NOT_FOUND"), "a deleted file");
+    const chunks = await Array.fromAsync(readFileChunks(abs, scanned));
+    assert.deepEqual(
+      chunks.map((c) => c.id),
+      scanned.chunks.map(chunkId),
+      name,
+    );
+    assert.ok(Buffer.concat(chunks.map((c) => c.data)).equals(content), name);
+
+    const corrupt = (error: unknown) => isCwsError(error, "CORRUPT");
+    const flipAt = MAX_CHUNK_SIZE + 5; // inside the second chunk or later, not the first
+    content[flipAt] ^= 0xff;
+    await writeFile(abs, content);
+    await assert.rejects(Array.fromAsync(readFileChunks(abs, scanned)), corrupt, `${name}: a flipped byte`);
+    content[flipAt] ^= 0xff;
+    await writeFile(abs, content);
+    await appendFile(abs, "more");
+    await assert.rejects(Array.fromAsync(readFileChunks(abs, scanned)), corrupt, `${name}: a grown file`);
+    await truncate(abs, 100);
+    await assert.rejects(Array.fromAsync(readFileChunks(abs, scanned)), corrupt, `${name}: a shrunk file`);
+    await rm(abs);
+    await assert.rejects(Array.fromAsync(readFileChunks(abs, scanned)), (error) => isCwsError(error, "NOT_FOUND"), `${name}: a deleted file`);
+  }
 });
 
 test("scanTree() survives files that vanish between the walk and the read", async () => {

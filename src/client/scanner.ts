@@ -328,18 +328,16 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
  */
 export async function* readFileChunks(absPath: string, entry: ManifestEntry): AsyncGenerator<{ id: string; data: Uint8Array }> {
   if (entry.kind !== "file") throw new TypeError(`readFileChunks() needs a file entry, got a ${entry.kind}: ${entry.path}`);
+  if (entry.size < READ_BUFFER_BYTES) {
+    // Small files are read whole with synchronous calls, as the scanner does, for the same reason.
+    yield* smallFileChunks(entry, readSmallFileSync(absPath, entry));
+    return;
+  }
   let handle: FileHandle;
   try {
     handle = await open(absPath, OPEN_FLAGS);
   } catch (error) {
-    if (isErrno(error, "ENOENT")) {
-      // When the file was deleted between the scan and the upload.
-      throw new CwsError("NOT_FOUND", `Cannot read "${entry.path}" as it no longer exists; scan again and retry`, {
-        cause: error,
-        data: { path: entry.path },
-      });
-    }
-    throw error;
+    throw isErrno(error, "ENOENT") ? vanishedSinceScan(entry, error) : error;
   }
   try {
     const whole = createXxh64();
@@ -369,6 +367,57 @@ export async function* readFileChunks(absPath: string, entry: ManifestEntry): As
   } finally {
     await handle.close();
   }
+}
+
+/** Reads a small file whole into a fresh buffer, one byte longer than expected to notice growth. */
+function readSmallFileSync(absPath: string, entry: ManifestEntry): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(absPath, OPEN_FLAGS);
+  } catch (error) {
+    throw isErrno(error, "ENOENT") ? vanishedSinceScan(entry, error) : error;
+  }
+  try {
+    const content = new Uint8Array(entry.size + 1);
+    let filled = 0;
+    for (;;) {
+      const bytesRead = readSync(fd, content, filled, content.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+      if (filled === content.length) break;
+    }
+    return content.subarray(0, filled);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Checks a small file's content against its entry, then yields its chunks as views of it. */
+function* smallFileChunks(entry: ManifestEntry, content: Uint8Array): Generator<{ id: string; data: Uint8Array }> {
+  if (content.length !== entry.size) {
+    throw changedSinceScan(entry, `it is ${content.length > entry.size ? "longer" : "shorter"} than the ${entry.size} bytes scanned`);
+  }
+  const wholeHash = xxh64Hex(content);
+  if (wholeHash !== entry.hash) throw changedSinceScan(entry, `its xxh64 is ${wholeHash}, the scan found ${entry.hash}`);
+  let position = 0;
+  for (const ref of entry.chunks) {
+    const [expected, length] = ref;
+    const data = content.subarray(position, position + length);
+    const actual = xxh64Hex(data);
+    if (actual !== expected) {
+      throw changedSinceScan(entry, `chunk at byte ${position} should have xxh64 ${expected}, found ${actual}`);
+    }
+    position += length;
+    yield { id: chunkId(ref), data };
+  }
+}
+
+// When the file was deleted between the scan and the read (e.g. the upload).
+function vanishedSinceScan(entry: ManifestEntry, cause: unknown): CwsError {
+  return new CwsError("NOT_FOUND", `Cannot read "${entry.path}" as it no longer exists; scan again and retry`, {
+    cause,
+    data: { path: entry.path },
+  });
 }
 
 // When a file's content no longer matches what the scan recorded.
