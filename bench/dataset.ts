@@ -299,9 +299,12 @@ export function mutateOnePercent(dir: string, seed: number, options: MutateOptio
     const before = readFileSync(file, "utf8");
     // Insert at a paragraph boundary between 35% and 65% of the file, so the edit is truly in
     // the middle: chunks before it and after it are unchanged, only the ones around it differ.
+    // A short note may have no paragraph break after that point other than its final one;
+    // then the last break before it is used, and failing that the middle of a line.
     const from = Math.floor(before.length * (0.35 + 0.3 * fileRng.next()));
-    const boundary = before.indexOf("\n\n", from);
-    const at = boundary === -1 ? before.length : boundary + 2;
+    let boundary = before.indexOf("\n\n", from);
+    if (boundary === -1 || boundary + 2 >= before.length) boundary = before.lastIndexOf("\n\n", from);
+    const at = boundary > 0 && boundary + 2 < before.length ? boundary + 2 : from;
     const inserted = `${text.paragraph(fileRng.range(3, 7))}\n\n`;
     writeFileSync(file, before.slice(0, at) + inserted + before.slice(at));
     bytesAdded += inserted.length;

@@ -24,7 +24,7 @@ import { REPO_ROOT, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { CwsRunner } from "./cws-runner.ts";
 import { generateDataset, listFiles, mutateOnePercent, planBytes, planDataset, planFiles, scalePlan, type DatasetPlan } from "./dataset.ts";
 import { ensureDependencies, machineInfo, versionOf } from "./deps.ts";
-import { killGroup, type Measurement, runningGroups } from "./measure.ts";
+import { killGroup, type Measurement, runningGroups, tail, withoutSshChatter } from "./measure.ts";
 import {
   BASELINE,
   type BenchResults,
@@ -43,7 +43,7 @@ import {
   summarize,
 } from "./report.ts";
 import { RsyncRunner } from "./rsync-runner.ts";
-import { CIPHER, type Tool, type ToolContext } from "./tool.ts";
+import { CIPHER, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
 import { UnisonRunner } from "./unison-runner.ts";
 
 const MIB = 1024 * 1024;
@@ -283,6 +283,15 @@ async function runTool(
   }
 }
 
+/**
+ * One untimed SSH login before anything is measured, so that the first tool (rsync -a, the
+ * baseline) does not alone pay for a cold sshd, a cold page cache for ssh's binaries and keys.
+ */
+function warmUp(sshd: SshdHandle): void {
+  const result = spawnSync("ssh", [...opensshArgs(sshd), `${sshd.user}@${sshd.host}`, "true"], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8", timeout: 30_000 });
+  if (result.status !== 0) throw new Error(`Cannot log in to the benchmark's sshd with ssh: ${tail(withoutSshChatter(result.stderr ?? ""))}`);
+}
+
 function messageOf(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replaceAll("\n", " ").slice(0, 400);
 }
@@ -340,6 +349,7 @@ async function main(): Promise<number> {
   try {
     sshd = await startSshd();
     log(`sshd pid ${sshd.pid} on ${sshd.host}:${sshd.port}; work folder ${work}`);
+    warmUp(sshd);
     for (const dataset of datasets) {
       const base = path.join(work, toolDirName(dataset.name));
       const pristine = path.join(base, "pristine");

@@ -87,6 +87,10 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },
+    leaseStatus: async () => { requireDevice(); return (await getHub()).call("leaseStatus", {}); },
+    acquireLease: async (p) => (await getHub()).call("acquireLease", { deviceId: requireDevice(), slug: p.slug }),
+    heartbeat: async (p) => (await getHub()).call("heartbeat", { deviceId: requireDevice(), token: p.token }),
+    releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
     prepareBundle: async (p) => { requireDevice(); return store.writeBundle(p.ids); },
     releaseBundle: async (p) => {
       requireDevice();

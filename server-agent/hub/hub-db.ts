@@ -23,6 +23,8 @@ export interface LeaseState {
   expiresAt: number | null;
   /** True when a device holds the lease and it has not expired at the hub's `now`. */
   active: boolean;
+  /** The hub's clock when the state was read. */
+  now: number;
 }
 
 export interface CommitInput {
@@ -253,6 +255,7 @@ export class HubDatabase {
       deviceId: row.device_id, deviceName: row.device_name, slug: row.slug, token: row.token,
       acquiredAt: row.acquired_at, heartbeatAt: row.heartbeat_at, expiresAt: row.expires_at,
       active: row.device_id !== null && row.expires_at !== null && now < row.expires_at,
+      now,
     };
   }
 

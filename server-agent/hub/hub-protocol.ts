@@ -6,18 +6,9 @@
  */
 import { z } from "zod";
 import { HashHex } from "../../src/core/manifest.ts";
-import { DeviceId, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import { DeviceId, LeaseState, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
 
-export const LeaseStateSchema = z.object({
-  deviceId: z.string().nullable(),
-  deviceName: z.string().nullable(),
-  slug: z.string().nullable(),
-  token: z.number().int().nonnegative(),
-  acquiredAt: z.number().nullable(),
-  heartbeatAt: z.number().nullable(),
-  expiresAt: z.number().nullable(),
-  active: z.boolean(),
-});
+export const LeaseStateSchema = LeaseState;
 
 export const HubMethods = {
   // ping proves the hub is alive and tells its pid and clock.

@@ -12,6 +12,8 @@ import { connectAsDevice } from "../client/connect.ts";
 import { enrollDevice } from "../client/commands/enroll.ts";
 import { attachSuperproject, createSuperproject, disconnectSuperproject } from "../client/commands/superprojects.ts";
 import { syncSuperproject, type SyncSummary } from "../client/sync.ts";
+import { overrideCurrentState } from "../client/commands/override.ts";
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS, requestStop, runLiveSync, runningLiveSyncs } from "../client/live-sync.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
@@ -29,6 +31,10 @@ function slugArgument(positional: string | undefined, flags: { superproject?: st
   const slug = positional ?? flags.superproject;
   if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws <command> <slug>` (or --superproject <slug>).");
   return slug;
+}
+
+function countPulls(summary: SyncSummary): number {
+  return summary.pulled.files + summary.pulled.deleted;
 }
 
 export function printSyncSummary(summary: SyncSummary): void {
@@ -155,31 +161,152 @@ export function buildProgram(): Command {
       }
     });
 
+  const syncLike = (name: string, description: string, mode: "pull" | "override") =>
+    program
+      .command(name)
+      .description(description)
+      .argument("[slug]")
+      .option("--superproject <slug>", "the older way to name it")
+      .option("--dry-run", "show what would change without changing anything")
+      .option("--json", "print machine-readable output")
+      .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
+        const slug = slugArgument(positional, flags);
+        const state = await StateStore.open();
+        const signal = interruptSignal();
+        const conn = await connectAsDevice(state, { signal });
+        try {
+          const summary = mode === "override"
+            ? await overrideCurrentState(conn, state, slug, { dryRun: flags.dryRun, signal })
+            : await syncSuperproject({ conn, state, slug, mode, dryRun: flags.dryRun, signal });
+          if (flags.json) printJson({ ok: true, ...summary });
+          else printSyncSummary(summary);
+        } finally {
+          await conn.close();
+        }
+      });
+  syncLike("update-from-server", "Bring this device up to date with the server. Local files that would be replaced or deleted are backed up first and listed; local-only changes stay and are pushed by the next sync.", "pull");
+  syncLike("override-current-state", "Make this device's folder the server's new state (needs the lease; the old server state stays as a checkpoint, and quarantine rules still apply).", "override");
+
+  program
+    .command("turn-on-sync")
+    .description("Live-sync a superproject in the foreground: hold the global lease, watch the folder, push changes after a quiet moment. Stop with Ctrl+C or `cws turn-off-sync`.")
+    .argument("[slug]")
+    .option("--superproject <slug>", "the older way to name it")
+    .option("--quiet-ms <ms>", "push after the folder was quiet this long", String(DEFAULT_QUIET_MS))
+    .option("--heartbeat-ms <ms>", "heartbeat period (the lease lives 120 s without one)", String(DEFAULT_HEARTBEAT_MS))
+    .option("--rescan-ms <ms>", "full rescan period, a safety net for missed watcher events", String(DEFAULT_RESCAN_MS))
+    .option("--json", "print events as JSON lines")
+    .action(async (positional: string | undefined, flags: { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
+      const slug = slugArgument(positional, flags);
+      const state = await StateStore.open();
+      const signal = interruptSignal();
+      const ms = (value: string, name: string, min: number, max: number) => {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < min || n > max) throw new CwsError("INVALID_ARGUMENT", `${name} takes a whole number of milliseconds from ${min} to ${max}`);
+        return n;
+      };
+      const result = await runLiveSync({
+        state, slug, signal,
+        connect: () => connectAsDevice(state),
+        quietMs: ms(flags.quietMs, "--quiet-ms", 10, 600_000),
+        heartbeatMs: ms(flags.heartbeatMs, "--heartbeat-ms", 100, 60_000),
+        rescanMs: ms(flags.rescanMs, "--rescan-ms", 100, 3_600_000),
+        onEvent: (event) => {
+          if (flags.json) {
+            process.stdout.write(JSON.stringify(event.type === "sync-failed" ? { type: event.type, error: event.error.toWire() } : event) + "\n");
+            return;
+          }
+          const time = new Date().toLocaleTimeString();
+          if (event.type === "started") println(`${time} live sync of ${slug} is on (lease token ${event.lease.token}); Ctrl+C or \`cws turn-off-sync\` stops it`);
+          else if (event.type === "synced") {
+            const s = event.summary;
+            if (s.pushed.files + s.pushed.deleted + s.pulled.files + s.pulled.deleted > 0 || s.conflicts.length > 0) {
+              println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot?.id ?? "-"}`);
+            }
+            for (const c of s.conflicts) println(`${time} CONFLICT ${c.path}: server version kept; yours is at ${c.backup}`);
+          } else if (event.type === "sync-failed") println(`${time} sync failed, will retry: ${event.error.message}`);
+          else if (event.type === "stopping") println(`${time} stopping (${event.reason})…`);
+          else if (event.type === "stopped") println(`${time} live sync stopped${event.released ? "; lease released" : ""}`);
+        },
+      });
+      if (result.stoppedBy === "lease-lost") {
+        throw new CwsError("LEASE_LOST", `${result.error?.message ?? "The lease was lost."} Local files were left as they are.`);
+      }
+    });
+
+  program
+    .command("turn-off-sync")
+    .description("Stop live sync on this device (final push, then the lease is released).")
+    .argument("[slug]", "only this superproject (default: every live sync of this device)")
+    .option("--json", "print machine-readable output")
+    .action(async (slug: string | undefined, flags: { json?: boolean }) => {
+      const state = await StateStore.open();
+      const running = await runningLiveSyncs(state);
+      const stopped = await requestStop(state, { slug });
+      // A lease this device still holds without a live process (it crashed) is released too.
+      let releasedOrphan = false;
+      if (running.length === 0) {
+        const conn = await connectAsDevice(state);
+        try {
+          const lease = await conn.call("leaseStatus", {});
+          if (lease.active && lease.deviceId === state.enrolled().device.id) {
+            await conn.call("releaseLease", { token: lease.token });
+            releasedOrphan = true;
+          }
+        } finally {
+          await conn.close();
+        }
+      }
+      if (flags.json) printJson({ ok: true, stopped, releasedOrphanLease: releasedOrphan });
+      else if (stopped.length > 0) println(`Stopped live sync of ${stopped.join(", ")}.`);
+      else if (releasedOrphan) println("No live sync was running here, but this device still held the lease; it was released.");
+      else println("No live sync is running on this device.");
+    });
+
   program
     .command("status")
-    .description("Show this device, the server, and each bound superproject.")
+    .description("Show this device, the server, the lease, and each bound superproject: local changes, server head, last sync.")
     .option("--json", "print machine-readable output")
     .action(async (flags: { json?: boolean }) => {
       const state = await StateStore.open();
       const { device, server } = state.enrolled();
       const conn = await connectAsDevice(state);
       try {
-        const { superprojects } = await conn.call("listSuperprojects", {});
-        const rows = Object.entries(state.data.superprojects).map(([slug, bound]) => {
+        const [{ superprojects }, lease, live] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state)]);
+        const rows = [];
+        for (const [slug, bound] of Object.entries(state.data.superprojects)) {
           const remote = superprojects.find((s) => s.slug === slug);
-          return { slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt };
-        });
+          let pending: { push: number; pull: number; conflicts: number } | null = null;
+          let problem: string | null = null;
+          if (remote !== undefined) {
+            try {
+              const plan = await syncSuperproject({ conn, state, slug, dryRun: true });
+              pending = { push: plan.pushed.files + plan.pushed.deleted, pull: countPulls(plan), conflicts: plan.conflicts.length };
+            } catch (error) {
+              problem = (error as Error).message;
+            }
+          }
+          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug) });
+        }
+        const serverOnly = superprojects.filter((s) => !state.data.superprojects[s.slug]);
         if (flags.json) {
-          printJson({ ok: true, device, server, superprojects: rows, serverOnly: superprojects.filter((s) => !state.data.superprojects[s.slug]) });
+          printJson({ ok: true, device, server, agentVersion: conn.hello.version, lease, superprojects: rows, serverOnly });
           return;
         }
         println(`device: ${device.name} (${device.id})`);
-        println(`server: ${server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`}, cws ${conn.hello.version}`);
+        println(`server: ${server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`}, reachable, cws ${conn.hello.version}`);
+        if (lease.active) {
+          const left = Math.max(0, Math.round(((lease.expiresAt ?? 0) - lease.now) / 1000));
+          println(`lease: ${lease.deviceId === device.id ? "this device" : lease.deviceName} live-syncs ${lease.slug} since ${new Date(lease.acquiredAt ?? 0).toLocaleString()}, expires in ${left} s without heartbeats`);
+        } else println("lease: free (no device is live-syncing)");
         for (const row of rows) {
-          const state = !row.onServer ? "missing on the server" : row.base === row.serverHead ? "up to date with the server" : `server at ${row.serverHead ?? "(empty)"}, this device at ${row.base ?? "(never synced)"}`;
-          println(`${row.slug}: ${row.root} — ${state}`);
+          println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}`);
+          if (!row.onServer) { println("  missing on the server"); continue; }
+          println(`  server head ${row.serverHead ?? "(empty)"}, this device at ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+          if (row.pending) println(`  pending: ${row.pending.push} local change(s) to push, ${row.pending.pull} server change(s) to pull, ${row.pending.conflicts} conflict(s)`);
+          if (row.problem) println(`  cannot compare: ${row.problem}`);
         }
-        for (const sp of superprojects.filter((s) => !state.data.superprojects[s.slug])) println(`${sp.slug}: on the server only (attach with \`cws attach-superproject ${sp.slug} --root <dir>\`)`);
+        for (const sp of serverOnly) println(`${sp.slug}: on the server only (attach with \`cws attach-superproject ${sp.slug} --root <dir>\`)`);
       } finally {
         await conn.close();
       }

@@ -22,7 +22,7 @@ export const ServerTarget = z.discriminatedUnion("transport", [
     port: z.number().int().min(1).max(65535),
     user: z.string().min(1),
     identityFile: z.string().optional(),
-    knownHostsPath: z.string().optional(),
+    knownHostsPath: z.string().min(1),
     agentCommand: z.string().min(1),
     hostKeyFingerprint: z.string().optional(),
   }),

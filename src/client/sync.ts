@@ -25,8 +25,17 @@ export type SyncEvent =
   | { type: "push-progress"; chunks: number; bytes: number; total: number }
   | { type: "pull-progress"; files: number; total: number };
 
+/**
+ * What a run may do: `sync` both ways; `pull` only brings server changes down (update-from-
+ * server: local changes stay local, conflicting ones are backed up and replaced); `override`
+ * makes the local folder the server's new head (the old head stays as a checkpoint).
+ */
+export type SyncMode = "sync" | "pull" | "override";
+
 export interface SyncOptions {
   conn: AgentConnection;
+  /** @default "sync" */
+  mode?: SyncMode;
   state: StateStore;
   slug: string;
   /** Plan only: report what would move, change nothing. */
@@ -41,6 +50,7 @@ export interface SyncOptions {
 
 export interface SyncSummary {
   slug: string;
+  mode: SyncMode;
   dryRun: boolean;
   /** The head snapshot after the sync (null when the server is still empty). */
   snapshot: SnapshotInfo | null;
@@ -83,9 +93,16 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   else if (head.id === binding.base) server = base;
   else server = (await conn.call("fetchManifest", { slug, snapshotId: head.id }, { signal })).manifest;
 
-  const plan = planSync(scan.manifest, server, head === null ? { format: 1, entries: [] } : base);
+  const mode = options.mode ?? "sync";
+  // Override plans against the server itself as base: every difference is then a local change
+  // to push, and nothing is pulled. Pull drops the pushes: local-only changes stay local and
+  // are pushed by a later sync.
+  const effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : base;
+  let plan = planSync(scan.manifest, server, effectiveBase);
+  if (mode === "pull") plan = { ...plan, push: [], merged: server };
   const summary: SyncSummary = {
     slug,
+    mode,
     dryRun: options.dryRun === true,
     snapshot: head,
     scanned: { files: scan.manifest.entries.filter((e) => e.kind === "file").length, hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
@@ -117,7 +134,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       slug,
       base: head?.id ?? null,
       manifest: plan.merged,
-      kind: "push",
+      kind: mode === "override" ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });
     headAfter = committed.snapshot;
@@ -175,11 +192,17 @@ function finish(summary: SyncSummary, conn: AgentConnection, wireAtStart: WireCo
   return summary;
 }
 
+/** Counts planned files and deletions (a real pull replaces the pull counts with what it did). */
 function countPlan(plan: SyncPlan, summary: SyncSummary): void {
   for (const action of plan.push) {
     if (action.type !== "push") continue;
     if (action.entry === null) summary.pushed.deleted++;
     else if (action.entry.kind === "file") summary.pushed.files++;
+  }
+  for (const action of plan.pull) {
+    if (action.type !== "pull") continue;
+    if (action.entry === null) summary.pulled.deleted++;
+    else if (action.entry.kind === "file") summary.pulled.files++;
   }
 }
 

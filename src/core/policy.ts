@@ -234,6 +234,24 @@ function byPath(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Lists of candidate paths per key, handed out front first, skipping paths already taken. */
+class Queues {
+  #lists = new Map<string, { paths: string[]; next: number }>();
+
+  add(key: string, path: string): void {
+    const list = this.#lists.get(key);
+    if (list === undefined) this.#lists.set(key, { paths: [path], next: 0 });
+    else list.paths.push(path);
+  }
+
+  take(key: string, taken: ReadonlySet<string>): string | undefined {
+    const list = this.#lists.get(key);
+    if (list === undefined) return undefined;
+    while (list.next < list.paths.length && taken.has(list.paths[list.next])) list.next++;
+    return list.next < list.paths.length ? list.paths[list.next++] : undefined;
+  }
+}
+
 /** The changes of a push, sorted out into what the rules look at. */
 interface Changes {
   before: Map<string, ManifestEntry>;
@@ -268,45 +286,47 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
 
   // Pair renames one to one, so deleting a hundred identical `.gitkeep` files and adding one is
   // still a hundred deletes. Same-name pairs go first (a move keeps its name), then the rest.
+  // Candidates sit in queues per key and are taken from the front, so even thousands of files
+  // with the same content pair up in linear time.
   const contentKey = (entry: ManifestEntry): string => `${entry.hash}:${entry.size}`;
-  const addedByContent = new Map<string, string[]>();
+  const byContent = new Queues();
+  const byContentAndName = new Queues();
   for (const path of added) {
     const key = contentKey(after.get(path) as ManifestEntry);
-    const list = addedByContent.get(key);
-    if (list === undefined) addedByContent.set(key, [path]);
-    else list.push(path);
+    byContent.add(key, path);
+    byContentAndName.add(`${key}/${isRolloutPath(path)}/${basename(path)}`, path);
   }
   const renamed = new Map<string, string>();
   const taken = new Set<string>();
-  for (const sameNameOnly of [true, false]) {
-    for (const path of removed) {
-      if (renamed.has(path)) continue;
-      const rollout = isRolloutPath(path);
-      // A rollout's file name carries its thread id, so it only ever moves under the same name.
-      if (!sameNameOnly && rollout) continue;
-      const candidates = addedByContent.get(contentKey(before.get(path) as ManifestEntry)) ?? [];
-      const target = candidates.find(
-        (q) => !taken.has(q) && (!sameNameOnly || basename(q) === basename(path)) && (!rollout || isRolloutPath(q)),
-      );
-      if (target === undefined) continue;
-      renamed.set(path, target);
-      taken.add(target);
-    }
+  for (const path of removed) {
+    const key = contentKey(before.get(path) as ManifestEntry);
+    // A rollout only pairs with a rollout of its own name: the name carries its thread id.
+    const target = isRolloutPath(path)
+      ? byContentAndName.take(`${key}/true/${basename(path)}`, taken)
+      : (byContentAndName.take(`${key}/false/${basename(path)}`, taken) ??
+        byContentAndName.take(`${key}/true/${basename(path)}`, taken));
+    if (target === undefined) continue;
+    renamed.set(path, target);
+    taken.add(target);
+  }
+  for (const path of removed) {
+    if (renamed.has(path) || isRolloutPath(path)) continue;
+    const target = byContent.take(contentKey(before.get(path) as ManifestEntry), taken);
+    if (target === undefined) continue;
+    renamed.set(path, target);
+    taken.add(target);
   }
 
   // Pair the remaining deleted and added rollouts by file name without the compression suffix.
-  const addedRollouts = new Map<string, string[]>();
+  const addedRollouts = new Queues();
   for (const path of added) {
-    if (taken.has(path) || !isRolloutPath(path)) continue;
-    const list = addedRollouts.get(rolloutStem(path));
-    if (list === undefined) addedRollouts.set(rolloutStem(path), [path]);
-    else list.push(path);
+    if (!taken.has(path) && isRolloutPath(path)) addedRollouts.add(rolloutStem(path), path);
   }
   const transitions: RolloutCheck[] = [];
   const transitioned = new Set<string>();
   for (const path of removed) {
     if (renamed.has(path) || !isRolloutPath(path)) continue;
-    const target = addedRollouts.get(rolloutStem(path))?.find((q) => !taken.has(q));
+    const target = addedRollouts.take(rolloutStem(path), taken);
     if (target === undefined) continue;
     transitions.push({ path: target, previousPath: path });
     transitioned.add(path);
@@ -528,13 +548,22 @@ function emptiedFolders(changes: Changes, ordinary: readonly string[], settings:
         (deletedIn.get(folder) ?? 0) >= settings.minFolderFiles,
     )
     .sort(byPath);
-  const drafts: Draft[] = [];
-  const outermost: string[] = [];
+  // A folder sorts before everything inside it, so an emptied parent is always kept first.
+  const outermost = new Set<string>();
   for (const folder of emptied) {
-    // A folder sorts before everything inside it, so an emptied parent is always seen first.
-    if (outermost.some((outer) => isUnder(folder, outer))) continue;
-    outermost.push(folder);
-    const paths = ordinary.filter((path) => isUnder(path, folder));
+    if (!ancestors(folder).some((outer) => outermost.has(outer))) outermost.add(folder);
+  }
+  const heldIn = new Map<string, string[]>();
+  for (const path of ordinary) {
+    const folder = ancestors(path).find((outer) => outermost.has(outer));
+    if (folder === undefined) continue;
+    const list = heldIn.get(folder);
+    if (list === undefined) heldIn.set(folder, [path]);
+    else list.push(path);
+  }
+  const drafts: Draft[] = [];
+  for (const folder of outermost) {
+    const paths = heldIn.get(folder) ?? [];
     // When every deleted file in it was protected, those items already hold the whole folder.
     if (paths.length === 0) continue;
     const folderFiles = filesIn.get(folder) ?? 0;

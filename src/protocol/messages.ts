@@ -73,6 +73,26 @@ export const SuperprojectInfo = z.object({
 });
 export type SuperprojectInfo = z.infer<typeof SuperprojectInfo>;
 
+/** The global lease as the hub sees it at the moment of the answer. */
+export const LeaseState = z.object({
+  // deviceId and deviceName name the holder (null when free).
+  deviceId: z.string().nullable(),
+  deviceName: z.string().nullable(),
+  // slug is the superproject the holder live-syncs.
+  slug: z.string().nullable(),
+  // token is the fencing token of the latest grant; every grant increments it.
+  token: z.number().int().nonnegative(),
+  // acquiredAt, heartbeatAt and expiresAt are hub clock times in ms since the epoch.
+  acquiredAt: z.number().nullable(),
+  heartbeatAt: z.number().nullable(),
+  expiresAt: z.number().nullable(),
+  // active is true when a device holds the lease and it has not expired.
+  active: z.boolean(),
+  // now is the hub's clock when it answered, so clients can show time left without trusting their own clock.
+  now: z.number(),
+});
+export type LeaseState = z.infer<typeof LeaseState>;
+
 // ---- methods ---------------------------------------------------------------------------
 
 /**
@@ -140,6 +160,14 @@ export const Methods = {
     params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST) }),
     result: z.object({ name: BundleName, bytes: z.number().int().nonnegative() }),
   },
+  // leaseStatus tells who holds the global lease, if anyone.
+  leaseStatus: { params: z.object({}), result: LeaseState },
+  // acquireLease grants this device the global lease for a superproject (LEASE_HELD if another holds it).
+  acquireLease: { params: z.object({ slug: Slug }), result: LeaseState },
+  // heartbeat extends this device's lease; LEASE_LOST when the token is stale.
+  heartbeat: { params: z.object({ token: z.number().int().nonnegative() }), result: LeaseState },
+  // releaseLease gives the lease up (a no-op when the token is not the current one).
+  releaseLease: { params: z.object({ token: z.number().int().nonnegative() }), result: LeaseState },
   // releaseBundle deletes a downloaded bundle from the outgoing staging folder.
   releaseBundle: {
     params: z.object({ name: BundleName }),

@@ -7,9 +7,10 @@
  * `.part` is already there, the upload continues near its end instead of starting again.
  *
  *   Resume point: the writer keeps every request inside a sliding window of
- *   `concurrency × chunkSize` bytes above the lowest unacknowledged offset. After a crash the
- *   `.part` may therefore hold holes only within one window below its size (servers may apply
- *   writes out of order), so resuming from `size − window` is safe on any server.
+ *   RESUME_WINDOW_BYTES above the lowest unacknowledged offset. After a crash the `.part` may
+ *   therefore hold holes only within one window below its size (servers may apply writes out
+ *   of order), so resuming from `size − window` is safe on any server, whatever tuning the
+ *   interrupted upload used.
  *
  *   NOTE: resuming trusts the name: a `.part` of the same name must be a prefix of the same
  *   content. Bundle names must identify their content (the agent verifies every chunk on
@@ -43,11 +44,18 @@ export interface SftpTransferOptions extends TransferOptions {
 
 /**
  * Defaults chosen by measurement over loopback (test/helpers/measure-sftp.ts): client CPU per
- * MiB falls from ~8 ms at 32 KiB requests to ~5 ms at 255 KiB (OpenSSH's largest), and 16
- * requests in flight (4 MiB) cover the SSH channel window (2 MiB) on links with real latency.
+ * MiB falls from ~8 ms at 32 KiB requests to ~5 ms at 255 KiB (OpenSSH's largest), and 8 such
+ * requests in flight fill the SSH channel window (2 MiB on both OpenSSH and ssh2), beyond
+ * which more requests only wait in buffers.
  */
-export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_CONCURRENCY = 8;
 export const DEFAULT_CHUNK_BYTES = 255 * 1024;
+
+/**
+ * The most bytes an upload keeps in flight, and so how far back a resume starts from the end
+ * of a `.part` (see the module comment). Equal to the SSH channel window, so it costs no speed.
+ */
+export const RESUME_WINDOW_BYTES = 2 * 1024 * 1024;
 
 /** Local reads are done in blocks this large and cut into requests. */
 const LOCAL_READ_BLOCK_BYTES = 1024 * 1024;
@@ -87,9 +95,8 @@ export async function uploadResumable(
     const existing = await sftpCall<Stats | undefined>(remotePath, (cb) =>
       sftp.stat(partPath, (error, stats) => cb(isNoSuchFile(error) ? undefined : error, isNoSuchFile(error) ? undefined : stats)),
     );
-    const windowBytes = concurrency * chunkSize;
     const resumable = existing !== undefined && existing.isFile() && existing.size <= size;
-    const resumedFrom = resumable ? Math.max(0, existing.size - windowBytes) : 0;
+    const resumedFrom = resumable ? Math.max(0, existing.size - RESUME_WINDOW_BYTES) : 0;
     // "r+" keeps the bytes already there; "w" starts a fresh part.
     const handle = await sftpCall<Buffer>(partPath, (cb) => sftp.open(partPath, resumable ? "r+" : "w", cb));
     try {
@@ -164,21 +171,38 @@ function pipelinedWrite(
   settings: PipeSettings & { start: number },
 ): Promise<void> {
   const { start, size, concurrency, chunkSize, signal, onProgress, remotePath } = settings;
-  const windowBytes = concurrency * chunkSize;
+  const windowBytes = Math.max(chunkSize, Math.min(concurrency * chunkSize, RESUME_WINDOW_BYTES));
   const inflight: { offset: number; done: boolean }[] = [];
   let next = start;
   let done = start;
   let failure: CwsError | undefined;
-  let block = Buffer.alloc(0);
+  // Local reads run one block ahead of the writes, so the pipe never waits for the disk.
+  let block: Buffer = Buffer.alloc(0);
   let blockOffset = start;
+  let prefetch: Promise<Buffer> | undefined;
+  // A whole number of requests per block, so no request straddles two blocks.
+  const blockBytes = chunkSize * Math.max(1, Math.floor(LOCAL_READ_BLOCK_BYTES / chunkSize));
+  const readBlock = async (offset: number): Promise<Buffer> => {
+    const want = Math.min(blockBytes, size - offset);
+    const fresh = Buffer.allocUnsafe(want);
+    const { bytesRead } = await local.read(fresh, 0, want, offset);
+    if (bytesRead < want) {
+      throw new CwsError("CORRUPT", `Cannot upload "${remotePath}" as the local file shrank while it was read`);
+    }
+    return fresh;
+  };
 
   return new Promise((resolve, reject) => {
     let pumping = false;
     let again = false;
+    let finished = false;
     const finishIfIdle = (): void => {
-      if (inflight.length > 0) return;
-      if (failure !== undefined) reject(failure);
-      else if (next >= size) resolve();
+      if (finished || inflight.length > 0 || (failure === undefined && next < size)) return;
+      finished = true;
+      // A read-ahead still running must end before the caller closes the local file.
+      void Promise.resolve(prefetch)
+        .catch(() => undefined)
+        .then(() => (failure !== undefined ? reject(failure) : resolve()));
     };
     const pump = async (): Promise<void> => {
       again = true;
@@ -199,16 +223,13 @@ function pipelinedWrite(
             }
             const length = Math.min(chunkSize, size - next);
             if (next + length > blockOffset + block.length) {
-              // Refill the read-ahead block from the local file, starting at `next`.
-              const want = Math.min(Math.max(LOCAL_READ_BLOCK_BYTES, length), size - next);
-              const fresh = Buffer.allocUnsafe(want);
-              const { bytesRead } = await local.read(fresh, 0, want, next);
-              if (bytesRead < want) {
-                failure = new CwsError("CORRUPT", `Cannot upload "${remotePath}" as the local file shrank while it was read`);
-                break;
-              }
-              block = fresh;
+              // The current block is used up exactly, so the next one starts at `next`.
+              block = await (prefetch ?? readBlock(next));
               blockOffset = next;
+              const following = next + block.length;
+              prefetch = following < size ? readBlock(following) : undefined;
+              // A failed read-ahead is reported when its block is needed, not before.
+              prefetch?.catch(() => undefined);
             }
             const entry = { offset: next, done: false };
             inflight.push(entry);
@@ -219,6 +240,9 @@ function pipelinedWrite(
               while (inflight.length > 0 && inflight[0].done) inflight.shift();
               if (error) {
                 failure ??= sftpError(error, remotePath);
+              } else if (signal?.aborted) {
+                // Writes already sent cannot be recalled; they finish, and the .part keeps them.
+                failure ??= cancelled(remotePath);
               } else if (failure === undefined) {
                 done += length;
                 onProgress?.({ bytes: done, total: size });

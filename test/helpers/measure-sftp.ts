@@ -39,13 +39,14 @@ try {
     new Promise<void>((resolve, reject) =>
       (sftp as SFTPWrapper)[method](from, to, { concurrency, chunkSize }, (error) => (error ? reject(error) : resolve())),
     );
-  const settings = [
-    [64, 32 * 1024],
+  const settings = process.env.CWS_MEASURE_SETTINGS
+    ? process.env.CWS_MEASURE_SETTINGS.split(",").map((pair) => pair.split("x").map(Number) as [number, number])
+    : ([
+    [64, 32 * 1024], // ssh2's fastPut/fastGet defaults
     [32, 64 * 1024],
     [16, 128 * 1024],
-    [8, 255 * 1024],
-    [16, 255 * 1024],
-  ] as const;
+    [8, 255 * 1024], // cws's defaults: 255 KiB is OpenSSH's largest request
+  ] as [number, number][]);
   const variants: [string, (concurrency: number, chunkSize: number) => Promise<unknown>][] = [
     ["upload   ssh2 fastPut ", (c, k) => fast("fastPut", source, remote, c, k)],
     ["upload   cws pipelined", async (c, k) => {
