@@ -74,7 +74,7 @@ describe("summaries and ratios", () => {
     cipher: "aes128-gcm@openssh.com",
     baseline: "rsync -a",
     tools: ["rsync -a", "unison", "cws"],
-    datasets: [{ name: "base", files: 10, bytes: 1000, folders: 2, byKind: {}, generateMs: 1, runs: 1 }],
+    datasets: [{ name: "base", files: 10, bytes: 1000, folders: 2, byKind: {}, generateMs: 1, runs: 1, syncRuns: 1 }],
     results: [
       { dataset: "base", scenario: "push", tool: "rsync -a", runs: [], summary: { wallMs: 1000, payloadBytes: 400, sshBytes: 500 } },
       { dataset: "base", scenario: "push", tool: "unison", runs: [], summary: { wallMs: 3000, sshBytes: 1000 } },

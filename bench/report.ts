@@ -61,7 +61,10 @@ const DatasetSchema = z.object({
   folders: z.number(),
   byKind: z.record(z.string(), z.object({ files: z.number(), bytes: z.number() })),
   generateMs: z.number(),
+  /** Runs of the initial push and the pull. */
   runs: z.number(),
+  /** Runs of the no-op and 1% change syncs. */
+  syncRuns: z.number(),
 });
 export type DatasetInfo = z.infer<typeof DatasetSchema>;
 
@@ -165,6 +168,14 @@ function formatRatio(value: number | undefined, suffix = ""): string {
   return `${text}×${suffix}`;
 }
 
+/** "median of 3 runs per scenario", or the two counts when push/pull ran fewer times. */
+export function runsLabel(d: DatasetInfo): string {
+  const runs = (n: number): string => `${n} run${n === 1 ? "" : "s"}`;
+  return d.runs === d.syncRuns
+    ? `median of ${runs(d.runs)} per scenario`
+    : `median of ${runs(d.syncRuns)} for no-op and 1% change, ${runs(d.runs)} for push and pull`;
+}
+
 export function datasetLabel(d: DatasetInfo): string {
   return `${d.name}: ${d.files.toLocaleString("en-US")} files, ${formatBytes(d.bytes)} in ${d.folders.toLocaleString("en-US")} folders`;
 }
@@ -251,7 +262,7 @@ export function renderDocsSection(results: BenchResults): string {
     "",
     "Data sets:",
     "",
-    ...results.datasets.map((d) => `- ${datasetLabel(d)}; median of ${d.runs} run${d.runs === 1 ? "" : "s"} per scenario`),
+    ...results.datasets.map((d) => `- ${datasetLabel(d)}; ${runsLabel(d)}`),
     "",
     renderMarkdownTable(results),
     "",

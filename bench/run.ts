@@ -55,7 +55,8 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --files N          files in the base data set (default 5000; quick 200)
   --mib N            size of the base data set in MiB (default 300; quick 8)
   --runs N           runs per scenario on the base data set, median reported (default 3; quick 1)
-  --scale-runs N     runs per scenario on the scale data set (default 1)
+  --scale-runs N     runs of push and pull on the scale data set (default 1; no-op and
+                     1% change get --runs runs there too)
   --scale-factor N   file-count factor of the scale data set (default 10)
   --no-scale         skip the scale data set
   --seed N           seed of the generated data (default 1)
@@ -201,7 +202,10 @@ function compareTrees(expected: string, actual: string): string | undefined {
 interface DatasetRun {
   name: string;
   plan: DatasetPlan;
+  /** Runs of the initial push and the pull (the expensive scenarios). */
   runs: number;
+  /** Runs of the no-op and 1% change syncs (cheap, so the scale set gets as many as the base). */
+  syncRuns: number;
 }
 
 /** Runs every scenario of one tool on one data set; failures are recorded, never thrown. */
@@ -260,10 +264,10 @@ async function runTool(
     failAll("skipped: the initial push failed", 1);
     return;
   }
-  await timed("noop", dataset.runs, async () => {}, () => tool.sync());
+  await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
   await timed(
     "change",
-    dataset.runs,
+    dataset.syncRuns,
     async (run) => {
       // The same seed per run for every tool, so every tool syncs the very same edits.
       mutateOnePercent(deviceA, options.seed * 1000 + run);
@@ -324,9 +328,13 @@ async function main(): Promise<number> {
 
   const startedAt = new Date().toISOString();
   const basePlan = planDataset({ seed: options.seed, files: options.files, totalBytes: options.mib * MIB });
-  const datasets: DatasetRun[] = [{ name: "base", plan: basePlan, runs: options.runs }];
-  if (options.scale) datasets.push({ name: `scale ×${options.scaleFactor}`, plan: scalePlan(basePlan, options.scaleFactor), runs: options.scaleRuns });
-  for (const d of datasets) log(`data set ${d.name}: ${planFiles(d.plan)} files, about ${formatBytes(planBytes(d.plan))}, ${d.runs} run(s) per scenario`);
+  const datasets: DatasetRun[] = [{ name: "base", plan: basePlan, runs: options.runs, syncRuns: options.runs }];
+  if (options.scale) {
+    datasets.push({ name: `scale ×${options.scaleFactor}`, plan: scalePlan(basePlan, options.scaleFactor), runs: options.scaleRuns, syncRuns: options.runs });
+  }
+  for (const d of datasets) {
+    log(`data set ${d.name}: ${planFiles(d.plan)} files, about ${formatBytes(planBytes(d.plan))}; runs: ${d.runs} push/pull, ${d.syncRuns} no-op/change`);
+  }
 
   const work = await mkdtemp(path.join(os.tmpdir(), "cws-bench-"));
   let sshd: SshdHandle | undefined;
@@ -356,7 +364,7 @@ async function main(): Promise<number> {
       mkdirSync(base, { recursive: true });
       log(`generating ${dataset.name} …`);
       const summary = generateDataset(pristine, dataset.plan);
-      const info: DatasetInfo = { name: dataset.name, files: summary.files, bytes: summary.bytes, folders: summary.folders, byKind: summary.byKind, generateMs: summary.generateMs, runs: dataset.runs };
+      const info: DatasetInfo = { name: dataset.name, files: summary.files, bytes: summary.bytes, folders: summary.folders, byKind: summary.byKind, generateMs: summary.generateMs, runs: dataset.runs, syncRuns: dataset.syncRuns };
       datasetInfos.push(info);
       log(`generated ${datasetLabel(info)} in ${formatTime(summary.generateMs)}`);
       for (const name of options.tools) {

@@ -32,7 +32,8 @@ export class UnisonRunner implements Tool {
   readonly #deviceB: string;
   readonly #archivesA: string;
   readonly #archivesB: string;
-  readonly #archivesServer: string;
+  readonly #archivesServerA: string;
+  readonly #archivesServerB: string;
   readonly #serverRss: string;
   readonly #clientRss: string;
 
@@ -42,7 +43,10 @@ export class UnisonRunner implements Tool {
     this.#deviceB = inWork(context, "device-b");
     this.#archivesA = inWork(context, "unison-a");
     this.#archivesB = inWork(context, "unison-b");
-    this.#archivesServer = inWork(context, "unison-server");
+    // The server keeps one archive per pair of replicas; separate folders for the pairs with
+    // device A and device B let a fresh second device start without the old pair's archive.
+    this.#archivesServerA = inWork(context, "unison-server-a");
+    this.#archivesServerB = inWork(context, "unison-server-b");
     this.#serverRss = inWork(context, "server-rss.txt");
     this.#clientRss = inWork(context, "client-rss.txt");
   }
@@ -58,27 +62,29 @@ export class UnisonRunner implements Tool {
   async resetServer(): Promise<void> {
     // A fresh replica on both ends: without its archives, Unison would treat the old state as
     // the common ancestor and see the emptied server as a deletion to propagate.
-    for (const dir of [this.#server, this.#archivesServer, this.#archivesA]) await rm(dir, { recursive: true, force: true });
-    for (const dir of [this.#server, this.#archivesServer, this.#archivesA]) await mkdir(dir, { recursive: true });
+    for (const dir of [this.#server, this.#archivesServerA, this.#archivesA]) {
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+    }
   }
 
   push(): Promise<Measurement> {
-    return this.#run(this.#deviceA, this.#archivesA);
+    return this.#run(this.#deviceA, this.#archivesA, this.#archivesServerA);
   }
 
   sync(): Promise<Measurement> {
-    return this.#run(this.#deviceA, this.#archivesA);
+    return this.#run(this.#deviceA, this.#archivesA, this.#archivesServerA);
   }
 
   async preparePull(): Promise<void> {
-    for (const dir of [this.#deviceB, this.#archivesB]) {
+    for (const dir of [this.#deviceB, this.#archivesB, this.#archivesServerB]) {
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
     }
   }
 
   pull(): Promise<Measurement> {
-    return this.#run(this.#deviceB, this.#archivesB);
+    return this.#run(this.#deviceB, this.#archivesB, this.#archivesServerB);
   }
 
   secondDeviceRoot(): string {
@@ -89,7 +95,7 @@ export class UnisonRunner implements Tool {
     await rm(this.#context.workDir, { recursive: true, force: true });
   }
 
-  async #run(localRoot: string, archives: string): Promise<Measurement> {
+  async #run(localRoot: string, archives: string, serverArchives: string): Promise<Measurement> {
     await rm(this.#serverRss, { force: true });
     const { sshd } = this.#context;
     // Unison splits -sshargs on white space, which is why opensshArgs() refuses paths with any.
@@ -107,7 +113,7 @@ export class UnisonRunner implements Tool {
       "-log=false",
       "-sshcmd", "ssh",
       "-sshargs", sshArgs.join(" "),
-      "-servercmd", `${TIME_PATH} -a -f %M -o ${this.#serverRss} env UNISON=${this.#archivesServer} unison`,
+      "-servercmd", `${TIME_PATH} -a -f %M -o ${this.#serverRss} env UNISON=${serverArchives} unison`,
     ];
     const run = await runTimed("unison", args, {
       rssFile: this.#clientRss,

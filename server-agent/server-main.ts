@@ -13,7 +13,7 @@ import { defaultServerDataDir, hashPassphrase, readServerConfig, serverConfigPat
 import { startHub } from "./hub/hub-server.ts";
 import { connectHub } from "./hub/hub-client.ts";
 import { Store } from "./store/store.ts";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const program = new Command("cws-server")
   .description("Administer a cws server: its data dir, the hub process, and the store.")
@@ -70,7 +70,7 @@ program
     if (idleExitMs !== undefined && !(Number.isInteger(idleExitMs) && idleExitMs >= 0)) {
       throw new CwsError("INVALID_ARGUMENT", "--idle-exit-ms takes a whole number of milliseconds");
     }
-    const hub = await startHub({ dataDir, idleExitMs, log });
+    const hub = await startHub({ dataDir, idleExitMs, log, clock: testClock() });
     const stop = () => void hub.close();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
@@ -113,6 +113,25 @@ program
     await hub.call("shutdown", {});
     await hub.close();
   });
+
+/**
+ * A test facility: when CWS_HUB_CLOCK_OFFSET_FILE names a file, the hub's clock is the real
+ * clock plus the milliseconds written in that file, read at every tick. End-to-end tests use
+ * it to let a lease expire without waiting two minutes. Never set it in production.
+ */
+function testClock(): (() => number) | undefined {
+  const file = process.env.CWS_HUB_CLOCK_OFFSET_FILE;
+  if (!file) return undefined;
+  return () => {
+    let offset = 0;
+    try {
+      offset = Number(readFileSync(file, "utf8").trim()) || 0;
+    } catch {
+      // No file yet: no offset.
+    }
+    return Date.now() + offset;
+  };
+}
 
 async function askAndConfirm(): Promise<string> {
   const first = await askSecret("New secondary passphrase");

@@ -57,7 +57,7 @@ export function matchGlob(glob: Glob, path: string): boolean {
   return wildcardMatch(glob.segments, segments, (p) => p === "**", matchSegment);
 }
 
-/** True when any of the globs matches the path; returns the first matching glob's source. */
+/** The source of the first glob that matches the path, or undefined when none does. */
 export function firstMatchingGlob(globs: readonly Glob[], path: string): string | undefined {
   for (const glob of globs) if (matchGlob(glob, path)) return glob.source;
   return undefined;

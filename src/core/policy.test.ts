@@ -10,9 +10,8 @@ import {
   QuarantineItemDraft,
   applyItem,
   evaluatePush,
-  markdownChecksNeeded,
+  pushChecksNeeded,
   resolvePolicySettings,
-  rolloutChecksNeeded,
 } from "./policy.ts";
 import type { MarkdownStats, PolicyDecision, PushInput } from "./policy.ts";
 
@@ -454,18 +453,18 @@ describe("evaluatePush()", () => {
   });
 });
 
-describe("markdownChecksNeeded() and rolloutChecksNeeded()", () => {
+describe("pushChecksNeeded()", () => {
   it("lists the changed Markdown files only", () => {
     const before = tree(big, file("files/same.md"), file("files/gone.md"), file("files/x.txt"));
     const after = tree(file(big.path, { content: "v2" }), file("files/same.md"), file("files/x.txt", { content: "v2" }));
-    assert.deepEqual(markdownChecksNeeded(before, after), [big.path]);
+    assert.deepEqual(pushChecksNeeded(before, after).markdown, [big.path]);
   });
 
   it("lists in-place rollout changes and compression transitions", () => {
     const other = ROLLOUT.replace("000000000001", "000000000002");
     const before = tree(file(ROLLOUT), file(other));
     const after = tree(file(ROLLOUT, { content: "appended" }), file(`${other}.zst`, { content: "zstd" }));
-    assert.deepEqual(rolloutChecksNeeded(before, after), [
+    assert.deepEqual(pushChecksNeeded(before, after).rollouts, [
       { path: ROLLOUT, previousPath: ROLLOUT },
       { path: `${other}.zst`, previousPath: other },
     ]);
@@ -500,6 +499,20 @@ describe("applyItem()", () => {
       );
       assert.deepEqual(applyItem(first, order[1]), after);
     }
+  });
+
+  it("refuses with CONFLICT when a held path was changed by a later push", () => {
+    const { accepted, held } = evaluatePush(caseInput("holds a 10 KiB Markdown"));
+    const later = makeManifest(
+      accepted.entries.map((e) => (e.path === big.path ? file(big.path, { content: "edited later", size: 11 * 1024 }) : e)),
+    );
+    assert.throws(
+      () => applyItem(later, held[0]),
+      (error: unknown) => isCwsError(error, "CONFLICT") && error.message.includes(big.path),
+    );
+    // Accepting an item whose change is already in the head is harmless.
+    const applied = applyItem(accepted, held[0]);
+    assert.deepEqual(applyItem(applied, held[0]), applied);
   });
 
   it("refuses with CONFLICT when the head changed so that a proposed entry would sit under a file", () => {

@@ -159,6 +159,9 @@ export const QuarantineItemDraft = z.object({
   summary: z.string(),
   // proposed is what the held change would put at each path (null = delete).
   proposed: z.record(z.string(), ManifestEntry.nullable()),
+  // previous is what the head kept at each path of `proposed` when the item was held (null = absent),
+  // so that accepting it later cannot silently overwrite a change made since.
+  previous: z.record(z.string(), ManifestEntry.nullable()),
 });
 export type QuarantineItemDraft = z.infer<typeof QuarantineItemDraft>;
 
@@ -188,12 +191,12 @@ export interface PushInput {
   settings?: Partial<PolicySettings>;
   /**
    * Statistics of both versions of each changed Markdown file (see
-   * {@linkcode markdownChecksNeeded}). Needed for every changed Markdown file whose old size is
+   * {@linkcode pushChecksNeeded}). Needed for every changed Markdown file whose old size is
    * at least `minMarkdownBytes`; a missing one is a caller bug and throws.
    */
   markdown?: ReadonlyMap<string, { before: MarkdownStats; after: MarkdownStats }>;
   /**
-   * For each {@linkcode RolloutCheck} of {@linkcode rolloutChecksNeeded}, keyed by its `path`:
+   * For each {@linkcode RolloutCheck} of {@linkcode pushChecksNeeded}, keyed by its `path`:
    * true when the new content (decompressed if `.zst`) starts with the whole old content
    * (decompressed), equal content included; false otherwise, and also when either side cannot
    * be read or decompressed. A missing entry is a caller bug and throws.
@@ -226,10 +229,6 @@ function ancestors(path: string): string[] {
   return result;
 }
 
-function isUnder(path: string, folder: string): boolean {
-  return path.length > folder.length && path.startsWith(folder) && path[folder.length] === "/";
-}
-
 function byPath(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -256,6 +255,8 @@ class Queues {
 interface Changes {
   before: Map<string, ManifestEntry>;
   after: Map<string, ManifestEntry>;
+  /** The paths of `after`, sorted. */
+  afterPaths: string[];
   beforeFiles: number;
   /** Files of `before` that are not files in `after` and are neither renamed nor transitioned. */
   deleted: string[];
@@ -293,7 +294,8 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
   const byContentAndName = new Queues();
   for (const path of added) {
     const key = contentKey(after.get(path) as ManifestEntry);
-    byContent.add(key, path);
+    // Rollouts pair only with rollouts of the same name (below), never by content alone.
+    if (!isRolloutPath(path)) byContent.add(key, path);
     byContentAndName.add(`${key}/${isRolloutPath(path)}/${basename(path)}`, path);
   }
   const renamed = new Map<string, string>();
@@ -334,24 +336,32 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
   }
 
   const deleted = removed.filter((path) => !renamed.has(path) && !transitioned.has(path));
-  return { before, after, beforeFiles, deleted, renamed, modified, transitions };
+  const afterPaths = afterManifest.entries.map((entry) => entry.path);
+  return { before, after, afterPaths, beforeFiles, deleted, renamed, modified, transitions };
 }
 
-/**
- * The Markdown files whose content changed in a push: the caller reads both versions from the
- * store and passes `markdownStats` of each to {@linkcode evaluatePush}.
- */
-export function markdownChecksNeeded(before: Manifest, after: Manifest): string[] {
-  return classify(before, after).modified.filter(isMarkdownPath);
+/** What the caller must compute from content before calling {@linkcode evaluatePush}. */
+export interface PushChecks {
+  /**
+   * The Markdown files whose content changed: pass `markdownStats` of both versions of each
+   * as `markdown`.
+   */
+  markdown: string[];
+  /**
+   * The rollouts changed other than by adding or deleting them: modified in place, or replaced
+   * by their compressed or decompressed form. Answer each with
+   * `rolloutExtends.set(check.path, newStartsWithOld)`.
+   */
+  rollouts: RolloutCheck[];
 }
 
-/**
- * The rollouts a push changes other than by adding or deleting them: modified in place, or
- * replaced by their compressed or decompressed form. The caller answers each with
- * `rolloutExtends.set(check.path, newStartsWithOld)`.
- */
-export function rolloutChecksNeeded(before: Manifest, after: Manifest): RolloutCheck[] {
+/** Lists, for a push, the content checks {@linkcode evaluatePush} needs answered. */
+export function pushChecksNeeded(before: Manifest, after: Manifest): PushChecks {
   const changes = classify(before, after);
+  return { markdown: changes.modified.filter(isMarkdownPath), rollouts: rolloutChecks(changes) };
+}
+
+function rolloutChecks(changes: Changes): RolloutCheck[] {
   const inPlace = changes.modified.filter(isRolloutPath).map((path) => ({ path, previousPath: path }));
   return [...inPlace, ...changes.transitions].sort((a, b) => byPath(a.path, b.path));
 }
@@ -445,7 +455,7 @@ export function evaluatePush(input: PushInput): PolicyDecision {
     const stats = markdown.get(path);
     if (stats === undefined) {
       throw new TypeError(
-        `Cannot evaluate push as Markdown stats are missing for ${JSON.stringify(path)}: pass markdownStats() of both versions of every path markdownChecksNeeded() returns`,
+        `Cannot evaluate push as Markdown stats are missing for ${JSON.stringify(path)}: pass markdownStats() of both versions of every path pushChecksNeeded() lists under markdown`,
       );
     }
     const sizeRatio = ratio(now.size, old.size);
@@ -486,15 +496,11 @@ export function evaluatePush(input: PushInput): PolicyDecision {
   }
 
   // Rollouts are append-only: anything else keeps the old version live until the user decides.
-  const rolloutChecks = [
-    ...changes.modified.filter(isRolloutPath).map((path) => ({ path, previousPath: path })),
-    ...changes.transitions,
-  ];
-  for (const { path, previousPath } of rolloutChecks) {
+  for (const { path, previousPath } of rolloutChecks(changes)) {
     const extendsOld = rolloutExtends.get(path);
     if (extendsOld === undefined) {
       throw new TypeError(
-        `Cannot evaluate push as rolloutExtends has no answer for ${JSON.stringify(path)}: answer every check rolloutChecksNeeded() returns`,
+        `Cannot evaluate push as rolloutExtends has no answer for ${JSON.stringify(path)}: answer every check pushChecksNeeded() lists under rollouts`,
       );
     }
     if (extendsOld) continue;
@@ -593,7 +599,7 @@ function emptiedFolders(changes: Changes, ordinary: readonly string[], settings:
  * handles that.
  */
 function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
-  const { before, after } = changes;
+  const { before, after, afterPaths } = changes;
   const proposed = new Map<string, ManifestEntry | null>();
   const restored: string[] = [];
   const hold = (path: string): void => {
@@ -603,7 +609,6 @@ function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
   };
   for (const path of draft.paths) hold(path);
 
-  const afterPaths = [...after.keys()];
   while (restored.length > 0) {
     const path = restored.pop() as string;
     for (const folder of ancestors(path)) {
@@ -622,6 +627,7 @@ function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
     metrics: draft.metrics,
     summary: draft.summary,
     proposed: Object.fromEntries(keys.map((path) => [path, proposed.get(path) ?? null])),
+    previous: Object.fromEntries(keys.map((path) => [path, before.get(path) ?? null])),
   };
 }
 
@@ -642,20 +648,42 @@ function entriesUnder(sortedPaths: readonly string[], folder: string): string[] 
 
 // ---- accepting -------------------------------------------------------------------------
 
+/** True when two entries (or absences) hold the same thing; a folder's mtime does not matter. */
+function sameState(a: ManifestEntry | null | undefined, b: ManifestEntry | null | undefined): boolean {
+  if (a == null || b == null) return a == null && b == null;
+  return a.kind === b.kind && (a.kind === "dir" || sameContent(a, b));
+}
+
+function conflict(message: string, data: Record<string, unknown>): CwsError {
+  return new CwsError(
+    "CONFLICT",
+    `Cannot accept the quarantine item as the head changed since it was held: ${message}. Reject the item, or restore the checkpoint it was held against and accept it then`,
+    { data },
+  );
+}
+
 /**
  * Applies an accepted item to a head manifest: the proposed entries replace the head's (used
  * by `quarantine accept`). A proposed folder deletion is skipped while the head still has
  * entries inside that folder (they belong to another held item, whose acceptance deletes it).
  *
- * @throws {CwsError} CONFLICT when the head changed since the item was held so that a proposed
- *   entry would sit under a file or bury entries of the head; reject the item or accept it
- *   after restoring the checkpoint it was held against.
+ * @throws {CwsError} CONFLICT when the head changed since the item was held: a path no longer
+ *   holds what it held then (checked when the item carries `previous`), a proposed entry would
+ *   sit under a file, or a proposed file would bury entries of the head.
  */
-export function applyItem(head: Manifest, item: Pick<QuarantineItemDraft, "proposed">): Manifest {
+export function applyItem(
+  head: Manifest,
+  item: Pick<QuarantineItemDraft, "proposed"> & Partial<Pick<QuarantineItemDraft, "previous">>,
+): Manifest {
   const original = manifestIndex(head);
   const current = manifestIndex(head);
   const proposed = Object.entries(item.proposed);
   for (const [path, entry] of proposed) {
+    const now = original.get(path);
+    // Accepting twice is harmless; accepting over a newer change would lose that change.
+    if (item.previous !== undefined && !sameState(now, item.previous[path]) && !sameState(now, entry)) {
+      throw conflict(`${JSON.stringify(path)} was changed by a later push`, { path });
+    }
     if (entry === null) current.delete(path);
     else current.set(path, entry);
   }
@@ -668,20 +696,12 @@ export function applyItem(head: Manifest, item: Pick<QuarantineItemDraft, "propo
     }
     const blocking = ancestors(path).find((folder) => current.get(folder)?.kind === "file");
     if (blocking !== undefined) {
-      throw new CwsError(
-        "CONFLICT",
-        `Cannot accept the quarantine item as the head changed since it was held: ${JSON.stringify(path)} would sit under the file ${JSON.stringify(blocking)}. Reject the item, or restore the checkpoint it was held against and accept it then`,
-        { data: { path, blocking } },
-      );
+      throw conflict(`${JSON.stringify(path)} would sit under the file ${JSON.stringify(blocking)}`, { path, blocking });
     }
     if (entry.kind === "file") {
-      const buried = entriesUnder(paths, path);
-      if (buried.length > 0) {
-        throw new CwsError(
-          "CONFLICT",
-          `Cannot accept the quarantine item as the head changed since it was held: the file ${JSON.stringify(path)} would replace a folder that holds ${buried.length} entries. Reject the item, or restore the checkpoint it was held against and accept it then`,
-          { data: { path, buried: buried.length } },
-        );
+      const buried = entriesUnder(paths, path).length;
+      if (buried > 0) {
+        throw conflict(`the file ${JSON.stringify(path)} would replace a folder that holds ${buried} entries`, { path, buried });
       }
     }
   }

@@ -275,6 +275,8 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, set
   let done = 0;
   let inflight = 0;
   let failure: CwsError | undefined;
+  // Request buffers are reused once their bytes are on disk, rather than allocated per reply.
+  const spare: Buffer[] = [];
 
   return new Promise((resolve, reject) => {
     const finishIfIdle = (): void => {
@@ -284,9 +286,11 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, set
     };
     const readAt = (offset: number, length: number): void => {
       inflight++;
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = spare.pop() ?? Buffer.allocUnsafe(chunkSize);
       sftp.read(handle, buffer, 0, length, offset, (error: Error | undefined, bytesRead: number) => {
+        if (!error && signal?.aborted) failure ??= cancelled(remotePath);
         if (error || bytesRead === 0) {
+          spare.push(buffer);
           inflight--;
           failure ??= error
             ? sftpError(error, remotePath)
@@ -296,6 +300,7 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, set
         }
         local.write(buffer, 0, bytesRead, offset).then(
           () => {
+            spare.push(buffer);
             inflight--;
             done += bytesRead;
             if (failure === undefined) onProgress?.({ bytes: done, total: size });
@@ -305,6 +310,7 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, set
             finishIfIdle();
           },
           (writeError: unknown) => {
+            spare.push(buffer);
             inflight--;
             failure ??= localError(writeError, remotePath, "write");
             finishIfIdle();

@@ -4,7 +4,7 @@
  * superproject folders, talking to the server through the local transport. `close()` stops
  * the hub the agents started (by the PID it wrote) and removes everything.
  */
-import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -32,6 +32,8 @@ export interface TestDevice {
 
 export interface TestCluster {
   dir: string;
+  /** Moves the hub's clock forward (only with fakeHubClock). */
+  advanceHubClock(ms: number): Promise<void>;
   dataDir: string;
   device(name: string): Promise<TestDevice>;
   /** A folder for a device's superproject. */
@@ -39,16 +41,26 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-export async function makeCluster(options: { leaseTtlMs?: number } = {}): Promise<TestCluster> {
+export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?: boolean } = {}): Promise<TestCluster> {
   const dir = await mkdtemp(join(tmpdir(), "cws-test-"));
+  if (options.fakeHubClock) {
+    // Inherited by the agents this process starts, and by the hub they start (see server-main.ts).
+    process.env.CWS_HUB_CLOCK_OFFSET_FILE = join(dir, "hub-clock-offset");
+  }
   const dataDir = join(dir, "server");
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await writeServerConfig(dataDir, { format: 1, passphrase: await hashPassphrase(PASSPHRASE), leaseTtlMs: options.leaseTtlMs ?? 120_000, hubIdleExitMs: 120_000 });
   await (await Store.open(dataDir)).close();
 
+  let clockOffset = 0;
   return {
     dir,
     dataDir,
+    async advanceHubClock(ms) {
+      if (!options.fakeHubClock) throw new Error("makeCluster({ fakeHubClock: true }) is needed to move the hub's clock");
+      clockOffset += ms;
+      await writeFile(join(dir, "hub-clock-offset"), String(clockOffset));
+    },
     async folder(name) {
       const path = join(dir, name);
       await mkdir(path, { recursive: true });
