@@ -15,6 +15,7 @@ import { syncSuperproject, type SyncSummary } from "../client/sync.ts";
 import { overrideCurrentState } from "../client/commands/override.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS, requestStop, runLiveSync, runningLiveSyncs } from "../client/live-sync.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
+import { registerToolCommands } from "./tool-commands.ts";
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
 function interruptSignal(): AbortSignal {
@@ -312,5 +313,6 @@ export function buildProgram(): Command {
       }
     });
 
+  registerToolCommands(program, buildProgram);
   return program;
 }

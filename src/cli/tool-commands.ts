@@ -1,0 +1,55 @@
+/**
+ * Commands around the sync itself: the interactive shell, doctor, and shared skills.
+ */
+import type { Command } from "commander";
+import { StateStore } from "../client/state.ts";
+import { listSkills, pullSkills } from "../client/commands/skills.ts";
+import { runDoctor } from "../client/commands/doctor.ts";
+import { runShell } from "./shell.ts";
+import { printJson, println } from "./output.ts";
+
+export function registerToolCommands(program: Command, build: () => Command): void {
+  program
+    .command("shell")
+    .description("An interactive prompt for cws commands (type `help` inside).")
+    .action(async () => {
+      await runShell(build);
+    });
+
+  program
+    .command("doctor")
+    .description("Check this device's set-up and the connection to the server; changes nothing.")
+    .option("--json", "print machine-readable output")
+    .action(async (flags: { json?: boolean }) => {
+      const checks = await runDoctor();
+      if (flags.json) printJson({ ok: checks.every((c) => c.ok), checks });
+      else for (const check of checks) println(`${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}${check.fix ? `\n     fix: ${check.fix}` : ""}`);
+      if (!checks.every((c) => c.ok)) process.exitCode = 1;
+    });
+
+  const skills = program.command("skills").description("Shared Codex skills that any superproject can pull.");
+  skills
+    .command("list")
+    .description("List the shared skills (skills/shared/ of this cws installation).")
+    .option("--json", "print machine-readable output")
+    .action(async (flags: { json?: boolean }) => {
+      const list = await listSkills();
+      if (flags.json) printJson({ ok: true, skills: list });
+      else for (const skill of list) println(`${skill.name}: ${skill.problem ? `(unusable: ${skill.problem})` : skill.description}`);
+    });
+  skills
+    .command("pull")
+    .description("Copy shared skills into a superproject's .agents/skills/ (existing ones are left alone). Sync afterwards to share them.")
+    .argument("<slug>", "the superproject")
+    .argument("[names...]", "skills to pull (default: all)")
+    .option("--json", "print machine-readable output")
+    .action(async (slug: string, names: string[], flags: { json?: boolean }) => {
+      const state = await StateStore.open();
+      const result = await pullSkills(state, slug, names);
+      if (flags.json) printJson({ ok: true, ...result });
+      else {
+        for (const name of result.pulled) println(`pulled ${name}`);
+        for (const skip of result.skipped) println(`skipped ${skip.name}: ${skip.reason}`);
+      }
+    });
+}
