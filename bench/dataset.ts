@@ -274,11 +274,7 @@ export interface MutateOptions {
  * tool cannot miss a change because its size and mtime second happen to match.
  */
 export function mutateOnePercent(dir: string, seed: number, options: MutateOptions = {}): MutationSummary {
-  const { jsonlFiles = 20, markdownFiles = 30 } = options;
-  const all = listFiles(dir);
-  const rng = new Prng(seed, "mutate");
-  const rollouts = sample(rng, all.filter((f) => f.endsWith(".jsonl")), jsonlFiles);
-  const notes = sample(rng, all.filter((f) => f.endsWith(".md")), markdownFiles);
+  const { rollouts, notes } = mutationTargets(listFiles(dir), seed, options);
   let bytesAdded = 0;
 
   for (const [index, relative] of rollouts.entries()) {
@@ -311,6 +307,19 @@ export function mutateOnePercent(dir: string, seed: number, options: MutateOptio
     bytesAdded += inserted.length;
   }
   return { appended: rollouts, edited: notes, bytesAdded };
+}
+
+/**
+ * The files {@link mutateOnePercent} would change for `seed`, given the data set's sorted file
+ * list (the list does not change, as mutations only modify files); lets a caller prepare those
+ * files before the first sync.
+ */
+export function mutationTargets(files: readonly string[], seed: number, options: MutateOptions = {}): { rollouts: string[]; notes: string[] } {
+  const { jsonlFiles = 20, markdownFiles = 30 } = options;
+  const rng = new Prng(seed, "mutate");
+  const rollouts = sample(rng, files.filter((f) => f.endsWith(".jsonl")), jsonlFiles);
+  const notes = sample(rng, files.filter((f) => f.endsWith(".md")), markdownFiles);
+  return { rollouts, notes };
 }
 
 /** All regular files under `dir`, as sorted `/`-separated relative paths. */

@@ -15,14 +15,14 @@
  * This is not a test: `npm test` does not run it.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync } from "node:fs";
 import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { REPO_ROOT, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { CwsRunner } from "./cws-runner.ts";
-import { generateDataset, listFiles, mutateOnePercent, planBytes, planDataset, planFiles, scalePlan, type DatasetPlan } from "./dataset.ts";
+import { generateDataset, listFiles, mutateOnePercent, mutationTargets, planBytes, planDataset, planFiles, scalePlan, type DatasetPlan } from "./dataset.ts";
 import { ensureDependencies, machineInfo, versionOf } from "./deps.ts";
 import { killGroup, type Measurement, runningGroups, tail, withoutSshChatter } from "./measure.ts";
 import {
@@ -175,10 +175,37 @@ function toolDirName(name: string): string {
   return name.replace(/[^a-z0-9]+/gi, "-");
 }
 
-/** Copies a tree keeping modes and mtimes (as a user's existing folder would be). */
-function copyTree(from: string, to: string): void {
-  const result = spawnSync("cp", ["-a", from, to], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`Cannot copy ${from} to ${to}: ${result.stderr.trim()}`);
+/**
+ * Makes device A for one tool: a copy of the pristine data set with its modes and mtimes (as
+ * a user's existing folder would be). Files are hard-linked, which takes seconds instead of
+ * a minute for the scale set; the files the 1% change will edit get their own copy (a new
+ * inode, same bytes and mtime) right away, before anything is synced, so in-place appends
+ * and edits never reach the pristine copy or another tool's, and no tool sees an inode change
+ * in the middle of its runs.
+ */
+function makeDeviceA(pristine: string, deviceA: string, mutationSeeds: readonly number[]): void {
+  const result = spawnSync("cp", ["-al", pristine, deviceA], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
+  if (result.status !== 0) throw new Error(`Cannot copy ${pristine} to ${deviceA}: ${result.stderr.trim()}`);
+  const files = listFiles(deviceA);
+  const targets = new Set<string>();
+  for (const seed of mutationSeeds) {
+    const { rollouts, notes } = mutationTargets(files, seed);
+    for (const file of [...rollouts, ...notes]) targets.add(file);
+  }
+  for (const relative of targets) {
+    const file = path.join(deviceA, relative);
+    const stat = statSync(file);
+    const temp = `${file}.bench-copy`;
+    copyFileSync(file, temp);
+    chmodSync(temp, stat.mode & 0o7777);
+    utimesSync(temp, stat.atime, stat.mtime);
+    renameSync(temp, file);
+  }
+}
+
+/** The seed of the 1% change of each run: the same for every tool. */
+function mutationSeed(options: Options, run: number): number {
+  return options.seed * 1000 + run;
 }
 
 /**
@@ -230,8 +257,8 @@ async function runTool(
     log(`${where}: skipped: ${unavailable}`);
     return;
   }
-  copyTree(pristine, deviceA);
   try {
+    makeDeviceA(pristine, deviceA, Array.from({ length: dataset.syncRuns }, (_, i) => mutationSeed(options, i + 1)));
     await tool.prepare(deviceA);
   } catch (error) {
     failAll(messageOf(error));
@@ -270,7 +297,7 @@ async function runTool(
     dataset.syncRuns,
     async (run) => {
       // The same seed per run for every tool, so every tool syncs the very same edits.
-      mutateOnePercent(deviceA, options.seed * 1000 + run);
+      mutateOnePercent(deviceA, mutationSeed(options, run));
     },
     () => tool.sync(),
   );
