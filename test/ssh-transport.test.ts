@@ -47,7 +47,11 @@ function baseTarget(overrides: Partial<SshSessionTarget> = {}): SshSessionTarget
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<CwsError> {
   const error = await promise.then(
-    () => assert.fail(`expected ${code}, but it succeeded`),
+    async (value) => {
+      // A connection that wrongly succeeded must still be closed, or the test run hangs.
+      await (value as { close?: () => Promise<void> } | undefined)?.close?.();
+      assert.fail(`expected ${code}, but it succeeded`);
+    },
     (caught: unknown) => caught,
   );
   assert.ok(isCwsError(error, code), `expected ${code}, got ${String((error as Error)?.stack ?? error)}`);

@@ -155,7 +155,7 @@ export function checkHostKey(lines: readonly KnownHostLine[], host: string, port
     file: line.file,
     line: line.line,
   }));
-  return { status: "match", revoked, knownKeys };
+  if (revoked) return { status: "mismatch", revoked, knownKeys };
   if (plain.some((line) => line.blob.equals(key.blob))) return { status: "match", revoked, knownKeys };
   return { status: plain.length === 0 ? "unknown" : "mismatch", revoked, knownKeys };
 }
