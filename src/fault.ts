@@ -7,7 +7,8 @@
 export type FaultPoint =
   | "client-after-first-bundle" // the client, after the first bundle of a push was ingested
   | "client-before-commit" // the client, with every chunk uploaded, before asking to commit
-  | "agent-before-hub-commit"; // the agent, with the manifest stored, before the hub's commit
+  | "agent-before-hub-commit" // the agent, with the manifest stored, before the hub's commit
+  | "agent-after-first-ingest"; // the agent, right after storing its session's first bundle (a dropped connection mid-push)
 
 export function faultPoint(point: FaultPoint): void {
   if (process.env.CWS_FAULT === point) process.kill(process.pid, "SIGKILL");

@@ -9,7 +9,11 @@ import { CwsError } from "../../src/errors.ts";
 import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
-import { Methods, type Hello, type MethodName, type Params } from "../../src/protocol/messages.ts";
+import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
+import { markdownDiffSummary } from "../../src/core/policy.ts";
+import type { QuarantineRecord } from "../hub/hub-db.ts";
+import { getQuarantineContent } from "../hub/push-policy.ts";
+import { MAX_MARKDOWN_READ_BYTES, readEntry } from "../hub/stored-content.ts";
 import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
@@ -71,8 +75,19 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
       return { manifest: await getManifest(store, snapshot.manifestHash) };
     },
-    missingChunks: async (p) => { requireDevice(); return { missing: await store.missing(p.ids) }; },
-    ingestBundle: async (p) => { requireDevice(); return store.ingestBundle(p.name); },
+    missingChunks: async (p) => {
+      requireDevice();
+      // Forget packs a gc in the hub removed since this session began: a chunk that is gone
+      // must be reported missing, or the client would never upload it again.
+      await store.refresh();
+      return { missing: await store.missing(p.ids) };
+    },
+    ingestBundle: async (p) => {
+      requireDevice();
+      const result = await store.ingestBundle(p.name);
+      faultPoint("agent-after-first-ingest");
+      return result;
+    },
     commit: async (p) => {
       const device = requireDevice();
       checkManifestPaths(p.manifest);
@@ -97,6 +112,28 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       await store.releaseOutgoing(p.name);
       return {};
     },
+    quarantineList: async (p) => {
+      requireDevice();
+      const { items } = await (await getHub()).call("quarantineList", p);
+      return { items: items.map((item) => ({ ...publicItem(item), paths: item.paths.slice(0, MAX_LISTED_PATHS) })) };
+    },
+    quarantineShow: async (p) => {
+      requireDevice();
+      const { item } = await (await getHub()).call("quarantineItem", { id: p.id });
+      return { item: publicItem(item), ...(await describeItem(store, item)) };
+    },
+    quarantineAccept: async (p) => {
+      const device = requireDevice();
+      const result = await (await getHub()).call("quarantineAccept", { id: p.id, deviceId: device, fencingToken: p.fencingToken });
+      return { item: publicItem(result.item), snapshot: result.snapshot };
+    },
+    quarantineReject: async (p) => {
+      const device = requireDevice();
+      const { item } = await (await getHub()).call("quarantineReject", { id: p.id, deviceId: device, fencingToken: p.fencingToken });
+      return { item: publicItem(item) };
+    },
+    listSnapshots: async (p) => { requireDevice(); return (await getHub()).call("listSnapshots", { slug: p.slug, limit: p.limit ?? 100 }); },
+    restoreSnapshot: async (p) => (await getHub()).call("restoreSnapshot", { slug: p.slug, snapshotId: p.snapshotId, deviceId: requireDevice(), fencingToken: p.fencingToken }),
   };
 
   try {
@@ -111,6 +148,46 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     await hub?.close();
     await store.close?.();
   }
+}
+
+/** What clients see of an item: everything but where the hub keeps its content. */
+function publicItem(record: QuarantineRecord): QuarantineItemInfo {
+  const { objectHash: _objectHash, ...item } = record;
+  return item;
+}
+
+/**
+ * The changes of an item, path by path, and a line diff of each held Markdown change (old
+ * live version → proposed version), computed here rather than in the hub so that reading and
+ * diffing large files never stalls other devices' commits.
+ */
+async function describeItem(store: Store, item: QuarantineRecord): Promise<Pick<Result<"quarantineShow">, "changes" | "changesTruncated" | "diffs">> {
+  if (!item.contentAvailable) {
+    return { changes: [], changesTruncated: false, diffs: item.reason === "markdown-drift" ? item.paths.map((path) => ({ path, diff: "", note: "the held content was removed by gc" })) : [] };
+  }
+  const content = await getQuarantineContent(store, item.objectHash);
+  const paths = Object.keys(content.proposed).sort();
+  const changes = paths.slice(0, MAX_SHOWN_CHANGES).map((path) => ({ path, previous: content.previous[path] ?? null, proposed: content.proposed[path] ?? null }));
+  const diffs: Result<"quarantineShow">["diffs"] = [];
+  if (item.reason === "markdown-drift") {
+    for (const path of item.paths) {
+      const previous = content.previous[path];
+      const proposed = content.proposed[path];
+      if (previous?.kind !== "file" || proposed?.kind !== "file") continue;
+      try {
+        const a = await readEntry(store, previous, MAX_MARKDOWN_READ_BYTES);
+        const b = await readEntry(store, proposed, MAX_MARKDOWN_READ_BYTES);
+        if (a === undefined || b === undefined) {
+          diffs.push({ path, diff: "", note: `too large to diff here (over ${MAX_MARKDOWN_READ_BYTES} bytes)` });
+        } else {
+          diffs.push({ path, diff: markdownDiffSummary(a.toString("utf8"), b.toString("utf8")) });
+        }
+      } catch (error) {
+        diffs.push({ path, diff: "", note: `cannot read the stored content: ${(error as Error).message}` });
+      }
+    }
+  }
+  return { changes, changesTruncated: paths.length > MAX_SHOWN_CHANGES, diffs };
 }
 
 function checkManifestPaths(manifest: Manifest): void {

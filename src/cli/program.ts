@@ -5,10 +5,15 @@
 import { Command } from "commander";
 import { CwsError } from "../errors.ts";
 import { PACKAGE_VERSION } from "../version.ts";
-import { askSecret, readSecretFile } from "../terminal/prompt.ts";
+import { ask, askSecret, confirm, readSecretFile } from "../terminal/prompt.ts";
+import { homedir, userInfo } from "node:os";
+import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { readSshConfigText, resolveSshTarget } from "../transport/ssh-config.ts";
+import { fingerprintSha256 } from "../transport/known-hosts.ts";
 import { StateStore } from "../client/state.ts";
 import type { ServerTarget } from "../client/state.ts";
-import { connectAsDevice } from "../client/connect.ts";
+import { connectAsDevice, type ConnectOptions } from "../client/connect.ts";
 import { enrollDevice } from "../client/commands/enroll.ts";
 import { attachSuperproject, createSuperproject, disconnectSuperproject } from "../client/commands/superprojects.ts";
 import { syncSuperproject, type SyncSummary } from "../client/sync.ts";
@@ -16,6 +21,77 @@ import { overrideCurrentState } from "../client/commands/override.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS, requestStop, runLiveSync, runningLiveSyncs } from "../client/live-sync.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
+import { registerRecoveryCommands } from "./recovery-commands.ts";
+import { registerCodexCommands } from "./codex-commands.ts";
+import { readCodexConflicts } from "../client/codex-state.ts";
+
+interface EnrollFlags {
+  host?: string;
+  port?: string;
+  user?: string;
+  identity?: string;
+  knownHosts?: string;
+  agentCommand: string;
+  sshAgent: boolean;
+  passwordFile?: string;
+  trustHostKey?: string;
+  yes?: boolean;
+  serverData?: string;
+  deviceName?: string;
+  passphraseFile?: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+/** Turns enroll-device's flags (and answers) into a server target and the enrollment-only connect options. */
+async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget; connectOptions: ConnectOptions; fingerprint: { value?: string } }> {
+  const fingerprint: { value?: string } = {};
+  if (flags.serverData) return { target: { transport: "local", dataDir: flags.serverData }, connectOptions: {}, fingerprint };
+  const host = flags.host ?? (await ask("Server host (name, address or ~/.ssh/config alias)"));
+  if (!host) throw new CwsError("INVALID_ARGUMENT", "Say where the server is: --host <host> (SSH) or --server-data <dir> (a data dir on this machine).");
+  const configText = await readSshConfigText(homedir());
+  const resolved = resolveSshTarget(
+    { host, port: flags.port === undefined ? undefined : Number(flags.port), user: flags.user, identityFiles: flags.identity ? [flags.identity] : undefined, knownHostsPath: flags.knownHosts },
+    { configText, homeDir: homedir(), localUser: userInfo().username },
+  );
+  const target: ServerTarget = {
+    transport: "ssh",
+    host: resolved.host,
+    port: resolved.port,
+    user: resolved.user,
+    identityFiles: resolved.defaultIdentityFiles ? [] : resolved.identityFiles,
+    identitiesOnly: resolved.identitiesOnly,
+    useAgents: flags.sshAgent,
+    knownHostsPath: resolved.knownHostsFiles[0] ?? join(homedir(), ".ssh", "known_hosts"),
+    agentCommand: flags.agentCommand,
+  };
+  const password = flags.passwordFile ? await readSecretFile(flags.passwordFile) : undefined;
+  const connectOptions: ConnectOptions = {
+    password,
+    trustOnFirstUse: async (presented, details) => {
+      fingerprint.value = presented;
+      if (flags.trustHostKey) {
+        if (flags.trustHostKey === presented) return true;
+        throw new CwsError("HOST_KEY_MISMATCH", `The server ${details.host}:${details.port} presented ${presented}, not the expected ${flags.trustHostKey}. Nothing was recorded.`);
+      }
+      if (flags.yes) return true;
+      process.stderr.write(`The server ${details.host}:${details.port} is not in ${target.transport === "ssh" ? target.knownHostsPath : "known_hosts"} yet.\nIts ${details.algorithm} key fingerprint is ${presented}.\nCompare it with \`ssh-keygen -lf /etc/ssh/ssh_host_${details.algorithm.replace(/^ssh-/, "")}_key.pub\` on the server.\n`);
+      return confirm("Trust this key and continue?", false);
+    },
+  };
+  return { target, connectOptions, fingerprint };
+}
+
+/** The SHA256 fingerprint of the device's public key (beside its private key), for the hub's records. */
+async function deviceKeyFingerprint(target: ServerTarget): Promise<string | undefined> {
+  if (target.transport !== "ssh" || target.identityFiles.length === 0) return undefined;
+  try {
+    const line = (await readFile(`${target.identityFiles[0]}.pub`, "utf8")).trim().split(/\s+/);
+    return fingerprintSha256(Buffer.from(line[1] ?? "", "base64"));
+  } catch {
+    return undefined;
+  }
+}
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
 function interruptSignal(): AbortSignal {
@@ -34,8 +110,29 @@ function slugArgument(positional: string | undefined, flags: { superproject?: st
   return slug;
 }
 
+/** The Codex options of create-superproject and attach-superproject. */
+function codexFlags(flags: { codexHome?: string; codexRoot?: string; codex: boolean }): { codexHome?: string | null; codexRoot?: string } {
+  if (!flags.codex && flags.codexHome !== undefined) throw new CwsError("INVALID_ARGUMENT", "--no-codex and --codex-home contradict each other; give one of them");
+  const result: { codexHome?: string | null; codexRoot?: string } = {};
+  if (!flags.codex) result.codexHome = null;
+  else if (flags.codexHome !== undefined) result.codexHome = flags.codexHome;
+  if (flags.codexRoot !== undefined) result.codexRoot = flags.codexRoot;
+  return result;
+}
+
 function countPulls(summary: SyncSummary): number {
   return summary.pulled.files + summary.pulled.deleted;
+}
+
+/** What the quarantine did with this device's changes, one line each (shared by sync and live sync). */
+export function quarantineLines(summary: Pick<SyncSummary, "quarantine">): string[] {
+  const lines: string[] = [];
+  for (const item of summary.quarantine.held) {
+    lines.push(`HELD in quarantine item ${item.id}${item.duplicate ? " (already pending)" : ""}: ${item.summary}; the server keeps its version until you run \`cws quarantine accept ${item.id}\` or \`cws quarantine reject ${item.id}\``);
+  }
+  for (const item of summary.quarantine.waiting) lines.push(`still held in quarantine item ${item.id} (${item.paths} path(s)), not pushed again: ${item.summary}`);
+  for (const id of summary.quarantine.restoring) lines.push(`quarantine item ${id} was rejected: the server's version of its paths was brought back (yours is in the local backups)`);
+  return lines;
 }
 
 export function printSyncSummary(summary: SyncSummary): void {
@@ -51,6 +148,9 @@ export function printSyncSummary(summary: SyncSummary): void {
   for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
   for (const problem of summary.problems) println(`  warning ${problem.path}: ${problem.reason}`);
   if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
+  println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home}`);
+  for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
+  for (const line of quarantineLines(summary)) println(`  ${line}`);
 }
 
 export function buildProgram(): Command {
@@ -61,20 +161,31 @@ export function buildProgram(): Command {
 
   program
     .command("enroll-device")
-    .description("Register this device with the server (once per device).")
-    .option("--server-data <dir>", "use a server data dir on this machine through a local agent (demo, tests)")
+    .description("Register this device with the server (once per device). Asks for what it needs; every question has a flag for scripts.")
+    .option("--host <host>", "the server: a host name, address, or a Host alias of ~/.ssh/config")
+    .option("--port <port>", "SSH port (default: from ~/.ssh/config, else 22)")
+    .option("--user <user>", "the account on the server (default: from ~/.ssh/config, else your user name)")
+    .option("--identity <file>", "the SSH private key to use (default: ~/.ssh/config's IdentityFile, else OpenSSH's default keys and your ssh-agent)")
+    .option("--known-hosts <file>", "known_hosts file to check and record the server's key in (default: ~/.ssh/known_hosts)")
+    .option("--agent-command <command>", "how to start the agent on the server (absolute paths: the remote PATH is minimal)", "cws-agent --stdio")
+    .option("--no-ssh-agent", "do not ask ssh-agent / Pageant for keys")
+    .option("--password-file <file>", "an SSH password for the first login only, read from a file (- for stdin)")
+    .option("--trust-host-key <fingerprint>", "trust the server's host key if it has this SHA256:… fingerprint (for scripts)")
+    .option("--yes", "trust an unknown host key without asking (only where you verified it otherwise)")
+    .option("--server-data <dir>", "use a server data dir on this machine through a local agent (demo, tests) instead of SSH")
     .option("--device-name <name>", "how this device is shown (default: the host name)")
     .option("--passphrase-file <file>", "read the server's secondary passphrase from this file (- for stdin) instead of asking")
     .option("--force", "enroll again even if this device is already enrolled")
     .option("--json", "print machine-readable output")
-    .action(async (flags: { serverData?: string; deviceName?: string; passphraseFile?: string; force?: boolean; json?: boolean }) => {
+    .action(async (flags: EnrollFlags) => {
       const state = await StateStore.open();
-      let target: ServerTarget;
-      if (flags.serverData) target = { transport: "local", dataDir: flags.serverData };
-      else throw new CwsError("INVALID_ARGUMENT", "Say where the server is: --host <host> (SSH) or --server-data <dir> (a data dir on this machine).");
+      const { target, connectOptions, fingerprint } = await enrollTarget(flags);
       const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
-      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force });
-      if (flags.json) printJson({ ok: true, ...result });
+      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: await deviceKeyFingerprint(target) }, connectOptions);
+      if (target.transport === "ssh" && fingerprint.value) {
+        await state.update((s) => { if (s.server?.transport === "ssh") s.server.hostKeyFingerprint = fingerprint.value; });
+      }
+      if (flags.json) printJson({ ok: true, ...result, hostKeyFingerprint: fingerprint.value ?? null });
       else println(`Enrolled ${result.deviceName} (${result.deviceId}); the server runs cws ${result.agentVersion}.`);
     });
 
@@ -85,12 +196,15 @@ export function buildProgram(): Command {
     .option("--superproject <slug>", "the older way to name it")
     .requiredOption("--root <dir>", "the local folder that holds it")
     .option("--template <name>", "copy this template from templates/ into the (empty) folder first")
+    .option("--codex-home <dir>", "this device's CODEX_HOME for the superproject's threads (default: $CODEX_HOME, else ~/.codex)")
+    .option("--codex-root <dir>", "the folder Codex records as working directory, when it is not --root (e.g. a symlink)")
+    .option("--no-codex", "do not sync the superproject's Codex threads on this device")
     .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; template?: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; template?: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
       const state = await StateStore.open();
       const conn = await connectAsDevice(state);
       try {
-        const result = await createSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, template: flags.template });
+        const result = await createSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, template: flags.template, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
         else println(`Created ${result.slug} on the server, bound to ${result.root}. Run \`cws sync ${result.slug}\` to upload it.`);
       } finally {
@@ -104,12 +218,15 @@ export function buildProgram(): Command {
     .argument("[slug]")
     .option("--superproject <slug>", "the older way to name it")
     .requiredOption("--root <dir>", "the local folder to fill (files already there are never lost)")
+    .option("--codex-home <dir>", "this device's CODEX_HOME for the superproject's threads (default: $CODEX_HOME, else ~/.codex)")
+    .option("--codex-root <dir>", "the folder Codex records as working directory, when it is not --root (e.g. a symlink)")
+    .option("--no-codex", "do not sync the superproject's Codex threads on this device")
     .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
       const state = await StateStore.open();
       const conn = await connectAsDevice(state);
       try {
-        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root });
+        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
         else println(`Attached ${result.slug} to ${result.root}. Run \`cws update-from-server ${result.slug}\` or \`cws sync ${result.slug}\` to fetch it.`);
       } finally {
@@ -225,6 +342,8 @@ export function buildProgram(): Command {
               println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot?.id ?? "-"}`);
             }
             for (const c of s.conflicts) println(`${time} CONFLICT ${c.path}: server version kept; yours is at ${c.backup}`);
+            // Only new holds are announced: items still waiting were announced when they were held.
+            for (const line of quarantineLines({ quarantine: { ...s.quarantine, waiting: [] } })) println(`${time} ${line}`);
           } else if (event.type === "sync-failed") println(`${time} sync failed, will retry: ${event.error.message}`);
           else if (event.type === "stopping") println(`${time} stopping (${event.reason})…`);
           else if (event.type === "stopped") println(`${time} live sync stopped${event.released ? "; lease released" : ""}`);
@@ -287,7 +406,7 @@ export function buildProgram(): Command {
               problem = (error as Error).message;
             }
           }
-          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug) });
+          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug), quarantine: remote?.pendingQuarantine ?? 0, codexConflicts: await readCodexConflicts(state.home, slug) });
         }
         const serverOnly = superprojects.filter((s) => !state.data.superprojects[s.slug]);
         if (flags.json) {
@@ -305,7 +424,9 @@ export function buildProgram(): Command {
           if (!row.onServer) { println("  missing on the server"); continue; }
           println(`  server head ${row.serverHead ?? "(empty)"}, this device at ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
           if (row.pending) println(`  pending: ${row.pending.push} local change(s) to push, ${row.pending.pull} server change(s) to pull, ${row.pending.conflicts} conflict(s)`);
+          if (row.quarantine > 0) println(`  quarantine: ${row.quarantine} item(s) held for review; see \`cws quarantine list ${row.slug}\``);
           if (row.problem) println(`  cannot compare: ${row.problem}`);
+          for (const c of row.codexConflicts) println(`  Codex thread ${c.id} diverged ${new Date(c.at).toLocaleString()}: the server's version is live, yours is at ${c.backup} (delete that file to dismiss)`);
         }
         for (const sp of serverOnly) println(`${sp.slug}: on the server only (attach with \`cws attach-superproject ${sp.slug} --root <dir>\`)`);
       } finally {
@@ -313,6 +434,8 @@ export function buildProgram(): Command {
       }
     });
 
+  registerRecoveryCommands(program);
+  registerCodexCommands(program);
   registerToolCommands(program, buildProgram);
   return program;
 }

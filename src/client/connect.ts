@@ -6,12 +6,17 @@
  */
 import type { AgentConnection } from "../transport/connection.ts";
 import { connectLocal } from "../transport/local.ts";
+import { askSecret } from "../terminal/prompt.ts";
 import type { ServerTarget, StateStore } from "./state.ts";
 
 export interface ConnectOptions {
   signal?: AbortSignal;
   /** Asks for a key's passphrase when an encrypted key is used (interactive commands). */
-  askPassphrase?: (keyPath: string) => Promise<string>;
+  askPassphrase?: (keyPath: string, attempt: number) => Promise<string | undefined>;
+  /** Enrollment only: asks whether to trust an unknown host key (shown as SHA256:…). */
+  trustOnFirstUse?: (fingerprint: string, details: { host: string; port: number; algorithm: string }) => Promise<boolean>;
+  /** Enrollment only: an SSH password, used once. */
+  password?: string;
 }
 
 /** Connects without identifying a device (enrollment). */
@@ -23,13 +28,24 @@ export async function connectTarget(target: ServerTarget, options: ConnectOption
       host: target.host,
       port: target.port,
       user: target.user,
-      identityFiles: target.identityFile ? [target.identityFile] : undefined,
+      identityFiles: target.identityFiles,
+      defaultIdentityFiles: target.identityFiles.length === 0,
+      identitiesOnly: target.identitiesOnly,
+      agents: target.useAgents ? undefined : false,
       knownHostsPath: target.knownHostsPath,
       agentCommand: target.agentCommand,
-      passphrase: options.askPassphrase,
+      passphrase: options.askPassphrase ?? askKeyPassphrase,
+      trustOnFirstUse: options.trustOnFirstUse,
+      password: options.password,
     },
     { signal: options.signal },
   );
+}
+
+/** Asks for a key's passphrase on the terminal; without one, the key is skipped. */
+async function askKeyPassphrase(keyPath: string, attempt: number): Promise<string | undefined> {
+  if (!process.stdin.isTTY) return undefined;
+  return askSecret(`Passphrase for ${keyPath}${attempt > 1 ? " (try again)" : ""}`, { allowEmpty: true });
 }
 
 /** Connects and binds the session to this enrolled device. */

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { CwsError } from "../errors.ts";
-import { chunkId, type Manifest, type ManifestEntry } from "../core/manifest.ts";
+import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
@@ -34,6 +34,20 @@ export interface PullStats {
   skipped: Array<{ path: string; reason: string }>;
 }
 
+/**
+ * Applies pulled entries of one namespace whose bytes on this device are not the manifest's
+ * bytes (the `codex/` namespace: normalized on the server, materialized locally). The pull
+ * still downloads, reuses and verifies chunks; the handler decides how content lands.
+ */
+export interface PullHandler {
+  /** Reads `length` bytes at `offset` of a local entry's content, to reuse its chunks. */
+  readLocal(path: string, offset: number, length: number): Promise<Uint8Array>;
+  /** Writes an entry whose verified content is `data`, or says why it was skipped. */
+  write(entry: ManifestEntry, data: Uint8Array): Promise<{ skipped?: string }>;
+  /** Removes the local version of an entry the server deleted, or says why it was skipped. */
+  remove(path: string): Promise<{ removed: boolean; skipped?: string }>;
+}
+
 export interface PullOptions {
   conn: AgentConnection;
   root: string;
@@ -42,6 +56,8 @@ export interface PullOptions {
   /** The local scan, used to find chunks already on this device. */
   local: Manifest;
   backup: BackupSession;
+  /** Handlers by namespace prefix (e.g. "codex/"); paths of other namespaces are files below `root`. */
+  handlers?: ReadonlyMap<string, PullHandler>;
   /** Receives the stat of every file written, so the next scan does not hash it again. */
   onWritten?: (path: string, entry: StatCacheEntry) => void;
   signal?: AbortSignal;
@@ -50,8 +66,16 @@ export interface PullOptions {
 
 interface LocalSource {
   path: string;
-  absPath: string;
+  /** Where the file is on disk, or undefined when a handler reads it (`read`). */
+  absPath?: string;
+  read?: (length: number) => Promise<Uint8Array>;
   offset: number;
+}
+
+function handlerFor(handlers: ReadonlyMap<string, PullHandler> | undefined, path: string): PullHandler | undefined {
+  if (handlers === undefined) return undefined;
+  for (const [prefix, handler] of handlers) if (path.startsWith(prefix)) return handler;
+  return undefined;
 }
 
 /** The manifest path `files/a/b` lives at `<root>/a/b`. */
@@ -70,11 +94,17 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
   const localSources = new Map<string, LocalSource[]>();
   for (const entry of local.entries) {
     if (entry.kind !== "file") continue;
+    const handler = handlerFor(options.handlers, entry.path);
     let offset = 0;
     for (const ref of entry.chunks) {
       const id = chunkId(ref);
       const list = localSources.get(id) ?? [];
-      if (list.length < 4) list.push({ path: entry.path, absPath: diskPath(root, entry.path), offset });
+      const at = offset;
+      if (list.length < 4) {
+        list.push(handler === undefined
+          ? { path: entry.path, absPath: diskPath(root, entry.path), offset }
+          : { path: entry.path, offset, read: (length) => handler.readLocal(entry.path, at, length) });
+      }
       localSources.set(id, list);
       offset += ref[1];
     }
@@ -101,6 +131,25 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     for (const action of actions) {
       if (signal?.aborted) throw new CwsError("CANCELLED", "The pull was cancelled; files already written are complete, the rest come with the next sync");
       if (action.type !== "pull") continue;
+      const handler = handlerFor(options.handlers, action.path);
+      if (handler !== undefined) {
+        if (action.entry === null) {
+          const removed = await handler.remove(action.path);
+          if (removed.skipped !== undefined) stats.skipped.push({ path: action.path, reason: removed.skipped });
+          else if (removed.removed) stats.deleted++;
+          continue;
+        }
+        if (action.entry.kind !== "file") continue; // handlers own flat namespaces: folders are implicit
+        const data = await assembleBytes(action.entry, spool, (id) => usableSource(id, action.path), stats);
+        const written = await handler.write(action.entry, data);
+        if (written.skipped !== undefined) {
+          stats.skipped.push({ path: action.path, reason: written.skipped });
+          continue;
+        }
+        stats.files++;
+        options.onProgress?.({ files: stats.files, total: totalFiles });
+        continue;
+      }
       const absPath = diskPath(root, action.path);
       const relative = action.path.slice("files/".length);
       const existing = await lstat(absPath).catch(() => null);
@@ -188,17 +237,7 @@ async function writeFileFromChunks(target: string, entry: ManifestEntry, spool: 
   const whole = createXxh64();
   try {
     for (const ref of entry.chunks) {
-      const id = chunkId(ref);
-      let data = await spool.get(id);
-      if (data === undefined) {
-        const source = localSource(id);
-        if (source === undefined) throw new CwsError("INTERNAL", `Chunk ${id} of ${entry.path} is neither downloaded nor on this device`);
-        data = await readLocalChunk(source, ref[1]);
-        if (xxh64Hex(data) !== ref[0]) {
-          throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
-        }
-        stats.reusedChunks++;
-      }
+      const data = await chunkData(entry, ref, spool, localSource, stats);
       whole.update(data);
       await writeAll(handle, data);
     }
@@ -218,8 +257,63 @@ async function writeFileFromChunks(target: string, entry: ManifestEntry, spool: 
   return temp;
 }
 
+/** One chunk of an entry: downloaded, or read from a local file that holds it (and checked). */
+async function chunkData(entry: ManifestEntry, ref: ChunkRef, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): Promise<Uint8Array> {
+  const id = chunkId(ref);
+  let data = await spool.get(id);
+  if (data === undefined) {
+    const source = localSource(id);
+    if (source === undefined) throw new CwsError("INTERNAL", `Chunk ${id} of ${entry.path} is neither downloaded nor on this device`);
+    data = await readLocalChunk(source, ref[1]);
+    if (xxh64Hex(data) !== ref[0]) {
+      throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
+    }
+    stats.reusedChunks++;
+  }
+  return data;
+}
+
+/** Assembles an entry's content in memory and checks its whole hash (for handlers). */
+async function assembleBytes(entry: ManifestEntry, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): Promise<Uint8Array> {
+  const out = new Uint8Array(entry.size);
+  let at = 0;
+  for (const ref of entry.chunks) {
+    const data = await chunkData(entry, ref, spool, localSource, stats);
+    if (data.byteLength !== ref[1] || at + data.byteLength > out.length) throw new CwsError("CORRUPT", `${entry.path}: chunk ${chunkId(ref)} has the wrong length`);
+    out.set(data, at);
+    at += data.byteLength;
+  }
+  if (at !== entry.size || xxh64Hex(out) !== entry.hash) {
+    throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+  }
+  return out;
+}
+
+/**
+ * Downloads the content of some entries (each checked against its hash) without writing
+ * anything: what the sync needs to compare two versions of a Codex thread or index.
+ */
+export async function fetchEntryContents(conn: AgentConnection, entries: readonly ManifestEntry[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
+  const lengths = new Map<string, number>();
+  for (const entry of entries) for (const ref of entry.chunks) lengths.set(chunkId(ref), ref[1]);
+  const result = new Map<string, Uint8Array>();
+  const workDir = await mkdtemp(join(tmpdir(), "cws-fetch-"));
+  const spool = new ChunkSpool(join(workDir, "spool"));
+  const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
+  try {
+    await spool.open();
+    await downloadInto(conn, [...lengths.keys()], lengths, workDir, spool, stats, signal);
+    for (const entry of entries) result.set(entry.path, await assembleBytes(entry, spool, () => undefined, stats));
+    return result;
+  } finally {
+    await spool.close();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
 async function readLocalChunk(source: LocalSource, length: number): Promise<Uint8Array> {
-  const handle = await open(source.absPath, "r");
+  if (source.read !== undefined) return source.read(length);
+  const handle = await open(source.absPath!, "r");
   try {
     const buffer = Buffer.allocUnsafe(length);
     let read = 0;

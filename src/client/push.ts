@@ -36,8 +36,11 @@ export interface PushStats {
 
 export interface PushChunksOptions {
   conn: AgentConnection;
-  /** File entries to make available on the server, with where each is on disk. */
-  files: Array<{ entry: ManifestEntry; absPath: string }>;
+  /**
+   * File entries to make available on the server, with where each is on disk, or with a
+   * reader for entries whose content is produced in memory (the normalized Codex threads).
+   */
+  files: Array<{ entry: ManifestEntry; absPath: string } | { entry: ManifestEntry; read: () => AsyncIterable<{ id: string; data: Uint8Array }> }>;
   signal?: AbortSignal;
   onProgress?: (done: { chunks: number; bytes: number; total: number }) => void;
 }
@@ -94,10 +97,11 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
 
   try {
     let chunksInBundle = 0;
-    for (const { entry, absPath } of files) {
+    for (const file of files) {
+      const { entry } = file;
       if (!entry.chunks.some((ref) => missing.has(chunkId(ref)))) continue;
       const compress = !INCOMPRESSIBLE.test(entry.path);
-      for await (const chunk of readFileChunks(absPath, entry)) {
+      for await (const chunk of "read" in file ? file.read() : readFileChunks(file.absPath, entry)) {
         if (signal?.aborted) throw new CwsError("CANCELLED", "The push was cancelled; chunks already uploaded are kept on the server");
         if (!missing.has(chunk.id)) continue;
         // A chunk shared by two files is sent once.

@@ -18,12 +18,21 @@ import { Manifest, emptyManifest } from "../core/manifest.ts";
 export const ServerTarget = z.discriminatedUnion("transport", [
   z.object({
     transport: z.literal("ssh"),
+    // host is the resolved host name (after ~/.ssh/config), port and user likewise.
     host: z.string().min(1),
     port: z.number().int().min(1).max(65535),
     user: z.string().min(1),
-    identityFile: z.string().optional(),
+    // identityFiles are the key files to try, in order (empty: OpenSSH's default names).
+    identityFiles: z.array(z.string().min(1)).default([]),
+    // identitiesOnly offers only those keys, also through agents.
+    identitiesOnly: z.boolean().default(false),
+    // useAgents asks ssh-agent / Pageant / the Windows OpenSSH agent for keys.
+    useAgents: z.boolean().default(true),
+    // knownHostsPath is where the server's host key is checked (and was recorded at enrollment).
     knownHostsPath: z.string().min(1),
+    // agentCommand starts the agent on the server (an absolute path: remote PATHs are minimal).
     agentCommand: z.string().min(1),
+    // hostKeyFingerprint is the SHA256 fingerprint trusted at enrollment, for `status`.
     hostKeyFingerprint: z.string().optional(),
   }),
   z.object({
@@ -38,6 +47,10 @@ export const BoundSuperproject = z.object({
   root: z.string().min(1),
   base: z.number().int().positive().nullable(),
   lastSyncAt: z.number().nullable(),
+  // codexHome is this binding's CODEX_HOME: absent = found as Codex does, null = Codex sync off.
+  codexHome: z.string().min(1).nullable().optional(),
+  // codexRoot is the folder Codex records as cwd for this superproject, when it is not `root`.
+  codexRoot: z.string().min(1).optional(),
 });
 export type BoundSuperproject = z.infer<typeof BoundSuperproject>;
 

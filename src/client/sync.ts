@@ -5,6 +5,7 @@
  * the new base. The base is written last: a sync interrupted anywhere is simply run again,
  * and the next run finds the server head and the folder where the interruption left them.
  */
+import { homedir } from "node:os";
 import { initHash } from "../core/hash.ts";
 import { faultPoint } from "../fault.ts";
 import type { Manifest } from "../core/manifest.ts";
@@ -15,9 +16,17 @@ import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
 import { loadStatCache, saveStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
-import { diskPath, pullChanges, type PullStats } from "./pull.ts";
+import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
+import type { PathPlatform } from "../core/codex-paths.ts";
+import { CodexSide, CODEX_PREFIX, isRolloutManifestPath, resolveCodexBinding, rolloutIdOf } from "./codex-source.ts";
+import { CodexSink } from "./codex-sink.ts";
+import type { CodexProbe } from "./codex-process.ts";
+import { codexCachePath, readBaseOverlay, recordCodexConflicts, writeBaseOverlay } from "./codex-state.ts";
+import { applyBaseOverlay, codexEntries, localForPlan, overlayFor, settleCodexPlan, withCodexPart } from "./codex-sync.ts";
 import { pushChunks, type PushStats } from "./push.ts";
 import type { StateStore } from "./state.ts";
+import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
+import type { HeldItem } from "../protocol/messages.ts";
 
 export type SyncEvent =
   | { type: "phase"; phase: "scan" | "plan" | "push" | "commit" | "pull" | "done" }
@@ -46,6 +55,28 @@ export interface SyncOptions {
   fencingToken?: number;
   /** Clock for backup folder names. */
   now?: () => Date;
+  /**
+   * Whose path rules the superproject root follows for Codex threads. Tests inject "win32" to
+   * play a Windows device on Linux (with the binding's `codexRoot` a Windows path).
+   *
+   * @default from process.platform
+   */
+  codexPlatform?: PathPlatform;
+  /** Finds running Codex processes before threads are replaced (tests inject one). */
+  codexProbe?: CodexProbe;
+  /** Environment used to find CODEX_HOME when the binding does not name one. @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** What a sync did with the superproject's Codex threads. */
+export interface CodexSummary {
+  /** CODEX_HOME used, or null when Codex sync is off for this binding. */
+  home: string | null;
+  /** The root Codex records as cwd for this superproject. */
+  root: string;
+  /** The superproject's threads found in the Codex home (0 when it does not exist). */
+  threads: number;
+  warnings: string[];
 }
 
 export interface SyncSummary {
@@ -60,6 +91,16 @@ export interface SyncSummary {
   conflicts: Array<{ path: string; backup: string | null }>;
   problems: ScanProblem[];
   backupDir: string | null;
+  codex: CodexSummary;
+  /** What the server's quarantine holds of this device's changes (see quarantine-held.ts). */
+  quarantine: {
+    /** Items this sync's push was held in (`duplicate`: the same change was already pending). */
+    held: HeldItem[];
+    /** Items from earlier pushes still pending: their paths were left alone, not pushed again. */
+    waiting: Array<{ id: number; reason: string; summary: string; paths: number }>;
+    /** Rejected items whose paths get the server's version back. */
+    restoring: number[];
+  };
   wire: WireCounters;
   durationMs: number;
 }
@@ -82,6 +123,11 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     onWarning: (message) => process.emitWarning(message),
   });
   const problems = [...scan.problems, ...nameProblems(scan.manifest)];
+  const codexBinding = resolveCodexBinding(binding, { env: options.env, platform: options.codexPlatform, homedir: homedir() });
+  const codex = codexBinding === null
+    ? null
+    : await CodexSide.scan({ binding: codexBinding, cachePath: codexCachePath(state.home, slug), signal, onWarning: (message) => process.emitWarning(message) });
+  if (codex !== null) problems.push(...codex.problems);
 
   emit({ type: "phase", phase: "plan" });
   const { snapshot: head } = await conn.call("head", { slug }, { signal });
@@ -97,20 +143,38 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   // Override plans against the server itself as base: every difference is then a local change
   // to push, and nothing is pulled. Pull drops the pushes: local-only changes stay local and
   // are pushed by a later sync.
-  const effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : base;
-  let plan = planSync(scan.manifest, server, effectiveBase);
+  const overlay = await readBaseOverlay(state.home, slug);
+  const baseForPlan = applyBaseOverlay(base, overlay);
+  const effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : baseForPlan;
+  const local = localForPlan(scan.manifest, codex, server, baseForPlan);
+  // Changes the server's quarantine holds are not pushed again, and rejected ones come back
+  // from the server (an override pushes them again on purpose, so only pending ones are masked).
+  const heldRecord = await readHeld(state, slug);
+  const heldStatus = await checkHeld(conn, slug, heldRecord, signal);
+  const masked = maskHeld(local, server, effectiveBase, mode === "override" ? { ...heldStatus, rejected: [] } : heldStatus);
+  let plan = planSync(masked.local, server, masked.base);
   if (mode === "pull") plan = { ...plan, push: [], merged: server };
+  let keepLocal: string[] = [];
+  if (codex !== null) {
+    ({ plan, keepLocal } = await settleCodexPlan(plan, { side: codex, server, mode, fetch: (entries) => fetchEntryContents(conn, entries, signal) }));
+  }
   const summary: SyncSummary = {
     slug,
     mode,
     dryRun: options.dryRun === true,
     snapshot: head,
-    scanned: { files: scan.manifest.entries.filter((e) => e.kind === "file").length, hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
+    scanned: {
+      files: scan.manifest.entries.filter((e) => e.kind === "file").length + (codex?.rollouts.size ?? 0),
+      hashedFiles: scan.hashedFiles + (codex?.hashedFiles ?? 0),
+      hashedBytes: scan.hashedBytes + (codex?.hashedBytes ?? 0),
+    },
     pushed: { files: 0, deleted: 0, chunks: 0, bytes: 0, bundles: 0 },
     pulled: { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] },
     conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null })),
     problems,
     backupDir: null,
+    codex: { home: codexBinding?.home ?? null, root: codexBinding?.root ?? binding.root, threads: codex?.rollouts.size ?? 0, warnings: [] },
+    quarantine: { held: [], waiting: masked.waiting, restoring: masked.restoring },
     wire: { sent: 0, received: 0 },
     durationMs: 0,
   };
@@ -123,7 +187,9 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     const files = [];
     for (const action of plan.push) {
       if (action.type === "push" && action.entry !== null && action.entry.kind === "file") {
-        files.push({ entry: action.entry, absPath: diskPath(binding.root, action.path) });
+        const entry = action.entry;
+        if (codex !== null && entry.path.startsWith(CODEX_PREFIX)) files.push({ entry, read: () => codex.readChunks(entry) });
+        else files.push({ entry, absPath: diskPath(binding.root, action.path) });
       }
     }
     const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
@@ -138,10 +204,17 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       fencingToken: options.fencingToken,
     }, { signal });
     headAfter = committed.snapshot;
+    summary.quarantine.held = committed.held ?? [];
   }
 
   const backup = new BackupSession(state.backupsDir(slug), (options.now ?? (() => new Date()))());
   const cacheUpdates = new Map<string, StatCacheEntry>();
+  const sink = codex === null || !codexBinding
+    ? null
+    : new CodexSink({ side: codex, backup, probe: options.codexProbe, targetIds: new Set(plan.merged.entries.map((e) => rolloutIdOf(e.path)).filter((id) => id !== null)) });
+  const handlers = new Map<string, PullHandler>(sink === null ? [] : [[CODEX_PREFIX, sink]]);
+  // Paths whose server version did not land here: the base keeps what it had for them.
+  const notApplied = new Set<string>(keepLocal);
   if (plan.pull.length > 0 || plan.conflicts.length > 0) {
     emit({ type: "phase", phase: "pull" });
     // Conflicts: the server version stays live; the local version is backed up first (by the
@@ -151,8 +224,9 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       conn,
       root: binding.root,
       actions: orderForApply([...plan.pull, ...conflictPulls]),
-      local: scan.manifest,
+      local: codex === null ? scan.manifest : withCodexPart(scan.manifest, codex.entries),
       backup,
+      handlers,
       signal,
       onWritten: (path, entry) => cacheUpdates.set(path, entry),
       onProgress: (p) => emit({ type: "pull-progress", ...p }),
@@ -160,10 +234,23 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     summary.pulled = pulled;
     const saved = new Set(backup.saved);
     for (const conflict of summary.conflicts) {
+      if (conflict.path.startsWith(CODEX_PREFIX)) {
+        conflict.backup = sink?.backups.get(conflict.path) ?? null;
+        continue;
+      }
       const relative = conflict.path.slice("files/".length);
       conflict.backup = saved.has(relative) ? `${backup.dir}/${relative}` : null;
     }
+    for (const skipped of pulled.skipped) if (skipped.path.startsWith(CODEX_PREFIX)) notApplied.add(skipped.path);
+    await recordCodexConflicts(state.home, slug, summary.conflicts.flatMap((c) => {
+      const id = rolloutIdOf(c.path);
+      return isRolloutManifestPath(c.path) && c.backup !== null && id !== null
+        ? [{ path: c.path, id, backup: c.backup, at: Date.now(), snapshot: headAfter?.id ?? null }]
+        : [];
+    }));
   }
+  if (sink !== null) summary.codex.warnings.push(...sink.warnings);
+  await codex?.saveCache();
   if (backup.saved.length > 0) summary.backupDir = backup.dir;
 
   if (cacheUpdates.size > 0) {
@@ -173,7 +260,21 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   }
 
   // The new base is what the server head holds now; written last, after every local change.
-  const newBase = headAfter === null ? null : plan.push.length > 0 ? plan.merged : server;
+  // When the quarantine held part of the push, the head is what the hub accepted of it, not
+  // plan.merged: that is what this device now agrees with (quarantine-held.ts records the rest).
+  const held = summary.quarantine.held;
+  const accepted = headAfter !== null && held.length > 0 ? (await conn.call("fetchManifest", { slug, snapshotId: headAfter.id }, { signal })).manifest : null;
+  if (heldRecord.length > 0 || held.length > 0) {
+    await writeHeld(state, slug, nextHeldRecord(heldStatus, accepted === null ? [] : recordHeld(held, plan.merged, accepted)));
+  }
+  // Codex threads whose server version did not land here (busy, refused, kept locally) keep
+  // their old base entry in the overlay, so the next sync sees the same difference again
+  // instead of taking it for a local change; with Codex sync off, the whole `codex/` part of
+  // the base stays as it was. The base manifest itself stays the server's (the no-op fast path
+  // relies on that), and the overlay is written first: a crash between the two is harmless.
+  const overlayPaths = codex === null ? [...codexEntries(server), ...codexEntries(baseForPlan)].map((e) => e.path) : notApplied;
+  await writeBaseOverlay(state.home, slug, overlay, headAfter === null ? [] : overlayFor(baseForPlan, overlayPaths));
+  const newBase = headAfter === null ? null : accepted ?? (plan.push.length > 0 ? plan.merged : server);
   if (newBase !== null && headAfter !== null) {
     if (headAfter.id !== binding.base || plan.push.length > 0) await state.writeBase(slug, newBase);
     await state.update((s) => {

@@ -39,8 +39,10 @@ export async function runDoctor(home?: string): Promise<Check[]> {
     return checks;
   }
   checks.push({ name: "enrollment", ok: true, detail: `device ${state.data.device.name} (${state.data.device.id})` });
-  if (state.data.server?.transport === "ssh" && state.data.server.identityFile && !existsSync(state.data.server.identityFile)) {
-    checks.push({ name: "ssh key", ok: false, detail: `${state.data.server.identityFile} is missing`, fix: "Restore the key or enroll again with another key." });
+  if (state.data.server?.transport === "ssh") {
+    for (const file of state.data.server.identityFiles) {
+      if (!existsSync(file)) checks.push({ name: "ssh key", ok: false, detail: `${file} is missing`, fix: "Restore the key or enroll again with another key." });
+    }
   }
   const started = performance.now();
   try {

@@ -9,6 +9,7 @@ import { CwsError } from "../../errors.ts";
 import { Slug } from "../../protocol/messages.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
+import { baseOverlayPath, codexCachePath } from "../codex-state.ts";
 
 /** Where the superproject templates live in this checkout. */
 export const TEMPLATES_DIR = join(import.meta.dirname, "..", "..", "..", "templates");
@@ -27,11 +28,27 @@ async function checkRootFree(state: StateStore, slug: string, root: string): Pro
   }
 }
 
-export interface CreateOptions {
+/** How a binding finds this device's Codex threads (see codex-source.ts). */
+export interface CodexBindingOptions {
+  /** CODEX_HOME for this binding; null turns Codex thread sync off; absent finds it as Codex does. */
+  codexHome?: string | null;
+  /** The folder Codex records as cwd for this superproject, when it is not the root (e.g. a symlink). */
+  codexRoot?: string;
+}
+
+export interface CreateOptions extends CodexBindingOptions {
   slug: string;
   root: string;
   /** A template folder name under templates/ to copy into an empty root. */
   template?: string;
+}
+
+/** The Codex fields of a new binding, with paths made absolute. */
+function codexFields(options: CodexBindingOptions): { codexHome?: string | null; codexRoot?: string } {
+  const fields: { codexHome?: string | null; codexRoot?: string } = {};
+  if (options.codexHome !== undefined) fields.codexHome = options.codexHome === null ? null : resolve(options.codexHome);
+  if (options.codexRoot !== undefined) fields.codexRoot = options.codexRoot;
+  return fields;
 }
 
 export async function createSuperproject(conn: AgentConnection, state: StateStore, options: CreateOptions): Promise<{ slug: string; root: string; templated: boolean }> {
@@ -56,12 +73,12 @@ export async function createSuperproject(conn: AgentConnection, state: StateStor
   if (source !== undefined) await cp(source, root, { recursive: true, force: false });
   const templated = source !== undefined;
   await state.update((s) => {
-    s.superprojects[slug] = { root, base: null, lastSyncAt: null };
+    s.superprojects[slug] = { root, base: null, lastSyncAt: null, ...codexFields(options) };
   });
   return { slug, root, templated };
 }
 
-export async function attachSuperproject(conn: AgentConnection, state: StateStore, options: { slug: string; root: string }): Promise<{ slug: string; root: string; head: number | null }> {
+export async function attachSuperproject(conn: AgentConnection, state: StateStore, options: { slug: string; root: string } & CodexBindingOptions): Promise<{ slug: string; root: string; head: number | null }> {
   const slug = checkSlug(options.slug);
   const root = resolve(options.root);
   const { superprojects } = await conn.call("listSuperprojects", {});
@@ -75,7 +92,7 @@ export async function attachSuperproject(conn: AgentConnection, state: StateStor
   await state.update((s) => {
     // A fresh binding has no base: the first sync treats any local file that differs from
     // the server as a conflict and backs it up, so attaching to a non-empty folder loses nothing.
-    s.superprojects[slug] = { root, base: null, lastSyncAt: null };
+    s.superprojects[slug] = { root, base: null, lastSyncAt: null, ...codexFields(options) };
   });
   return { slug, root, head: remote.head };
 }
@@ -88,5 +105,7 @@ export async function disconnectSuperproject(state: StateStore, slug: string): P
   // The base and stat cache belong to the binding; a later attach starts from scratch.
   await rm(state.basePath(slug), { force: true });
   await rm(state.statCachePath(slug), { force: true });
+  await rm(codexCachePath(state.home, slug), { force: true });
+  await rm(baseOverlayPath(state.home, slug), { force: true });
   return { slug, root: bound.root };
 }

@@ -1,0 +1,79 @@
+/**
+ * Commands for a superproject's Codex threads: `cws threads <slug>` and
+ * `cws refresh-thread <slug> --thread <id>`. Logic lives in src/client/commands/threads.ts;
+ * this file only wires flags and prints.
+ */
+import type { Command } from "commander";
+import { CwsError } from "../errors.ts";
+import { StateStore } from "../client/state.ts";
+import { connectAsDevice } from "../client/connect.ts";
+import { listSuperprojectThreads, refreshThread } from "../client/commands/threads.ts";
+import { printJson, println } from "./output.ts";
+
+function slugOf(positional: string | undefined, flags: { superproject?: string }): string {
+  const slug = positional ?? flags.superproject;
+  if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws <command> <slug>` (or --superproject <slug>).");
+  return slug;
+}
+
+function clip(text: string, max: number): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+export function registerCodexCommands(program: Command): void {
+  program
+    .command("threads")
+    .description("List a superproject's Codex threads: name, last update, and whether each is on this device, on the server, or both.")
+    .argument("[slug]")
+    .option("--superproject <slug>", "the older way to name it")
+    .option("--json", "print machine-readable output")
+    .action(async (positional: string | undefined, flags: { superproject?: string; json?: boolean }) => {
+      const slug = slugOf(positional, flags);
+      const state = await StateStore.open();
+      const conn = await connectAsDevice(state);
+      try {
+        const listing = await listSuperprojectThreads({ state, conn, slug });
+        if (flags.json) {
+          printJson({ ok: true, ...listing });
+          return;
+        }
+        println(listing.home === null ? `${slug}: Codex thread sync is off on this device` : `${slug}: threads of ${listing.root} (CODEX_HOME ${listing.home})`);
+        if (listing.threads.length === 0) println("  no threads yet");
+        for (const t of listing.threads) {
+          const where = t.where === "both" ? (t.inSync ? "here and on the server" : "here and on the server (differs: sync to settle)") : t.where === "local" ? "only here (not pushed yet)" : "only on the server (not pulled yet)";
+          const title = t.name ?? (t.preview === null ? "(unnamed)" : `"${clip(t.preview, 60)}"`);
+          println(`  ${t.id}  ${new Date(t.updatedMs).toLocaleString()}  ${title}${t.archived ? " [archived]" : ""}`);
+          println(`      ${where}${t.cwd ? `, in ${t.cwd}` : ""}`);
+        }
+        for (const c of listing.conflicts) println(`  diverged ${c.id}: the server's version is live; your copy is at ${c.backup}`);
+        for (const p of listing.problems) println(`  warning ${p.path}: ${p.reason}`);
+      } finally {
+        await conn.close();
+      }
+    });
+
+  program
+    .command("refresh-thread")
+    .description("Write one Codex thread again from the server (your local copy is backed up first).")
+    .argument("[slug]")
+    .option("--superproject <slug>", "the older way to name it")
+    .requiredOption("--thread <id>", "the thread's id (see `cws threads <slug>`)")
+    .option("--json", "print machine-readable output")
+    .action(async (positional: string | undefined, flags: { superproject?: string; thread: string; json?: boolean }) => {
+      const slug = slugOf(positional, flags);
+      const state = await StateStore.open();
+      const conn = await connectAsDevice(state);
+      try {
+        const result = await refreshThread({ state, conn, slug, thread: flags.thread });
+        if (flags.json) {
+          printJson({ ok: true, ...result });
+          return;
+        }
+        println(`Thread ${result.id} written again from snapshot ${result.snapshot}${result.backup ? `; the previous copy is at ${result.backup}` : ""}.`);
+        for (const warning of result.warnings) println(`warning: ${warning}`);
+      } finally {
+        await conn.close();
+      }
+    });
+}
