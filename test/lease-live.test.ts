@@ -14,8 +14,13 @@ import { runLiveSync, type LiveEvent } from "../src/client/live-sync.ts";
 import { isCwsError } from "../src/errors.ts";
 
 let cluster: TestCluster;
+/** Live-sync child processes still running; a failed test must not leave one behind. */
+const children = new Set<import("node:child_process").ChildProcess>();
 before(async () => { cluster = await makeCluster({ fakeHubClock: true }); });
-after(async () => { await cluster.close(); });
+after(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  await cluster.close();
+});
 
 async function pair(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }> {
   const a = await cluster.device(`${slug}-a`);
@@ -133,6 +138,8 @@ async function startLiveChild(device: TestDevice, slug: string) {
     env: { ...process.env, CWS_HOME: device.home },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  children.add(child);
+  child.on("close", () => children.delete(child));
   let stderr = "";
   child.stderr.on("data", (piece) => { stderr += piece; });
   const lines = createInterface({ input: child.stdout });
@@ -201,10 +208,15 @@ test("crash handoff: A dies, B takes over after 120 s on the hub's clock, and A'
   await b.sync("crash");
   const connB = await b.connect();
   try {
+  const seen = await connB.call("leaseStatus", {});
+  assert.equal(seen.active, true, `A's lease must still be active: ${JSON.stringify(seen)} started=${JSON.stringify(started)}`);
   await assert.rejects(connB.call("acquireLease", { slug: "crash" }), (error: unknown) => isCwsError(error, "LEASE_HELD") && /expires at/.test((error as Error).message));
-  await cluster.advanceHubClock(119_000);
+  // Move the hub's clock to just before the expiry (120 s after A's last heartbeat), then past it.
+  const leftMs = (seen.expiresAt ?? 0) - seen.now;
+  assert.ok(leftMs > 115_000 && leftMs <= 120_000, `the lease lives 120 s after the last heartbeat (left: ${leftMs} ms)`);
+  await cluster.advanceHubClock(leftMs - 1_000);
   await assert.rejects(connB.call("acquireLease", { slug: "crash" }), (error: unknown) => isCwsError(error, "LEASE_HELD"));
-  await cluster.advanceHubClock(2_000);
+  await cluster.advanceHubClock(1_001);
   const lease = await connB.call("acquireLease", { slug: "crash" });
   assert.equal(lease.deviceName, "crash-b");
   assert.ok(lease.token > started.lease.token);
