@@ -199,3 +199,20 @@ test("a session that has not opened an enrolled device is refused", async () => 
     await conn.close();
   }
 });
+
+test("delete-superproject-server removes the server copy, unbinds it, and leaves local files alone", async () => {
+  const { a, rootA } = await setup("doomed");
+  await writeFile(join(rootA, "keep-me.md"), "# still here\n");
+  await a.sync("doomed");
+  const refused = await a.cli(["delete-superproject-server", "doomed"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /--force/);
+  const deleted = await a.cli(["delete-superproject-server", "doomed", "--force", "--json"]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.equal(JSON.parse(deleted.stdout).unbound, true);
+  const conn = await a.connect();
+  assert.ok(!(await conn.call("listSuperprojects", {})).superprojects.some((s) => s.slug === "doomed"));
+  await conn.close();
+  assert.equal(await readFile(join(rootA, "keep-me.md"), "utf8"), "# still here\n");
+  assert.equal((await a.state()).data.superprojects.doomed, undefined);
+});

@@ -69,6 +69,16 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     },
     listSuperprojects: async () => { requireDevice(); return (await getHub()).call("listSuperprojects", {}); },
     createSuperproject: async (p) => { requireDevice(); return (await getHub()).call("createSuperproject", p); },
+    deleteSuperproject: async (p) => {
+      const device = requireDevice();
+      // Deleting is the most destructive write there is: the same writer rule as a push holds.
+      const lease = await (await getHub()).call("leaseStatus", {});
+      if (lease.active && lease.deviceId !== device) {
+        throw new CwsError("LEASE_HELD", `${lease.deviceName} is live-syncing; run \`cws turn-off-sync\` there before deleting a superproject.`);
+      }
+      await (await getHub()).call("deleteSuperproject", p);
+      return {};
+    },
     head: async (p) => { requireDevice(); return (await getHub()).call("head", p); },
     fetchManifest: async (p) => {
       requireDevice();

@@ -3,12 +3,36 @@
  */
 import type { Command } from "commander";
 import { StateStore } from "../client/state.ts";
+import { connectAsDevice } from "../client/connect.ts";
+import { deleteSuperprojectServer } from "../client/commands/delete-superproject.ts";
+import { CwsError } from "../errors.ts";
 import { listSkills, pullSkills } from "../client/commands/skills.ts";
 import { runDoctor } from "../client/commands/doctor.ts";
 import { runShell } from "./shell.ts";
 import { printJson, println } from "./output.ts";
 
 export function registerToolCommands(program: Command, build: () => Command): void {
+  program
+    .command("delete-superproject-server")
+    .description("Delete a superproject and its history from the server (local folders are left alone; chunks are reclaimed by the server's gc).")
+    .argument("[slug]")
+    .option("--superproject <slug>", "the older way to name it")
+    .option("--force", "do not ask for confirmation")
+    .option("--json", "print machine-readable output")
+    .action(async (positional: string | undefined, flags: { superproject?: string; force?: boolean; json?: boolean }) => {
+      const slug = positional ?? flags.superproject;
+      if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws delete-superproject-server <slug>`.");
+      const state = await StateStore.open();
+      const conn = await connectAsDevice(state);
+      try {
+        const result = await deleteSuperprojectServer(conn, state, slug, { force: flags.force });
+        if (flags.json) printJson({ ok: true, ...result });
+        else println(`Deleted ${result.slug} from the server${result.unbound ? " and unbound it on this device" : ""}; local files were left as they are.`);
+      } finally {
+        await conn.close();
+      }
+    });
+
   program
     .command("shell")
     .description("An interactive prompt for cws commands (type `help` inside).")

@@ -10,7 +10,8 @@
  *   agent → client:         { id, ok: true, result } | { id, ok: false, error }
  */
 import { z } from "zod";
-import { HashHex, Manifest } from "../core/manifest.ts";
+import { HashHex, Manifest, ManifestEntry } from "../core/manifest.ts";
+import { QuarantineReason } from "../core/policy.ts";
 
 // ---- handshake -------------------------------------------------------------------------
 
@@ -70,6 +71,8 @@ export const SuperprojectInfo = z.object({
   slug: Slug,
   head: SnapshotId.nullable(),
   createdAt: z.number(),
+  // pendingQuarantine counts the items held for review (absent from older agents).
+  pendingQuarantine: z.number().int().nonnegative().optional(),
 });
 export type SuperprojectInfo = z.infer<typeof SuperprojectInfo>;
 
@@ -92,6 +95,82 @@ export const LeaseState = z.object({
   now: z.number(),
 });
 export type LeaseState = z.infer<typeof LeaseState>;
+
+// ---- quarantine and checkpoints --------------------------------------------------------
+
+/** A quarantine item's id: a positive integer assigned by the hub, unique across superprojects. */
+export const QuarantineItemId = z.number().int().positive();
+
+export const QuarantineStatus = z.enum(["pending", "accepted", "rejected"]);
+export type QuarantineStatus = z.infer<typeof QuarantineStatus>;
+
+/** The most paths a list answer carries per item; `pathCount` tells the whole number. */
+export const MAX_LISTED_PATHS = 20;
+
+/** One held change set as `cws quarantine list/show` present it. */
+export const QuarantineItemInfo = z.object({
+  id: QuarantineItemId,
+  slug: Slug,
+  // status is pending until a device accepts or rejects the item.
+  status: QuarantineStatus,
+  // reason names the rule that held it (see src/core/policy.ts).
+  reason: QuarantineReason,
+  // summary is one line for people, e.g. "deletes 80 of 100 files (80% > 50%)".
+  summary: z.string(),
+  // metrics are the numbers that triggered the rule.
+  metrics: z.record(z.string(), z.number()),
+  // paths are the files the rule is about, sorted (at most MAX_LISTED_PATHS in a list answer).
+  paths: z.array(z.string()),
+  // pathCount is how many paths the item has in all.
+  pathCount: z.number().int().nonnegative(),
+  // deviceId and deviceName name the device whose push was held.
+  deviceId: z.string(),
+  deviceName: z.string(),
+  // baseSnapshot is the head the push was checked against; its version stays live while held.
+  baseSnapshot: SnapshotId.nullable(),
+  // snapshotId is the snapshot the rest of that push made (the head itself when nothing else landed).
+  snapshotId: SnapshotId.nullable(),
+  createdAt: z.number(),
+  // resolvedAt, resolvedBy (a device name) and resolvedSnapshot (made by accepting) after a decision.
+  resolvedAt: z.number().nullable(),
+  resolvedBy: z.string().nullable(),
+  resolvedSnapshot: SnapshotId.nullable(),
+  // contentAvailable is false once `cws-server gc` dropped the held content of a decided item.
+  contentAvailable: z.boolean(),
+});
+export type QuarantineItemInfo = z.infer<typeof QuarantineItemInfo>;
+
+/** What a commit held back, one per quarantine item (new or already pending). */
+export const HeldItem = z.object({
+  id: QuarantineItemId,
+  reason: QuarantineReason,
+  summary: z.string(),
+  // paths are the files the rule is about; heldPaths every entry held with them (folders included).
+  paths: z.array(z.string()),
+  heldPaths: z.array(z.string()),
+  // duplicate is true when an identical item was already pending (the same change pushed again).
+  duplicate: z.boolean(),
+});
+export type HeldItem = z.infer<typeof HeldItem>;
+
+/** One path of an item: what the head had when it was held, and what the push proposed. */
+export const QuarantineChange = z.object({
+  path: z.string(),
+  previous: ManifestEntry.nullable(),
+  proposed: ManifestEntry.nullable(),
+});
+
+/** A line diff of a held Markdown change (old live version → proposed version). */
+export const QuarantineDiff = z.object({
+  path: z.string(),
+  // diff is unified-diff-like text from markdownDiffSummary ("" when it could not be computed).
+  diff: z.string(),
+  // note says why there is no diff (too large, content collected), if so.
+  note: z.string().optional(),
+});
+
+/** The most changes `quarantineShow` returns; `changesTruncated` says when there were more. */
+export const MAX_SHOWN_CHANGES = 10_000;
 
 // ---- methods ---------------------------------------------------------------------------
 
@@ -118,6 +197,11 @@ export const Methods = {
   listSuperprojects: {
     params: z.object({}),
     result: z.object({ superprojects: z.array(SuperprojectInfo) }),
+  },
+  // deleteSuperproject removes a superproject and its history from the server (its chunks go at the next gc).
+  deleteSuperproject: {
+    params: z.object({ slug: Slug }),
+    result: z.object({}),
   },
   // createSuperproject makes an empty superproject with no snapshot yet.
   createSuperproject: {
@@ -153,7 +237,9 @@ export const Methods = {
       kind: z.enum(["push", "override"]),
       fencingToken: z.number().int().nonnegative().optional(),
     }),
-    result: z.object({ snapshot: SnapshotInfo }),
+    // snapshot is the new head: the manifest minus whatever the quarantine policy held (then the
+    // head may be unchanged); held lists those items (absent from older agents: nothing held).
+    result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem).optional() }),
   },
   // prepareBundle writes the requested chunks into a bundle in the outgoing staging folder.
   prepareBundle: {
@@ -172,6 +258,49 @@ export const Methods = {
   releaseBundle: {
     params: z.object({ name: BundleName }),
     result: z.object({}),
+  },
+  // quarantineList lists held items, newest first: of one superproject or all, pending ones by default.
+  quarantineList: {
+    params: z.object({
+      slug: Slug.optional(),
+      // status "all" includes decided items.
+      status: z.enum(["pending", "all"]).optional(),
+      // ids restricts the answer to these items (a device checking on items it pushed).
+      ids: z.array(QuarantineItemId).max(1000).optional(),
+      limit: z.number().int().positive().max(10_000).optional(),
+    }),
+    result: z.object({ items: z.array(QuarantineItemInfo) }),
+  },
+  // quarantineShow tells everything about one item: all paths, each change, Markdown diffs.
+  quarantineShow: {
+    params: z.object({ id: QuarantineItemId }),
+    result: z.object({
+      item: QuarantineItemInfo,
+      changes: z.array(QuarantineChange),
+      changesTruncated: z.boolean(),
+      diffs: z.array(QuarantineDiff),
+    }),
+  },
+  // quarantineAccept applies a held item to the current head as a new snapshot (CONFLICT if its paths changed since).
+  quarantineAccept: {
+    params: z.object({ id: QuarantineItemId, fencingToken: z.number().int().nonnegative().optional() }),
+    result: z.object({ item: QuarantineItemInfo, snapshot: SnapshotInfo }),
+  },
+  // quarantineReject drops a held item; the server version stays live (content kept until gc).
+  quarantineReject: {
+    params: z.object({ id: QuarantineItemId, fencingToken: z.number().int().nonnegative().optional() }),
+    result: z.object({ item: QuarantineItemInfo }),
+  },
+  // listSnapshots lists a superproject's checkpoints, newest first.
+  listSnapshots: {
+    params: z.object({ slug: Slug, limit: z.number().int().positive().max(10_000).optional() }),
+    result: z.object({ snapshots: z.array(SnapshotInfo) }),
+  },
+  // restoreSnapshot makes an old checkpoint's manifest the new head (a new snapshot of kind "restore").
+  restoreSnapshot: {
+    params: z.object({ slug: Slug, snapshotId: SnapshotId, fencingToken: z.number().int().nonnegative().optional() }),
+    // previousHead is the head before the restore, itself a checkpoint to restore to undo it.
+    result: z.object({ snapshot: SnapshotInfo, previousHead: SnapshotId.nullable(), unchanged: z.boolean() }),
   },
 } as const;
 
