@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+/**
+ * `cws`: the client command line. Wiring only: each command maps its flags to the options of
+ * a function in src/client/, calls it, and prints the result for a person or as JSON.
+ */
+import type { Command } from "commander";
+import { buildProgram } from "./program.ts";
+import { reportError } from "./output.ts";
+
+const program: Command = buildProgram();
+const wantsJson = process.argv.includes("--json");
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.exitCode = reportError(error, wantsJson);
+});
+
