@@ -205,3 +205,38 @@ test("handoff over SSH: A live-syncs, turns off; B updates and takes the lease",
   controllerB.abort();
   assert.equal((await liveB).released, true);
 });
+
+test("enroll-device --restrict-key locks the device key to cws, and syncs keep working through the forced command", { skip }, async () => {
+  const key = await makeClientKey(cluster.dir, "restricted-device");
+  const authorizedKeys = join(sshd.dir, "authorized_keys");
+  await sshd.setAuthorizedKeys([sshd.clientPublicKey, key.publicKey]);
+  const home = join(cluster.dir, "home-restricted");
+  const state = await StateStore.open(home);
+  const target = sshTarget({ identityFiles: [key.keyPath], agentCommand: agentCommandLine(cluster.dataDir, ["--authorized-keys", authorizedKeys]) });
+  const publicKey = (await readFile(`${key.keyPath}.pub`, "utf8")).trim();
+  const result = await enrollDevice(state, { target, deviceName: "restricted", passphrase: PASSPHRASE, publicKey, restrictKey: true });
+  assert.equal(result.keyInstalled?.file, authorizedKeys);
+  const lines = (await readFile(authorizedKeys, "utf8")).trim().split("\n");
+  const restricted = lines.find((line) => line.includes(publicKey.split(" ")[1]))!;
+  assert.match(restricted, /^restrict,command="exec .*forced-command\.ts --data .* --device '?[0-9a-f-]{36}'?" ssh-ed25519 /);
+  assert.ok(lines.includes(sshd.clientPublicKey), "other keys are kept");
+  // The same key now reaches only the agent: a sync round trip works, a shell command does not.
+  const device = deviceAt("restricted", home);
+  const conn = await device.connect();
+  await conn.call("createSuperproject", { slug: "restricted" });
+  await conn.close();
+  const root = await cluster.folder("restricted");
+  await (await device.state()).update((s) => { s.superprojects.restricted = { root, base: null, lastSyncAt: null }; });
+  await writeFile(join(root, "note.md"), "# through the forced command\n");
+  const summary = await device.sync("restricted");
+  assert.equal(summary.pushed.files, 1);
+  const { openSshSession, runRemoteCommand } = await import("../src/transport/ssh-session.ts");
+  const session = await openSshSession({ host: sshd.host, port: sshd.port, user: sshd.user, identityFiles: [key.keyPath], identitiesOnly: true, agents: false, knownHostsPath: sshd.knownHostsPath });
+  try {
+    const shell = await runRemoteCommand(session, "id");
+    assert.notEqual(shell.code, 0);
+    assert.match(shell.stderr, /restricted/);
+  } finally {
+    await session.close();
+  }
+});

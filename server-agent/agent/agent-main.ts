@@ -16,7 +16,8 @@ const program = new Command("cws-agent")
   .option("--stdio", "speak the protocol on stdin/stdout (the only mode)")
   .option("--data <dir>", "server data dir (default: $CWS_DATA_DIR or ~/.local/share/cws-server)")
   .option("--device <id>", "only accept this enrolled device (set by the forced command of its SSH key)")
-  .action(async (flags: { stdio?: boolean; data?: string; device?: string }) => {
+  .option("--authorized-keys <file>", "the authorized_keys file that enrollment with --restrict-key edits (default: ~/.ssh/authorized_keys; set it when sshd's AuthorizedKeysFile differs)")
+  .action(async (flags: { stdio?: boolean; data?: string; device?: string; authorizedKeys?: string }) => {
     if (!flags.stdio) {
       process.stderr.write("cws-agent is started by `cws` over SSH; run it with --stdio.\n");
       process.exitCode = 2;
@@ -25,7 +26,7 @@ const program = new Command("cws-agent")
     const dataDir = flags.data ?? defaultServerDataDir();
     // Without a device pin from the command line, the forced-command dispatcher may pass one.
     const pinned = flags.device ?? (process.env.CWS_PINNED_DEVICE || undefined);
-    await serveAgent({ dataDir, input: process.stdin, output: process.stdout, pinnedDeviceId: pinned });
+    await serveAgent({ dataDir, input: process.stdin, output: process.stdout, pinnedDeviceId: pinned, authorizedKeysFile: flags.authorizedKeys });
   });
 
 program.parseAsync().catch((error: unknown) => {

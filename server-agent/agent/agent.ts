@@ -6,6 +6,8 @@
  */
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
+import { homedir } from "node:os";
+import { authorizedKeysLineForThisInstall, installAuthorizedKey } from "../authorized-keys.ts";
 import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
@@ -27,6 +29,8 @@ export interface AgentOptions {
   output: NodeJS.WritableStream;
   /** When set (by the forced command of an enrolled key), the session may only open this device. */
   pinnedDeviceId?: string;
+  /** Where `enroll --restrict-key` writes the key's line (default ~/.ssh/authorized_keys). */
+  authorizedKeysFile?: string;
   log?: (line: string) => void;
 }
 
@@ -58,7 +62,16 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   };
 
   const handlers: { [M in MethodName]: (params: Params<M>) => Promise<unknown> } = {
-    enroll: async (p) => (await getHub()).call("registerDevice", { name: p.deviceName, passphrase: p.passphrase, keyFingerprint: p.keyFingerprint }),
+    enroll: async (p) => {
+      const { deviceId } = await (await getHub()).call("registerDevice", { name: p.deviceName, passphrase: p.passphrase, keyFingerprint: p.keyFingerprint });
+      if (!p.restrictKey || p.publicKey === undefined) return { deviceId };
+      // The passphrase was right: the key this device logged in with is now locked to the
+      // agent and the staging folders, pinned to the new device id.
+      const file = options.authorizedKeysFile ?? join(homedir(), ".ssh", "authorized_keys");
+      const { replaced } = await installAuthorizedKey(file, authorizedKeysLineForThisInstall({ publicKey: p.publicKey, dataDir: options.dataDir, deviceId }));
+      log(`restricted the key of device ${p.deviceName} (${deviceId}) in ${file}`);
+      return { deviceId, keyInstalled: { file, replaced } };
+    },
     open: async (p) => {
       if (options.pinnedDeviceId !== undefined && p.deviceId !== options.pinnedDeviceId) {
         throw new CwsError("AUTH_FAILED", "This SSH key is enrolled for another device. Use this device's own key, or enroll it again.");

@@ -35,6 +35,7 @@ interface EnrollFlags {
   sshAgent: boolean;
   passwordFile?: string;
   trustHostKey?: string;
+  restrictKey?: boolean;
   yes?: boolean;
   serverData?: string;
   deviceName?: string;
@@ -172,6 +173,7 @@ export function buildProgram(): Command {
     .option("--password-file <file>", "an SSH password for the first login only, read from a file (- for stdin)")
     .option("--trust-host-key <fingerprint>", "trust the server's host key if it has this SHA256:… fingerprint (for scripts)")
     .option("--yes", "trust an unknown host key without asking (only where you verified it otherwise)")
+    .option("--restrict-key", "lock the SSH key on the server to cws (the agent and its staging folders only; no shell) — use a key made for cws")
     .option("--server-data <dir>", "use a server data dir on this machine through a local agent (demo, tests) instead of SSH")
     .option("--device-name <name>", "how this device is shown (default: the host name)")
     .option("--passphrase-file <file>", "read the server's secondary passphrase from this file (- for stdin) instead of asking")
@@ -181,12 +183,27 @@ export function buildProgram(): Command {
       const state = await StateStore.open();
       const { target, connectOptions, fingerprint } = await enrollTarget(flags);
       const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
-      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: await deviceKeyFingerprint(target) }, connectOptions);
+      let publicKey: string | undefined;
+      if (flags.restrictKey) {
+        if (target.transport !== "ssh" || target.identityFiles.length === 0) {
+          throw new CwsError("INVALID_ARGUMENT", "--restrict-key needs --identity <key file> (its .pub beside it) so cws knows which key to restrict.");
+        }
+        publicKey = (await readFile(`${target.identityFiles[0]}.pub`, "utf8").catch(() => {
+          throw new CwsError("NOT_FOUND", `Cannot read ${target.identityFiles[0]}.pub, the public half of the key to restrict.`);
+        })).trim();
+        if (process.stdin.isTTY && !flags.yes && !(await confirm(`After enrollment, ${target.identityFiles[0]} will only run cws on the server (no shell). Continue?`, false))) {
+          throw new CwsError("CANCELLED", "Nothing was changed.");
+        }
+      }
+      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: await deviceKeyFingerprint(target), publicKey, restrictKey: flags.restrictKey }, connectOptions);
       if (target.transport === "ssh" && fingerprint.value) {
         await state.update((s) => { if (s.server?.transport === "ssh") s.server.hostKeyFingerprint = fingerprint.value; });
       }
       if (flags.json) printJson({ ok: true, ...result, hostKeyFingerprint: fingerprint.value ?? null });
-      else println(`Enrolled ${result.deviceName} (${result.deviceId}); the server runs cws ${result.agentVersion}.`);
+      else {
+        println(`Enrolled ${result.deviceName} (${result.deviceId}); the server runs cws ${result.agentVersion}.`);
+        if (result.keyInstalled) println(`The key is now restricted to cws on the server (${result.keyInstalled.file}).`);
+      }
     });
 
   program

@@ -185,8 +185,17 @@ export const Methods = {
       deviceName: z.string().min(1).max(128),
       passphrase: z.string().min(1).max(1024),
       keyFingerprint: z.string().max(256).optional(),
+      // publicKey is the device key's OpenSSH public line, needed with restrictKey.
+      publicKey: z.string().max(16 * 1024).optional(),
+      // restrictKey asks the server to replace the key's authorized_keys line by the restricted form
+      // (forced command: the agent and jailed SFTP only, pinned to this device).
+      restrictKey: z.boolean().optional(),
+    }).refine((p) => !p.restrictKey || p.publicKey !== undefined, { message: "restrictKey needs publicKey", path: ["publicKey"] }),
+    result: z.object({
+      deviceId: DeviceId,
+      // keyInstalled tells whether the restricted authorized_keys line was written, and where.
+      keyInstalled: z.object({ file: z.string(), replaced: z.number().int().nonnegative() }).optional(),
     }),
-    result: z.object({ deviceId: DeviceId }),
   },
   // open binds the session to an enrolled device; every other data method needs it.
   open: {

@@ -15,9 +15,12 @@ export interface EnrollOptions {
   keyFingerprint?: string;
   /** Replace an existing enrollment of this device. */
   force?: boolean;
+  /** The device key's public line, and whether the server should restrict that key to cws. */
+  publicKey?: string;
+  restrictKey?: boolean;
 }
 
-export async function enrollDevice(state: StateStore, options: EnrollOptions, connectOptions: ConnectOptions = {}): Promise<{ deviceId: string; deviceName: string; agentVersion: string }> {
+export async function enrollDevice(state: StateStore, options: EnrollOptions, connectOptions: ConnectOptions = {}): Promise<{ deviceId: string; deviceName: string; agentVersion: string; keyInstalled?: { file: string; replaced: number } }> {
   if (state.data.device !== null && !options.force) {
     throw new CwsError("ALREADY_EXISTS", `This device is already enrolled as ${state.data.device.name} (${state.data.device.id}). Pass --force to enroll it again.`);
   }
@@ -25,12 +28,14 @@ export async function enrollDevice(state: StateStore, options: EnrollOptions, co
   if (deviceName === "" || deviceName.length > 128) throw new CwsError("INVALID_ARGUMENT", "The device name must have 1 to 128 characters.");
   const conn = await connectTarget(options.target, connectOptions);
   try {
-    const { deviceId } = await conn.call("enroll", { deviceName, passphrase: options.passphrase, keyFingerprint: options.keyFingerprint });
+    const { deviceId, keyInstalled } = await conn.call("enroll", {
+      deviceName, passphrase: options.passphrase, keyFingerprint: options.keyFingerprint, publicKey: options.publicKey, restrictKey: options.restrictKey,
+    });
     await state.update((s) => {
       s.device = { id: deviceId, name: deviceName };
       s.server = options.target;
     });
-    return { deviceId, deviceName, agentVersion: conn.hello.version };
+    return { deviceId, deviceName, agentVersion: conn.hello.version, keyInstalled };
   } finally {
     await conn.close();
   }
