@@ -19,8 +19,9 @@
  * enrollment are set-up and not timed.
  *
  * Server RSS: the agent command is wrapped in GNU time (`-a`, one record per SSH session);
- * a hub the agent leaves running is found by its data dir in /proc, its VmHWM (lifetime peak)
- * is counted too, and it is stopped by PID at the end.
+ * a hub the agent leaves running is found by its data dir in /proc, its peak (VmHWM, reset
+ * through /proc/PID/clear_refs before each measurement) is counted too, and it is stopped by
+ * PID at the end.
  *
  * Bytes: cws counts its own channel bytes (`wire.sent`/`wire.received`, the payload inside
  * SSH). If it also reports the SSH connection's socket bytes as `wire.sshSent`/
@@ -31,7 +32,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { agentCommandLine, REPO_NODE, shellQuote } from "../test/helpers/sshd.ts";
-import { type ByteCounts, findProcesses, type Measurement, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
+import { type ByteCounts, findProcesses, type Measurement, resetPeakRss, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
 import { inWork, type Tool, type ToolContext } from "./tool.ts";
 
 /** The superproject's slug in the benchmark. */
@@ -185,6 +186,7 @@ export class CwsRunner implements Tool {
   /** Runs the timed commands of one scenario and adds up their time and bytes. */
   async #measured(home: string, commands: string[][]): Promise<Measurement> {
     await rm(this.#serverRss, { force: true });
+    resetPeakRss(this.#server);
     const total: Measurement = { wallMs: 0 };
     for (const args of commands) {
       const run = await runTimed(REPO_NODE, [this.#cli, ...args], {

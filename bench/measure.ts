@@ -6,7 +6,7 @@
  * timeout after which the whole process group is killed by its PID.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import timers from "node:timers/promises";
 
@@ -203,6 +203,22 @@ export function findProcesses(marker: string): { pid: number; peakRssKiB: number
     }
   }
   return out;
+}
+
+/**
+ * Resets the peak RSS (VmHWM) of live processes whose command line contains `marker`, by
+ * writing 5 to /proc/PID/clear_refs (Linux 4.0+), so that their VmHWM afterwards is the peak
+ * of the next measurement rather than of the process's whole life. Processes that cannot be
+ * reset are left as they are.
+ */
+export function resetPeakRss(marker: string): void {
+  for (const { pid } of findProcesses(marker)) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    } catch {
+      // Gone, or a kernel without this knob: its figure stays the lifetime peak.
+    }
+  }
 }
 
 /** The median of some numbers (the mean of the middle two for an even count). */

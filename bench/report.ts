@@ -164,7 +164,8 @@ function formatRss(kib: number | undefined): string {
 
 function formatRatio(value: number | undefined, suffix = ""): string {
   if (value === undefined) return "";
-  const text = value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+  // Two decimals, except where that would print 0.00 for a real difference (392 B against 2 MiB).
+  const text = value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value >= 0.01 || value === 0 ? value.toFixed(2) : value.toPrecision(1);
   return `${text}×${suffix}`;
 }
 
@@ -314,8 +315,8 @@ export function renderSvg(results: BenchResults): string {
   const maxExp = Math.min(6, Math.max(1, Math.ceil(Math.log2(Math.max(1, ...ratios)))));
   const minExp = Math.max(-6, Math.min(-1, Math.floor(Math.log2(Math.min(1, ...ratios)))));
 
-  const barWidth = 22;
-  const gap = 4;
+  const barWidth = 24;
+  const gap = 8;
   const groupWidth = Math.max(120, Math.max(1, tools.length) * (barWidth + gap) + 28);
   const left = 64;
   const top = 56;

@@ -24,7 +24,7 @@ import { REPO_ROOT, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { CwsRunner } from "./cws-runner.ts";
 import { generateDataset, listFiles, mutateOnePercent, mutationTargets, planBytes, planDataset, planFiles, scalePlan, type DatasetPlan } from "./dataset.ts";
 import { ensureDependencies, machineInfo, versionOf } from "./deps.ts";
-import { killGroup, type Measurement, runningGroups, tail, withoutSshChatter } from "./measure.ts";
+import { findProcesses, killGroup, type Measurement, runningGroups, tail, withoutSshChatter } from "./measure.ts";
 import {
   BASELINE,
   type BenchResults,
@@ -52,8 +52,8 @@ const ALL_TOOLS = ["rsync -a", "rsync -az", "unison", "cws"] as const;
 const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
 
   --quick            small data set, one run each (finishes in under a minute)
-  --files N          files in the base data set (default 5000; quick 200)
-  --mib N            size of the base data set in MiB (default 300; quick 8)
+  --files N          files in the base data set (default 5000; quick 150)
+  --mib N            size of the base data set in MiB (default 300; quick 6)
   --runs N           runs per scenario on the base data set, median reported (default 3; quick 1)
   --scale-runs N     runs of push and pull on the scale data set (default 1; no-op and
                      1% change get --runs runs there too)
@@ -134,8 +134,8 @@ function parseOptions(argv: string[]): Options | undefined {
   if (!Number.isInteger(seed) || seed < 0) throw new Error(`Cannot use --seed ${JSON.stringify(values.seed)}: expected a whole number`);
   return {
     quick,
-    files: positiveInt("files", values.files, quick ? 200 : 5000),
-    mib: positiveInt("mib", values.mib, quick ? 8 : 300),
+    files: positiveInt("files", values.files, quick ? 150 : 5000),
+    mib: positiveInt("mib", values.mib, quick ? 6 : 300),
     runs: positiveInt("runs", values.runs, quick ? 1 : 3),
     scaleRuns: positiveInt("scale-runs", values["scale-runs"], 1),
     scaleFactor: positiveInt("scale-factor", values["scale-factor"], 10),
@@ -203,6 +203,16 @@ function makeDeviceA(pristine: string, deviceA: string, mutationSeeds: readonly 
   }
 }
 
+/**
+ * Writes dirty pages to disk (`sync`) before a timed run. Without it, the write-back of the
+ * data just generated, copied or pushed runs during the next measurement, and the tool that
+ * happens to come next (rsync -a, the baseline, for the freshly generated set) pays for the
+ * previous step's writes.
+ */
+function flushWrites(): void {
+  spawnSync("sync", [], { stdio: "ignore" });
+}
+
 /** The seed of the 1% change of each run: the same for every tool. */
 function mutationSeed(options: Options, run: number): number {
   return options.seed * 1000 + run;
@@ -245,8 +255,8 @@ async function runTool(
   record: (scenario: Scenario, result: Omit<ScenarioResult, "dataset" | "scenario" | "tool">) => void,
 ): Promise<void> {
   const where = `${dataset.name} · ${tool.name}`;
-  const failAll = (message: string, from = 0): void => {
-    for (const scenario of SCENARIOS.slice(from)) {
+  const failAll = (message: string): void => {
+    for (const scenario of SCENARIOS) {
       record(scenario, { runs: [], error: message });
       log(`${where} · ${scenario}: ${tool.name}: failed: ${message}`);
     }
@@ -270,6 +280,7 @@ async function runTool(
     try {
       for (let run = 1; run <= runs; run++) {
         await before(run);
+        flushWrites();
         const m = await step();
         measurements.push(m);
         log(`${where} · ${scenario} ${run}/${runs}: ${formatTime(m.wallMs)}, ${formatBytes(m.payload === undefined ? undefined : m.payload.sent + m.payload.received)} payload`);
@@ -288,7 +299,8 @@ async function runTool(
   const pushed = await timed("push", dataset.runs, () => tool.resetServer(), () => tool.push());
   if (!pushed) {
     // Without a server copy, the later scenarios would only repeat the same failure.
-    failAll("skipped: the initial push failed", 1);
+    for (const scenario of SCENARIOS.slice(1)) record(scenario, { runs: [], skipped: "not run, as the initial push failed" });
+    log(`${where}: no-op, 1% change and pull not run, as the initial push failed`);
     return;
   }
   await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
@@ -366,6 +378,15 @@ async function main(): Promise<number> {
   const work = await mkdtemp(path.join(os.tmpdir(), "cws-bench-"));
   let sshd: SshdHandle | undefined;
   const cleanUp = async (): Promise<void> => {
+    // Anything still running from our work folder (a cws hub an agent started, say) was
+    // started by this run: stop it by PID before its folder goes away.
+    for (const { pid } of findProcesses(work)) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // It exited between the scan and the signal.
+      }
+    }
     await sshd?.stop();
     if (!options.keep) await rm(work, { recursive: true, force: true });
   };
@@ -442,10 +463,10 @@ async function main(): Promise<number> {
     options: { ...options, out: path.relative(REPO_ROOT, options.out) || "." },
     machine: machineInfo(),
     versions: {
-      node: process.version,
-      rsync: versionOf("rsync", ["--version"]).replace(/\s+/g, " "),
-      unison: versionOf("unison", ["-version"]),
-      openssh: versionOf("ssh", ["-V"]),
+      node: process.version.replace(/^v/, ""),
+      rsync: versionOf("rsync", ["--version"]).replace(/^rsync\s+version\s+/, "").replace(/\s+/g, " "),
+      unison: versionOf("unison", ["-version"]).replace(/^unison version /, ""),
+      openssh: versionOf("ssh", ["-V"]).replace(/^OpenSSH_/, "").replace(/,.*$/, ""),
     },
     cipher: CIPHER,
     baseline: BASELINE,
