@@ -149,7 +149,7 @@ export function printSyncSummary(summary: SyncSummary): void {
   for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
   for (const problem of summary.problems) println(`  warning ${problem.path}: ${problem.reason}`);
   if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
-  println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home}`);
+  println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
   for (const line of quarantineLines(summary)) println(`  ${line}`);
 }

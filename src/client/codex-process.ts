@@ -41,13 +41,17 @@ async function probeLinux(): Promise<CodexProcesses> {
   }
   for (const name of names) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    // comm is the executable's name unless the program renamed its main thread (Node calls
+    // it "MainThread"), so argv[0] is checked too.
     let comm: string;
+    let argv0: string;
     try {
       comm = await readFile(`/proc/${name}/comm`, "utf8");
+      argv0 = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0")[0] ?? "";
     } catch {
       continue; // the process ended meanwhile
     }
-    if (!isCodexName(comm)) continue;
+    if (!isCodexName(comm) && !isCodexName(argv0)) continue;
     pids.push(Number(name));
     let fds: string[] = [];
     try {

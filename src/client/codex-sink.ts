@@ -242,9 +242,6 @@ export class CodexSink implements PullHandler {
     }
     this.#processes ??= this.#probe().catch(() => ({ pids: [], openFiles: null }));
     const processes = await this.#processes;
-    if (processes.openFiles?.has(target)) {
-      return `not written: Codex (pid ${processes.pids.join(", ")}) has this thread open; close it in Codex and sync again`;
-    }
     if (processes.pids.length > 0 && !this.#warnedRunning) {
       this.#warnedRunning = true;
       this.warnings.push(
@@ -253,6 +250,9 @@ export class CodexSink implements PullHandler {
             ? "Threads written in the last few seconds were left alone; if a thread you have open in Codex was updated, reopen it in Codex."
             : "Threads it holds open were left alone."),
       );
+    }
+    if (processes.openFiles?.has(target)) {
+      return `not written: Codex (pid ${processes.pids.join(", ")}) has this thread open; close it in Codex and sync again`;
     }
     return null;
   }

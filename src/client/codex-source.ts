@@ -313,14 +313,20 @@ export class CodexSide {
         // Codex reads the plain file when both exist, so the .zst twin is stale.
         if (name.compressed && plain.has(item.name.slice(0, -4))) continue;
         const absPath = join(dir, item.name);
+        let known: { stat: { size: number; mtimeMs: number; ctimeMs: number; ino: number }; racy: boolean } | null = null;
         try {
           const info = await lstat(absPath);
           if (!info.isFile()) throw new CwsError("INVALID_PATH", "it is not a regular file (symlinks are never followed)");
           const stat = { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino };
           const cached = cache.rollouts[relativePath];
           const racy = info.mtimeMs >= startedAt - RACY_WINDOW_MS;
+          known = { stat, racy };
           if (cached !== undefined && sameStat(cached, stat)) {
             if (!racy) next.rollouts[relativePath] = cached;
+            if (cached.problem !== undefined) {
+              side.problems.push({ path: problemPath, reason: cached.problem });
+              continue;
+            }
             if (!cached.belongs) continue;
             if (cached.normalized !== undefined && cached.facts !== undefined && cached.rawLength !== undefined) {
               const path = rolloutManifestPath(relativePath);
@@ -339,12 +345,13 @@ export class CodexSide {
           const rawLength = completeLength(raw);
           const complete = raw.subarray(0, rawLength);
           const meta = readThreadMeta(complete);
-          checkRolloutName(item.name, meta.id);
           const belongs = threadBelongsTo(meta, [binding.root], binding.platform);
           if (!belongs) {
             if (!racy) next.rollouts[relativePath] = { ...stat, belongs: false };
             continue;
           }
+          // Checked only for the superproject's threads: other folders' oddities are not ours to report.
+          checkRolloutName(item.name, meta.id);
           // Codex finds a thread by its name below the date folder of that name; a file
           // elsewhere would land somewhere else on the other devices.
           parseRolloutRelativePath(relativePath);
@@ -359,7 +366,10 @@ export class CodexSide {
           }
         } catch (error) {
           if (signal?.aborted) throw new CwsError("CANCELLED", "The scan of the Codex home was cancelled");
-          side.problems.push({ path: problemPath, reason: `not synced: ${describe(error)}` });
+          const reason = `not synced: ${describe(error)}`;
+          side.problems.push({ path: problemPath, reason });
+          // A file that cannot be synced is not read again until it changes; I/O errors are retried.
+          if (known !== null && !known.racy && error instanceof CwsError) next.rollouts[relativePath] = { ...known.stat, belongs: false, problem: reason };
         }
       }
     }

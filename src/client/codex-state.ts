@@ -51,6 +51,8 @@ export const CachedRollout = z.object({
   // rawLength is how many bytes of the (uncompressed) local rollout the normalized content covers.
   rawLength: z.number().int().nonnegative().optional(),
   facts: ThreadFacts.optional(),
+  // problem is why this version of the file cannot be synced (reported again without reading it).
+  problem: z.string().max(4096).optional(),
 });
 export type CachedRollout = z.infer<typeof CachedRollout>;
 

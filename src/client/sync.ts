@@ -76,6 +76,9 @@ export interface CodexSummary {
   root: string;
   /** The superproject's threads found in the Codex home (0 when it does not exist). */
   threads: number;
+  /** Rollouts read during the scan (the rest came from the cache), and their bytes. */
+  readFiles: number;
+  readBytes: number;
   warnings: string[];
 }
 
@@ -163,17 +166,20 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     mode,
     dryRun: options.dryRun === true,
     snapshot: head,
-    scanned: {
-      files: scan.manifest.entries.filter((e) => e.kind === "file").length + (codex?.rollouts.size ?? 0),
-      hashedFiles: scan.hashedFiles + (codex?.hashedFiles ?? 0),
-      hashedBytes: scan.hashedBytes + (codex?.hashedBytes ?? 0),
-    },
+    scanned: { files: scan.manifest.entries.filter((e) => e.kind === "file").length, hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
     pushed: { files: 0, deleted: 0, chunks: 0, bytes: 0, bundles: 0 },
     pulled: { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] },
     conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null })),
     problems,
     backupDir: null,
-    codex: { home: codexBinding?.home ?? null, root: codexBinding?.root ?? binding.root, threads: codex?.rollouts.size ?? 0, warnings: [] },
+    codex: {
+      home: codexBinding?.home ?? null,
+      root: codexBinding?.root ?? binding.root,
+      threads: codex?.rollouts.size ?? 0,
+      readFiles: codex?.hashedFiles ?? 0,
+      readBytes: codex?.hashedBytes ?? 0,
+      warnings: [],
+    },
     quarantine: { held: [], waiting: masked.waiting, restoring: masked.restoring },
     wire: { sent: 0, received: 0 },
     durationMs: 0,
