@@ -5,7 +5,7 @@
  */
 import { Command } from "commander";
 import { mkdir, open } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { CwsError, isCwsError } from "../src/errors.ts";
 import { PACKAGE_VERSION } from "../src/version.ts";
 import { askSecret, readSecretFile } from "../src/terminal/prompt.ts";
@@ -13,6 +13,7 @@ import { defaultServerDataDir, hashPassphrase, readServerConfig, serverConfigPat
 import { startHub } from "./hub/hub-server.ts";
 import { connectHub } from "./hub/hub-client.ts";
 import { Store } from "./store/store.ts";
+import { checkBackupDir, copyBackup } from "./hub/backup-copy.ts";
 import { existsSync, readFileSync } from "node:fs";
 
 const program = new Command("cws-server")
@@ -112,6 +113,135 @@ program
     const hub = await connectHub(dataDir, { autoStart: false });
     await hub.call("shutdown", {});
     await hub.close();
+  });
+
+/** "90s", "30m", "24h", "7d", "500ms" or "0" → milliseconds. */
+function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (match === null || (match[2] === undefined && match[1] !== "0")) {
+    throw new CwsError("INVALID_ARGUMENT", `${flag} takes a duration such as 30m, 24h or 7d (or 0), got "${text}".`);
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "ms"] as number;
+  return Number(match[1]) * unit;
+}
+
+function parseJsonOption(text: string | undefined, flag: string): Record<string, unknown> | null | undefined {
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CwsError("INVALID_ARGUMENT", `${flag} takes a JSON object, e.g. '{"maxDeleteCount": 200}', or '{}' to reset.`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CwsError("INVALID_ARGUMENT", `${flag} takes a JSON object.`);
+  return Object.keys(value).length === 0 ? null : (value as Record<string, unknown>);
+}
+
+program
+  .command("gc")
+  .description("Drop snapshots the retention policy no longer keeps and the content of decided quarantine items, then remove chunks and objects nothing kept references. Files younger than the grace period are never removed. Commits wait while it runs.")
+  .option(dataOption, dataHelp)
+  .option("--grace <duration>", "keep files younger than this, and rejected items decided more recently (e.g. 24h, 7d, 0)", "24h")
+  .option("--dry-run", "only report which snapshots and items would go")
+  .option("--json", "print machine-readable output")
+  .action(async (flags: { data?: string; grace: string; dryRun?: boolean; json?: boolean }) => {
+    const dataDir = flags.data ?? defaultServerDataDir();
+    const graceMs = parseDuration(flags.grace, "--grace");
+    const hub = await connectHub(dataDir);
+    try {
+      const report = await hub.call("gc", { graceMs, dryRun: flags.dryRun });
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+        return;
+      }
+      const dropped = report.snapshotsDropped.reduce((n, d) => n + d.ids.length, 0);
+      process.stdout.write(`${report.dryRun ? "would drop" : "dropped"} ${dropped} snapshot(s) (${report.snapshotsKept} kept)${report.snapshotsDropped.map((d) => `\n  ${d.slug}: ${d.ids.join(", ")}`).join("")}\n`);
+      process.stdout.write(`${report.dryRun ? "would collect" : "collected"} the content of ${report.itemsCollected.length} decided quarantine item(s)\n`);
+      process.stdout.write(`live: ${report.liveChunks} chunk(s), ${report.liveObjects} object(s)\n`);
+      if (report.repack !== null) {
+        const r = report.repack;
+        process.stdout.write(`store: ${r.chunksDropped} chunk(s) and ${r.objectsRemoved} object(s) removed, ${r.packsRewritten} pack(s) rewritten, ${r.packsRemoved} removed, ${r.packsYoung} too young to touch; ${r.bytesFreed} bytes freed\n`);
+      }
+    } finally {
+      await hub.close();
+    }
+  });
+
+program
+  .command("verify")
+  .description("Re-hash every chunk and object, and check that every kept snapshot and open quarantine item is whole. Exits 1 when anything is damaged.")
+  .option(dataOption, dataHelp)
+  .option("--json", "print machine-readable output")
+  .action(async (flags: { data?: string; json?: boolean }) => {
+    const dataDir = flags.data ?? defaultServerDataDir();
+    const hub = await connectHub(dataDir);
+    try {
+      const report = await hub.call("verify", {});
+      if (flags.json) process.stdout.write(JSON.stringify({ ok: report.problems.length === 0, ...report }, null, 2) + "\n");
+      else {
+        process.stdout.write(`checked ${report.packs} pack(s), ${report.chunks} chunk(s), ${report.objects} object(s), ${report.snapshots} snapshot(s), ${report.items} open quarantine item(s)\n`);
+        for (const p of report.problems) process.stdout.write(`DAMAGED ${p.kind} ${p.name}: ${p.message}\n`);
+        process.stdout.write(report.problems.length === 0 ? "everything checks out\n" : `${report.problems.length} problem(s); see docs/recovery.md\n`);
+      }
+      if (report.problems.length > 0) process.exitCode = 1;
+    } finally {
+      await hub.close();
+    }
+  });
+
+program
+  .command("backup")
+  .description("Write a consistent copy of the database and the store into a new or empty folder while the hub keeps serving (packs and objects are hard-linked when on the same file system; gc waits meanwhile).")
+  .argument("<dir>", "the folder to create or fill")
+  .option(dataOption, dataHelp)
+  .option("--json", "print machine-readable output")
+  .action(async (dir: string, flags: { data?: string; json?: boolean }) => {
+    const dataDir = flags.data ?? defaultServerDataDir();
+    const target = resolve(dir);
+    await checkBackupDir(target);
+    const hub = await connectHub(dataDir);
+    try {
+      const snapshot = await hub.call("backupBegin", {});
+      let report;
+      try {
+        report = await copyBackup(dataDir, snapshot, target);
+      } finally {
+        await hub.call("backupEnd", { id: snapshot.id }).catch(() => {});
+      }
+      if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+      else process.stdout.write(`backed up to ${report.dir}: ${report.packs} pack(s), ${report.objects} object(s), ${report.bytes} bytes (${report.linked} file(s) hard-linked)\n`);
+    } finally {
+      await hub.close();
+    }
+  });
+
+program
+  .command("settings")
+  .description("Show a superproject's quarantine thresholds and retention policy; change them with --quarantine / --retention (JSON of the settings to override; '{}' resets to the defaults).")
+  .argument("<slug>")
+  .option(dataOption, dataHelp)
+  .option("--quarantine <json>", "quarantine overrides, e.g. '{\"maxDeleteCount\": 200, \"shrinkRatio\": 0.1}'")
+  .option("--retention <json>", "retention overrides, e.g. '{\"keepLast\": 100, \"keepDailyDays\": 90}'")
+  .option("--json", "print machine-readable output")
+  .action(async (slug: string, flags: { data?: string; quarantine?: string; retention?: string; json?: boolean }) => {
+    const dataDir = flags.data ?? defaultServerDataDir();
+    const hub = await connectHub(dataDir);
+    try {
+      const result = await hub.call("settings", { slug, quarantine: parseJsonOption(flags.quarantine, "--quarantine"), retention: parseJsonOption(flags.retention, "--retention") });
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+        return;
+      }
+      for (const group of ["quarantine", "retention"] as const) {
+        process.stdout.write(`${group}:\n`);
+        for (const [key, value] of Object.entries(result[group].effective)) {
+          const set = Object.hasOwn(result[group].overrides, key) ? "" : "  (default)";
+          process.stdout.write(`  ${key}: ${JSON.stringify(value)}${set}\n`);
+        }
+      }
+    } finally {
+      await hub.close();
+    }
   });
 
 /**

@@ -7,7 +7,8 @@
 import { DatabaseSync } from "node:sqlite";
 import { randomUUID } from "node:crypto";
 import { CwsError } from "../../src/errors.ts";
-import type { SnapshotInfo, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import type { QuarantineItemInfo, QuarantineStatus, SnapshotInfo, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import type { QuarantineReason } from "../../src/core/policy.ts";
 import { MIGRATIONS } from "./migrations.ts";
 
 /** The hub's clock, injectable so tests can move time without sleeping. */
@@ -50,6 +51,63 @@ interface SnapshotRow {
   manifest_hash: string;
   files: number;
   bytes: number;
+}
+
+/** A quarantine item to record with a commit (see {@link HubDatabase.commitEvaluated}). */
+export interface NewQuarantineItem {
+  reason: QuarantineReason;
+  summary: string;
+  metrics: Record<string, number>;
+  paths: string[];
+  /** The store object holding `{proposed, previous}`; identical items share it. */
+  objectHash: string;
+}
+
+/** What {@link HubDatabase.commitEvaluated} did. */
+export interface EvaluatedCommit {
+  /** The head after the commit: a new snapshot, or the old head when nothing landed. */
+  snapshot: SnapshotInfo;
+  /** Whether a new snapshot was made. */
+  created: boolean;
+  /** One per held item, in order: its id, and whether an identical item was already pending. */
+  items: Array<{ id: number; duplicate: boolean }>;
+}
+
+/** A quarantine item as the hub keeps it: what clients see, plus where its content is. */
+export interface QuarantineRecord extends QuarantineItemInfo {
+  objectHash: string;
+}
+
+interface QuarantineRow {
+  id: number;
+  slug: string;
+  snapshot_id: number | null;
+  base_snapshot: number | null;
+  device_id: string;
+  device_name: string | null;
+  created_at: number;
+  reason: QuarantineReason;
+  summary: string;
+  metrics: string;
+  paths: string;
+  proposed_hash: string;
+  status: QuarantineStatus;
+  resolved_at: number | null;
+  resolved_by_name: string | null;
+  resolved_by: string | null;
+  resolved_snapshot: number | null;
+  collected_at: number | null;
+}
+
+/** An item whose content gc must keep (pending, or rejected and not yet collected). */
+export interface LiveQuarantineItem {
+  id: number;
+  slug: string;
+  status: QuarantineStatus;
+  objectHash: string;
+  snapshotId: number | null;
+  baseSnapshot: number | null;
+  resolvedAt: number | null;
 }
 
 export class HubDatabase {
@@ -134,9 +192,10 @@ export class HubDatabase {
   }
 
   listSuperprojects(): SuperprojectInfo[] {
-    return (this.db.prepare("SELECT slug, head, created_at FROM superprojects ORDER BY slug").all() as Array<{ slug: string; head: number | null; created_at: number }>).map((r) => ({
-      slug: r.slug, head: r.head, createdAt: r.created_at,
-    }));
+    const rows = this.db.prepare(`SELECT s.slug, s.head, s.created_at,
+        (SELECT COUNT(*) FROM quarantine q WHERE q.slug = s.slug AND q.status = 'pending') AS pending
+      FROM superprojects s ORDER BY s.slug`).all() as Array<{ slug: string; head: number | null; created_at: number; pending: number }>;
+    return rows.map((r) => ({ slug: r.slug, head: r.head, createdAt: r.created_at, pendingQuarantine: Number(r.pending) }));
   }
 
   superproject(slug: string): { slug: string; head: number | null; createdAt: number; settings: string } {
@@ -159,6 +218,18 @@ export class HubDatabase {
   setSettings(slug: string, settingsJson: string): void {
     this.superproject(slug);
     this.db.prepare("UPDATE superprojects SET settings = ? WHERE slug = ?").run(settingsJson, slug);
+  }
+
+  /** A superproject's retention overrides, as stored (JSON text; validated by the caller). */
+  retentionSettings(slug: string): string {
+    this.superproject(slug);
+    const row = this.db.prepare("SELECT retention FROM superprojects WHERE slug = ?").get(slug) as { retention: string };
+    return row.retention;
+  }
+
+  setRetentionSettings(slug: string, retentionJson: string): void {
+    this.superproject(slug);
+    this.db.prepare("UPDATE superprojects SET retention = ? WHERE slug = ?").run(retentionJson, slug);
   }
 
   // ---- snapshots -------------------------------------------------------------------------
@@ -209,6 +280,194 @@ export class HubDatabase {
         });
       }
       return this.insertSnapshot(input, sp.head);
+    });
+  }
+
+  /**
+   * Commits a push the quarantine policy has looked at: moves the head to the accepted
+   * manifest (unless nothing landed, `created: false`) and records the held items, all in one
+   * transaction. An item identical to one still pending (same reason, same held content) is
+   * not recorded twice: the pending one is returned, so a device that pushes the same held
+   * change again never fills the queue with copies.
+   */
+  commitEvaluated(input: CommitInput & { newSnapshot: boolean; items: readonly NewQuarantineItem[] }): EvaluatedCommit {
+    return this.transaction(() => {
+      const sp = this.superproject(input.slug);
+      this.checkWriter(input.deviceId, input.fencingToken);
+      if (sp.head !== input.base) {
+        throw new CwsError("HEAD_MOVED", `The server's ${input.slug} moved to snapshot ${sp.head ?? "none"} while this device pushed against ${input.base ?? "none"}. Run the sync again; it will merge the new server state first.`, {
+          data: { head: sp.head, base: input.base },
+        });
+      }
+      const created = input.newSnapshot || sp.head === null;
+      const snapshot = created ? this.insertSnapshot(input, sp.head) : this.snapshot(input.slug, sp.head as number);
+      const now = this.clock();
+      const items = input.items.map((item) => {
+        const existing = this.db.prepare("SELECT id FROM quarantine WHERE slug = ? AND status = 'pending' AND reason = ? AND proposed_hash = ? ORDER BY id LIMIT 1").get(input.slug, item.reason, item.objectHash) as { id: number } | undefined;
+        if (existing !== undefined) return { id: Number(existing.id), duplicate: true };
+        const result = this.db.prepare(`INSERT INTO quarantine (slug, snapshot_id, base_snapshot, device_id, created_at, reason, summary, metrics, paths, proposed_hash, status)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')`).run(
+          input.slug, snapshot.id, sp.head, input.deviceId, now, item.reason, item.summary, JSON.stringify(item.metrics), JSON.stringify(item.paths), item.objectHash,
+        );
+        return { id: Number(result.lastInsertRowid), duplicate: false };
+      });
+      return { snapshot, created, items };
+    });
+  }
+
+  /**
+   * Makes `manifestHash` the head as a new snapshot of `kind` (accept-quarantine, restore) if
+   * the head is still `expectedHead`; the caller computed the manifest from that head. Runs
+   * `also` inside the same transaction (marking an item accepted).
+   */
+  advanceHead(input: Omit<CommitInput, "base"> & { expectedHead: number | null; also?: (snapshot: SnapshotInfo) => void }): SnapshotInfo {
+    return this.transaction(() => {
+      const sp = this.superproject(input.slug);
+      this.checkWriter(input.deviceId, input.fencingToken);
+      if (sp.head !== input.expectedHead) {
+        throw new CwsError("HEAD_MOVED", `The server's ${input.slug} moved to snapshot ${sp.head ?? "none"} meanwhile; nothing was changed. Run the command again.`, {
+          data: { head: sp.head, expected: input.expectedHead },
+        });
+      }
+      const snapshot = this.insertSnapshot(input, sp.head);
+      input.also?.(snapshot);
+      return snapshot;
+    });
+  }
+
+  /** Throws HEAD_MOVED, as a commit would, when the head is not `base` (checked early to skip needless work). */
+  assertHead(slug: string, base: number | null): void {
+    const sp = this.superproject(slug);
+    if (sp.head !== base) {
+      throw new CwsError("HEAD_MOVED", `The server's ${slug} moved to snapshot ${sp.head ?? "none"} while this device pushed against ${base ?? "none"}. Run the sync again; it will merge the new server state first.`, {
+        data: { head: sp.head, base },
+      });
+    }
+  }
+
+  /** Checks that a device may change a superproject's head now (the commit rule, for accept, reject and restore). */
+  assertWriter(deviceId: string, fencingToken: number | undefined): void {
+    this.checkWriter(deviceId, fencingToken);
+  }
+
+  /**
+   * Moves the next snapshot and quarantine ids `by` past the largest ever used. Called once
+   * when a hub starts on a data dir restored from a backup: devices may hold ids of snapshots
+   * and items made after that backup, and a new snapshot reusing such an id would look to them
+   * like the state they already have.
+   */
+  skipIds(by: number): void {
+    this.transaction(() => {
+      for (const table of ["snapshots", "quarantine"]) {
+        const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = ?").get(table) as { seq: number } | undefined;
+        if (row === undefined) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)").run(table, by);
+        else this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = ?").run(Number(row.seq) + by, table);
+      }
+    });
+  }
+
+  /** Every snapshot of every superproject, for retention (oldest first). */
+  allSnapshots(): Array<{ id: number; slug: string; createdAt: number; manifestHash: string }> {
+    return (this.db.prepare("SELECT id, slug, created_at, manifest_hash FROM snapshots ORDER BY id").all() as Array<{ id: number; slug: string; created_at: number; manifest_hash: string }>).map((r) => ({
+      id: Number(r.id), slug: r.slug, createdAt: r.created_at, manifestHash: r.manifest_hash,
+    }));
+  }
+
+  /** Removes snapshots that retention dropped. Never the head: that is checked here again. */
+  deleteSnapshots(ids: readonly number[]): number {
+    if (ids.length === 0) return 0;
+    return this.transaction(() => {
+      let deleted = 0;
+      const isHead = this.db.prepare("SELECT 1 FROM superprojects WHERE head = ?");
+      const remove = this.db.prepare("DELETE FROM snapshots WHERE id = ?");
+      for (const id of ids) {
+        if (isHead.get(id) !== undefined) throw new Error(`refusing to delete snapshot ${id}: it is a head`);
+        deleted += Number(remove.run(id).changes);
+      }
+      return deleted;
+    });
+  }
+
+  // ---- quarantine ------------------------------------------------------------------------
+
+  private static itemSelect = `SELECT q.id, q.slug, q.snapshot_id, q.base_snapshot, q.device_id, d.name AS device_name, q.created_at, q.reason,
+      q.summary, q.metrics, q.paths, q.proposed_hash, q.status, q.resolved_at, q.resolved_by, r.name AS resolved_by_name,
+      q.resolved_snapshot, q.collected_at
+    FROM quarantine q LEFT JOIN devices d ON d.id = q.device_id LEFT JOIN devices r ON r.id = q.resolved_by`;
+
+  private toItem(row: QuarantineRow): QuarantineRecord {
+    const paths = JSON.parse(row.paths) as string[];
+    return {
+      id: Number(row.id), slug: row.slug, status: row.status, reason: row.reason, summary: row.summary,
+      metrics: JSON.parse(row.metrics) as Record<string, number>, paths, pathCount: paths.length,
+      deviceId: row.device_id, deviceName: row.device_name ?? "(removed device)",
+      baseSnapshot: row.base_snapshot, snapshotId: row.snapshot_id, createdAt: row.created_at,
+      resolvedAt: row.resolved_at, resolvedBy: row.resolved_by === null ? null : row.resolved_by_name ?? "(removed device)",
+      resolvedSnapshot: row.resolved_snapshot, contentAvailable: row.collected_at === null,
+      objectHash: row.proposed_hash,
+    };
+  }
+
+  /** One item (NOT_FOUND when there is none). */
+  quarantineItem(id: number): QuarantineRecord {
+    const row = this.db.prepare(`${HubDatabase.itemSelect} WHERE q.id = ?`).get(id) as QuarantineRow | undefined;
+    if (row === undefined) throw new CwsError("NOT_FOUND", `There is no quarantine item ${id}. List the items with \`cws quarantine list\`.`, { data: { id } });
+    return this.toItem(row);
+  }
+
+  /** Items, newest first, filtered by superproject, status and ids. */
+  quarantineItems(filter: { slug?: string; status?: "pending" | "all"; ids?: readonly number[]; limit?: number }): QuarantineRecord[] {
+    if (filter.slug !== undefined) this.superproject(filter.slug);
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (filter.slug !== undefined) { where.push("q.slug = ?"); args.push(filter.slug); }
+    if ((filter.status ?? "pending") === "pending") where.push("q.status = 'pending'");
+    if (filter.ids !== undefined) {
+      if (filter.ids.length === 0) return [];
+      where.push(`q.id IN (${filter.ids.map(() => "?").join(", ")})`);
+      args.push(...filter.ids);
+    }
+    const sql = `${HubDatabase.itemSelect}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY q.id DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, filter.limit ?? 500) as unknown as QuarantineRow[]).map((row) => this.toItem(row));
+  }
+
+  /** Marks a pending item rejected; its content stays until gc. */
+  rejectItem(id: number, deviceId: string, fencingToken: number | undefined): QuarantineRecord {
+    return this.transaction(() => {
+      const item = this.quarantineItem(id);
+      this.checkWriter(deviceId, fencingToken);
+      if (item.status !== "pending") {
+        throw new CwsError("CONFLICT", `Quarantine item ${id} is already ${item.status}${item.resolvedBy ? ` (by ${item.resolvedBy})` : ""}; nothing was changed.`, { data: { id, status: item.status } });
+      }
+      this.db.prepare("UPDATE quarantine SET status = 'rejected', resolved_at = ?, resolved_by = ? WHERE id = ?").run(this.clock(), deviceId, id);
+      return this.quarantineItem(id);
+    });
+  }
+
+  /** Marks an item accepted by the snapshot that applied it; the caller holds the transaction. */
+  markAccepted(id: number, deviceId: string, snapshotId: number): void {
+    this.db.prepare("UPDATE quarantine SET status = 'accepted', resolved_at = ?, resolved_by = ?, resolved_snapshot = ? WHERE id = ?").run(this.clock(), deviceId, snapshotId, id);
+  }
+
+  /** Accepted items whose content object gc has not dropped yet (a snapshot holds what they applied). */
+  acceptedUncollectedIds(): number[] {
+    return (this.db.prepare("SELECT id FROM quarantine WHERE status = 'accepted' AND collected_at IS NULL").all() as Array<{ id: number }>).map((r) => Number(r.id));
+  }
+
+  /** Items whose content gc must keep: pending ones, and rejected ones not collected yet. */
+  liveQuarantineItems(): LiveQuarantineItem[] {
+    return (this.db.prepare("SELECT id, slug, status, proposed_hash, snapshot_id, base_snapshot, resolved_at FROM quarantine WHERE status = 'pending' OR (status = 'rejected' AND collected_at IS NULL) ORDER BY id").all() as Array<{
+      id: number; slug: string; status: QuarantineStatus; proposed_hash: string; snapshot_id: number | null; base_snapshot: number | null; resolved_at: number | null;
+    }>).map((r) => ({ id: Number(r.id), slug: r.slug, status: r.status, objectHash: r.proposed_hash, snapshotId: r.snapshot_id, baseSnapshot: r.base_snapshot, resolvedAt: r.resolved_at }));
+  }
+
+  /** Records that gc dropped the content of these decided items. */
+  markCollected(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    this.transaction(() => {
+      const now = this.clock();
+      const mark = this.db.prepare("UPDATE quarantine SET collected_at = ? WHERE id = ? AND status != 'pending'");
+      for (const id of ids) mark.run(now, id);
     });
   }
 

@@ -6,7 +6,20 @@
  */
 import { z } from "zod";
 import { HashHex } from "../../src/core/manifest.ts";
-import { DeviceId, LeaseState, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import { DeviceId, HeldItem, LeaseState, QuarantineItemId, QuarantineItemInfo, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
+
+/** A quarantine item as the hub reports it to agents: with the store object of its content. */
+export const QuarantineRecordSchema = QuarantineItemInfo.extend({ objectHash: HashHex });
+
+const FencingToken = z.number().int().nonnegative().optional();
+
+const RepackReport = z.object({
+  packsKept: z.number(), packsYoung: z.number(), packsRewritten: z.number(), packsRemoved: z.number(), packsWritten: z.number(),
+  chunksDropped: z.number(), bytesFreed: z.number(), objectsRemoved: z.number(), filesRemoved: z.number(),
+});
+
+/** Overrides as stored and the settings in effect, for one group of settings. */
+const SettingsView = z.object({ overrides: z.record(z.string(), z.unknown()), effective: z.record(z.string(), z.unknown()) });
 
 export const LeaseStateSchema = LeaseState;
 
@@ -36,12 +49,84 @@ export const HubMethods = {
       manifestHash: HashHex,
       fencingToken: z.number().int().nonnegative().optional(),
     }),
-    result: z.object({ snapshot: SnapshotInfo }),
+    // held lists what the quarantine policy kept back; snapshot may then be the old head.
+    result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem) }),
   },
   leaseStatus: { params: z.object({}), result: LeaseStateSchema },
   acquireLease: { params: z.object({ deviceId: DeviceId, slug: Slug }), result: LeaseStateSchema },
   heartbeat: { params: z.object({ deviceId: DeviceId, token: z.number().int().nonnegative() }), result: LeaseStateSchema },
   releaseLease: { params: z.object({ deviceId: DeviceId, token: z.number().int().nonnegative() }), result: LeaseStateSchema },
+  // quarantineList lists items, newest first (pending only unless status is "all").
+  quarantineList: {
+    params: z.object({
+      slug: Slug.optional(),
+      status: z.enum(["pending", "all"]).optional(),
+      ids: z.array(QuarantineItemId).max(1000).optional(),
+      limit: z.number().int().positive().max(10_000).optional(),
+    }),
+    result: z.object({ items: z.array(QuarantineRecordSchema) }),
+  },
+  // quarantineItem tells one item.
+  quarantineItem: { params: z.object({ id: QuarantineItemId }), result: z.object({ item: QuarantineRecordSchema }) },
+  // quarantineAccept applies an item as a new snapshot (the commit rule for the lease applies).
+  quarantineAccept: {
+    params: z.object({ id: QuarantineItemId, deviceId: DeviceId, fencingToken: FencingToken }),
+    result: z.object({ item: QuarantineRecordSchema, snapshot: SnapshotInfo }),
+  },
+  // quarantineReject marks an item rejected.
+  quarantineReject: {
+    params: z.object({ id: QuarantineItemId, deviceId: DeviceId, fencingToken: FencingToken }),
+    result: z.object({ item: QuarantineRecordSchema }),
+  },
+  // restoreSnapshot makes a checkpoint's manifest the head as a new snapshot.
+  restoreSnapshot: {
+    params: z.object({ slug: Slug, snapshotId: SnapshotId, deviceId: DeviceId, fencingToken: FencingToken }),
+    result: z.object({ snapshot: SnapshotInfo, previousHead: SnapshotId.nullable(), unchanged: z.boolean() }),
+  },
+  // settings reads a superproject's quarantine and retention settings, and replaces either when given (null resets it).
+  settings: {
+    params: z.object({
+      slug: Slug,
+      quarantine: z.record(z.string(), z.unknown()).nullable().optional(),
+      retention: z.record(z.string(), z.unknown()).nullable().optional(),
+    }),
+    result: z.object({ slug: Slug, quarantine: SettingsView, retention: SettingsView }),
+  },
+  // gc applies retention and removes unreferenced chunks and objects older than the grace period.
+  gc: {
+    params: z.object({ graceMs: z.number().int().nonnegative().optional(), dryRun: z.boolean().optional() }),
+    result: z.object({
+      dryRun: z.boolean(),
+      snapshotsDropped: z.array(z.object({ slug: Slug, ids: z.array(SnapshotId) })),
+      snapshotsKept: z.number().int(),
+      itemsCollected: z.array(QuarantineItemId),
+      liveChunks: z.number().int(),
+      liveObjects: z.number().int(),
+      repack: RepackReport.nullable(),
+    }),
+  },
+  // verify re-hashes every chunk and object and checks every snapshot and open item.
+  verify: {
+    params: z.object({}),
+    result: z.object({
+      packs: z.number().int(), chunks: z.number().int(), objects: z.number().int(), snapshots: z.number().int(), items: z.number().int(),
+      problems: z.array(z.object({ kind: z.string(), name: z.string(), message: z.string() })),
+    }),
+  },
+  // backupBegin copies the database into <data>/tmp as of one instant, lists the packs and
+  // objects present, and keeps gc away until backupEnd (see maintenance.ts).
+  backupBegin: {
+    params: z.object({}),
+    result: z.object({
+      id: z.string(),
+      database: z.string(),
+      packs: z.array(z.string().regex(/^[0-9a-f]{16}\.(?:pack|idx)$/)),
+      objects: z.array(z.string().regex(/^[0-9a-f]{2}\/[0-9a-f]{16}$/)),
+      createdAt: z.number(),
+    }),
+  },
+  // backupEnd removes what the copier left of the database copy and lets gc run again.
+  backupEnd: { params: z.object({ id: z.string().max(64) }), result: z.object({}) },
   // shutdown asks the hub to exit after answering (used by `cws-server stop` and tests).
   shutdown: { params: z.object({}), result: z.object({}) },
 } as const;

@@ -4,7 +4,7 @@
  * hub serialises every state change (heads, leases, quarantine) through one database.
  */
 import { createServer, connect, type Server, type Socket } from "node:net";
-import { chmod, rm, writeFile } from "node:fs/promises";
+import { access, chmod, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { readLines } from "../../src/protocol/framing.ts";
@@ -13,7 +13,12 @@ import { readServerConfig, verifyPassphrase } from "../server-config.ts";
 import { HubDatabase, type Clock } from "./hub-db.ts";
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
 import { Store } from "../store/store.ts";
-import { getManifest } from "../store/manifest-objects.ts";
+import { resolvePolicySettings } from "../../src/core/policy.ts";
+import { resolveRetentionSettings } from "../../src/core/retention.ts";
+import { Serial } from "./serial.ts";
+import { commitWithPolicy, ManifestCache, superprojectPolicy, type PolicyContext } from "./push-policy.ts";
+import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
+import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 
 export function hubSocketPath(dataDir: string): string {
   return join(dataDir, "hub.sock");
@@ -50,7 +55,16 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await rm(socketPath, { force: true });
   const db = new HubDatabase(hubDatabasePath(dataDir), { clock: options.clock, leaseTtlMs: config.leaseTtlMs });
   const store = await Store.open(dataDir);
+  await adoptRestoredBackup(dataDir, db, log);
   const idleExitMs = options.idleExitMs ?? config.hubIdleExitMs;
+  const ctx: PolicyContext = { db, store, manifests: new ManifestCache(store), log };
+  // Everything that moves a head runs one at a time under `heads`; gc takes it too, so it never
+  // collects a chunk a commit is about to reference. `maintenance` keeps gc, verify and the
+  // start of a backup apart (gc takes it first, then `heads`; nothing takes them the other way
+  // round, so they cannot deadlock), and `backups` keeps gc away while a backup is copied.
+  const heads = new Serial();
+  const maintenance = new Serial();
+  const backups = new BackupGuard();
 
   const sockets = new Set<Socket>();
   let lastActivity = Date.now();
@@ -96,14 +110,65 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       }
       case "commit": {
         const p = params as { slug: string; base: number | null; deviceId: string; kind: "push" | "override" | "restore" | "accept-quarantine"; manifestHash: string; fencingToken?: number };
-        // The manifest must already be in the store: the hub reads it back so the snapshot's
-        // counts come from the stored object, not from what the agent claims.
-        const manifest = await getManifest(store, p.manifestHash);
-        const files = manifest.entries.filter((e) => e.kind === "file");
-        const snapshot = db.commit({ ...p, files: files.length, bytes: files.reduce((sum, e) => sum + e.size, 0) });
-        log(`${p.slug}: snapshot ${snapshot.id} (${p.kind}) by ${snapshot.deviceName}, ${snapshot.files} files`);
-        return { snapshot };
+        // The manifest must already be in the store: the hub reads it back (so the snapshot's
+        // counts come from the stored object, not from what the agent claims) and runs the
+        // quarantine policy on it against the head it replaces.
+        return heads.run(() => commitWithPolicy(ctx, p));
       }
+      case "quarantineList": {
+        const p = params as { slug?: string; status?: "pending" | "all"; ids?: number[]; limit?: number };
+        return { items: db.quarantineItems(p) };
+      }
+      case "quarantineItem":
+        return { item: db.quarantineItem((params as { id: number }).id) };
+      case "quarantineAccept": {
+        const p = params as { id: number; deviceId: string; fencingToken?: number };
+        return heads.run(() => acceptQuarantineItem(ctx, p));
+      }
+      case "quarantineReject": {
+        const p = params as { id: number; deviceId: string; fencingToken?: number };
+        return heads.run(() => ({ item: rejectQuarantineItem(ctx, p) }));
+      }
+      case "restoreSnapshot": {
+        const p = params as { slug: string; snapshotId: number; deviceId: string; fencingToken?: number };
+        return heads.run(() => restoreCheckpoint(ctx, p));
+      }
+      case "settings": {
+        const p = params as { slug: string; quarantine?: Record<string, unknown> | null; retention?: Record<string, unknown> | null };
+        const sp = db.superproject(p.slug);
+        if (p.quarantine !== undefined) {
+          const overrides = p.quarantine ?? {};
+          resolvePolicySettings(overrides);
+          db.setSettings(p.slug, JSON.stringify(overrides));
+        }
+        if (p.retention !== undefined) {
+          const overrides = p.retention ?? {};
+          resolveRetentionSettings(overrides);
+          db.setRetentionSettings(p.slug, JSON.stringify(overrides));
+        }
+        const quarantineJson = p.quarantine !== undefined ? JSON.stringify(p.quarantine ?? {}) : sp.settings;
+        const retentionJson = db.retentionSettings(p.slug);
+        if (p.quarantine !== undefined || p.retention !== undefined) log(`${p.slug}: settings changed`);
+        return {
+          slug: p.slug,
+          quarantine: { overrides: JSON.parse(quarantineJson) as Record<string, unknown>, effective: superprojectPolicy(quarantineJson, p.slug) },
+          retention: { overrides: JSON.parse(retentionJson) as Record<string, unknown>, effective: superprojectRetention(retentionJson, p.slug) },
+        };
+      }
+      case "gc": {
+        const p = params as { graceMs?: number; dryRun?: boolean };
+        return maintenance.run(() => heads.run(() => {
+          if (!p.dryRun) backups.assertNone(Date.now());
+          return runGc(ctx, p);
+        }));
+      }
+      case "verify":
+        return maintenance.run(() => runVerify(ctx));
+      case "backupBegin":
+        return maintenance.run(() => beginBackup(ctx, backups));
+      case "backupEnd":
+        await endBackup(ctx, backups, (params as { id: string }).id);
+        return {};
       case "leaseStatus":
         return db.lease();
       case "acquireLease": {
@@ -182,6 +247,27 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   }
 
   return { socketPath, db, stopped, close };
+}
+
+/** How far ids jump when a hub first starts on a restored backup (see HubDatabase.skipIds). */
+export const RESTORED_ID_SKIP = 1_000_000;
+
+/**
+ * A data dir that still holds the `backup.json` of `cws-server backup` was restored from a
+ * backup (or is a backup being inspected). Devices may know snapshot and item ids made after
+ * that backup, so new ids must not reuse them: they jump by RESTORED_ID_SKIP, once, and the
+ * marker is renamed so it does not happen again.
+ */
+async function adoptRestoredBackup(dataDir: string, db: HubDatabase, log: (line: string) => void): Promise<void> {
+  const marker = join(dataDir, "backup.json");
+  try {
+    await access(marker);
+  } catch {
+    return;
+  }
+  db.skipIds(RESTORED_ID_SKIP);
+  await rename(marker, join(dataDir, `restored-from-backup-${Date.now()}.json`));
+  log(`this data dir was restored from a backup: new snapshot and quarantine ids start ${RESTORED_ID_SKIP} higher, so they never repeat ids devices saw after the backup`);
 }
 
 /** True when something accepts connections on the socket. */

@@ -60,4 +60,16 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX quarantine_by_slug ON quarantine(slug, status);
   `,
+  // 3: what quarantine review and recovery need. An item keeps the head it was held against
+  // (base_snapshot), its paths, the snapshot that accepting it made, and when gc dropped its
+  // content; proposed_hash names the store object {proposed, previous} of the item. Each
+  // superproject gets its own retention overrides beside its quarantine settings.
+  `
+  ALTER TABLE quarantine ADD COLUMN base_snapshot INTEGER;
+  ALTER TABLE quarantine ADD COLUMN paths TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE quarantine ADD COLUMN resolved_snapshot INTEGER;
+  ALTER TABLE quarantine ADD COLUMN collected_at INTEGER;
+  CREATE INDEX quarantine_by_content ON quarantine(slug, status, proposed_hash);
+  ALTER TABLE superprojects ADD COLUMN retention TEXT NOT NULL DEFAULT '{}';
+  `,
 ];
