@@ -47,6 +47,11 @@ export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?:
     // Inherited by the agents this process starts, and by the hub they start (see server-main.ts).
     process.env.CWS_HUB_CLOCK_OFFSET_FILE = join(dir, "hub-clock-offset");
   }
+  // Tests never read the machine's real ~/.codex: an empty Codex home unless a test sets its own.
+  if (!process.env.CODEX_HOME) {
+    process.env.CODEX_HOME = join(dir, "codex-home");
+    await mkdir(process.env.CODEX_HOME, { recursive: true });
+  }
   const dataDir = join(dir, "server");
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await writeServerConfig(dataDir, { format: 1, passphrase: await hashPassphrase(PASSPHRASE), leaseTtlMs: options.leaseTtlMs ?? 120_000, hubIdleExitMs: 120_000 });
