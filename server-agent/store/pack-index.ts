@@ -40,7 +40,11 @@ export interface PackEntry {
 
 /** Encodes an index for the given entries of one pack of `packBytes` bytes. */
 export function encodePackIndex(entries: readonly PackEntry[], packBytes: number): Buffer {
-  const sorted = [...entries].sort(compareEntries);
+  // The sort keys are computed once per entry, not once per comparison.
+  const sorted = entries
+    .map((entry) => ({ entry, hash: entry.id.slice(0, 16), length: Number(entry.id.slice(17)) }))
+    .sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : a.length - b.length))
+    .map(({ entry }) => entry);
   const bytes = Buffer.alloc(HEADER_BYTES + sorted.length * ENTRY_BYTES + CHECKSUM_BYTES);
   INDEX_MAGIC.copy(bytes, 0);
   bytes.writeUInt32BE(sorted.length, 8);
@@ -97,12 +101,6 @@ export function parsePackIndex(bytes: Uint8Array, pack: string): { packBytes: nu
     previousLength = rawLength;
   }
   return { packBytes, entries };
-}
-
-function compareEntries(a: PackEntry, b: PackEntry): number {
-  const [ah, al] = a.id.split("-");
-  const [bh, bl] = b.id.split("-");
-  return ah < bh ? -1 : ah > bh ? 1 : Number(al) - Number(bl);
 }
 
 function writeU64(buffer: Buffer, value: number, at: number): void {

@@ -257,7 +257,8 @@ export class Store {
     const added = new Set<string>();
     let bytes = 0;
     try {
-      for await (const record of readBundle(path)) {
+      // Each record goes straight into the pack writer, so views into the read blocks are safe.
+      for await (const record of readBundle(path, { shareBlocks: true })) {
         // Decompresses and hashes; a mismatch throws and the whole bundle is dropped.
         verifyRecord(record);
         if (this.#index.has(record.id) || added.has(record.id)) continue;

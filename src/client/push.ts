@@ -3,30 +3,51 @@
  * them into bundles, upload each bundle and have the agent ingest it. Bundles are bounded in
  * size so an interrupted push loses at most one bundle of work: chunks of bundles already
  * ingested are in the store and are not sent again by the next run.
+ *
+ * The work is a pipeline: the missing chunks are planned into bundles up front (lazily), the
+ * bundles are built (read, verified, compressed, written) by worker threads for a large push
+ * (push-pool.ts), and each finished bundle is uploaded and ingested while the next ones are
+ * built. Ingests run one at a time, in the order the bundles were finished.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { chunkId, type ManifestEntry } from "../core/manifest.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
-import { BundleWriter, MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
+import { MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
 import type { AgentConnection } from "../transport/connection.ts";
-import { readFileChunks } from "./scanner.ts";
+import { buildBundle, diskSource, type BuiltBundle, type BundleSource, type DiskPart } from "./bundle-build.ts";
+import { BuildPool, PoolFailure } from "./push-pool.ts";
 import { CwsError } from "../errors.ts";
 import { faultPoint } from "../fault.ts";
 
-/** A bundle is closed and uploaded once it holds this many bytes. */
+/** A bundle is closed once it holds this many raw bytes (its file is smaller when compressed). */
 export const BUNDLE_TARGET_BYTES = 32 * 1024 * 1024;
+
+/** Raw bytes of the first bundle (and the smallest, but for the very last). */
+const FIRST_BUNDLE_BYTES = 4 * 1024 * 1024;
+
+/** Bundles finished and waiting to upload or be ingested while the next ones are built. */
+const MAX_BUNDLES_IN_FLIGHT = 2;
+
+/** Bundles uploading at once. */
+const UPLOAD_LANES = 2;
+
+/** Most push worker threads: beyond this, the agent's ingest cannot keep up anyway. */
+const MAX_PUSH_WORKERS = 4;
+
+/**
+ * Pushes with fewer missing bytes than this build their bundles on the main thread: starting
+ * the workers (~0.2 s) would cost more than the compression they take over.
+ */
+const MIN_BYTES_FOR_WORKERS = 24 * 1024 * 1024;
 
 /** Tests shrink bundles (CWS_BUNDLE_TARGET_BYTES) to interrupt a push between two of them. */
 function bundleTargetBytes(): number {
   const fromEnv = Number(process.env.CWS_BUNDLE_TARGET_BYTES);
   return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : BUNDLE_TARGET_BYTES;
 }
-
-/** File extensions whose content is already compressed: zstd is not even tried on them. */
-const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mov|pdf|woff2?)$/i;
 
 export interface PushStats {
   chunks: number;
@@ -45,95 +66,215 @@ export interface PushChunksOptions {
   onProgress?: (done: { chunks: number; bytes: number; total: number }) => void;
 }
 
-/** Asks the server which chunk ids it lacks, in batches the protocol allows. */
+/** Asks the server which chunk ids it lacks, in batches the protocol allows, all sent at once. */
 export async function findMissing(conn: AgentConnection, ids: readonly string[], signal?: AbortSignal): Promise<Set<string>> {
-  const missing = new Set<string>();
-  for (let start = 0; start < ids.length; start += MAX_IDS_PER_REQUEST) {
-    const batch = ids.slice(start, start + MAX_IDS_PER_REQUEST);
-    const answer = await conn.call("missingChunks", { ids: batch }, { signal });
-    for (const id of answer.missing) missing.add(id);
-  }
-  return missing;
+  const batches: string[][] = [];
+  for (let start = 0; start < ids.length; start += MAX_IDS_PER_REQUEST) batches.push(ids.slice(start, start + MAX_IDS_PER_REQUEST));
+  const answers = await Promise.all(batches.map((batch) => conn.call("missingChunks", { ids: batch }, { signal })));
+  return new Set(answers.flatMap((answer) => answer.missing));
 }
 
+/**
+ * Makes every chunk of `files` available on the server: asks which ones it lacks, then builds,
+ * uploads and has the agent ingest bundles of them until none is missing.
+ *
+ * @throws CwsError CORRUPT / NOT_FOUND when a file changed or vanished since the scan (nothing
+ *   of it is committed; bundles already ingested stay and are not sent again), CANCELLED on
+ *   `signal`, and whatever the connection throws.
+ */
 export async function pushChunks(options: PushChunksOptions): Promise<PushStats> {
   const { conn, files, signal } = options;
-  const wanted = new Set<string>();
-  for (const { entry } of files) for (const ref of entry.chunks) wanted.add(chunkId(ref));
-  const missing = await findMissing(conn, [...wanted], signal);
-  const stats: PushStats = { chunks: 0, bytes: 0, bundles: 0 };
-  if (missing.size === 0) return stats;
-  let total = 0;
-  for (const id of missing) total += Number(id.slice(17));
-
-  const targetBytes = bundleTargetBytes();
-  const workDir = await mkdtemp(join(tmpdir(), "cws-push-"));
-  let writer: BundleWriter | undefined;
-  let rawInBundle = 0;
-  // Upload and ingest of one bundle overlap with building the next one.
-  let inFlight: Promise<void> = Promise.resolve();
-
-  const ship = async (bundle: BundleWriter, chunks: number, raw: number) => {
-    await bundle.finish();
-    const name = `push-${randomUUID()}.bundle`;
-    const previous = inFlight;
-    inFlight = (async () => {
-      await previous;
-      try {
-        await conn.upload(bundle.path, name, { signal });
-        await conn.call("ingestBundle", { name }, { signal });
-      } finally {
-        await rm(bundle.path, { force: true });
-      }
-      stats.bundles++;
-      if (stats.bundles === 1) faultPoint("client-after-first-bundle");
-      stats.chunks += chunks;
-      stats.bytes += raw;
-      options.onProgress?.({ chunks: stats.chunks, bytes: stats.bytes, total });
-    })();
-    // Surface a failure of this upload on the next await instead of as an unhandled rejection.
-    inFlight.catch(() => {});
-  };
-
+  const wanted = new Map<string, number>();
+  for (const { entry } of files) for (const ref of entry.chunks) wanted.set(chunkId(ref), ref[1]);
+  let wantedBytes = 0;
+  for (const length of wanted.values()) wantedBytes += length;
+  // Workers start while the agent answers which chunks it lacks (they take ~0.2 s to load).
+  const planned = pushWorkerCount(wantedBytes);
+  const started = planned > 0 ? new BuildPool(planned) : undefined;
+  const stop = () => void started?.close(cancelled());
+  signal?.addEventListener("abort", stop, { once: true });
+  let workDir: string | undefined;
+  // Bundles being built, waiting to upload or being ingested. Bounded, so the push holds a
+  // few bundles' worth of disk whatever the size of the tree.
+  const pending = new Set<Promise<void>>();
   try {
-    let chunksInBundle = 0;
-    for (const file of files) {
-      const { entry } = file;
-      if (!entry.chunks.some((ref) => missing.has(chunkId(ref)))) continue;
-      const compress = !INCOMPRESSIBLE.test(entry.path);
-      for await (const chunk of "read" in file ? file.read() : readFileChunks(file.absPath, entry)) {
-        if (signal?.aborted) throw new CwsError("CANCELLED", "The push was cancelled; chunks already uploaded are kept on the server");
-        if (!missing.has(chunk.id)) continue;
-        // A chunk shared by two files is sent once.
-        missing.delete(chunk.id);
-        writer ??= await BundleWriter.create(join(workDir, `b${stats.bundles}-${randomUUID()}.bundle`));
-        await writer.add(chunk.id, chunk.data, { compress });
-        rawInBundle += chunk.data.byteLength;
-        chunksInBundle++;
-        if (writer.bytes >= targetBytes || writer.records >= MAX_BUNDLE_RECORDS) {
-          await ship(writer, chunksInBundle, rawInBundle);
-          writer = undefined;
-          rawInBundle = 0;
-          chunksInBundle = 0;
-          // Keep at most one bundle uploading while the next is built: bounded disk and memory.
-          await inFlight;
+    const missing = await findMissing(conn, [...wanted.keys()], signal);
+    const stats: PushStats = { chunks: 0, bytes: 0, bundles: 0 };
+    if (missing.size === 0) return stats;
+    let total = 0;
+    for (const id of missing) total += wanted.get(id) ?? 0;
+    // Most of it may have been on the server already: then the workers are not worth it.
+    const workers = pushWorkerCount(total);
+    // Dropped (and its jobs built on this thread) if its workers fail; `started` is still closed.
+    let pool = workers > 0 ? started : undefined;
+    if (pool === undefined) await started?.close();
+    workDir = await mkdtemp(join(tmpdir(), "cws-push-"));
+
+    // Finished bundles upload two at a time (the round trips that open, sync and rename one
+    // overlap the data of the other) and are ingested one after another, in the order they
+    // were finished; uploads and ingests overlap each other and the building of the next ones.
+    const uploadLanes: Array<Promise<void>> = Array.from({ length: UPLOAD_LANES }, () => Promise.resolve());
+    let shipped = 0;
+    let ingestTail: Promise<void> = Promise.resolve();
+    const ship = (built: BuiltBundle): Promise<void> => {
+      const name = `push-${randomUUID()}.bundle`;
+      const lane = shipped++ % UPLOAD_LANES;
+      const uploaded = uploadLanes[lane].then(() => conn.upload(built.path, name, { signal }));
+      uploadLanes[lane] = uploaded.catch(() => {});
+      const previousIngest = ingestTail;
+      const done = (async () => {
+        try {
+          await uploaded;
+          // In order: a failed ingest stops the ones after it.
+          await previousIngest;
+          await conn.call("ingestBundle", { name }, { signal });
+        } finally {
+          await rm(built.path, { force: true });
         }
+        stats.bundles++;
+        if (stats.bundles === 1) faultPoint("client-after-first-bundle");
+        stats.chunks += built.chunks;
+        stats.bytes += built.raw;
+        options.onProgress?.({ chunks: stats.chunks, bytes: stats.bytes, total });
+      })();
+      ingestTail = done;
+      return done;
+    };
+
+    // Small pushes, content produced in memory (the normalized Codex threads), and the rest of
+    // a push whose workers failed are built on this thread, one at a time: interleaving them
+    // would gain nothing.
+    let inlineTail: Promise<void> = Promise.resolve();
+    const buildInline = (path: string, plan: BundlePlan): Promise<BuiltBundle> => {
+      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, signal));
+      inlineTail = building.then(() => {}, () => {});
+      return building;
+    };
+    const build = async (path: string, id: number, plan: BundlePlan): Promise<BuiltBundle> => {
+      const onDisk = plan.parts.filter((part): part is DiskPart => "absPath" in part);
+      if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan);
+      try {
+        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted });
+      } catch (error) {
+        if (!(error instanceof PoolFailure)) throw error;
+        // Workers that cannot start or crashed (not a build error such as a changed file):
+        // the push goes on without them, just slower.
+        if (pool !== undefined) process.emitWarning(`cws: building the rest of the push on the main thread, as ${error.message}`);
+        pool = undefined;
+        await rm(`${path}.tmp`, { force: true });
+        return buildInline(path, plan);
       }
+    };
+
+    const limit = Math.max(1, workers) + MAX_BUNDLES_IN_FLIGHT;
+    let sequence = 0;
+    for (const plan of planBundles(files, missing, { target: bundleTargetBytes(), total, builders: workers })) {
+      if (signal?.aborted) throw cancelled();
+      const id = sequence++;
+      const task = build(join(workDir, `b${id}.bundle`), id, plan).then(ship);
+      pending.add(task);
+      task.then(() => pending.delete(task), () => {});
+      // Waits for a free place; the first failure among the pending tasks surfaces here.
+      while (pending.size >= limit) await Promise.race(pending);
     }
-    if (writer !== undefined) {
-      await ship(writer, chunksInBundle, rawInBundle);
-      writer = undefined;
-    }
-    await inFlight;
-    if (missing.size > 0) {
-      throw new CwsError("CORRUPT", `${missing.size} chunk(s) could not be read back from the local files: they changed during the sync. Run the sync again.`);
-    }
+    await Promise.all(pending);
     return stats;
   } catch (error) {
-    await writer?.abort().catch(() => {});
-    await inFlight.catch(() => {});
+    // Stop the builds, and let uploads and ingests under way end before their files go.
+    await started?.close(error instanceof Error ? error : cancelled());
+    await Promise.allSettled(pending);
     throw error;
   } finally {
-    await rm(workDir, { recursive: true, force: true });
+    signal?.removeEventListener("abort", stop);
+    await started?.close();
+    if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   }
+}
+
+type PushFile = PushChunksOptions["files"][number];
+
+/** One bundle to build: its file parts, and the chunks it carries (each in one of them). */
+interface BundlePlan {
+  parts: Array<DiskPart | Extract<PushFile, { read: unknown }>>;
+  wanted: string[];
+}
+
+/**
+ * How many raw bytes the next bundle gets. Bundles start small and grow (the pipeline fills
+ * quickly: nothing uploads before the first bundle is built), and shrink again towards the end
+ * (the last upload and ingest, which nothing overlaps, stay short); in between they are
+ * `targetBytes`, which bounds what an interrupted push loses and what waits on disk.
+ */
+export function nextBundleBytes(targetBytes: number, sequence: number, remaining: number, builders: number): number {
+  const ramp = FIRST_BUNDLE_BYTES * 2 ** Math.min(sequence, 16);
+  // Each builder gets an equal share of what is left, so they finish together.
+  const tail = Math.ceil(remaining / Math.max(1, builders));
+  return Math.min(targetBytes, Math.max(FIRST_BUNDLE_BYTES, Math.min(ramp, tail)));
+}
+
+/**
+ * Splits the missing chunks into bundles (sized by `nextBundleBytes`, at most
+ * MAX_BUNDLE_RECORDS records), each chunk in the bundle of the first file that holds it. A file
+ * on disk too big for the rest of a bundle is split at a chunk boundary, so each bundle reads
+ * only its part; content produced in memory is split only at the record limit. Lazy, so only
+ * the plans being built are in memory. Deletes what it plans from `missing`.
+ */
+function* planBundles(files: readonly PushFile[], missing: Set<string>, sizes: { target: number; total: number; builders: number }): Generator<BundlePlan> {
+  let plan: BundlePlan = { parts: [], wanted: [] };
+  let raw = 0;
+  let planned = 0;
+  let sequence = 0;
+  let limit = nextBundleBytes(sizes.target, sequence, sizes.total, sizes.builders);
+  for (const file of files) {
+    const { chunks } = file.entry;
+    let from = 0;
+    let taken = false;
+    for (let i = 0; i < chunks.length; i++) {
+      const id = chunkId(chunks[i]);
+      if (!missing.delete(id)) continue;
+      plan.wanted.push(id);
+      raw += chunks[i][1];
+      taken = true;
+      const full = plan.wanted.length >= MAX_BUNDLE_RECORDS || ("absPath" in file && raw >= limit);
+      if (full) {
+        plan.parts.push(part(file, from, i + 1));
+        yield plan;
+        planned += raw;
+        limit = nextBundleBytes(sizes.target, ++sequence, sizes.total - planned, sizes.builders);
+        plan = { parts: [], wanted: [] };
+        raw = 0;
+        from = i + 1;
+        taken = false;
+      }
+    }
+    if (taken) plan.parts.push(part(file, from, chunks.length));
+  }
+  if (plan.wanted.length > 0) yield plan;
+}
+
+/** A file, or the chunks `from` to `to` of it when that is not the whole file. */
+function part(file: PushFile, from: number, to: number): BundlePlan["parts"][number] {
+  if ("read" in file) return file;
+  return from === 0 && to === file.entry.chunks.length ? { absPath: file.absPath, entry: file.entry } : { absPath: file.absPath, entry: file.entry, from, to };
+}
+
+function toBundleSource(part: BundlePlan["parts"][number]): BundleSource {
+  return "read" in part ? { entry: part.entry, read: part.read } : diskSource(part);
+}
+
+function cancelled(): CwsError {
+  return new CwsError("CANCELLED", "The push was cancelled; chunks already uploaded are kept on the server");
+}
+
+/**
+ * Worker threads for a push of `total` missing bytes: none for a small push, else one per core,
+ * at most MAX_PUSH_WORKERS (the main thread mostly waits on the agent, so it needs no core of
+ * its own). CWS_PUSH_WORKERS overrides both (0: everything on the main thread; tests set it to
+ * run small pushes through the workers).
+ */
+function pushWorkerCount(total: number): number {
+  const fromEnv = Number(process.env.CWS_PUSH_WORKERS);
+  if (process.env.CWS_PUSH_WORKERS !== undefined && Number.isInteger(fromEnv) && fromEnv >= 0) return Math.min(fromEnv, 16);
+  if (total < MIN_BYTES_FOR_WORKERS) return 0;
+  return Math.max(1, Math.min(MAX_PUSH_WORKERS, availableParallelism()));
 }

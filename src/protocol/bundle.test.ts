@@ -200,3 +200,16 @@ test("readBundle() reads every record of a bundle several times larger than its 
   }
   assert.deepEqual(seen, ids);
 });
+
+test("readBundle({ shareBlocks }) yields records that stay intact after the reader moves on", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, "shared.bundle");
+  const chunks: Uint8Array[] = [];
+  // Mixed sizes, compressed and not, spanning several 1 MiB read blocks and their edges.
+  for (let i = 0; i < 60; i++) chunks.push(i % 3 === 0 ? randomBytes(70_000 + i * 997) : text(50_000 + i * 1013, i));
+  await writeBundle(path, chunks);
+  // Every record is kept until the end: a reused block would have overwritten earlier ones.
+  const records = await readAll(path, { shareBlocks: true });
+  assert.deepEqual(records.map((record) => record.id), chunks.map(idOf));
+  for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]));
+});

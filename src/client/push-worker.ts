@@ -1,0 +1,19 @@
+/**
+ * The entry point of a push worker thread (see push-pool.ts): builds the bundles it is sent,
+ * one at a time, with the same code the main thread uses for small pushes.
+ */
+import { parentPort } from "node:worker_threads";
+import { initHash } from "../core/hash.ts";
+import { buildBundle, diskSource } from "./bundle-build.ts";
+import { errorToMessage, type BuildJob, type BuildReply } from "./push-pool.ts";
+
+if (parentPort === null) throw new TypeError("push-worker.ts runs only as a worker thread");
+const port = parentPort;
+await initHash();
+
+port.on("message", (job: BuildJob) => {
+  buildBundle(job.path, job.parts.map(diskSource), job.wanted).then(
+    (built) => port.postMessage({ id: job.id, built } satisfies BuildReply),
+    (error: unknown) => port.postMessage({ id: job.id, error: errorToMessage(error) } satisfies BuildReply),
+  );
+});
