@@ -109,6 +109,26 @@ test("a second sync with no change transfers no chunk and re-hashes no file", as
   }
 });
 
+test("`cws sync` scans while it connects, finds nothing to do the second time, and fails cleanly on a missing folder", async () => {
+  const { a, rootA } = await setup("cli-noop");
+  await writeWorkspace(rootA);
+  const first = await a.cli(["sync", "cli-noop", "--json"]);
+  assert.equal(first.code, 0, first.stderr);
+  const again = await a.cli(["sync", "cli-noop", "--json"]);
+  assert.equal(again.code, 0, again.stderr);
+  const summary = JSON.parse(again.stdout);
+  assert.equal(summary.scanned.hashedFiles, 0);
+  assert.equal(summary.pushed.files + summary.pushed.deleted + summary.pulled.files + summary.pulled.deleted, 0);
+  assert.equal(summary.snapshot.id, JSON.parse(first.stdout).snapshot.id);
+
+  // The scan fails while the connection is still being opened: the error is reported, and
+  // the command does not wait on (or leak) the session.
+  await rm(rootA, { recursive: true });
+  const missing = await a.cli(["sync", "cli-noop", "--json"]);
+  assert.equal(missing.code, 1);
+  assert.equal(JSON.parse(missing.stdout).error.code, "NOT_FOUND");
+});
+
 test("both sides changing one file keeps the server version live and backs the local one up", async () => {
   const { a, b, rootA, rootB } = await setup("conflict");
   await writeFile(join(rootA, "plan.md"), "# Plan\nbase\n");
@@ -215,4 +235,25 @@ test("delete-superproject-server removes the server copy, unbinds it, and leaves
   await conn.close();
   assert.equal(await readFile(join(rootA, "keep-me.md"), "utf8"), "# still here\n");
   assert.equal((await a.state()).data.superprojects.doomed, undefined);
+});
+
+test("a commit delta is checked like a whole manifest: evil paths and unknown chunks are refused", async () => {
+  const { a, rootA } = await setup("delta");
+  await writeFile(join(rootA, "one.md"), "# one\n");
+  const first = await a.sync("delta");
+  const conn = await a.connect();
+  try {
+    const evil = { path: "files/../../escape.txt", kind: "file" as const, size: 0, mtimeMs: 0, mode: 0o644, hash: "ef46db3751d8e999", chunks: [] };
+    await assert.rejects(conn.call("commit", { slug: "delta", base: first.snapshot!.id, delta: { upserts: [evil], removes: [] }, kind: "push" }), (error: unknown) => isCwsError(error, "INVALID_PATH"));
+    const unknown = { path: "files/ghost.bin", kind: "file" as const, size: 5, mtimeMs: 0, mode: 0o644, hash: "0123456789abcdef", chunks: [["0123456789abcdef", 5] as [string, number]] };
+    await assert.rejects(conn.call("commit", { slug: "delta", base: first.snapshot!.id, delta: { upserts: [unknown], removes: [] }, kind: "push" }), (error: unknown) => isCwsError(error, "NOT_FOUND"));
+    assert.equal((await conn.call("head", { slug: "delta" })).snapshot?.id, first.snapshot!.id);
+  } finally {
+    await conn.close();
+  }
+  // A real change travels as a delta and lands.
+  await writeFile(join(rootA, "two.md"), "# two\n");
+  const second = await a.sync("delta");
+  assert.equal(second.pushed.files, 1);
+  assert.ok(second.wire.sent < 4000, `a one-file push sent ${second.wire.sent} bytes`);
 });

@@ -4,24 +4,25 @@
  * hub for everything that lives in the database. It refuses data requests until the session
  * is bound to an enrolled device, and refuses every path that could leave the data dir.
  */
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { homedir } from "node:os";
-import { authorizedKeysLineForThisInstall, installAuthorizedKey } from "../authorized-keys.ts";
 import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
 import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
-import { markdownDiffSummary } from "../../src/core/policy.ts";
 import type { QuarantineRecord } from "../hub/hub-db.ts";
-import { getQuarantineContent } from "../hub/push-policy.ts";
-import { MAX_MARKDOWN_READ_BYTES, readEntry } from "../hub/stored-content.ts";
-import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
+import { applyManifestDelta, Manifest, manifestChunkIds } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
-import { Store } from "../store/store.ts";
-import { getManifest, putManifest } from "../store/manifest-objects.ts";
-import { connectHub, type HubClient } from "../hub/hub-client.ts";
+import type { Store } from "../store/store.ts";
+import type { HubClient } from "../hub/hub-client.ts";
+
+// An agent starts for every session, and a no-op sync only asks the hub two questions: the
+// store (whose open reads every pack index, a tenth of a second on a large store), the hub
+// client's code and the code of rarer requests are loaded when first needed.
+const manifestObjects = () => import("../store/manifest-objects.ts");
 
 export interface AgentOptions {
   dataDir: string;
@@ -39,9 +40,24 @@ export const AGENT_CAPABILITIES = ["bundles-zstd", "lease", "quarantine"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? ((line: string) => process.stderr.write(`cws-agent: ${line}\n`));
-  const store = await Store.open(options.dataDir);
-  let hub: HubClient | undefined;
-  const getHub = async (): Promise<HubClient> => (hub ??= await connectHub(options.dataDir));
+  // The store is opened by the first request that needs it. Its staging folders are made now
+  // (cheaply), since a client may upload into them before its first store request.
+  const staging = { incoming: join(options.dataDir, "staging", "incoming"), outgoing: join(options.dataDir, "staging", "outgoing") };
+  await Promise.all([staging.incoming, staging.outgoing].map((dir) => mkdir(dir, { recursive: true, mode: 0o700 })));
+  let opening: Promise<Store> | undefined;
+  const getStore = (): Promise<Store> => (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir)));
+  let connecting: Promise<HubClient> | undefined;
+  const getHub = (): Promise<HubClient> => {
+    if (connecting === undefined) {
+      const attempt = import("../hub/hub-client.ts").then(({ connectHub }) => connectHub(options.dataDir));
+      connecting = attempt;
+      // A failed connection is tried again by the next request that needs the hub.
+      attempt.catch(() => {
+        if (connecting === attempt) connecting = undefined;
+      });
+    }
+    return connecting;
+  };
   let deviceId: string | undefined;
 
   const hello: Hello = {
@@ -50,7 +66,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     protocol: PROTOCOL_VERSION,
     version: PACKAGE_VERSION,
     capabilities: AGENT_CAPABILITIES,
-    staging: { incoming: join(options.dataDir, "staging", "incoming"), outgoing: join(options.dataDir, "staging", "outgoing") },
+    staging,
   };
   await writeMessage(options.output, hello);
 
@@ -68,6 +84,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       // The passphrase was right: the key this device logged in with is now locked to the
       // agent and the staging folders, pinned to the new device id.
       const file = options.authorizedKeysFile ?? join(homedir(), ".ssh", "authorized_keys");
+      const { authorizedKeysLineForThisInstall, installAuthorizedKey } = await import("../authorized-keys.ts");
       const { replaced } = await installAuthorizedKey(file, authorizedKeysLineForThisInstall({ publicKey: p.publicKey, dataDir: options.dataDir, deviceId }));
       log(`restricted the key of device ${p.deviceName} (${deviceId}) in ${file}`);
       return { deviceId, keyInstalled: { file, replaced } };
@@ -96,32 +113,54 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     fetchManifest: async (p) => {
       requireDevice();
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
-      return { manifest: await getManifest(store, snapshot.manifestHash) };
+      return { manifest: await (await manifestObjects()).getManifest(await getStore(), snapshot.manifestHash) };
     },
     missingChunks: async (p) => {
       requireDevice();
       // Forget packs a gc in the hub removed since this session began: a chunk that is gone
       // must be reported missing, or the client would never upload it again.
+      const store = await getStore();
       await store.refresh();
       return { missing: await store.missing(p.ids) };
     },
     ingestBundle: async (p) => {
       requireDevice();
-      const result = await store.ingestBundle(p.name);
+      const result = await (await getStore()).ingestBundle(p.name);
       faultPoint("agent-after-first-ingest");
       return result;
     },
     commit: async (p) => {
       const device = requireDevice();
-      checkManifestPaths(p.manifest);
-      const ids = [...manifestChunkIds(p.manifest)];
+      const store = await getStore();
+      let manifest: Manifest;
+      let ids: string[];
+      if (p.delta !== undefined) {
+        // The base snapshot's manifest is already on the server: rebuild the proposal from it.
+        // Only what the delta brings is new, so only its paths and chunks need checking.
+        for (const entry of p.delta.upserts) checkManifestPath(entry.path);
+        for (const path of p.delta.removes) checkManifestPath(path);
+        const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.base! });
+        const base = await (await manifestObjects()).getManifest(store, snapshot.manifestHash);
+        try {
+          manifest = applyManifestDelta(base, p.delta);
+        } catch (error) {
+          throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: ${(error as Error).message}`);
+        }
+        const checked = Manifest.safeParse(manifest);
+        if (!checked.success) throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: the delta makes an invalid manifest (${checked.error.issues[0]?.message})`);
+        ids = [...manifestChunkIds({ format: 1, entries: p.delta.upserts })];
+      } else {
+        manifest = p.manifest!;
+        checkManifestPaths(manifest);
+        ids = [...manifestChunkIds(manifest)];
+      }
       const missing = await store.missing(ids);
       if (missing.length > 0) {
         throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
           data: { missing: missing.slice(0, 20) },
         });
       }
-      const manifestHash = await putManifest(store, p.manifest);
+      const manifestHash = await (await manifestObjects()).putManifest(store, manifest);
       faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },
@@ -129,10 +168,10 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     acquireLease: async (p) => (await getHub()).call("acquireLease", { deviceId: requireDevice(), slug: p.slug }),
     heartbeat: async (p) => (await getHub()).call("heartbeat", { deviceId: requireDevice(), token: p.token }),
     releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
-    prepareBundle: async (p) => { requireDevice(); return store.writeBundle(p.ids); },
+    prepareBundle: async (p) => { requireDevice(); return (await getStore()).writeBundle(p.ids); },
     releaseBundle: async (p) => {
       requireDevice();
-      await store.releaseOutgoing(p.name);
+      await (await getStore()).releaseOutgoing(p.name);
       return {};
     },
     quarantineList: async (p) => {
@@ -143,7 +182,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     quarantineShow: async (p) => {
       requireDevice();
       const { item } = await (await getHub()).call("quarantineItem", { id: p.id });
-      return { item: publicItem(item), ...(await describeItem(store, item)) };
+      return { item: publicItem(item), ...(await describeItem(await getStore(), item)) };
     },
     quarantineAccept: async (p) => {
       const device = requireDevice();
@@ -168,8 +207,8 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
     });
   } finally {
-    await hub?.close();
-    await store.close?.();
+    await (await connecting?.catch(() => undefined))?.close();
+    await (await opening?.catch(() => undefined))?.close?.();
   }
 }
 
@@ -185,6 +224,11 @@ function publicItem(record: QuarantineRecord): QuarantineItemInfo {
  * diffing large files never stalls other devices' commits.
  */
 async function describeItem(store: Store, item: QuarantineRecord): Promise<Pick<Result<"quarantineShow">, "changes" | "changesTruncated" | "diffs">> {
+  const [{ markdownDiffSummary }, { getQuarantineContent }, { MAX_MARKDOWN_READ_BYTES, readEntry }] = await Promise.all([
+    import("../../src/core/policy.ts"),
+    import("../hub/push-policy.ts"),
+    import("../hub/stored-content.ts"),
+  ]);
   if (!item.contentAvailable) {
     return { changes: [], changesTruncated: false, diffs: item.reason === "markdown-drift" ? item.paths.map((path) => ({ path, diff: "", note: "the held content was removed by gc" })) : [] };
   }

@@ -8,13 +8,13 @@
 import { homedir } from "node:os";
 import { initHash } from "../core/hash.ts";
 import { faultPoint } from "../fault.ts";
-import type { Manifest } from "../core/manifest.ts";
+import { diffManifests, emptyManifest, type Manifest } from "../core/manifest.ts";
 import { orderForApply, planSync, type PlanAction, type SyncPlan } from "../core/plan.ts";
 import { findCaseCollisions, windowsNameProblem } from "../core/paths.ts";
 import type { SnapshotInfo } from "../protocol/messages.ts";
 import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
-import { loadStatCache, saveStatCache, type StatCacheEntry } from "./stat-cache.ts";
+import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
 import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
 import type { PathPlatform } from "../core/codex-paths.ts";
@@ -23,10 +23,13 @@ import { CodexSink } from "./codex-sink.ts";
 import type { CodexProbe } from "./codex-process.ts";
 import { codexCachePath, readBaseOverlay, recordCodexConflicts, writeBaseOverlay } from "./codex-state.ts";
 import { applyBaseOverlay, codexEntries, localForPlan, overlayFor, settleCodexPlan, withCodexPart } from "./codex-sync.ts";
-import { pushChunks, type PushStats } from "./push.ts";
+import type { PushStats } from "./push.ts";
 import type { StateStore } from "./state.ts";
 import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
 import type { HeldItem } from "../protocol/messages.ts";
+
+/** The least time between two scan-progress events, in milliseconds. */
+const PROGRESS_INTERVAL_MS = 100;
 
 export type SyncEvent =
   | { type: "phase"; phase: "scan" | "plan" | "push" | "commit" | "pull" | "done" }
@@ -42,7 +45,11 @@ export type SyncEvent =
 export type SyncMode = "sync" | "pull" | "override";
 
 export interface SyncOptions {
-  conn: AgentConnection;
+  /**
+   * The session with the server, or the promise of one still being opened: the folder is
+   * scanned meanwhile, and `head` is asked as soon as it is open. The caller closes it.
+   */
+  conn: AgentConnection | Promise<AgentConnection>;
   /** @default "sync" */
   mode?: SyncMode;
   state: StateStore;
@@ -110,22 +117,44 @@ export interface SyncSummary {
 
 export async function syncSuperproject(options: SyncOptions): Promise<SyncSummary> {
   const started = performance.now();
-  const { conn, state, slug, signal } = options;
+  const { state, slug, signal } = options;
   const emit = options.onEvent ?? (() => {});
   const binding = state.binding(slug);
-  const wireAtStart = conn.counters();
+  // The connection (an SSH handshake and the agent's start-up) and the first round trip run
+  // while the folder is scanned; the base manifest is read meanwhile too. Their failures are
+  // seen where they are awaited, after the scan; until then they must not go unhandled.
+  let wireAtStart: WireCounters = { sent: 0, received: 0 };
+  const connecting = Promise.resolve(options.conn);
+  const T = (w: string) => { if (process.env.CWS_T) console.error("T", w, Math.round(performance.now())); };
+  T("sync start");
+  const asking = connecting.then((conn) => {
+    T("connected");
+    wireAtStart = conn.counters();
+    return conn.call("head", { slug }, { signal });
+  });
+  const readingBase = binding.base === null ? Promise.resolve(emptyManifest()) : state.readBase(slug);
+  for (const pending of [asking, readingBase]) pending.catch(() => {});
   await initHash();
 
   emit({ type: "phase", phase: "scan" });
   const statCachePath = state.statCachePath(slug);
+  let progressAt = 0;
   const scan = await scanTree({
     root: binding.root,
     statCachePath,
     signal,
-    onProgress: (p) => emit({ type: "scan-progress", ...p }),
+    onProgress: (p) => {
+      // A person sees a few updates a second; an event per file cost more than the scan's own work.
+      const now = performance.now();
+      if (now - progressAt < PROGRESS_INTERVAL_MS) return;
+      progressAt = now;
+      emit({ type: "scan-progress", ...p });
+    },
     onWarning: (message) => process.emitWarning(message),
   });
+  T("scanned");
   const problems = [...scan.problems, ...nameProblems(scan.manifest)];
+  T("names");
   const codexBinding = resolveCodexBinding(binding, { env: options.env, platform: options.codexPlatform, homedir: homedir() });
   const codex = codexBinding === null
     ? null
@@ -133,8 +162,10 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   if (codex !== null) problems.push(...codex.problems);
 
   emit({ type: "phase", phase: "plan" });
-  const { snapshot: head } = await conn.call("head", { slug }, { signal });
-  const base = binding.base === null ? { format: 1 as const, entries: [] } : await state.readBase(slug);
+  const conn = await connecting;
+  const { snapshot: head } = await asking;
+  T("head");
+  const base = await readingBase;
   // The no-op fast path: when the head is still this device's base, the server manifest is
   // the base manifest and need not be fetched.
   let server: Manifest;
@@ -166,7 +197,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     mode,
     dryRun: options.dryRun === true,
     snapshot: head,
-    scanned: { files: scan.manifest.entries.filter((e) => e.kind === "file").length, hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
+    scanned: { files: countFiles(scan.manifest), hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
     pushed: { files: 0, deleted: 0, chunks: 0, bytes: 0, bundles: 0 },
     pulled: { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] },
     conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null })),
@@ -198,14 +229,18 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
         else files.push({ entry, absPath: diskPath(binding.root, action.path) });
       }
     }
+    // Loaded only when there is something to push (bundles, zstd): not for a no-op sync.
+    const { pushChunks } = await import("./push.ts");
     const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
     Object.assign(summary.pushed, pushStats);
     emit({ type: "phase", phase: "commit" });
     faultPoint("client-before-commit");
+    // Against an existing head, only the difference from the server's manifest travels: for a
+    // big tree that is kilobytes instead of megabytes of manifest per push.
     const committed = await conn.call("commit", {
       slug,
       base: head?.id ?? null,
-      manifest: plan.merged,
+      ...(head === null ? { manifest: plan.merged } : { delta: diffManifests(server, plan.merged) }),
       kind: mode === "override" ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });
@@ -217,7 +252,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   const cacheUpdates = new Map<string, StatCacheEntry>();
   const sink = codex === null || !codexBinding
     ? null
-    : new CodexSink({ side: codex, backup, probe: options.codexProbe, targetIds: new Set(plan.merged.entries.map((e) => rolloutIdOf(e.path)).filter((id) => id !== null)) });
+    : new CodexSink({ side: codex, backup, probe: options.codexProbe, targetIds: rolloutIds(plan.merged) });
   const handlers = new Map<string, PullHandler>(sink === null ? [] : [[CODEX_PREFIX, sink]]);
   // Paths whose server version did not land here: the base keeps what it had for them.
   const notApplied = new Set<string>(keepLocal);
@@ -259,11 +294,9 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   await codex?.saveCache();
   if (backup.saved.length > 0) summary.backupDir = backup.dir;
 
-  if (cacheUpdates.size > 0) {
-    const cache = await loadStatCache(statCachePath, () => {});
-    for (const [path, entry] of cacheUpdates) cache.set(path, entry);
-    await saveStatCache(statCachePath, cache);
-  }
+  // Files the pull wrote are not read by the next scan (their paths are matched against the
+  // ignore rules then: they came from the server, not from a walk).
+  if (cacheUpdates.size > 0) await addToStatCache(statCachePath, cacheUpdates);
 
   // The new base is what the server head holds now; written last, after every local change.
   // When the quarantine held part of the push, the head is what the hub accepted of it, not
@@ -288,6 +321,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     });
   }
   summary.snapshot = headAfter;
+  T("done");
   emit({ type: "phase", phase: "done" });
   return finish(summary, conn, wireAtStart, started);
 }
@@ -297,6 +331,23 @@ function finish(summary: SyncSummary, conn: AgentConnection, wireAtStart: WireCo
   summary.wire = { sent: now.sent - wireAtStart.sent, received: now.received - wireAtStart.received };
   summary.durationMs = Math.round(performance.now() - started);
   return summary;
+}
+
+/** The thread ids of the rollouts in a manifest. */
+function rolloutIds(manifest: Manifest): Set<string> {
+  const ids = new Set<string>();
+  for (const entry of manifest.entries) {
+    if (!isRolloutManifestPath(entry.path)) continue;
+    const id = rolloutIdOf(entry.path);
+    if (id !== null) ids.add(id);
+  }
+  return ids;
+}
+
+function countFiles(manifest: Manifest): number {
+  let files = 0;
+  for (const entry of manifest.entries) if (entry.kind === "file") files++;
+  return files;
 }
 
 /** Counts planned files and deletions (a real pull replaces the pull counts with what it did). */

@@ -105,3 +105,57 @@ export function manifestChunkIds(manifest: Manifest): Set<string> {
   for (const entry of manifest.entries) for (const ref of entry.chunks) ids.add(chunkId(ref));
   return ids;
 }
+
+/** What turns one manifest into another: entries added or changed, and paths removed. */
+export const ManifestDelta = z.object({
+  // upserts are the entries that are new or differ from the base, in any order.
+  upserts: z.array(ManifestEntry),
+  // removes are the paths of the base that are gone.
+  removes: z.array(z.string().min(1).max(MAX_PATH_LENGTH)),
+});
+export type ManifestDelta = z.infer<typeof ManifestDelta>;
+
+function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+  if (a.kind !== b.kind || a.size !== b.size || a.hash !== b.hash || a.mtimeMs !== b.mtimeMs || a.mode !== b.mode || a.chunks.length !== b.chunks.length) return false;
+  for (let i = 0; i < a.chunks.length; i++) {
+    if (a.chunks[i][0] !== b.chunks[i][0] || a.chunks[i][1] !== b.chunks[i][1]) return false;
+  }
+  return true;
+}
+
+/** The delta from `base` to `target` (both sorted): one linear pass. */
+export function diffManifests(base: Manifest, target: Manifest): ManifestDelta {
+  const upserts: ManifestEntry[] = [];
+  const removes: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < base.entries.length || j < target.entries.length) {
+    const b = base.entries[i];
+    const t = target.entries[j];
+    if (t === undefined || (b !== undefined && b.path < t.path)) {
+      removes.push(b.path);
+      i++;
+    } else if (b === undefined || t.path < b.path) {
+      upserts.push(t);
+      j++;
+    } else {
+      if (!sameEntry(b, t)) upserts.push(t);
+      i++;
+      j++;
+    }
+  }
+  return { upserts, removes };
+}
+
+/** Applies a delta to a base manifest; throws on duplicate upserts. */
+export function applyManifestDelta(base: Manifest, delta: ManifestDelta): Manifest {
+  const byPath = new Map(base.entries.map((e) => [e.path, e]));
+  for (const path of delta.removes) byPath.delete(path);
+  const seen = new Set<string>();
+  for (const entry of delta.upserts) {
+    if (seen.has(entry.path)) throw new TypeError(`Duplicate path ${entry.path} in a manifest delta`);
+    seen.add(entry.path);
+    byPath.set(entry.path, entry);
+  }
+  return makeManifest(byPath.values());
+}

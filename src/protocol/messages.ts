@@ -10,7 +10,7 @@
  *   agent → client:         { id, ok: true, result } | { id, ok: false, error }
  */
 import { z } from "zod";
-import { HashHex, Manifest, ManifestEntry } from "../core/manifest.ts";
+import { HashHex, Manifest, ManifestDelta, ManifestEntry } from "../core/manifest.ts";
 import { QuarantineReason } from "../core/policy.ts";
 
 // ---- handshake -------------------------------------------------------------------------
@@ -242,10 +242,14 @@ export const Methods = {
     params: z.object({
       slug: Slug,
       base: SnapshotId.nullable(),
-      manifest: Manifest,
+      // manifest is the whole proposed manifest (first push), or
+      manifest: Manifest.optional(),
+      // delta is what changes from the base snapshot's manifest: far smaller for a big tree.
+      delta: ManifestDelta.optional(),
       kind: z.enum(["push", "override"]),
       fencingToken: z.number().int().nonnegative().optional(),
-    }),
+    }).refine((p) => (p.manifest === undefined) !== (p.delta === undefined), { message: "send either manifest or delta", path: ["manifest"] })
+      .refine((p) => p.delta === undefined || p.base !== null, { message: "a delta needs a base snapshot", path: ["delta"] }),
     // snapshot is the new head: the manifest minus whatever the quarantine policy held (then the
     // head may be unchanged); held lists those items (absent from older agents: nothing held).
     result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem).optional() }),
