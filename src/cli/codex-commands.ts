@@ -5,10 +5,19 @@
  */
 import type { Command } from "commander";
 import { CwsError } from "../errors.ts";
-import { StateStore } from "../client/state.ts";
-import { connectAsDevice } from "../client/connect.ts";
-import { listSuperprojectThreads, refreshThread } from "../client/commands/threads.ts";
+import type { AgentConnection } from "../transport/connection.ts";
+import type { StateStore } from "../client/state.ts";
 import { printJson, println } from "./output.ts";
+
+// Each command loads its code when it runs, so that other commands do not pay for it (see program.ts).
+const threadsCode = () => import("../client/commands/threads.ts");
+
+async function openDeviceSession(): Promise<{ state: StateStore; conn: AgentConnection }> {
+  const { StateStore } = await import("../client/state.ts");
+  const { connectAsDevice } = await import("../client/connect.ts");
+  const state = await StateStore.open();
+  return { state, conn: await connectAsDevice(state) };
+}
 
 function slugOf(positional: string | undefined, flags: { superproject?: string }): string {
   const slug = positional ?? flags.superproject;
@@ -30,10 +39,9 @@ export function registerCodexCommands(program: Command): void {
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; json?: boolean }) => {
       const slug = slugOf(positional, flags);
-      const state = await StateStore.open();
-      const conn = await connectAsDevice(state);
+      const { state, conn } = await openDeviceSession();
       try {
-        const listing = await listSuperprojectThreads({ state, conn, slug });
+        const listing = await (await threadsCode()).listSuperprojectThreads({ state, conn, slug });
         if (flags.json) {
           printJson({ ok: true, ...listing });
           return;
@@ -62,10 +70,9 @@ export function registerCodexCommands(program: Command): void {
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; thread: string; json?: boolean }) => {
       const slug = slugOf(positional, flags);
-      const state = await StateStore.open();
-      const conn = await connectAsDevice(state);
+      const { state, conn } = await openDeviceSession();
       try {
-        const result = await refreshThread({ state, conn, slug, thread: flags.thread });
+        const result = await (await threadsCode()).refreshThread({ state, conn, slug, thread: flags.thread });
         if (flags.json) {
           printJson({ ok: true, ...result });
           return;

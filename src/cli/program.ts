@@ -1,29 +1,39 @@
 /**
  * The commander program of `cws`, built by a function so tests and `cws shell` can run
  * commands without spawning a process.
+ *
+ * Each command loads its code when it runs (`await import(…)` in its action), not when the
+ * program is built: a `cws sync` then loads the sync and nothing of enrollment, SSH config
+ * parsing, skills or recovery, which kept a tenth of a second off every command's start-up.
+ * Only types are imported statically from the client.
  */
 import { Command } from "commander";
 import { CwsError } from "../errors.ts";
 import { PACKAGE_VERSION } from "../version.ts";
-import { ask, askSecret, confirm, readSecretFile } from "../terminal/prompt.ts";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import { readSshConfigText, resolveSshTarget } from "../transport/ssh-config.ts";
-import { fingerprintSha256 } from "../transport/known-hosts.ts";
-import { StateStore } from "../client/state.ts";
-import type { ServerTarget } from "../client/state.ts";
-import { connectAsDevice, type ConnectOptions } from "../client/connect.ts";
-import { enrollDevice } from "../client/commands/enroll.ts";
-import { attachSuperproject, createSuperproject, disconnectSuperproject } from "../client/commands/superprojects.ts";
-import { syncSuperproject, type SyncSummary } from "../client/sync.ts";
-import { overrideCurrentState } from "../client/commands/override.ts";
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS, requestStop, runLiveSync, runningLiveSyncs } from "../client/live-sync.ts";
+import type { ServerTarget, StateStore } from "../client/state.ts";
+import type { ConnectOptions } from "../client/connect.ts";
+import type { SyncSummary } from "../client/sync.ts";
+import type { AgentConnection } from "../transport/connection.ts";
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
 import { registerRecoveryCommands } from "./recovery-commands.ts";
 import { registerCodexCommands } from "./codex-commands.ts";
-import { readCodexConflicts } from "../client/codex-state.ts";
+
+/** Opens the client state (the first thing nearly every command does). */
+async function openState(): Promise<StateStore> {
+  const { StateStore } = await import("../client/state.ts");
+  return StateStore.open();
+}
+
+/** Opens a session as this device (see connect.ts). */
+async function connect(state: StateStore, options: ConnectOptions = {}): Promise<AgentConnection> {
+  const { connectAsDevice } = await import("../client/connect.ts");
+  return connectAsDevice(state, options);
+}
 
 interface EnrollFlags {
   host?: string;
@@ -48,6 +58,8 @@ interface EnrollFlags {
 async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget; connectOptions: ConnectOptions; fingerprint: { value?: string } }> {
   const fingerprint: { value?: string } = {};
   if (flags.serverData) return { target: { transport: "local", dataDir: flags.serverData }, connectOptions: {}, fingerprint };
+  const { ask, confirm, readSecretFile } = await import("../terminal/prompt.ts");
+  const { readSshConfigText, resolveSshTarget } = await import("../transport/ssh-config.ts");
   const host = flags.host ?? (await ask("Server host (name, address or ~/.ssh/config alias)"));
   if (!host) throw new CwsError("INVALID_ARGUMENT", "Say where the server is: --host <host> (SSH) or --server-data <dir> (a data dir on this machine).");
   const configText = await readSshConfigText(homedir());
@@ -86,6 +98,7 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
 /** The SHA256 fingerprint of the device's public key (beside its private key), for the hub's records. */
 async function deviceKeyFingerprint(target: ServerTarget): Promise<string | undefined> {
   if (target.transport !== "ssh" || target.identityFiles.length === 0) return undefined;
+  const { fingerprintSha256 } = await import("../transport/known-hosts.ts");
   try {
     const line = (await readFile(`${target.identityFiles[0]}.pub`, "utf8")).trim().split(/\s+/);
     return fingerprintSha256(Buffer.from(line[1] ?? "", "base64"));
@@ -103,6 +116,27 @@ function interruptSignal(): AbortSignal {
     process.once("SIGINT", () => process.exit(130));
   });
   return controller.signal;
+}
+
+/**
+ * A session being opened while the command does local work first. `close()` closes it once
+ * it is open; when the command failed before it was, the attempt is abandoned instead of
+ * awaited (a connection nobody will use should not delay the error).
+ */
+function openSession(state: StateStore, signal: AbortSignal): { connecting: Promise<AgentConnection>; close(): Promise<void> } {
+  const abandon = new AbortController();
+  const connecting = connect(state, { signal: AbortSignal.any([signal, abandon.signal]) });
+  connecting.catch(() => {}); // seen by whoever awaits it; never an unhandled rejection
+  let settled = false;
+  void connecting.then(() => { settled = true; }, () => { settled = true; });
+  return {
+    connecting,
+    async close() {
+      if (!settled) abandon.abort();
+      const conn = await connecting.catch(() => null);
+      await conn?.close();
+    },
+  };
 }
 
 function slugArgument(positional: string | undefined, flags: { superproject?: string }): string {
@@ -180,7 +214,9 @@ export function buildProgram(): Command {
     .option("--force", "enroll again even if this device is already enrolled")
     .option("--json", "print machine-readable output")
     .action(async (flags: EnrollFlags) => {
-      const state = await StateStore.open();
+      const state = await openState();
+      const { askSecret, confirm, readSecretFile } = await import("../terminal/prompt.ts");
+      const { enrollDevice } = await import("../client/commands/enroll.ts");
       const { target, connectOptions, fingerprint } = await enrollTarget(flags);
       const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
       let publicKey: string | undefined;
@@ -218,8 +254,9 @@ export function buildProgram(): Command {
     .option("--no-codex", "do not sync the superproject's Codex threads on this device")
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; root: string; template?: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
-      const state = await StateStore.open();
-      const conn = await connectAsDevice(state);
+      const state = await openState();
+      const { createSuperproject } = await import("../client/commands/superprojects.ts");
+      const conn = await connect(state);
       try {
         const result = await createSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, template: flags.template, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
@@ -240,8 +277,9 @@ export function buildProgram(): Command {
     .option("--no-codex", "do not sync the superproject's Codex threads on this device")
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
-      const state = await StateStore.open();
-      const conn = await connectAsDevice(state);
+      const state = await openState();
+      const { attachSuperproject } = await import("../client/commands/superprojects.ts");
+      const conn = await connect(state);
       try {
         const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
@@ -258,7 +296,8 @@ export function buildProgram(): Command {
     .option("--superproject <slug>", "the older way to name it")
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; json?: boolean }) => {
-      const state = await StateStore.open();
+      const state = await openState();
+      const { disconnectSuperproject } = await import("../client/commands/superprojects.ts");
       const result = await disconnectSuperproject(state, slugArgument(positional, flags));
       if (flags.json) printJson({ ok: true, ...result });
       else println(`Disconnected ${result.slug}; ${result.root} is left as it is.`);
@@ -273,13 +312,20 @@ export function buildProgram(): Command {
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
       const slug = slugArgument(positional, flags);
-      const state = await StateStore.open();
+      const T = (w: string) => { if (process.env.CWS_T) console.error("T", w, Math.round(performance.now())); };
+      T("action");
+      const state = await openState();
+      T("state");
       const signal = interruptSignal();
       const progress = new Progress();
-      const conn = await connectAsDevice(state, { signal });
+      // The connection opens while the folder is scanned (see sync.ts).
+      const session = openSession(state, signal);
       try {
+        T("connect started");
+        const { syncSuperproject } = await import("../client/sync.ts");
+        T("sync loaded");
         const summary = await syncSuperproject({
-          conn, state, slug, dryRun: flags.dryRun, signal,
+          conn: session.connecting, state, slug, dryRun: flags.dryRun, signal,
           onEvent: (event) => {
             if (event.type === "scan-progress") progress.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
             else if (event.type === "push-progress") progress.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
@@ -291,8 +337,11 @@ export function buildProgram(): Command {
         if (flags.json) printJson({ ok: true, ...summary });
         else printSyncSummary(summary);
       } finally {
+        T("printed");
         progress.done();
-        await conn.close();
+        await session.close();
+        T("closed");
+        process.on("exit", () => T("exit"));
       }
     });
 
@@ -306,17 +355,22 @@ export function buildProgram(): Command {
       .option("--json", "print machine-readable output")
       .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
         const slug = slugArgument(positional, flags);
-        const state = await StateStore.open();
+        const state = await openState();
         const signal = interruptSignal();
-        const conn = await connectAsDevice(state, { signal });
+        const session = openSession(state, signal);
         try {
-          const summary = mode === "override"
-            ? await overrideCurrentState(conn, state, slug, { dryRun: flags.dryRun, signal })
-            : await syncSuperproject({ conn, state, slug, mode, dryRun: flags.dryRun, signal });
+          let summary: SyncSummary;
+          if (mode === "override") {
+            const { overrideCurrentState } = await import("../client/commands/override.ts");
+            summary = await overrideCurrentState(await session.connecting, state, slug, { dryRun: flags.dryRun, signal });
+          } else {
+            const { syncSuperproject } = await import("../client/sync.ts");
+            summary = await syncSuperproject({ conn: session.connecting, state, slug, mode, dryRun: flags.dryRun, signal });
+          }
           if (flags.json) printJson({ ok: true, ...summary });
           else printSyncSummary(summary);
         } finally {
-          await conn.close();
+          await session.close();
         }
       });
   syncLike("update-from-server", "Bring this device up to date with the server. Local files that would be replaced or deleted are backed up first and listed; local-only changes stay and are pushed by the next sync.", "pull");
@@ -333,7 +387,8 @@ export function buildProgram(): Command {
     .option("--json", "print events as JSON lines")
     .action(async (positional: string | undefined, flags: { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
       const slug = slugArgument(positional, flags);
-      const state = await StateStore.open();
+      const state = await openState();
+      const { runLiveSync } = await import("../client/live-sync.ts");
       const signal = interruptSignal();
       const ms = (value: string, name: string, min: number, max: number) => {
         const n = Number(value);
@@ -342,7 +397,7 @@ export function buildProgram(): Command {
       };
       const result = await runLiveSync({
         state, slug, signal,
-        connect: () => connectAsDevice(state),
+        connect: () => connect(state),
         quietMs: ms(flags.quietMs, "--quiet-ms", 10, 600_000),
         heartbeatMs: ms(flags.heartbeatMs, "--heartbeat-ms", 100, 60_000),
         rescanMs: ms(flags.rescanMs, "--rescan-ms", 100, 3_600_000),
@@ -377,13 +432,14 @@ export function buildProgram(): Command {
     .argument("[slug]", "only this superproject (default: every live sync of this device)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string | undefined, flags: { json?: boolean }) => {
-      const state = await StateStore.open();
+      const state = await openState();
+      const { requestStop, runningLiveSyncs } = await import("../client/live-sync.ts");
       const running = await runningLiveSyncs(state);
       const stopped = await requestStop(state, { slug });
       // A lease this device still holds without a live process (it crashed) is released too.
       let releasedOrphan = false;
       if (running.length === 0) {
-        const conn = await connectAsDevice(state);
+        const conn = await connect(state);
         try {
           const lease = await conn.call("leaseStatus", {});
           if (lease.active && lease.deviceId === state.enrolled().device.id) {
@@ -405,9 +461,12 @@ export function buildProgram(): Command {
     .description("Show this device, the server, the lease, and each bound superproject: local changes, server head, last sync.")
     .option("--json", "print machine-readable output")
     .action(async (flags: { json?: boolean }) => {
-      const state = await StateStore.open();
+      const state = await openState();
       const { device, server } = state.enrolled();
-      const conn = await connectAsDevice(state);
+      const { runningLiveSyncs } = await import("../client/live-sync.ts");
+      const { syncSuperproject } = await import("../client/sync.ts");
+      const { readCodexConflicts } = await import("../client/codex-state.ts");
+      const conn = await connect(state);
       try {
         const [{ superprojects }, lease, live] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state)]);
         const rows = [];

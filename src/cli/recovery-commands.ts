@@ -5,18 +5,25 @@
  */
 import type { Command } from "commander";
 import { CwsError } from "../errors.ts";
-import { StateStore } from "../client/state.ts";
-import { connectAsDevice } from "../client/connect.ts";
+import type { StateStore } from "../client/state.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { QuarantineItemInfo } from "../protocol/messages.ts";
-import { acceptQuarantine, listQuarantine, parseItemId, rejectQuarantine, showQuarantine } from "../client/commands/quarantine.ts";
-import { listCheckpoints, restoreCheckpoint } from "../client/commands/checkpoints.ts";
-import { listBackups, restoreBackup } from "../client/commands/backups.ts";
 import { formatBytes, printJson, println } from "./output.ts";
+
+// Each command loads its code when it runs, so that other commands do not pay for it (see program.ts).
+const quarantineCode = () => import("../client/commands/quarantine.ts");
+const checkpointsCode = () => import("../client/commands/checkpoints.ts");
+const backupsCode = () => import("../client/commands/backups.ts");
+
+async function openState(): Promise<StateStore> {
+  const { StateStore } = await import("../client/state.ts");
+  return StateStore.open();
+}
 
 /** Runs `work` with a device session, closing it afterwards. */
 async function withConnection<T>(work: (conn: AgentConnection, state: StateStore) => Promise<T>): Promise<T> {
-  const state = await StateStore.open();
+  const state = await openState();
+  const { connectAsDevice } = await import("../client/connect.ts");
   const conn = await connectAsDevice(state);
   try {
     return await work(conn, state);
@@ -58,7 +65,7 @@ export function registerRecoveryCommands(program: Command): void {
     .option("--all", "include accepted and rejected items")
     .option("--json", "print machine-readable output")
     .action(async (slug: string | undefined, flags: { all?: boolean; json?: boolean }) => {
-      const items = await withConnection((conn) => listQuarantine(conn, { slug, all: flags.all }));
+      const items = await withConnection(async (conn) => (await quarantineCode()).listQuarantine(conn, { slug, all: flags.all }));
       if (flags.json) return printJson({ ok: true, items });
       if (items.length === 0) return println(flags.all ? "No quarantine items." : "Nothing is held in quarantine.");
       for (const item of items) {
@@ -74,7 +81,10 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("<id>", "the item id (from `cws quarantine list`)")
     .option("--json", "print machine-readable output")
     .action(async (idText: string, flags: { json?: boolean }) => {
-      const shown = await withConnection((conn) => showQuarantine(conn, parseItemId(idText)));
+      const shown = await withConnection(async (conn) => {
+        const { showQuarantine, parseItemId } = await quarantineCode();
+        return showQuarantine(conn, parseItemId(idText));
+      });
       if (flags.json) return printJson({ ok: true, ...shown });
       const { item } = shown;
       println(itemHeadline(item));
@@ -105,7 +115,10 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("<id>", "the item id")
     .option("--json", "print machine-readable output")
     .action(async (idText: string, flags: { json?: boolean }) => {
-      const result = await withConnection((conn, state) => acceptQuarantine(conn, state, parseItemId(idText)));
+      const result = await withConnection(async (conn, state) => {
+        const { acceptQuarantine, parseItemId } = await quarantineCode();
+        return acceptQuarantine(conn, state, parseItemId(idText));
+      });
       if (flags.json) return printJson({ ok: true, ...result });
       println(`Accepted #${result.item.id} (${result.item.reason}): ${result.item.summary}`);
       println(`${result.item.slug} is now at snapshot ${result.snapshot.id}; devices get the change at their next sync (their copies are backed up first).`);
@@ -117,7 +130,10 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("<id>", "the item id")
     .option("--json", "print machine-readable output")
     .action(async (idText: string, flags: { json?: boolean }) => {
-      const result = await withConnection((conn, state) => rejectQuarantine(conn, state, parseItemId(idText)));
+      const result = await withConnection(async (conn, state) => {
+        const { rejectQuarantine, parseItemId } = await quarantineCode();
+        return rejectQuarantine(conn, state, parseItemId(idText));
+      });
       if (flags.json) return printJson({ ok: true, ...result });
       println(`Rejected #${result.item.id} (${result.item.reason}): ${result.item.summary}`);
       println(`The server keeps its version. ${result.item.deviceName} gets it back at its next sync (its own version goes to its local backups). Until \`cws-server gc\` runs, \`cws quarantine accept ${result.item.id}\` can still apply it.`);
@@ -131,7 +147,7 @@ export function registerRecoveryCommands(program: Command): void {
     .option("--limit <n>", "show at most this many", "50")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, flags: { limit: string; json?: boolean }) => {
-      const snapshots = await withConnection((conn) => listCheckpoints(conn, slug, positiveInt(flags.limit, "--limit")));
+      const snapshots = await withConnection(async (conn) => (await checkpointsCode()).listCheckpoints(conn, slug, positiveInt(flags.limit, "--limit")));
       if (flags.json) return printJson({ ok: true, slug, checkpoints: snapshots });
       if (snapshots.length === 0) return println(`${slug} has no checkpoint yet.`);
       for (const s of snapshots) {
@@ -147,7 +163,7 @@ export function registerRecoveryCommands(program: Command): void {
     .requiredOption("--checkpoint <id>", "the checkpoint (from `cws checkpoints list`)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, flags: { checkpoint: string; json?: boolean }) => {
-      const result = await withConnection((conn, state) => restoreCheckpoint(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
+      const result = await withConnection(async (conn, state) => (await checkpointsCode()).restoreCheckpoint(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
       if (flags.json) return printJson({ ok: true, ...result });
       if (result.unchanged) return println(`${slug} is already at checkpoint ${result.snapshot.id}; nothing was changed.`);
       println(`${slug} is now at snapshot ${result.snapshot.id}, a copy of checkpoint ${flags.checkpoint}. Devices get it at their next sync (their changed files are backed up first).`);
@@ -161,8 +177,8 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("[slug]", "only this superproject")
     .option("--json", "print machine-readable output")
     .action(async (slug: string | undefined, flags: { json?: boolean }) => {
-      const state = await StateStore.open();
-      const sets = await listBackups(state, slug);
+      const state = await openState();
+      const sets = await (await backupsCode()).listBackups(state, slug);
       if (flags.json) return printJson({ ok: true, backups: sets });
       if (sets.length === 0) return println("No local backups.");
       for (const set of sets) println(`${set.slug}  ${set.id}  ${set.files} file(s), ${formatBytes(set.bytes)}  ${set.dir}`);
@@ -176,8 +192,8 @@ export function registerRecoveryCommands(program: Command): void {
     .option("--path <path>", "only this file or folder (relative to the superproject folder)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, backupId: string, flags: { path?: string; json?: boolean }) => {
-      const state = await StateStore.open();
-      const result = await restoreBackup(state, slug, backupId, { path: flags.path });
+      const state = await openState();
+      const result = await (await backupsCode()).restoreBackup(state, slug, backupId, { path: flags.path });
       if (flags.json) return printJson({ ok: true, ...result });
       for (const path of result.restored) println(`restored ${path}`);
       for (const skip of result.skipped) println(`skipped ${skip.path}: ${skip.reason}`);

@@ -2,14 +2,12 @@
  * Commands around the sync itself: the interactive shell, doctor, and shared skills.
  */
 import type { Command } from "commander";
-import { StateStore } from "../client/state.ts";
-import { connectAsDevice } from "../client/connect.ts";
-import { deleteSuperprojectServer } from "../client/commands/delete-superproject.ts";
 import { CwsError } from "../errors.ts";
-import { listSkills, pullSkills } from "../client/commands/skills.ts";
-import { runDoctor } from "../client/commands/doctor.ts";
-import { runShell } from "./shell.ts";
 import { printJson, println } from "./output.ts";
+
+// Each command loads its code when it runs, so that other commands do not pay for it (see program.ts).
+const skillsCode = () => import("../client/commands/skills.ts");
+const openState = async () => (await import("../client/state.ts")).StateStore.open();
 
 export function registerToolCommands(program: Command, build: () => Command): void {
   program
@@ -22,7 +20,9 @@ export function registerToolCommands(program: Command, build: () => Command): vo
     .action(async (positional: string | undefined, flags: { superproject?: string; force?: boolean; json?: boolean }) => {
       const slug = positional ?? flags.superproject;
       if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws delete-superproject-server <slug>`.");
-      const state = await StateStore.open();
+      const state = await openState();
+      const { connectAsDevice } = await import("../client/connect.ts");
+      const { deleteSuperprojectServer } = await import("../client/commands/delete-superproject.ts");
       const conn = await connectAsDevice(state);
       try {
         const result = await deleteSuperprojectServer(conn, state, slug, { force: flags.force });
@@ -37,6 +37,7 @@ export function registerToolCommands(program: Command, build: () => Command): vo
     .command("shell")
     .description("An interactive prompt for cws commands (type `help` inside).")
     .action(async () => {
+      const { runShell } = await import("./shell.ts");
       await runShell(build);
     });
 
@@ -45,6 +46,7 @@ export function registerToolCommands(program: Command, build: () => Command): vo
     .description("Check this device's set-up and the connection to the server; changes nothing.")
     .option("--json", "print machine-readable output")
     .action(async (flags: { json?: boolean }) => {
+      const { runDoctor } = await import("../client/commands/doctor.ts");
       const checks = await runDoctor();
       if (flags.json) printJson({ ok: checks.every((c) => c.ok), checks });
       else for (const check of checks) println(`${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}${check.fix ? `\n     fix: ${check.fix}` : ""}`);
@@ -57,7 +59,7 @@ export function registerToolCommands(program: Command, build: () => Command): vo
     .description("List the shared skills (skills/shared/ of this cws installation).")
     .option("--json", "print machine-readable output")
     .action(async (flags: { json?: boolean }) => {
-      const list = await listSkills();
+      const list = await (await skillsCode()).listSkills();
       if (flags.json) printJson({ ok: true, skills: list });
       else for (const skill of list) println(`${skill.name}: ${skill.problem ? `(unusable: ${skill.problem})` : skill.description}`);
     });
@@ -68,8 +70,8 @@ export function registerToolCommands(program: Command, build: () => Command): vo
     .argument("[names...]", "skills to pull (default: all)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, names: string[], flags: { json?: boolean }) => {
-      const state = await StateStore.open();
-      const result = await pullSkills(state, slug, names);
+      const state = await openState();
+      const result = await (await skillsCode()).pullSkills(state, slug, names);
       if (flags.json) printJson({ ok: true, ...result });
       else {
         for (const name of result.pulled) println(`pulled ${name}`);

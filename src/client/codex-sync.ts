@@ -27,6 +27,9 @@ export function codexEntries(manifest: Manifest): ManifestEntry[] {
 
 /** A manifest whose `codex/` part is replaced by `codex`. */
 export function withCodexPart(manifest: Manifest, codex: readonly ManifestEntry[]): Manifest {
+  // Without Codex entries on either side (most bindings, every sync) there is nothing to
+  // replace, and re-sorting the whole tree would be wasted work.
+  if (codex.length === 0 && !manifest.entries.some((e) => e.path.startsWith(CODEX_PREFIX))) return manifest;
   return makeManifest([...manifest.entries.filter((e) => !e.path.startsWith(CODEX_PREFIX)), ...codex]);
 }
 
@@ -59,13 +62,16 @@ export interface SettledPlan {
 export async function settleCodexPlan(plan: SyncPlan, options: SettleOptions): Promise<SettledPlan> {
   const { side, server, mode } = options;
   if (!side.available) return { plan, keepLocal: [] };
-  const serverIndex = new Map(server.entries.map((e) => [e.path, e]));
   const isCodex = (a: PlanAction) => a.path.startsWith(CODEX_PREFIX);
 
   const rolloutConflicts = plan.conflicts.filter(
     (a) => a.type === "conflict" && isRolloutManifestPath(a.path) && a.local !== null && a.server !== null,
   );
   const indexAction = [...plan.push, ...plan.conflicts].find((a) => a.path === INDEX_PATH);
+  // Nothing to settle (every sync where no thread changed on both sides): the server's
+  // entries are not even indexed.
+  if (rolloutConflicts.length === 0 && indexAction === undefined) return { plan, keepLocal: [] };
+  const serverIndex = new Map(server.entries.map((e) => [e.path, e]));
   const toFetch: ManifestEntry[] = rolloutConflicts.map((a) => serverIndex.get(a.path)!);
   const serverIndexEntry = serverIndex.get(INDEX_PATH) ?? null;
   if (indexAction !== undefined && serverIndexEntry !== null && side.indexEntry !== null) toFetch.push(serverIndexEntry);
@@ -148,6 +154,9 @@ export function applyBaseOverlay(base: Manifest, overlay: readonly OverlayItem[]
 
 /** The overlay that keeps `paths` at what `base` has for them. */
 export function overlayFor(base: Manifest, paths: Iterable<string>): OverlayItem[] {
+  const wanted = [...new Set(paths)];
+  // Usually nothing is kept back: then the base is not indexed at all.
+  if (wanted.length === 0) return [];
   const entries = new Map(base.entries.map((e) => [e.path, e]));
-  return [...new Set(paths)].sort().map((path) => ({ path, entry: entries.get(path) ?? null }));
+  return wanted.sort().map((path) => ({ path, entry: entries.get(path) ?? null }));
 }

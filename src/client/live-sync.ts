@@ -20,12 +20,9 @@ import type { AgentConnection } from "../transport/connection.ts";
 import type { StateStore } from "./state.ts";
 import { syncSuperproject, type SyncSummary } from "./sync.ts";
 
-/** Heartbeat period: a quarter of the lease's 120 s, inside the 15–30 s the design asks for. */
-export const DEFAULT_HEARTBEAT_MS = 20_000;
-/** Changes are pushed once the folder has been quiet this long. */
-export const DEFAULT_QUIET_MS = 2_000;
-/** A full rescan runs this often even without watcher events (the watcher can miss events). */
-export const DEFAULT_RESCAN_MS = 60_000;
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "./live-sync-defaults.ts";
+
+export { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS };
 /** How often the stop-request file of `turn-off-sync` is looked for. */
 const STOP_POLL_MS = 250;
 

@@ -124,6 +124,8 @@ export interface MaskResult {
  * that part of the tree) is left alone and syncs normally.
  */
 export function maskHeld(local: Manifest, server: Manifest, base: Manifest, status: HeldStatus): MaskResult {
+  // Nothing held (the usual case): the inputs stand, and no index of every entry is built.
+  if (status.pending.length === 0 && status.rejected.length === 0) return { local, base, waiting: [], restoring: [] };
   const localIndex = manifestIndex(local);
   const serverIndex = manifestIndex(server);
   const baseIndex = manifestIndex(base);

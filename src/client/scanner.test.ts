@@ -8,7 +8,8 @@ import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_SIZE } from "../core/chunker.ts";
 import { Manifest, chunkId, type ManifestEntry } from "../core/manifest.ts";
-import { READ_BUFFER_BYTES, pruneGlobs, readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
+import { READ_BUFFER_BYTES, readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
+import { addToStatCache } from "./stat-cache.ts";
 
 /** An hour ago, so that every fixture file is old enough to be cached (not "racy"). */
 const PAST_SECONDS = Math.floor(Date.now() / 1000) - 3600;
@@ -197,7 +198,14 @@ test("scanTree() does not cache files modified just before the scan", async () =
 test("scanTree() survives a corrupt stat cache with a warning", async () => {
   await using fixture = await makeFixture();
   const expected = (await scanTree({ root: fixture.root })).manifest;
-  for (const garbage of ["{not json", JSON.stringify({ format: 1, entries: { "files/AGENTS.md": { size: -1 } } }), "[]"]) {
+  const garbageFiles = [
+    "{not json",
+    JSON.stringify({ format: 1, entries: { "files/AGENTS.md": { size: -1 } } }),
+    "[]",
+    JSON.stringify({ format: 2, ignoreRules: null, unchecked: [], entries: [["files/AGENTS.md", 9, 1, 1, 1, "0123456789abcdef", 1], ["files/x", -1, 1, 1, 1, "0123456789abcdef", []]] }),
+    JSON.stringify({ format: 2, ignoreRules: null, unchecked: [], entries: [["files/AGENTS.md", 9, 1, 1, 1, "0123456789abcdef", ["0123456789abcdef", 8]]] }),
+  ];
+  for (const garbage of garbageFiles) {
     await writeFile(fixture.cache, garbage);
     const result = await scan(fixture);
     assert.equal(result.warnings.length, 1, garbage);
@@ -297,14 +305,53 @@ test("scanTree() survives files that vanish between the walk and the read", asyn
   for (const problem of problems.filter((p) => p.path.startsWith("files/many/"))) assert.match(problem.reason, /vanished/);
 });
 
-test("pruneGlobs() prunes plain folder rules and nothing when a rule negates", () => {
-  assert.deepEqual(pruneGlobs([".git/", "node_modules/", "~$*", "# comment", "", "build/", "/dist", "docs/tmp", "*.log", " lead", "a[bc]", "x/**/y", "./z"]), [
-    "**/.git/**",
-    "**/node_modules/**",
-    "**/build/**",
-    "dist/**",
-    "docs/tmp/**",
-    "**/*.log/**",
-  ]);
-  assert.deepEqual(pruneGlobs(["build/", "!build/keep.txt"]), []);
+test("scanTree() matches cached files against changed ignore rules again", async () => {
+  await using fixture = await makeFixture();
+  await scan(fixture);
+  await writeFile(join(fixture.root, ".cwsignore"), "plan.md\n");
+  await utimes(join(fixture.root, ".cwsignore"), PAST_SECONDS, PAST_SECONDS);
+  const paths = (await scan(fixture, { extraIgnore: ["/AGENTS.md"] })).manifest.entries.map((e) => e.path);
+  assert.ok(!paths.includes("files/notes/plan.md"), "the new .cwsignore rule drops a cached file");
+  assert.ok(!paths.includes("files/AGENTS.md"), "the new extraIgnore rule drops a cached file");
+  assert.ok(paths.includes("files/debug.log"), "the old rule is gone");
+});
+
+test("scanTree() matches files a pull added to the cache against the ignore rules", async () => {
+  await using fixture = await makeFixture();
+  await scan(fixture);
+  // As a pull records a file it wrote: here one that this device's rules ignore.
+  const ignored = join(fixture.root, "debug.log");
+  const stats = await stat(ignored);
+  const content = await readFile(ignored);
+  await addToStatCache(fixture.cache, new Map([["files/debug.log", { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, hash: xxh64Hex(content), chunks: [[xxh64Hex(content), content.length]] }]]));
+  const { manifest, hashedFiles } = await scan(fixture);
+  assert.deepEqual(manifest.entries.map((e) => e.path), SYNCED_PATHS);
+  assert.equal(hashedFiles, 0);
+});
+
+test("scanTree() reuses a stat cache of the previous format instead of hashing again", async () => {
+  await using fixture = await makeFixture();
+  const first = await scan(fixture);
+  const { entries } = JSON.parse(await readFile(fixture.cache, "utf8")) as { entries: Array<[string, number, number, number, number, string, 1 | Array<string | number>]> };
+  const old: Record<string, unknown> = {};
+  for (const [path, size, mtimeMs, ctimeMs, ino, hash, chunks] of entries) {
+    const refs = chunks === 1 ? [[hash, size]] : Array.from({ length: chunks.length / 2 }, (_, i) => [chunks[2 * i], chunks[2 * i + 1]]);
+    old[path] = { size, mtimeMs, ctimeMs, ino, hash, chunks: refs };
+  }
+  await writeFile(fixture.cache, JSON.stringify({ format: 1, entries: old }));
+  const second = await scan(fixture);
+  assert.equal(second.hashedFiles, 0);
+  assert.deepEqual(second.warnings, []);
+  assert.deepEqual(second.manifest, first.manifest);
+  assert.equal(JSON.parse(await readFile(fixture.cache, "utf8")).format, 2, "the cache is rewritten in the current format");
+});
+
+test("scanTree() does not rewrite an unchanged stat cache", async () => {
+  await using fixture = await makeFixture();
+  await scan(fixture);
+  const before = await stat(fixture.cache);
+  await scan(fixture);
+  const after = await stat(fixture.cache);
+  assert.equal(after.ino, before.ino, "the file was not replaced");
+  assert.equal(after.mtimeMs, before.mtimeMs);
 });

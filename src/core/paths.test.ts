@@ -115,6 +115,8 @@ describe("windowsNameProblem()", () => {
     { path: "files/LPT5", mentions: "reserved" },
     { path: "files/COM¹", mentions: "reserved" },
     { path: "files/lpt³.txt", mentions: "reserved" },
+    { path: "files/COM1  .txt", mentions: "reserved" },
+    { path: "files/nul\u3000.md", mentions: "reserved" },
     { path: "files/a<b", mentions: '"<"' },
     { path: "files/a>b", mentions: '">"' },
     { path: "files/a:b", mentions: '":"' },
@@ -144,6 +146,9 @@ describe("windowsNameProblem()", () => {
     "files/LPT",
     "files/nul-device.md",
     "files/a.con",
+    "files/CO.md",
+    "files/COM1x.md",
+    "files/AUX_notes.md",
     "files/.gitignore",
     "files/" + "n".repeat(255),
     "codex/sessions/2025/01/02/rollout-2025-01-02T10-00-00-abc.jsonl",
@@ -151,6 +156,25 @@ describe("windowsNameProblem()", () => {
   for (const p of fine) {
     it(`accepts ${JSON.stringify(p.slice(0, 40))}`, () => assert.equal(windowsNameProblem(p), null));
   }
+
+  it("agrees with a segment-by-segment check on random names", () => {
+    // The straightforward rule set, for comparison with the fast path of windowsNameProblem.
+    const reference = (relative: string): boolean =>
+      relative.split("/").some((segment) => {
+        const stem = segment.split(".", 1)[0].trimEnd().toUpperCase();
+        return segment.length > 255 || /[<>:"|?*\u0000-\u001f]/.test(segment) || segment.endsWith(".") || segment.endsWith(" ") ||
+          /^(?:CON|PRN|AUX|NUL|COM[1-9¹²³]|LPT[1-9¹²³])$/.test(stem);
+      });
+    const pieces = ["con", "CON", "Com1", "lpt³", "nul", "aux", "prn", "x", "notes", ".", " ", "\u3000", "\t", ":", "/", "a.b", "com", "1", "ı", "ſ", "é"];
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let i = 0; i < 20000; i++) {
+      let name = "files/";
+      const count = 1 + Math.floor(next() * 6);
+      for (let j = 0; j < count; j++) name += pieces[Math.floor(next() * pieces.length)];
+      assert.equal(windowsNameProblem(name) !== null, reference(name), JSON.stringify(name));
+    }
+  });
 });
 
 describe("findCaseCollisions()", () => {
@@ -166,6 +190,8 @@ describe("findCaseCollisions()", () => {
     { name: "folds non-ASCII case", paths: ["files/Ärger", "files/ärger"], groups: [["files/Ärger", "files/ärger"]] },
     { name: "reports separate groups in order", paths: ["files/b/Q", "files/b/q", "files/A", "files/a"], groups: [["files/A", "files/a"], ["files/b/Q", "files/b/q"]] },
     { name: "sees namespaces differing in case", paths: ["files/a", "Files/a"], groups: [["Files", "files"]] },
+    { name: "finds a collision of a folder listed after its content", paths: ["files/A/x", "files/b", "files/A", "files/a"], groups: [["files/A", "files/a"]] },
+    { name: "finds a collision between implicit folders", paths: ["files/d/A/x", "files/d/a/y", "files/d"], groups: [["files/d/A", "files/d/a"]] },
   ];
   for (const { name, paths, groups } of cases) {
     it(name, () => assert.deepEqual(findCaseCollisions(paths), groups));
@@ -173,6 +199,44 @@ describe("findCaseCollisions()", () => {
 
   it("accepts any iterable", () => {
     assert.deepEqual(findCaseCollisions(new Set(["files/A", "files/a"])), [["files/A", "files/a"]]);
+  });
+
+  it("agrees with grouping every path and ancestor by its fold, on random trees", () => {
+    // The straightforward definition, for comparison with the plain-name shortcut.
+    const reference = (paths: string[]): string[][] => {
+      const fold = (v: string) => v.normalize("NFC").toLowerCase();
+      const byFolded = new Map<string, Set<string>>();
+      for (const full of new Set(paths)) {
+        const segments = full.split("/");
+        for (let depth = 1; depth <= segments.length; depth++) {
+          const prefix = segments.slice(0, depth).join("/");
+          const members = byFolded.get(fold(prefix)) ?? new Set<string>();
+          byFolded.set(fold(prefix), members.add(prefix));
+        }
+      }
+      const groups: string[][] = [];
+      for (const [folded, members] of byFolded) {
+        if (members.size < 2) continue;
+        const segments = folded.split("/");
+        const under = segments.slice(1).some((_, i) => (byFolded.get(segments.slice(0, i + 1).join("/"))?.size ?? 0) > 1);
+        if (!under) groups.push([...members].sort());
+      }
+      return groups.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    };
+    const names = ["a", "A", "b", "B", "ab", "aB", "\u00e9", "\u00c9", "e\u0301", "a-1", "a.b"];
+    let seed = 11;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const pick = () => names[Math.floor(next() * names.length)];
+    for (let round = 0; round < 400; round++) {
+      const paths: string[] = [];
+      const count = 1 + Math.floor(next() * 8);
+      for (let i = 0; i < count; i++) {
+        const depth = 1 + Math.floor(next() * 3);
+        paths.push(["files", ...Array.from({ length: depth }, pick)].join("/"));
+      }
+      if (next() < 0.5) paths.sort();
+      assert.deepEqual(findCaseCollisions(paths), reference(paths), JSON.stringify(paths));
+    }
   });
 });
 

@@ -141,6 +141,12 @@ export function checkManifestPath(manifestPath: string): string {
 // the superscript digits ¹ ² ³ (ISO 8859-1) as digits in COM and LPT names too.
 const WINDOWS_RESERVED_NAME = /^(?:CON|PRN|AUX|NUL|COM[1-9¹²³]|LPT[1-9¹²³])$/;
 const WINDOWS_FORBIDDEN_CHARACTER = /[<>:"|?*\u0000-\u001f]/;
+// What String.prototype.trimEnd removes (the same set as \s).
+const WHITESPACE = /\s/;
+// Matches every path that has a forbidden character, a segment ending in a dot or space, or a
+// segment whose stem is a reserved name (case-insensitive: no other character upper-cases to
+// the letters of these names), and few others; a match is then checked segment by segment.
+const MAYBE_WINDOWS_PROBLEM = /[<>:"|?*\u0000-\u001f]|[. ](?:\/|$)|(?:^|\/)(?:CON|PRN|AUX|NUL|COM[1-9¹²³]|LPT[1-9¹²³])\s*(?:[./]|$)/i;
 
 /**
  * Says why Windows cannot hold `relative` (a `/`-path), or returns null when it can.
@@ -149,25 +155,34 @@ const WINDOWS_FORBIDDEN_CHARACTER = /[<>:"|?*\u0000-\u001f]/;
  * `<>:"|?*` and control characters, a trailing dot or space, and a length over 255.
  */
 export function windowsNameProblem(relative: string): string | null {
+  // Almost every path has none of the problems: one search of the whole path rules them out
+  // before it is cut into segments.
+  if (relative.length <= MAX_WINDOWS_NAME_LENGTH && !MAYBE_WINDOWS_PROBLEM.test(relative)) return null;
   for (const segment of relative.split("/")) {
-    const where = `${quote(segment)} in ${quote(relative)}`;
-    if (segment.length > MAX_WINDOWS_NAME_LENGTH) {
-      return `Windows cannot hold the name ${where}: it has ${segment.length} characters, more than ${MAX_WINDOWS_NAME_LENGTH}`;
-    }
-    const forbidden = WINDOWS_FORBIDDEN_CHARACTER.exec(segment);
-    if (forbidden !== null) {
-      return `Windows cannot hold the name ${where}: it contains the character ${JSON.stringify(forbidden[0])}`;
-    }
-    if (segment.endsWith(".") || segment.endsWith(" ")) {
-      return `Windows cannot hold the name ${where}: Windows drops a trailing dot or space from names`;
-    }
-    // Windows looks at the part before the first dot, ignoring trailing spaces, so `con.txt`
-    // and `CON .md` name the console device just like `CON`.
-    const stem = segment.split(".", 1)[0].trimEnd().toUpperCase();
-    if (WINDOWS_RESERVED_NAME.test(stem)) {
-      return `Windows cannot hold the name ${where}: ${stem} is a reserved device name, also with an extension`;
-    }
+    const problem = windowsSegmentProblem(segment);
+    // The path is quoted only for a problem: quoting every segment of every path cost more
+    // than the checks themselves on a large tree.
+    if (problem !== null) return `Windows cannot hold the name ${quote(segment)} in ${quote(relative)}: ${problem}`;
   }
+  return null;
+}
+
+/** Why Windows cannot hold one name, or null. */
+function windowsSegmentProblem(segment: string): string | null {
+  if (segment.length > MAX_WINDOWS_NAME_LENGTH) {
+    return `it has ${segment.length} characters, more than ${MAX_WINDOWS_NAME_LENGTH}`;
+  }
+  const forbidden = WINDOWS_FORBIDDEN_CHARACTER.exec(segment);
+  if (forbidden !== null) return `it contains the character ${JSON.stringify(forbidden[0])}`;
+  if (segment.endsWith(".") || segment.endsWith(" ")) return "Windows drops a trailing dot or space from names";
+  // Windows looks at the part before the first dot, ignoring trailing spaces, so `con.txt`
+  // and `CON .md` name the console device just like `CON`. Reserved names have 3 or 4
+  // characters, so longer stems are not even upper-cased.
+  const dot = segment.indexOf(".");
+  const stemEnd = dot === -1 ? segment.length : dot;
+  if (stemEnd < 3 || (stemEnd > 4 && !WHITESPACE.test(segment.charAt(4)))) return null;
+  const stem = segment.slice(0, stemEnd).trimEnd().toUpperCase();
+  if (WINDOWS_RESERVED_NAME.test(stem)) return `${stem} is a reserved device name, also with an extension`;
   return null;
 }
 
@@ -182,17 +197,57 @@ export function windowsNameProblem(relative: string): string | null {
  * @returns groups of colliding paths, each sorted, the groups sorted by their first path.
  */
 export function findCaseCollisions(paths: Iterable<string>): string[][] {
-  // Every distinct path and each of its ancestors, grouped by the folded form.
-  const byFolded = new Map<string, Set<string>>();
-  for (const full of new Set(paths)) {
-    const segments = full.split("/");
-    for (let depth = 1; depth <= segments.length; depth++) {
-      const prefix = segments.slice(0, depth).join("/");
-      const folded = foldCase(prefix);
-      let members = byFolded.get(folded);
-      if (members === undefined) byFolded.set(folded, (members = new Set()));
-      members.add(prefix);
+  // Lower-case ASCII is its own fold, so two different names fold alike only if one of them
+  // has an upper-case letter or a non-ASCII character ("special"). Only special paths and
+  // their special ancestors are folded and grouped; whether a plain path or folder folds alike
+  // is looked up among the plain ones. Large trees have few special names, so this is about a
+  // pass over the paths instead of a fold and a map entry for each.
+  const plain: string[] = [];
+  const plainAncestors = new Set<string>();
+  const special = new Set<string>();
+  for (const full of paths) {
+    if (!SPECIAL.test(full)) {
+      plain.push(full);
+      continue;
     }
+    let prefix = full;
+    while (!special.has(prefix)) {
+      special.add(prefix);
+      const slash = prefix.lastIndexOf("/");
+      if (slash === -1) break;
+      prefix = prefix.slice(0, slash);
+      if (!SPECIAL.test(prefix)) {
+        // Plain from here up: record them, as a special name elsewhere may fold to one.
+        for (let up = prefix; !plainAncestors.has(up); ) {
+          plainAncestors.add(up);
+          const next = up.lastIndexOf("/");
+          if (next === -1) break;
+          up = up.slice(0, next);
+        }
+        break;
+      }
+    }
+  }
+  if (special.size === 0) return [];
+  if (!isSortedStrings(plain)) plain.sort(compareCodeUnits);
+  // A plain string exists when it is a plain path, a plain ancestor of a special one, or an
+  // ancestor of a plain path (the sorted block of paths that start with it and "/").
+  const plainExists = (value: string): boolean => {
+    if (plainAncestors.has(value)) return true;
+    const at = lowerBound(plain, value);
+    if (at < plain.length && plain[at] === value) return true;
+    const below = lowerBound(plain, `${value}/`, at);
+    return below < plain.length && plain[below].startsWith(`${value}/`);
+  };
+  const byFolded = new Map<string, Set<string>>();
+  for (const name of special) {
+    const folded = foldCase(name);
+    let members = byFolded.get(folded);
+    if (members === undefined) {
+      byFolded.set(folded, (members = new Set()));
+      if (plainExists(folded)) members.add(folded);
+    }
+    members.add(name);
   }
   const colliding = (folded: string) => (byFolded.get(folded)?.size ?? 0) > 1;
   const groups: string[][] = [];
@@ -207,6 +262,26 @@ export function findCaseCollisions(paths: Iterable<string>): string[][] {
     if (!underCollision) groups.push([...members].sort(compareCodeUnits));
   }
   return groups.sort((a, b) => compareCodeUnits(a[0], b[0]));
+}
+
+// Upper-case ASCII or anything not ASCII: the characters whose fold may differ from themselves.
+const SPECIAL = /[A-Z]|[^\x00-\x7f]/;
+
+function isSortedStrings(values: readonly string[]): boolean {
+  for (let i = 1; i < values.length; i++) if (values[i - 1] > values[i]) return false;
+  return true;
+}
+
+/** The first index from `from` whose value is not below `value`, in sorted `values`. */
+function lowerBound(values: readonly string[], value: string, from = 0): number {
+  let lo = from;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
@@ -290,8 +365,11 @@ function normalizeAbsolute(input: string, pathModule: PathModule, caseInsensitiv
 }
 
 function foldCase(value: string): string {
-  return value.normalize("NFC").toLowerCase();
+  // ASCII is already NFC; skipping the normalisation halves the cost on a large tree.
+  return (NON_ASCII.test(value) ? value.normalize("NFC") : value).toLowerCase();
 }
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 function compareCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -203,6 +203,28 @@ describe("planSync()", () => {
     const bad: Manifest = { format: 1, entries: [file("files/a", "1"), file("files/a", "2")] };
     assert.throws(() => planSync(m(), m(), bad), (error: unknown) => error instanceof CwsError && /base lists "files\/a" twice/.test(error.message));
   });
+
+  it("plans nothing, and merges to the server manifest itself, when all three agree", () => {
+    const server = m("a=1@5", "d/", "d/x=2");
+    const plan = planSync(m("a=1@9", "d/", "d/x=2#600"), server, m("a=1", "d/", "d/x=2"));
+    assert.deepEqual(plan, { push: [], pull: [], conflicts: [], merged: server, unchanged: 3 });
+    assert.equal(plan.merged, server);
+  });
+
+  it("finds an entry below a file past many names that extend the file's", () => {
+    const siblings = Array.from({ length: 40 }, (_, i) => file(`files/a-${String(i).padStart(2, "0")}`, "s"));
+    const bad: Manifest = { format: 1, entries: [file("files/a", "1"), ...siblings, file("files/a/x", "2"), file("files/b", "3")] };
+    assert.throws(() => planSync(bad, m(), m()), /"files\/a\/x" is below the file "files\/a"/);
+    const fine: Manifest = { format: 1, entries: [file("files/a", "1"), ...siblings, file("files/b", "3")] };
+    assert.equal(planSync(fine, m(), m()).push.length, 42);
+  });
+
+  it("still refuses ill-formed manifests when all three agree", () => {
+    const below: Manifest = { format: 1, entries: [file("files/a", "1"), dir("files/a/b"), file("files/a/b/c", "2")] };
+    assert.throws(() => planSync(below, below, below), (error: unknown) => error instanceof CwsError && /"files\/a\/b" is below the file "files\/a"/.test(error.message));
+    const twice: Manifest = { format: 1, entries: [file("files/a", "1"), file("files/a", "1")] };
+    assert.throws(() => planSync(twice, twice, twice), /lists "files\/a" twice/);
+  });
 });
 
 describe("orderForApply()", () => {

@@ -76,6 +76,8 @@ const IMPLICIT_DIR_MODE = 0o755;
  * @throws {CwsError} INVALID_ARGUMENT when a manifest repeats a path or has an entry below a file.
  */
 export function planSync(local: Manifest, server: Manifest, base: Manifest): SyncPlan {
+  const unchangedPaths = countWhenAllEqual(local, server, base);
+  if (unchangedPaths !== null) return { push: [], pull: [], conflicts: [], merged: server, unchanged: unchangedPaths };
   const sides = {
     local: indexSide(local, "local scan"),
     server: indexSide(server, "server head"),
@@ -209,6 +211,31 @@ export function orderForApply(actions: readonly PlanAction[]): PlanAction[] {
   });
 }
 
+/**
+ * The no-op fast path. When the three manifests list the same paths in the same (strictly
+ * sorted) order with the same content, every path is "none", no folder rule can apply and the
+ * merged manifest is the server's: the plan is empty. This is what a sync finds when nothing
+ * changed, and checking it takes one pass without the indexes the full plan builds (which cost
+ * most of a second at 50,000 entries). The inputs are still checked as the full plan checks
+ * them (no duplicates, nothing below a file); a problem sends them down the full plan, which
+ * reports it.
+ *
+ * @returns how many paths are unchanged, or null when the full plan must run
+ */
+function countWhenAllEqual(local: Manifest, server: Manifest, base: Manifest): number | null {
+  const l = local.entries;
+  const s = server.entries;
+  const b = base.entries;
+  if (l.length !== s.length || l.length !== b.length) return null;
+  for (let i = 0; i < l.length; i++) {
+    const path = s[i].path;
+    if (l[i].path !== path || b[i].path !== path || !sameContent(l[i], s[i]) || !sameContent(b[i], s[i])) return null;
+    if (i > 0 && !(s[i - 1].path < path)) return null;
+  }
+  if (fileAncestorProblem(s) !== null) return null;
+  return s.length;
+}
+
 /** True when both entries are absent, or both present with the same content. */
 function equal(a: ManifestEntry | undefined, b: ManifestEntry | undefined): boolean {
   return a === undefined || b === undefined ? a === b : sameContent(a, b);
@@ -247,16 +274,72 @@ function effectiveEntry(side: Side, p: string): ManifestEntry | undefined {
   return { path: p, kind: "dir", size: 0, mtimeMs: 0, mode: IMPLICIT_DIR_MODE, hash: "", chunks: [] };
 }
 
-/** Describes the first entry that sits below a file entry, or returns null when there is none. */
+/**
+ * Describes an entry that sits below a file entry, or returns null when there is none.
+ *
+ * Sorted entries (every manifest) are checked in one pass without building anything: the
+ * entries below a file F are the block that starts with `F/`, which in code-unit order comes
+ * right after F and its siblings named `F<c>…` with c before "/" (`F-1`, `F.txt`). Other orders
+ * use an index, where each entry climbs its ancestors only up to the nearest one listed (a
+ * listed folder was, or will be, checked itself).
+ */
 function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
-  const files = new Set(entries.filter((e) => e.kind === "file").map((e) => e.path));
-  if (files.size === 0) return null;
+  if (isStrictlySorted(entries)) {
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i].kind !== "file") continue;
+      const file = entries[i].path;
+      const below = firstBelow(entries, i, file);
+      if (below !== null) return `${JSON.stringify(below)} is below the file ${JSON.stringify(file)}`;
+    }
+    return null;
+  }
+  const kinds = new Map<string, ManifestEntry["kind"]>();
+  for (const entry of entries) kinds.set(entry.path, entry.kind);
   for (const entry of entries) {
-    for (const q of ancestors(entry.path)) {
-      if (files.has(q)) return `${JSON.stringify(entry.path)} is below the file ${JSON.stringify(q)}`;
+    const p = entry.path;
+    for (let i = p.lastIndexOf("/"); i > 0; i = p.lastIndexOf("/", i - 1)) {
+      const q = p.slice(0, i);
+      const kind = kinds.get(q);
+      if (kind === "file") return `${JSON.stringify(p)} is below the file ${JSON.stringify(q)}`;
+      if (kind === "dir") break;
     }
   }
   return null;
+}
+
+/** How many `F<c>…` siblings are stepped over before a binary search is cheaper. */
+const MAX_SIBLING_STEPS = 32;
+
+/** The first path of sorted `entries` below `file` (at index `at`), or null. */
+function firstBelow(entries: readonly ManifestEntry[], at: number, file: string): string | null {
+  let j = at + 1;
+  for (let steps = 0; j < entries.length; j++, steps++) {
+    const path = entries[j].path;
+    if (!path.startsWith(file)) return null;
+    const next = path.charCodeAt(file.length);
+    if (next === SLASH) return path;
+    if (next > SLASH) return null;
+    if (steps === MAX_SIBLING_STEPS) {
+      // Many names extend this one (`F-1`, `F-2`, …): find where `F/` would be instead.
+      const prefix = `${file}/`;
+      let lo = j;
+      let hi = entries.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (entries[mid].path < prefix) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo < entries.length && entries[lo].path.startsWith(prefix) ? entries[lo].path : null;
+    }
+  }
+  return null;
+}
+
+const SLASH = 0x2f;
+
+function isStrictlySorted(entries: readonly ManifestEntry[]): boolean {
+  for (let i = 1; i < entries.length; i++) if (!(entries[i - 1].path < entries[i].path)) return false;
+  return true;
 }
 
 /** The proper ancestors of a `/`-path, nearest first: `a/b/c` gives `a/b`, `a`. */
