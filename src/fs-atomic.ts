@@ -8,7 +8,22 @@ import { randomBytes } from "node:crypto";
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.cws-tmp`);
-  const handle = await open(temp, "wx", options.mode ?? 0o644);
+  await writeDurableTemp(temp, data, options.mode ?? 0o644);
+  try {
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await syncDir(dirname(path));
+}
+
+/**
+ * Creates `temp` exclusively (never through a file or symlink already there), writes `data`
+ * and fsyncs it; on failure the temp file is removed. The caller renames it into place.
+ */
+export async function writeDurableTemp(temp: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const handle = await open(temp, "wx", mode);
   try {
     await handle.writeFile(data);
     await handle.sync();
@@ -18,13 +33,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     throw error;
   }
   await handle.close();
-  try {
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await syncDir(dirname(path));
 }
 
 /** fsyncs a folder so that renames and creations inside it are durable (no-op where unsupported). */

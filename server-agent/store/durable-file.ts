@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
+import { writeDurableTemp } from "../../src/fs-atomic.ts";
 
 /** The suffix of every temp file the store writes; `repack` removes old ones. */
 export const TEMP_SUFFIX = ".tmp";
@@ -13,16 +14,7 @@ export const TEMP_SUFFIX = ".tmp";
 export async function writeFileDurably(path: string, bytes: Uint8Array): Promise<void> {
   // A random part keeps two processes writing the same content-addressed name apart.
   const temp = `${path}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
-  const handle = await open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } catch (error) {
-    await handle.close().catch(() => {});
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await handle.close();
+  await writeDurableTemp(temp, bytes);
   try {
     await rename(temp, path);
   } catch (error) {

@@ -12,7 +12,7 @@
  * process (Linux); such a thread is skipped and comes with a later sync. The thread-name index
  * is merged, never overwritten: other threads' lines keep their bytes and places.
  */
-import { lstat, mkdir, open, rename, rm, utimes } from "node:fs/promises";
+import { lstat, mkdir, rename, rm, utimes } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { zstdCompressSync } from "node:zlib";
@@ -21,7 +21,7 @@ import type { ManifestEntry } from "../core/manifest.ts";
 import { mergeSessionIndex } from "../core/codex-index.ts";
 import { checkRolloutName, parseRolloutRelativePath, threadBelongsTo } from "../core/codex-paths.ts";
 import { materializeRollout, readThreadMeta } from "../core/codex-rollout.ts";
-import { syncDir, writeFileAtomic } from "../fs-atomic.ts";
+import { syncDir, writeDurableTemp, writeFileAtomic } from "../fs-atomic.ts";
 import type { BackupSession } from "./backups.ts";
 import { readSessionIndex } from "./codex-home.ts";
 import { completeLength, computeOverrides, normalizeWithOverrides } from "./codex-overrides.ts";
@@ -156,16 +156,7 @@ export class CodexSink implements PullHandler {
     const bytes = zstStat !== null ? zstdCompressSync(ready.materialized) : ready.materialized;
     await mkdir(dirname(target), { recursive: true });
     const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString("hex")}.cws-tmp`);
-    const handle = await open(temp, "wx", 0o600);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } catch (error) {
-      await handle.close().catch(() => {});
-      await rm(temp, { force: true });
-      throw error;
-    }
-    await handle.close();
+    await writeDurableTemp(temp, bytes);
     try {
       const mtime = new Date(entry.mtimeMs);
       await utimes(temp, mtime, mtime);
