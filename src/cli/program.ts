@@ -312,18 +312,13 @@ export function buildProgram(): Command {
     .option("--json", "print machine-readable output")
     .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
       const slug = slugArgument(positional, flags);
-      const T = (w: string) => { if (process.env.CWS_T) console.error("T", w, Math.round(performance.now())); };
-      T("action");
       const state = await openState();
-      T("state");
       const signal = interruptSignal();
       const progress = new Progress();
       // The connection opens while the folder is scanned (see sync.ts).
       const session = openSession(state, signal);
       try {
-        T("connect started");
         const { syncSuperproject } = await import("../client/sync.ts");
-        T("sync loaded");
         const summary = await syncSuperproject({
           conn: session.connecting, state, slug, dryRun: flags.dryRun, signal,
           onEvent: (event) => {
@@ -337,11 +332,8 @@ export function buildProgram(): Command {
         if (flags.json) printJson({ ok: true, ...summary });
         else printSyncSummary(summary);
       } finally {
-        T("printed");
         progress.done();
         await session.close();
-        T("closed");
-        process.on("exit", () => T("exit"));
       }
     });
 

@@ -38,7 +38,7 @@ export async function connectTarget(target: ServerTarget, options: ConnectOption
       trustOnFirstUse: options.trustOnFirstUse,
       password: options.password,
     },
-    { signal: options.signal, onProgress: process.env.CWS_T ? (e) => console.error("SSH", e.stage, Math.round(performance.now())) : undefined },
+    { signal: options.signal },
   );
 }
 

@@ -125,10 +125,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   // seen where they are awaited, after the scan; until then they must not go unhandled.
   let wireAtStart: WireCounters = { sent: 0, received: 0 };
   const connecting = Promise.resolve(options.conn);
-  const T = (w: string) => { if (process.env.CWS_T) console.error("T", w, Math.round(performance.now())); };
-  T("sync start");
   const asking = connecting.then((conn) => {
-    T("connected");
     wireAtStart = conn.counters();
     return conn.call("head", { slug }, { signal });
   });
@@ -152,9 +149,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     },
     onWarning: (message) => process.emitWarning(message),
   });
-  T("scanned");
   const problems = [...scan.problems, ...nameProblems(scan.manifest)];
-  T("names");
   const codexBinding = resolveCodexBinding(binding, { env: options.env, platform: options.codexPlatform, homedir: homedir() });
   const codex = codexBinding === null
     ? null
@@ -164,7 +159,6 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   emit({ type: "phase", phase: "plan" });
   const conn = await connecting;
   const { snapshot: head } = await asking;
-  T("head");
   const base = await readingBase;
   // The no-op fast path: when the head is still this device's base, the server manifest is
   // the base manifest and need not be fetched.
@@ -321,7 +315,6 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     });
   }
   summary.snapshot = headAfter;
-  T("done");
   emit({ type: "phase", phase: "done" });
   return finish(summary, conn, wireAtStart, started);
 }
