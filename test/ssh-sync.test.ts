@@ -84,9 +84,18 @@ test("enroll-device over SSH, then a full sync A → server → B gives byte-ide
   const emptyKnownHosts = join(cluster.dir, "known_hosts_a");
   await writeFile(emptyKnownHosts, "");
   const homeA = join(cluster.dir, "home-cli-a");
-  const { spawnSync } = await import("node:child_process");
-  const cli = (args: string[]) => spawnSync(process.execPath, [join(import.meta.dirname, "..", "src", "cli", "cws.ts"), ...args], { env: { ...process.env, CWS_HOME: homeA, SSH_AUTH_SOCK: "" }, encoding: "utf8" });
-  const enrolled = cli(["enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
+  // Asynchronous on purpose: sshd's log is piped through this process, and a blocking spawn
+  // would let that pipe fill and stall sshd's handshakes.
+  const { spawn } = await import("node:child_process");
+  const cli = (args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, "..", "src", "cli", "cws.ts"), ...args], { env: { ...process.env, CWS_HOME: homeA, SSH_AUTH_SOCK: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (piece) => { stdout += piece; });
+    child.stderr.on("data", (piece) => { stderr += piece; });
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
+  const enrolled = await cli(["enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
     "--known-hosts", emptyKnownHosts, "--trust-host-key", sshd.hostKeyFingerprint, "--agent-command", agentCommandLine(cluster.dataDir),
     "--device-name", "ssh-a", "--passphrase-file", passFile, "--json"]);
   assert.equal(enrolled.status, 0, enrolled.stderr);
@@ -96,8 +105,8 @@ test("enroll-device over SSH, then a full sync A → server → B gives byte-ide
   await mkdir(join(rootA, "notes"), { recursive: true });
   for (let i = 0; i < 30; i++) await writeFile(join(rootA, "notes", `n${i}.md`), `# Note ${i}\n${"words ".repeat(100 * i)}\n`);
   await writeFile(join(rootA, "blob.bin"), randomBytes(2_000_000));
-  assert.equal(cli(["create-superproject", "over-ssh", "--root", rootA]).status, 0);
-  const syncA = cli(["sync", "over-ssh", "--json"]);
+  assert.equal((await cli(["create-superproject", "over-ssh", "--root", rootA])).status, 0);
+  const syncA = await cli(["sync", "over-ssh", "--json"]);
   assert.equal(syncA.status, 0, syncA.stderr);
   const summaryA = JSON.parse(syncA.stdout);
   assert.equal(summaryA.pushed.files, 31);
