@@ -21,7 +21,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { ChunkRef, HashHex, MAX_CHUNK_BYTES, MAX_PATH_LENGTH } from "../core/manifest.ts";
+import { ChunkRef, HashHex, MAX_PATH_LENGTH } from "../core/manifest.ts";
+import { decodeCompactChunks, encodeCompactChunks } from "../core/manifest-rows.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
 
 export const STAT_CACHE_FORMAT = 2;
@@ -185,9 +186,7 @@ export async function saveStatCache(
 ): Promise<void> {
   const tuples: EntryTuple[] = [];
   for (const [key, entry] of entries) {
-    const { chunks } = entry;
-    const whole = chunks.length === 1 && chunks[0][0] === entry.hash && chunks[0][1] === entry.size;
-    tuples.push([key, entry.size, entry.mtimeMs, entry.ctimeMs ?? null, entry.ino, entry.hash, whole ? 1 : chunks.flat()]);
+    tuples.push([key, entry.size, entry.mtimeMs, entry.ctimeMs ?? null, entry.ino, entry.hash, encodeCompactChunks(entry.hash, entry.size, entry.chunks)]);
   }
   const stillUnchecked = [...unchecked].filter((p) => entries.get(p) !== undefined).sort();
   const file = { format: STAT_CACHE_FORMAT, ignoreRules, unchecked: stillUnchecked, entries: tuples };
@@ -241,25 +240,8 @@ function entryFromTuple(item: unknown): StatCacheEntry | null {
   if (typeof mtimeMs !== "number" || !Number.isFinite(mtimeMs) || typeof ino !== "number" || !Number.isFinite(ino)) return null;
   if (ctimeMs !== null && (typeof ctimeMs !== "number" || !Number.isFinite(ctimeMs))) return null;
   if (typeof hash !== "string" || !HASH_PATTERN.test(hash)) return null;
-  let chunks: ChunkRef[];
-  if (rawChunks === 1) {
-    // One chunk is the whole file, so it cannot be empty or longer than a chunk.
-    if (size === 0 || size > MAX_CHUNK_BYTES) return null;
-    chunks = [[hash, size]];
-  } else {
-    if (!Array.isArray(rawChunks) || rawChunks.length % 2 !== 0) return null;
-    chunks = [];
-    let total = 0;
-    for (let i = 0; i < rawChunks.length; i += 2) {
-      const chunkHash: unknown = rawChunks[i];
-      const length: unknown = rawChunks[i + 1];
-      if (typeof chunkHash !== "string" || !HASH_PATTERN.test(chunkHash)) return null;
-      if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0 || length > MAX_CHUNK_BYTES) return null;
-      chunks.push([chunkHash, length]);
-      total += length;
-    }
-    if (total !== size) return null;
-  }
+  const chunks = decodeCompactChunks(rawChunks, hash, size);
+  if (chunks === null) return null;
   return ctimeMs === null ? { size, mtimeMs, ino, hash, chunks } : { size, mtimeMs, ctimeMs, ino, hash, chunks };
 }
 

@@ -25,8 +25,7 @@ export function encodeManifestRows(manifest: Manifest): string {
       rows.push([e.path, e.mtimeMs, e.mode]);
       continue;
     }
-    const whole = e.chunks.length === 1 && e.chunks[0][0] === e.hash && e.chunks[0][1] === e.size;
-    rows.push([e.path, e.size, e.mtimeMs, e.mode, e.hash, whole ? 1 : e.chunks.flat()]);
+    rows.push([e.path, e.size, e.mtimeMs, e.mode, e.hash, encodeCompactChunks(e.hash, e.size, e.chunks)]);
   }
   return JSON.stringify({ format: MANIFEST_FORMAT, rows });
 }
@@ -68,25 +67,37 @@ function decodeRow(row: unknown): ManifestEntry | null {
   const hash: unknown = row[4];
   const rawChunks: unknown = row[5];
   if (!isLength(size) || !isMtime(mtimeMs) || !isMode(mode) || typeof hash !== "string" || !HASH_PATTERN.test(hash)) return null;
-  let chunks: ChunkRef[];
-  if (rawChunks === 1) {
-    // One chunk is the whole file, so it cannot be empty or longer than a chunk.
-    if (size === 0 || size > MAX_CHUNK_BYTES) return null;
-    chunks = [[hash, size]];
-  } else {
-    if (!Array.isArray(rawChunks) || rawChunks.length % 2 !== 0) return null;
-    chunks = [];
-    let total = 0;
-    for (let i = 0; i < rawChunks.length; i += 2) {
-      const chunkHash: unknown = rawChunks[i];
-      const length: unknown = rawChunks[i + 1];
-      if (typeof chunkHash !== "string" || !HASH_PATTERN.test(chunkHash) || !isLength(length) || length > MAX_CHUNK_BYTES) return null;
-      chunks.push([chunkHash, length]);
-      total += length;
-    }
-    if (total !== size) return null;
-  }
+  const chunks = decodeCompactChunks(rawChunks, hash, size);
+  if (chunks === null) return null;
   return { path, kind: "file", size, mtimeMs, mode, hash, chunks };
+}
+
+/**
+ * The compact form of a file's chunk list, shared by this format and the scanner's stat cache:
+ * `1` when the single chunk is the whole file (its hash and length are the file's), else the
+ * flat list `[hash, length, hash, length, …]`.
+ */
+export function encodeCompactChunks(hash: string, size: number, chunks: readonly ChunkRef[]): 1 | Array<string | number> {
+  return chunks.length === 1 && chunks[0][0] === hash && chunks[0][1] === size ? 1 : chunks.flat();
+}
+
+/** The chunk list of a compact form, or null when it breaks a rule (hashes, lengths, their sum). */
+export function decodeCompactChunks(raw: unknown, hash: string, size: number): ChunkRef[] | null {
+  if (raw === 1) {
+    // One chunk is the whole file, so it cannot be empty or longer than a chunk.
+    return size === 0 || size > MAX_CHUNK_BYTES ? null : [[hash, size]];
+  }
+  if (!Array.isArray(raw) || raw.length % 2 !== 0) return null;
+  const chunks: ChunkRef[] = [];
+  let total = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const chunkHash: unknown = raw[i];
+    const length: unknown = raw[i + 1];
+    if (typeof chunkHash !== "string" || !HASH_PATTERN.test(chunkHash) || !isLength(length) || length > MAX_CHUNK_BYTES) return null;
+    chunks.push([chunkHash, length]);
+    total += length;
+  }
+  return total === size ? chunks : null;
 }
 
 function isLength(value: unknown): value is number {
