@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { makeCluster, REPO, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
-import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
 import { runLiveSync, type LiveEvent } from "../src/client/live-sync.ts";
 import { isCwsError } from "../src/errors.ts";
 
@@ -22,19 +21,6 @@ after(async () => {
   await cluster.close();
 });
 
-async function pair(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }> {
-  const a = await cluster.device(`${slug}-a`);
-  const b = await cluster.device(`${slug}-b`);
-  const rootA = await cluster.folder(`${slug}-a`);
-  const rootB = await cluster.folder(`${slug}-b`);
-  let conn = await a.connect();
-  await createSuperproject(conn, await a.state(), { slug, root: rootA });
-  await conn.close();
-  conn = await b.connect();
-  await attachSuperproject(conn, await b.state(), { slug, root: rootB });
-  await conn.close();
-  return { a, b, rootA, rootB };
-}
 
 /** Releases whatever lease is active, so tests do not depend on each other's order. */
 async function freeLease(device: TestDevice): Promise<void> {
@@ -66,7 +52,7 @@ function eventLog() {
 }
 
 test("two devices racing for the lease: exactly one wins, every round", async () => {
-  const { a, b } = await pair("race");
+  const { a, b } = await cluster.pair("race");
   await freeLease(a);
   const [connA, connB] = await Promise.all([a.connect(), b.connect()]);
   try {
@@ -89,7 +75,7 @@ test("two devices racing for the lease: exactly one wins, every round", async ()
 });
 
 test("turn-on-sync is refused while the local copy is behind the server", async () => {
-  const { a, b, rootA } = await pair("behind");
+  const { a, b, rootA } = await cluster.pair("behind");
   await freeLease(a);
   await writeFile(join(rootA, "notes.md"), "# from A\n");
   await a.sync("behind");
@@ -104,7 +90,7 @@ test("turn-on-sync is refused while the local copy is behind the server", async 
 });
 
 test("a file edited while live sync runs reaches the server and then device B; stopping releases the lease", async () => {
-  const { a, b, rootA, rootB } = await pair("live");
+  const { a, b, rootA, rootB } = await cluster.pair("live");
   await freeLease(a);
   const log = eventLog();
   const controller = new AbortController();
@@ -157,7 +143,7 @@ async function startLiveChild(device: TestDevice, slug: string) {
 }
 
 test("Ctrl+C during live sync pushes the last change, releases the lease and leaves no partial state", async () => {
-  const { a, b, rootA, rootB } = await pair("ctrlc");
+  const { a, b, rootA, rootB } = await cluster.pair("ctrlc");
   await freeLease(a);
   const live = await startLiveChild(a, "ctrlc");
   await writeFile(join(rootA, "last-words.md"), "# written just before Ctrl+C\n");
@@ -177,7 +163,7 @@ test("Ctrl+C during live sync pushes the last change, releases the lease and lea
 });
 
 test("handoff: A live → turn-off-sync → B update-from-server → B turn-on-sync", async () => {
-  const { a, b, rootA, rootB } = await pair("handoff");
+  const { a, b, rootA, rootB } = await cluster.pair("handoff");
   await freeLease(a);
   const live = await startLiveChild(a, "handoff");
   await writeFile(join(rootA, "a-work.md"), "# A's work\n");
@@ -199,7 +185,7 @@ test("handoff: A live → turn-off-sync → B update-from-server → B turn-on-s
 });
 
 test("crash handoff: A dies, B takes over after 120 s on the hub's clock, and A's late push is refused", async () => {
-  const { a, b, rootA } = await pair("crash");
+  const { a, b, rootA } = await cluster.pair("crash");
   await freeLease(a);
   const live = await startLiveChild(a, "crash");
   const started = live.events.find((e) => e.type === "started") as { lease: { token: number } };

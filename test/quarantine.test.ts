@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { readFile, readdir, rm, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
-import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
 import { heldFilePath } from "../src/client/quarantine-held.ts";
 import { isCwsError } from "../src/errors.ts";
 import { chunkLengths } from "../src/core/chunker.ts";
@@ -19,19 +18,6 @@ let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
 after(async () => { await cluster.close(); });
 
-async function setup(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }> {
-  const a = await cluster.device(`${slug}-a`);
-  const b = await cluster.device(`${slug}-b`);
-  const rootA = await cluster.folder(`${slug}-a`);
-  const rootB = await cluster.folder(`${slug}-b`);
-  const connA = await a.connect();
-  await createSuperproject(connA, await a.state(), { slug, root: rootA });
-  await connA.close();
-  const connB = await b.connect();
-  await attachSuperproject(connB, await b.state(), { slug, root: rootB });
-  await connB.close();
-  return { a, b, rootA, rootB };
-}
 
 async function serverFiles(device: TestDevice, slug: string): Promise<Map<string, string>> {
   const conn = await device.connect();
@@ -61,7 +47,7 @@ function parseJson(output: { code: number | null; stdout: string; stderr: string
 
 test("a push that deletes 80% of the files lands its other changes, holds the deletes, and accepting applies them in one step", async () => {
   const slug = "mass-delete";
-  const { a, b, rootA, rootB } = await setup(slug);
+  const { a, b, rootA, rootB } = await cluster.pair(slug);
   await mkdir(join(rootA, "notes"));
   for (let i = 0; i < 20; i++) await writeFile(join(rootA, "notes", `n${i}.txt`), `note ${i}\n`);
   await a.sync(slug);
@@ -122,7 +108,7 @@ test("a push that deletes 80% of the files lands its other changes, holds the de
 
 test("a Markdown file cut to 10% is held, the server keeps the old version live, and rejecting brings it back", async () => {
   const slug = "md-drift";
-  const { a, b, rootA, rootB } = await setup(slug);
+  const { a, b, rootA, rootB } = await cluster.pair(slug);
   const full = Array.from({ length: 10 }, (_, i) => `## Section ${i}\n\n${"Important words. ".repeat(30)}\n`).join("\n");
   await writeFile(join(rootA, "plan.md"), `# Plan\n\n${full}`);
   await a.sync(slug);
@@ -166,7 +152,7 @@ test("a Markdown file cut to 10% is held, the server keeps the old version live,
 
 test("the same held change pushed again by a device that lost its record is not queued twice", async () => {
   const slug = "dedupe";
-  const { a, rootA } = await setup(slug);
+  const { a, rootA } = await cluster.pair(slug);
   await writeFile(join(rootA, "AGENTS.md"), "# Agents\n");
   await writeFile(join(rootA, "other.txt"), "x\n");
   await a.sync(slug);
@@ -186,7 +172,7 @@ test("the same held change pushed again by a device that lost its record is not 
 
 test("accepting an item whose file changed since it was held is refused, and accept follows the lease rule", async () => {
   const slug = "accept-conflict";
-  const { a, b, rootA, rootB } = await setup(slug);
+  const { a, b, rootA, rootB } = await cluster.pair(slug);
   await writeFile(join(rootA, "notes.md"), `# Notes\n\n${"## Part\n\ntext text text\n\n".repeat(40)}`);
   await a.sync(slug);
   await b.sync(slug);

@@ -8,7 +8,6 @@ import { mkdir, readFile, readdir, stat, writeFile, appendFile, utimes, rm } fro
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
 import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
-import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
 import { connectLocal } from "../src/transport/local.ts";
 import { isCwsError } from "../src/errors.ts";
 
@@ -36,19 +35,6 @@ async function snapshotTree(root: string): Promise<Map<string, { data: string; m
   return result;
 }
 
-async function setup(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }> {
-  const a = await cluster.device(`${slug}-a`);
-  const b = await cluster.device(`${slug}-b`);
-  const rootA = await cluster.folder(`${slug}-a`);
-  const rootB = await cluster.folder(`${slug}-b`);
-  const connA = await a.connect();
-  await createSuperproject(connA, await a.state(), { slug, root: rootA });
-  await connA.close();
-  const connB = await b.connect();
-  await attachSuperproject(connB, await b.state(), { slug, root: rootB });
-  await connB.close();
-  return { a, b, rootA, rootB };
-}
 
 async function writeWorkspace(root: string): Promise<void> {
   await mkdir(join(root, "notes", "deep"), { recursive: true });
@@ -65,7 +51,7 @@ async function writeWorkspace(root: string): Promise<void> {
 }
 
 test("device A → server → device B gives byte-identical trees with mtimes and modes kept", async () => {
-  const { a, b, rootA, rootB } = await setup("identical");
+  const { a, b, rootA, rootB } = await cluster.pair("identical");
   await writeWorkspace(rootA);
   const pushed = await a.sync("identical");
   assert.equal(pushed.pushed.files, 23);
@@ -95,7 +81,7 @@ test("device A → server → device B gives byte-identical trees with mtimes an
 });
 
 test("a second sync with no change transfers no chunk and re-hashes no file", async () => {
-  const { a, b, rootA } = await setup("noop");
+  const { a, b, rootA } = await cluster.pair("noop");
   await writeWorkspace(rootA);
   await a.sync("noop");
   await b.sync("noop");
@@ -110,7 +96,7 @@ test("a second sync with no change transfers no chunk and re-hashes no file", as
 });
 
 test("`cws sync` scans while it connects, finds nothing to do the second time, and fails cleanly on a missing folder", async () => {
-  const { a, rootA } = await setup("cli-noop");
+  const { a, rootA } = await cluster.pair("cli-noop");
   await writeWorkspace(rootA);
   const first = await a.cli(["sync", "cli-noop", "--json"]);
   assert.equal(first.code, 0, first.stderr);
@@ -130,7 +116,7 @@ test("`cws sync` scans while it connects, finds nothing to do the second time, a
 });
 
 test("both sides changing one file keeps the server version live and backs the local one up", async () => {
-  const { a, b, rootA, rootB } = await setup("conflict");
+  const { a, b, rootA, rootB } = await cluster.pair("conflict");
   await writeFile(join(rootA, "plan.md"), "# Plan\nbase\n");
   await a.sync("conflict");
   await b.sync("conflict");
@@ -144,7 +130,7 @@ test("both sides changing one file keeps the server version live and backs the l
 });
 
 test("a sync killed after its first bundle leaves the head alone and the next sync sends only the rest", async () => {
-  const { a, rootA } = await setup("killed-upload");
+  const { a, rootA } = await cluster.pair("killed-upload");
   await writeFile(join(rootA, "seed.md"), "# seed\n");
   const first = await a.sync("killed-upload");
   await mkdir(join(rootA, "data"));
@@ -165,7 +151,7 @@ test("a sync killed after its first bundle leaves the head alone and the next sy
 for (const fault of ["client-before-commit", "agent-before-hub-commit"] as const) {
   test(`a sync killed at ${fault} leaves the head at the old snapshot and the next sync re-sends no chunk`, async () => {
     const slug = `killed-${fault.split("-")[0]}`;
-    const { a, rootA } = await setup(slug);
+    const { a, rootA } = await cluster.pair(slug);
     await writeFile(join(rootA, "seed.md"), "# seed\n");
     const first = await a.sync(slug);
     await writeFile(join(rootA, "more.bin"), randomBytes(400_000));
@@ -221,7 +207,7 @@ test("a session that has not opened an enrolled device is refused", async () => 
 });
 
 test("delete-superproject-server removes the server copy, unbinds it, and leaves local files alone", async () => {
-  const { a, rootA } = await setup("doomed");
+  const { a, rootA } = await cluster.pair("doomed");
   await writeFile(join(rootA, "keep-me.md"), "# still here\n");
   await a.sync("doomed");
   const refused = await a.cli(["delete-superproject-server", "doomed"]);
@@ -238,7 +224,7 @@ test("delete-superproject-server removes the server copy, unbinds it, and leaves
 });
 
 test("a commit delta is checked like a whole manifest: evil paths and unknown chunks are refused", async () => {
-  const { a, rootA } = await setup("delta");
+  const { a, rootA } = await cluster.pair("delta");
   await writeFile(join(rootA, "one.md"), "# one\n");
   const first = await a.sync("delta");
   const conn = await a.connect();

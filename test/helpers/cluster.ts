@@ -12,6 +12,7 @@ import { hashPassphrase, writeServerConfig } from "../../server-agent/server-con
 import { Store } from "../../server-agent/store/store.ts";
 import { StateStore } from "../../src/client/state.ts";
 import { enrollDevice } from "../../src/client/commands/enroll.ts";
+import { attachSuperproject, createSuperproject } from "../../src/client/commands/superprojects.ts";
 import { connectAsDevice } from "../../src/client/connect.ts";
 import { syncSuperproject, type SyncOptions, type SyncSummary } from "../../src/client/sync.ts";
 import type { AgentConnection } from "../../src/transport/connection.ts";
@@ -38,6 +39,8 @@ export interface TestCluster {
   device(name: string): Promise<TestDevice>;
   /** A folder for a device's superproject. */
   folder(name: string): Promise<string>;
+  /** Two new devices, `<slug>-a` creating the superproject and `<slug>-b` attaching it, each in its own folder. */
+  pair(slug: string): Promise<{ a: TestDevice; b: TestDevice; rootA: string; rootB: string }>;
   close(): Promise<void>;
 }
 
@@ -58,7 +61,7 @@ export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?:
   await (await Store.open(dataDir)).close();
 
   let clockOffset = 0;
-  return {
+  const cluster: TestCluster = {
     dir,
     dataDir,
     async advanceHubClock(ms) {
@@ -71,6 +74,19 @@ export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?:
       await mkdir(path, { recursive: true });
       return path;
     },
+    async pair(slug) {
+      const a = await cluster.device(`${slug}-a`);
+      const b = await cluster.device(`${slug}-b`);
+      const rootA = await cluster.folder(`${slug}-a`);
+      const rootB = await cluster.folder(`${slug}-b`);
+      const connA = await a.connect();
+      await createSuperproject(connA, await a.state(), { slug, root: rootA });
+      await connA.close();
+      const connB = await b.connect();
+      await attachSuperproject(connB, await b.state(), { slug, root: rootB });
+      await connB.close();
+      return { a, b, rootA, rootB };
+    },
     async device(name) {
       const home = join(dir, `home-${name}`);
       const state = await StateStore.open(home);
@@ -82,6 +98,7 @@ export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?:
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return cluster;
 }
 
 function makeDevice(name: string, home: string): TestDevice {
