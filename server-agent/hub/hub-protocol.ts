@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { HashHex } from "../../src/core/manifest.ts";
-import { DeviceId, HeldItem, LeaseState, QuarantineItemId, QuarantineItemInfo, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import { DeviceId, HeldItem, LeaseState, QuarantineItemId, QuarantineItemInfo, QuarantineQuery, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
 
 /** A quarantine item as the hub reports it to agents: with the store object of its content. */
 export const QuarantineRecordSchema = QuarantineItemInfo.extend({ objectHash: HashHex });
@@ -58,12 +58,7 @@ export const HubMethods = {
   releaseLease: { params: z.object({ deviceId: DeviceId, token: z.number().int().nonnegative() }), result: LeaseStateSchema },
   // quarantineList lists items, newest first (pending only unless status is "all").
   quarantineList: {
-    params: z.object({
-      slug: Slug.optional(),
-      status: z.enum(["pending", "all"]).optional(),
-      ids: z.array(QuarantineItemId).max(1000).optional(),
-      limit: z.number().int().positive().max(10_000).optional(),
-    }),
+    params: QuarantineQuery,
     result: z.object({ items: z.array(QuarantineRecordSchema) }),
   },
   // quarantineItem tells one item.

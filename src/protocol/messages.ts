@@ -172,6 +172,17 @@ export const QuarantineDiff = z.object({
 /** The most changes `quarantineShow` returns; `changesTruncated` says when there were more. */
 export const MAX_SHOWN_CHANGES = 10_000;
 
+/** Which quarantine items to list; the agent passes it on to the hub unchanged. */
+export const QuarantineQuery = z.object({
+  // slug limits the list to one superproject.
+  slug: Slug.optional(),
+  // status "all" includes decided items.
+  status: z.enum(["pending", "all"]).optional(),
+  // ids restricts the answer to these items (a device checking on items it pushed).
+  ids: z.array(QuarantineItemId).max(1000).optional(),
+  limit: z.number().int().positive().max(10_000).optional(),
+});
+
 // ---- methods ---------------------------------------------------------------------------
 
 /**
@@ -274,14 +285,7 @@ export const Methods = {
   },
   // quarantineList lists held items, newest first: of one superproject or all, pending ones by default.
   quarantineList: {
-    params: z.object({
-      slug: Slug.optional(),
-      // status "all" includes decided items.
-      status: z.enum(["pending", "all"]).optional(),
-      // ids restricts the answer to these items (a device checking on items it pushed).
-      ids: z.array(QuarantineItemId).max(1000).optional(),
-      limit: z.number().int().positive().max(10_000).optional(),
-    }),
+    params: QuarantineQuery,
     result: z.object({ items: z.array(QuarantineItemInfo) }),
   },
   // quarantineShow tells everything about one item: all paths, each change, Markdown diffs.
