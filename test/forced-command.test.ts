@@ -15,7 +15,7 @@ import { downloadFile, uploadResumable } from "../src/transport/sftp-transfer.ts
 import { connectSsh } from "../src/transport/ssh.ts";
 import { openSshSession, runRemoteCommand, type SshSession, type SshSessionTarget } from "../src/transport/ssh-session.ts";
 import { makeCluster, type TestCluster } from "./helpers/cluster.ts";
-import { REPO_NODE, REPO_ROOT, SSHD_MISSING_MESSAGE, sshdAvailable, startSshd, type SshdHandle } from "./helpers/sshd.ts";
+import { REPO_NODE, REPO_ROOT, SSHD_MISSING_MESSAGE, sessionTarget, sshdAvailable, startSshd, type SshdHandle } from "./helpers/sshd.ts";
 
 // In CI a missing sshd is a broken set-up, not a reason to skip.
 const skip = !sshdAvailable() && process.env.CI === undefined ? SSHD_MISSING_MESSAGE : false;
@@ -32,14 +32,7 @@ let session: SshSession;
 let sftp: SFTPWrapper;
 
 function target(): SshSessionTarget {
-  return {
-    host: sshd.host,
-    port: sshd.port,
-    user: sshd.user,
-    identityFiles: [sshd.clientKeyPath],
-    knownHostsPath: sshd.knownHostsPath,
-    agents: false,
-  };
+  return sessionTarget(sshd);
 }
 
 /** Runs one ssh2 SFTP call and resolves with its error (or undefined on success). */

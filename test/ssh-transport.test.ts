@@ -18,7 +18,9 @@ import { connectSsh } from "../src/transport/ssh.ts";
 import { openSshSession, runRemoteCommand, type SshSessionTarget } from "../src/transport/ssh-session.ts";
 import {
   agentCommandLine,
+  freePort,
   makeClientKey,
+  sessionTarget,
   shellQuote,
   SSHD_MISSING_MESSAGE,
   sshdAvailable,
@@ -33,16 +35,7 @@ let sshd: SshdHandle;
 let work: string;
 
 function baseTarget(overrides: Partial<SshSessionTarget> = {}): SshSessionTarget {
-  return {
-    host: sshd.host,
-    port: sshd.port,
-    user: sshd.user,
-    identityFiles: [sshd.clientKeyPath],
-    knownHostsPath: sshd.knownHostsPath,
-    // The developer's own agent must not decide the outcome of a test.
-    agents: false,
-    ...overrides,
-  };
+  return sessionTarget(sshd, overrides);
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<CwsError> {
@@ -191,7 +184,7 @@ describe("SSH transport against a real sshd", { skip }, () => {
     });
 
     it("reports CONNECTION_LOST with host and port when nothing listens", async () => {
-      const port = await closedPort();
+      const port = await freePort();
       const error = await rejectsWith(openSshSession(baseTarget({ port })), "CONNECTION_LOST");
       assert.ok(error.message.includes(`127.0.0.1:${port}`), error.message);
       assert.match(error.message, /refused/);
@@ -408,14 +401,3 @@ async function waitForSocket(socketPath: string, child: ChildProcess): Promise<v
   throw new Error(`ssh-agent did not listen on ${socketPath} within 5 s`);
 }
 
-/** A port on 127.0.0.1 that nothing listens on (bound, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -17,7 +17,7 @@ import type { SFTPWrapper } from "ssh2";
 import { authorizedKeysLine } from "../../server-agent/authorized-keys.ts";
 import { downloadFile, uploadResumable } from "../../src/transport/sftp-transfer.ts";
 import { openSshSession } from "../../src/transport/ssh-session.ts";
-import { REPO_NODE, REPO_ROOT, startSshd } from "./sshd.ts";
+import { REPO_NODE, REPO_ROOT, sessionTarget, startSshd } from "./sshd.ts";
 
 const sizeMiB = Number(process.argv[2] ?? 50);
 const rounds = Number(process.argv[3] ?? 3);
@@ -56,14 +56,7 @@ try {
   for (let round = 0; round < rounds; round++) {
     for (const [server, line] of servers) {
       await sshd.setAuthorizedKeys([line]);
-      const session = await openSshSession({
-        host: sshd.host,
-        port: sshd.port,
-        user: sshd.user,
-        identityFiles: [sshd.clientKeyPath],
-        knownHostsPath: sshd.knownHostsPath,
-        agents: false,
-      });
+      const session = await openSshSession(sessionTarget(sshd));
       try {
         const sftp = await session.sftp();
         for (const [client, run] of clients) {

@@ -13,19 +13,12 @@ import path from "node:path";
 import type { SFTPWrapper } from "ssh2";
 import { downloadFile, uploadResumable } from "../../src/transport/sftp-transfer.ts";
 import { openSshSession } from "../../src/transport/ssh-session.ts";
-import { startSshd } from "./sshd.ts";
+import { sessionTarget, startSshd } from "./sshd.ts";
 
 const sizeMiB = Number(process.argv[2] ?? 64);
 const sshd = await startSshd();
 try {
-  const session = await openSshSession({
-    host: sshd.host,
-    port: sshd.port,
-    user: sshd.user,
-    identityFiles: [sshd.clientKeyPath],
-    knownHostsPath: sshd.knownHostsPath,
-    agents: false,
-  });
+  const session = await openSshSession(sessionTarget(sshd));
   const sftp = await session.sftp();
   const limits = sftp as unknown as { _maxWriteLen?: number; _maxReadLen?: number };
   console.log(`file ${sizeMiB} MiB; server limits: write ${limits._maxWriteLen} B, read ${limits._maxReadLen} B`);

@@ -14,6 +14,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import timers from "node:timers/promises";
+import type { SshSessionTarget } from "../../src/transport/ssh-session.ts";
 
 /** The sshd binary; an absolute path, because sshd refuses to re-exec itself otherwise. */
 export const SSHD_PATH = "/usr/sbin/sshd";
@@ -283,7 +284,8 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function freePort(): Promise<number> {
+/** A port on 127.0.0.1 that was free a moment ago (bound, then released). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once("error", reject);
@@ -321,4 +323,20 @@ function whichSync(command: string): string | undefined {
 /** Makes a file private (ssh refuses keys readable by others). */
 export async function makePrivate(file: string): Promise<void> {
   await chmod(file, 0o600);
+}
+
+/**
+ * The SSH target of this sshd with its client key, checked against its known_hosts. The
+ * developer's own ssh-agent is left out so it never decides the outcome of a test.
+ */
+export function sessionTarget(sshd: SshdHandle, overrides: Partial<SshSessionTarget> = {}): SshSessionTarget {
+  return {
+    host: sshd.host,
+    port: sshd.port,
+    user: sshd.user,
+    identityFiles: [sshd.clientKeyPath],
+    knownHostsPath: sshd.knownHostsPath,
+    agents: false,
+    ...overrides,
+  };
 }
