@@ -266,21 +266,13 @@ export class HubDatabase {
   }
 
   /**
-   * Moves a superproject's head from `base` to a new snapshot: the compare-and-swap that
-   * commits a push. Refused when the head moved since the device's base (HEAD_MOVED), when
-   * the fencing token is stale (LEASE_LOST), or when another device holds the lease.
+   * Moves a superproject's head from `base` to a new snapshot with nothing held: the
+   * compare-and-swap of commitEvaluated on its own. Refused when the head moved since the
+   * device's base (HEAD_MOVED), when the fencing token is stale (LEASE_LOST), or when another
+   * device holds the lease.
    */
   commit(input: CommitInput): SnapshotInfo {
-    return this.transaction(() => {
-      const sp = this.superproject(input.slug);
-      this.checkWriter(input.deviceId, input.fencingToken);
-      if (sp.head !== input.base) {
-        throw new CwsError("HEAD_MOVED", `The server's ${input.slug} moved to snapshot ${sp.head ?? "none"} while this device pushed against ${input.base ?? "none"}. Run the sync again; it will merge the new server state first.`, {
-          data: { head: sp.head, base: input.base },
-        });
-      }
-      return this.insertSnapshot(input, sp.head);
-    });
+    return this.commitEvaluated({ ...input, newSnapshot: true, items: [] }).snapshot;
   }
 
   /**
