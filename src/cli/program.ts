@@ -181,7 +181,9 @@ export function printSyncSummary(summary: SyncSummary): void {
   println(`  wire: sent ${formatBytes(summary.wire.sent)}, received ${formatBytes(summary.wire.received)} in ${summary.durationMs} ms`);
   for (const c of summary.conflicts) println(`  CONFLICT ${c.path}: the server's version is live; yours is kept at ${c.backup ?? "(it did not exist locally)"}`);
   for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
-  for (const problem of summary.problems) println(`  warning ${problem.path}: ${problem.reason}`);
+  for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
+  for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
+  if (summary.leftoversRemoved > 0) println(`  removed ${summary.leftoversRemoved} temp file(s) left by an interrupted run`);
   if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
   println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
