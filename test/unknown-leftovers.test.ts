@@ -92,6 +92,18 @@ test("an unreadable file is never pushed as a delete, never pulled over, and syn
   const healed = await syncJson(a, slug);
   assert.deepEqual([healed.pulled.files, healed.conflicts.length, healed.unknown.length], [1, 0, 0]);
   assert.equal(await readFile(join(rootA, "secret.md"), "utf8"), "# v2 from B\n");
+
+  // A folder this user may not write to: the pull ends in one sentence with exit code 4.
+  await writeFile(join(rootB, "new.md"), "new\n");
+  spawnSync("chown", ["nobody:nogroup", join(rootB, "new.md")]);
+  await syncJson(b, slug);
+  await chmod(rootA, 0o555);
+  const denied = await cliAsNobody(a, ["sync", slug]);
+  await chmod(rootA, 0o755);
+  assert.equal(denied.code, 4, denied.stderr);
+  assert.match(denied.stderr.trim(), /^cws: Cannot .* as permission was denied \(EACCES\): give your user access to it/);
+  assert.doesNotMatch(denied.stderr, /^\s+at /m);
+  assert.equal((await syncJson(a, slug)).pulled.files, 1, "the retry pulls it once it may");
 });
 
 test("temp files of a killed pull are removed by the next sync and never block a folder delete", async () => {

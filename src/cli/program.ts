@@ -277,13 +277,14 @@ export function buildProgram(): Command {
     .option("--codex-home <dir>", "this device's CODEX_HOME for the superproject's threads (default: $CODEX_HOME, else ~/.codex)")
     .option("--codex-root <dir>", "the folder Codex records as working directory, when it is not --root (e.g. a symlink)")
     .option("--no-codex", "do not sync the superproject's Codex threads on this device")
+    .option("--rebind", "bind it again although this device has it bound already (forgets the old binding's sync base; no file is lost)")
     .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; rebind?: boolean; json?: boolean }) => {
       const state = await openState();
       const { attachSuperproject } = await import("../client/commands/superprojects.ts");
       const conn = await connect(state);
       try {
-        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, ...codexFlags(flags) });
+        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, rebind: flags.rebind === true, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
         else println(`Attached ${result.slug} to ${result.root}. Run \`cws update-from-server ${result.slug}\` or \`cws sync ${result.slug}\` to fetch it.`);
       } finally {

@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { CwsError } from "../errors.ts";
+import { faultPoint } from "../fault.ts";
 import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
@@ -412,6 +413,7 @@ class BatchedWriter {
     this.pendingBytes = 0;
     try {
       durabilityBarrier(batch.map((f) => f.temp));
+      faultPoint("client-mid-pull");
       const dirs = new Set<string>();
       for (const file of batch) {
         if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);

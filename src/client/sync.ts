@@ -15,6 +15,7 @@ import type { SnapshotInfo } from "../protocol/messages.ts";
 import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
 import { removeTreeLeftovers, removeWorkDirLeftovers } from "./leftovers.ts";
+import { checkRootForState } from "./root-check.ts";
 import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
 import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
@@ -137,6 +138,8 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   const { state, slug, signal } = options;
   const emit = options.onEvent ?? (() => {});
   const binding = state.binding(slug);
+  // Bindings made before roots were checked may name a root that must never be synced.
+  checkRootForState(binding.root, state);
   // The connection (an SSH handshake and the agent's start-up) and the first round trip run
   // while the folder is scanned; the base manifest is read meanwhile too. Their failures are
   // seen where they are awaited, after the scan; until then they must not go unhandled.
