@@ -18,7 +18,10 @@
  *   whatever the size of the files or the tree (beyond the manifest itself).
  * - Stat cache: a file whose size, mtime, ctime and inode equal the cached ones is not read.
  * - A file that vanishes while the scan runs is left out and reported; one that changes while
- *   it is read is read again, and reported if it keeps changing. Neither stops the scan.
+ *   it is read is read again, and reported if it keeps changing. Neither stops the scan. Such
+ *   problems are marked `unknown`: the sync keeps their base entries (never a delete).
+ * - Temp files of an interrupted pull (leftovers.ts) are never entries; their paths are
+ *   returned so that the sync can remove them.
  */
 import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
