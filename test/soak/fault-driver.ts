@@ -148,7 +148,7 @@ export async function runFaultRounds(options: FaultRunOptions): Promise<FaultFig
           figures.problems.push(`${where}: device ${side.part} differs from the model: lost ${diff.lost.join(", ") || "-"}; unexpected ${diff.unexpected.join(", ") || "-"}`);
         }
       }
-      log(`${where}: ${outcome.killed === null ? "no kill landed" : `killed the ${outcome.killed}`}; ${figures.problems.length} problem(s) so far`);
+      log(`${where}: ${outcome.killed === null ? "no kill landed" : `killed the ${outcome.killed}`}; so far ${figures.kills.total} kills, ${figures.problems.length} problem(s)`);
     }
   } finally {
     await cluster.close();
