@@ -15,6 +15,7 @@ import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCluster, REPO, stopHub, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
+import { deadPid } from "./helpers/dead-pid.ts";
 
 let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
@@ -197,16 +198,6 @@ test("work folders of killed runs in the temp folder are removed by the next syn
   await rmTree(live);
 });
 
-/** A pid no process has (the highest pids are free on any test machine). */
-function deadPid(): number {
-  for (let pid = 4_194_000; ; pid--) {
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ESRCH") return pid;
-    }
-  }
-}
 
 async function rmTree(path: string): Promise<void> {
   const { rm } = await import("node:fs/promises");
