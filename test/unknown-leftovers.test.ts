@@ -11,7 +11,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCluster, REPO, stopHub, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
@@ -130,7 +130,7 @@ test("temp files of a killed pull are removed by the next sync and never block a
 
   // A deletes the folder while B has a leftover in it again: B removes the folder all the same.
   await writeFile(stale, "half a file");
-  await rmTree(join(rootA, "d"));
+  await rm(join(rootA, "d"), { recursive: true });
   await a.sync(slug);
   const deleted = await b.sync(slug);
   assert.deepEqual(deleted.pulled.skipped, []);
@@ -155,8 +155,8 @@ test("a folder deleted on another device does not come back when this device hol
   assert.equal(ignoreFile.pushed.files, 1);
   await a.sync(slug);
 
-  await rmTree(join(rootA, "litter"));
-  await rmTree(join(rootA, "kept"));
+  await rm(join(rootA, "litter"), { recursive: true });
+  await rm(join(rootA, "kept"), { recursive: true });
   await a.sync(slug);
   const onB = await b.sync(slug);
   await assert.rejects(stat(join(rootB, "litter")), /ENOENT/, "litter alone does not keep a folder");
@@ -195,11 +195,7 @@ test("work folders of killed runs in the temp folder are removed by the next syn
   assert.ok(synced.leftoversRemoved >= 1);
   await assert.rejects(stat(stale), /ENOENT/);
   assert.ok((await stat(live)).isDirectory(), "a live run's folder stays");
-  await rmTree(live);
+  await rm(live, { recursive: true });
 });
 
 
-async function rmTree(path: string): Promise<void> {
-  const { rm } = await import("node:fs/promises");
-  await rm(path, { recursive: true, force: true });
-}
