@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   "CONFLICT", // both sides changed the same thing differently
   "HUB_UNAVAILABLE", // the hub process could not be reached or started
   "CANCELLED", // the user interrupted the operation
+  "IO_FAILED", // this machine's disk or permissions failed: disk full, permission denied, read-only
   "INTERNAL", // an unexpected failure; details stay in the agent's log
 ] as const;
 

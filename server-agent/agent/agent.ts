@@ -68,6 +68,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     capabilities: AGENT_CAPABILITIES,
     staging,
   };
+  faultPoint("agent-before-hello");
   await writeMessage(options.output, hello);
 
   const requireDevice = (): string => {

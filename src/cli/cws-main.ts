@@ -5,12 +5,13 @@
  */
 import type { Command } from "commander";
 import { buildProgram } from "./program.ts";
-import { reportError } from "./output.ts";
+import { reportError, tolerateClosedOutput } from "./output.ts";
 
+tolerateClosedOutput();
 const program: Command = buildProgram();
 const wantsJson = process.argv.includes("--json");
 
-program.parseAsync(process.argv).catch((error: unknown) => {
-  process.exitCode = reportError(error, wantsJson);
+program.parseAsync(process.argv).catch(async (error: unknown) => {
+  process.exitCode = await reportError(error, wantsJson);
 });
 

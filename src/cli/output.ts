@@ -3,7 +3,7 @@
  * progress and warnings on stderr (only when stderr is a terminal, so logs stay clean), and
  * errors as one line that says what failed and what to do next.
  */
-import { isCwsError } from "../errors.ts";
+import { join } from "node:path";
 
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -50,16 +50,50 @@ export class Progress {
   }
 }
 
-/** Prints an error for a person (or as JSON) and returns the exit code. */
-export function reportError(error: unknown, json: boolean): number {
+/**
+ * Prints an error for a person (or as JSON) and returns the exit code (see failure.ts for the
+ * classes). A bug's detail goes to `cws-errors.log` in the client's state folder.
+ */
+export async function reportError(error: unknown, json: boolean): Promise<number> {
+  const { describeFailure } = await import("./failure.ts");
+  const failure = describeFailure(error, await logDir());
   if (json) {
-    const wire = isCwsError(error) ? error.toWire() : { code: "INTERNAL", message: (error as Error)?.message ?? String(error) };
-    process.stdout.write(JSON.stringify({ ok: false, error: wire }, null, 2) + "\n");
+    const wire = { code: failure.code, message: failure.message, ...(failure.data === undefined ? {} : { data: failure.data }) };
+    writeQuietly(process.stdout, JSON.stringify({ ok: false, error: wire }, null, 2) + "\n");
   }
-  if (isCwsError(error)) {
-    process.stderr.write(`cws: ${error.message}\n`);
-    return error.code === "CANCELLED" ? 130 : 1;
+  writeQuietly(process.stderr, `cws: ${failure.message}\n`);
+  return failure.exitCode;
+}
+
+/** The folder for the error log: the client's state folder (loaded only when a bug needs it). */
+async function logDir(): Promise<string | null> {
+  try {
+    const { clientHome } = await import("../client/state.ts");
+    return join(clientHome(), "logs");
+  } catch {
+    return null;
   }
-  process.stderr.write(`cws: unexpected failure: ${(error as Error)?.stack ?? String(error)}\nPlease report this with the command you ran.\n`);
-  return 70;
+}
+
+/** Writes to a stream that may already be closed (`cws … | head`) without failing again. */
+function writeQuietly(stream: NodeJS.WriteStream, text: string): void {
+  if (stream.destroyed || stream.writableEnded) return;
+  stream.write(text, () => {});
+}
+
+/**
+ * Makes a closed stdout (the reader went away: `cws sync | head`) end the output quietly
+ * instead of failing with an EPIPE stack trace. The command itself still runs to its end
+ * (a sync is not cut short); only its output is dropped.
+ */
+export function tolerateClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EPIPE" || error.code === "ERR_STREAM_DESTROYED") {
+        stream.destroy();
+        return;
+      }
+      throw error;
+    });
+  }
 }

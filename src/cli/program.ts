@@ -181,7 +181,9 @@ export function printSyncSummary(summary: SyncSummary): void {
   println(`  wire: sent ${formatBytes(summary.wire.sent)}, received ${formatBytes(summary.wire.received)} in ${summary.durationMs} ms`);
   for (const c of summary.conflicts) println(`  CONFLICT ${c.path}: the server's version is live; yours is kept at ${c.backup ?? "(it did not exist locally)"}`);
   for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
-  for (const problem of summary.problems) println(`  warning ${problem.path}: ${problem.reason}`);
+  for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
+  for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
+  if (summary.leftoversRemoved > 0) println(`  removed ${summary.leftoversRemoved} temp file(s) left by an interrupted run`);
   if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
   println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
@@ -275,13 +277,14 @@ export function buildProgram(): Command {
     .option("--codex-home <dir>", "this device's CODEX_HOME for the superproject's threads (default: $CODEX_HOME, else ~/.codex)")
     .option("--codex-root <dir>", "the folder Codex records as working directory, when it is not --root (e.g. a symlink)")
     .option("--no-codex", "do not sync the superproject's Codex threads on this device")
+    .option("--rebind", "bind it again although this device has it bound already (forgets the old binding's sync base; no file is lost)")
     .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; rebind?: boolean; json?: boolean }) => {
       const state = await openState();
       const { attachSuperproject } = await import("../client/commands/superprojects.ts");
       const conn = await connect(state);
       try {
-        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, ...codexFlags(flags) });
+        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, rebind: flags.rebind === true, ...codexFlags(flags) });
         if (flags.json) printJson({ ok: true, ...result });
         else println(`Attached ${result.slug} to ${result.root}. Run \`cws update-from-server ${result.slug}\` or \`cws sync ${result.slug}\` to fetch it.`);
       } finally {

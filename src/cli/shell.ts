@@ -57,7 +57,7 @@ export async function runShell(build: () => Command): Promise<void> {
       // Commander signals --help and --version through exceptions with these codes.
       const code = (error as { code?: string }).code;
       if (code !== "commander.helpDisplayed" && code !== "commander.version" && code !== "commander.help" && !(typeof code === "string" && code.startsWith("commander."))) {
-        reportError(error, false);
+        await reportError(error, false);
       }
     }
     rl.resume();

@@ -179,8 +179,9 @@ export function baseOverlayPath(stateHome: string, slug: string): string {
 }
 
 /**
- * The base overlay of a binding (see codex-sync.ts): Codex paths whose server version did not
- * land on this device. A missing file is an empty overlay; a damaged one is an error, since
+ * The base overlay of a binding (see codex-sync.ts): paths whose server version did not land on
+ * this device (Codex threads kept locally, files the scan could not read, pulls the disk
+ * refused). A missing file is an empty overlay; a damaged one is an error, since
  * dropping it could make a skipped server change look like a local one.
  */
 export async function readBaseOverlay(stateHome: string, slug: string): Promise<Array<{ path: string; entry: ManifestEntry | null }>> {

@@ -5,13 +5,13 @@
  * unchanged local files are copied from them instead of downloaded (an appended transcript
  * only downloads its new tail). Nothing is overwritten or deleted without a backup first.
  */
-import { mkdtemp, open, rm, rmdir, type FileHandle } from "node:fs/promises";
+import { open, readdir, rm, rmdir, type FileHandle } from "node:fs/promises";
 import { closeSync, fchmodSync, fsyncSync, futimesSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { spawnSync } from "node:child_process";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { CwsError } from "../errors.ts";
+import { faultPoint } from "../fault.ts";
 import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
@@ -21,6 +21,7 @@ import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
+import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
 
 /** Ask the agent for at most this many raw bytes per bundle. */
 const DOWNLOAD_BUNDLE_BYTES = 32 * 1024 * 1024;
@@ -123,14 +124,15 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     }
   }
 
-  const workDir = await mkdtemp(join(tmpdir(), "cws-pull-"));
+  const workDir = await makeWorkDir("pull");
   const spool = new ChunkSpool(join(workDir, "spool"));
+  let writer: BatchedWriter | undefined;
   try {
     await spool.open();
     await downloadInto(conn, [...need.keys()], need, workDir, spool, stats, signal);
 
     const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
-    const writer = new BatchedWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), () => options.onProgress?.({ files: stats.files, total: totalFiles }));
+    writer = new BatchedWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), () => options.onProgress?.({ files: stats.files, total: totalFiles }));
     let sinceYield = 0;
     for (const action of actions) {
       if (signal?.aborted) throw new CwsError("CANCELLED", "The pull was cancelled; files already written are complete, the rest come with the next sync");
@@ -164,9 +166,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
         if (action.entry === null) {
           if (existing === null) continue;
           if (existing.isDirectory()) {
-            try {
-              await rmdir(absPath);
-            } catch {
+            if (!(await removeEmptiedFolder(absPath, relative, backup))) {
               stats.skipped.push({ path: action.path, reason: "the folder still holds files that are not synced (ignored or new); it was left in place" });
               continue;
             }
@@ -196,9 +196,48 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     }
     await writer.flush();
     return stats;
+  } catch (error) {
+    // Temp files of a batch that never got renamed would fill a full disk further and make
+    // every retry fail the same way: they go now, and only complete renamed files stay.
+    writer?.discard();
+    throw error;
   } finally {
     await spool.close();
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Removes a folder the server deleted, once the files this pull deleted have left it. Litter
+ * the operating system drops everywhere (`.DS_Store`) is moved to the backup first, and temp
+ * files of an interrupted pull are removed, so they do not keep the folder (which a later
+ * sync would push back to every device). Returns false, leaving the folder in place, when it
+ * still holds anything else: files this device did not sync (ignored or new) are never lost.
+ */
+async function removeEmptiedFolder(absPath: string, relative: string, backup: BackupSession): Promise<boolean> {
+  try {
+    await rmdir(absPath);
+    return true;
+  } catch {
+    // Not empty (or not removable): look at what is left.
+  }
+  let names: string[];
+  try {
+    names = await readdir(absPath);
+  } catch {
+    return false;
+  }
+  const removable = names.every((name) => (isOsLitter(name) || isTreeTempName(name)) && lstatOrNull(join(absPath, name))?.isFile() === true);
+  if (!removable) return false;
+  for (const name of names) {
+    if (isTreeTempName(name)) await rm(join(absPath, name), { force: true });
+    else await backup.remove(`${relative}/${name}`, join(absPath, name));
+  }
+  try {
+    await rmdir(absPath);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -321,8 +360,8 @@ interface PendingFile {
  * Makes pulled files durable in batches instead of one fsync per file: a batch of temp files
  * is written, then one barrier makes all of their contents durable, and only then are they
  * renamed over their targets (old versions hard-linked into the backup first) and their
- * folders fsynced. A crash before the barrier leaves only temp files (ignored by the scan,
- * removed by later pulls); a crash after it leaves every renamed file complete. On Linux the
+ * folders fsynced. A crash before the barrier leaves only temp files (never synced, and
+ * removed by the next sync's scan, see leftovers.ts); a failure removes them at once; a crash after it leaves every renamed file complete. On Linux the
  * barrier is syncfs(2) on the superproject's file system (`sync -f`); elsewhere, or if that
  * fails, each temp file is fsynced.
  */
@@ -330,7 +369,7 @@ class BatchedWriter {
   private pending: PendingFile[] = [];
   private pendingBytes = 0;
   private readonly madeDirs = new Set<string>();
-  private readonly prefix = `.${randomBytes(4).toString("hex")}`;
+  private readonly prefix = randomBytes(4).toString("hex");
   private counter = 0;
   private readonly backup: BackupSession;
   private readonly stats: PullStats;
@@ -345,7 +384,14 @@ class BatchedWriter {
   }
 
   tempName(target: string): string {
-    return join(dirname(target), `${this.prefix}-${(this.counter++).toString(36)}.cws-tmp`);
+    return join(dirname(target), treeTempName(this.prefix, this.counter++));
+  }
+
+  /** Removes the temp files of the batch not yet renamed (after a failure). */
+  discard(): void {
+    for (const file of this.pending) rmSync(file.temp, { force: true });
+    this.pending = [];
+    this.pendingBytes = 0;
   }
 
   ensureDir(dir: string): void {
@@ -367,6 +413,7 @@ class BatchedWriter {
     this.pendingBytes = 0;
     try {
       durabilityBarrier(batch.map((f) => f.temp));
+      faultPoint("client-mid-pull");
       const dirs = new Set<string>();
       for (const file of batch) {
         if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);
@@ -454,7 +501,7 @@ export async function fetchEntryContents(conn: AgentConnection, entries: readonl
   const lengths = new Map<string, number>();
   for (const entry of entries) for (const ref of entry.chunks) lengths.set(chunkId(ref), ref[1]);
   const result = new Map<string, Uint8Array>();
-  const workDir = await mkdtemp(join(tmpdir(), "cws-fetch-"));
+  const workDir = await makeWorkDir("fetch");
   const spool = new ChunkSpool(join(workDir, "spool"));
   const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
   try {

@@ -9,8 +9,8 @@
  * (push-pool.ts), and each finished bundle is uploaded and ingested while the next ones are
  * built. Ingests run one at a time, in the order the bundles were finished.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { availableParallelism, tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { chunkId, type ManifestEntry } from "../core/manifest.ts";
@@ -21,6 +21,7 @@ import { buildBundle, diskSource, type BuiltBundle, type BundleSource, type Disk
 import { BuildPool, PoolFailure } from "./push-pool.ts";
 import { CwsError } from "../errors.ts";
 import { faultPoint } from "../fault.ts";
+import { makeWorkDir } from "./leftovers.ts";
 
 /** A bundle is closed once it holds this many raw bytes (its file is smaller when compressed). */
 export const BUNDLE_TARGET_BYTES = 32 * 1024 * 1024;
@@ -108,7 +109,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     // Dropped (and its jobs built on this thread) if its workers fail; `started` is still closed.
     let pool = workers > 0 ? started : undefined;
     if (pool === undefined) await started?.close();
-    workDir = await mkdtemp(join(tmpdir(), "cws-push-"));
+    workDir = await makeWorkDir("push");
 
     // Finished bundles upload two at a time (the round trips that open, sync and rename one
     // overlap the data of the other) and are ingested one after another, in the order they

@@ -18,7 +18,10 @@
  *   whatever the size of the files or the tree (beyond the manifest itself).
  * - Stat cache: a file whose size, mtime, ctime and inode equal the cached ones is not read.
  * - A file that vanishes while the scan runs is left out and reported; one that changes while
- *   it is read is read again, and reported if it keeps changing. Neither stops the scan.
+ *   it is read is read again, and reported if it keeps changing. Neither stops the scan. Such
+ *   problems are marked `unknown`: the sync keeps their base entries (never a delete).
+ * - Temp files of an interrupted pull (leftovers.ts) are never entries; their paths are
+ *   returned so that the sync can remove them.
  */
 import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
@@ -29,6 +32,7 @@ import { PACKAGE_VERSION } from "../version.ts";
 import { Chunker, chunkLengths } from "../core/chunker.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
 import { chunkId, makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
+import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
 
 /** The namespace prefix of the superproject folder's entries. */
@@ -103,6 +107,12 @@ export interface ScanOptions {
 export interface ScanProblem {
   path: string;
   reason: string;
+  /**
+   * True when the path is there but its content is not known (unreadable, vanished or changing
+   * while it was read, a name that cannot be told apart): the sync must treat it as unchanged,
+   * never as deleted. Absent for what cws never syncs (symbolic links, sockets).
+   */
+  unknown?: true;
 }
 
 export interface ScanResult {
@@ -118,6 +128,8 @@ export interface ScanResult {
    * entry path; everything else is at `join(root, entryPath without "files/")`.
    */
   diskPaths: Map<string, string>;
+  /** Absolute paths of temp files that interrupted pulls left in the tree (see leftovers.ts); never entries. */
+  leftovers: string[];
 }
 
 /** What hashing one file found, or why it could not. */
@@ -170,6 +182,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
 
   const entries: ManifestEntry[] = [];
   const diskPaths = new Map<string, string>();
+  const leftovers: string[] = [];
   let hashedFiles = 0;
   let hashedBytes = 0;
   let scannedFiles = 0;
@@ -205,7 +218,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       hashedBytes += outcome.stat.size;
       addFile(entryPath, outcome.stat, outcome.hash, outcome.chunks, undefined);
     } else {
-      problems.push({ path: entryPath, reason: outcome.reason });
+      problems.push({ path: entryPath, reason: outcome.reason, unknown: true });
     }
   };
 
@@ -228,7 +241,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         record(entryPath, await hashFile(absPath, reader.buffer, reader.chunker, signal));
       } catch (error) {
         // Cancellation is reported once, by scanTree itself, after every task has settled.
-        if (!signal?.aborted) problems.push({ path: entryPath, reason: `it could not be read: ${describe(error)}` });
+        if (!signal?.aborted) problems.push({ path: entryPath, reason: `it could not be read: ${describe(error)}`, unknown: true });
         reader.chunker.finish(); // resets a chunker left mid-file
       } finally {
         freeReaders.push(reader);
@@ -255,7 +268,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     } catch (error) {
       // A folder deleted (or replaced by a file) after the walk saw it: gone, like a vanished file.
       if (folderEntry !== null && (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR"))) {
-        problems.push({ path: folderEntry.path, reason: "it vanished during the scan" });
+        problems.push({ path: folderEntry.path, reason: "it vanished during the scan", unknown: true });
         return;
       }
       throw error;
@@ -280,9 +293,13 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       const nfcName = claimed === null ? name : name.normalize("NFC");
       const entryPath = entryPrefix + nfcName;
       const absPath = folderPrefix + name;
+      if (name.endsWith(TREE_TEMP_SUFFIX) && isTreeTempName(name)) {
+        leftovers.push(absPath);
+        continue;
+      }
       const stats = lstatOrUndefined(absPath);
       if (stats === undefined) {
-        if (!isIgnored(matcher, nfcPathOf(entryPath), entryPath, [])) problems.push({ path: entryPath, reason: "it vanished during the scan" });
+        if (!isIgnored(matcher, nfcPathOf(entryPath), entryPath, [])) problems.push({ path: entryPath, reason: "it vanished during the scan", unknown: true });
         continue;
       }
       const isDir = stats.isDirectory();
@@ -292,7 +309,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       if (claimed !== null) {
         if (claimed.has(nfcName)) {
           // When two names differ on disk but are equal once NFC-normalised (possible on Linux).
-          problems.push({ path: entryPath, reason: `another name in the same folder is equal to "${relPathOf(name)}" once Unicode-normalised; rename one of them` });
+          problems.push({ path: entryPath, reason: `another name in the same folder is equal to "${relPathOf(name)}" once Unicode-normalised; rename one of them`, unknown: true });
           continue;
         }
         claimed.add(nfcName);
@@ -359,7 +376,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     }
   }
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { manifest: makeManifest(entries), hashedFiles, hashedBytes, problems, diskPaths };
+  return { manifest: makeManifest(entries), hashedFiles, hashedBytes, problems, diskPaths, leftovers };
 }
 
 /**
@@ -573,7 +590,7 @@ function openFailure(error: unknown): HashOutcome {
 }
 
 function keptChanging(): HashOutcome {
-  return { ok: false, reason: `it kept changing while it was read (${MAX_READ_ATTEMPTS} attempts); the next scan will pick it up` };
+  return { ok: false, reason: `it kept changing while it was read (${MAX_READ_ATTEMPTS} attempts)` };
 }
 
 /** The lstat of a path, or undefined when it no longer exists (deleted since its folder was listed). */
@@ -669,7 +686,7 @@ function isIgnored(matcher: Ignore, relPath: string, entryPath: string, problems
     return matcher.ignores(relPath);
   } catch (error) {
     // `ignore` refuses paths it cannot interpret; such a file is skipped rather than guessed at.
-    problems.push({ path: entryPath, reason: `its name cannot be matched against the ignore rules: ${describe(error)}` });
+    problems.push({ path: entryPath, reason: `its name cannot be matched against the ignore rules: ${describe(error)}`, unknown: true });
     return true;
   }
 }

@@ -14,6 +14,8 @@ import { findCaseCollisions, windowsNameProblem } from "../core/paths.ts";
 import type { SnapshotInfo } from "../protocol/messages.ts";
 import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
+import { removeTreeLeftovers, removeWorkDirLeftovers } from "./leftovers.ts";
+import { checkRootForState } from "./root-check.ts";
 import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
 import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
@@ -100,6 +102,13 @@ export interface SyncSummary {
   pulled: PullStats;
   conflicts: Array<{ path: string; backup: string | null }>;
   problems: ScanProblem[];
+  /**
+   * Paths the scan could not read: left as they are on this device and on the server (no push,
+   * no delete, no pull over them) until a later sync can read them; with what to do about each.
+   */
+  unknown: UnknownPath[];
+  /** Temp files and folders of interrupted runs that this sync removed. */
+  leftoversRemoved: number;
   backupDir: string | null;
   codex: CodexSummary;
   /** What the server's quarantine holds of this device's changes (see quarantine-held.ts). */
@@ -115,11 +124,22 @@ export interface SyncSummary {
   durationMs: number;
 }
 
+/** A path the sync left alone because the scan could not read it. */
+export interface UnknownPath {
+  path: string;
+  /** Why the scan could not read it. */
+  reason: string;
+  /** What the user can do so that the next sync handles it. */
+  next: string;
+}
+
 export async function syncSuperproject(options: SyncOptions): Promise<SyncSummary> {
   const started = performance.now();
   const { state, slug, signal } = options;
   const emit = options.onEvent ?? (() => {});
   const binding = state.binding(slug);
+  // Bindings made before roots were checked may name a root that must never be synced.
+  checkRootForState(binding.root, state);
   // The connection (an SSH handshake and the agent's start-up) and the first round trip run
   // while the folder is scanned; the base manifest is read meanwhile too. Their failures are
   // seen where they are awaited, after the scan; until then they must not go unhandled.
@@ -151,6 +171,12 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     onWarning: (message) => process.emitWarning(message),
   });
   const problems = [...scan.problems, ...nameProblems(scan.manifest)];
+  const unknown = unknownPaths(scan.problems);
+  // Leftovers of interrupted runs go now (not in a dry run, which changes nothing). Cleaning
+  // the temp folder runs beside the rest of the sync and never fails it.
+  let leftoversRemoved = 0;
+  const cleaningTemp = options.dryRun ? Promise.resolve(0) : removeWorkDirLeftovers();
+  if (!options.dryRun) leftoversRemoved += removeTreeLeftovers(scan.leftovers);
   const codexBinding = resolveCodexBinding(binding, { env: options.env, platform: options.codexPlatform, homedir: homedir() });
   const codex = codexBinding === null
     ? null
@@ -181,7 +207,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   const heldRecord = await readHeld(state, slug);
   const heldStatus = await checkHeld(conn, slug, heldRecord, signal);
   const masked = maskHeld(local, server, effectiveBase, mode === "override" ? { ...heldStatus, rejected: [] } : heldStatus);
-  let plan = planSync(masked.local, server, masked.base);
+  let plan = planSync(masked.local, server, masked.base, { unknown: unknown.map((u) => u.path) });
   if (mode === "pull") plan = { ...plan, push: [], merged: server };
   let keepLocal: string[] = [];
   if (codex !== null) {
@@ -197,6 +223,8 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     pulled: { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] },
     conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null })),
     problems,
+    unknown,
+    leftoversRemoved: 0,
     backupDir: null,
     codex: {
       home: codexBinding?.home ?? null,
@@ -211,6 +239,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     durationMs: 0,
   };
   countPlan(plan, summary);
+  summary.leftoversRemoved = leftoversRemoved + (await cleaningTemp);
   if (options.dryRun) return finish(summary, conn, wireAtStart, started);
 
   let headAfter = head;
@@ -249,8 +278,10 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     ? null
     : new CodexSink({ side: codex, backup, probe: options.codexProbe, targetIds: rolloutIds(plan.merged) });
   const handlers = new Map<string, PullHandler>(sink === null ? [] : [[CODEX_PREFIX, sink]]);
-  // Paths whose server version did not land here: the base keeps what it had for them.
-  const notApplied = new Set<string>(keepLocal);
+  // Paths whose server version did not land here (Codex threads kept locally, paths the scan
+  // could not read, pulls the disk refused): the base keeps what it had for them, so the
+  // difference is seen again next time instead of being taken for a local change to push.
+  const notApplied = new Set<string>([...keepLocal, ...plan.kept]);
   if (plan.pull.length > 0 || plan.conflicts.length > 0) {
     emit({ type: "phase", phase: "pull" });
     // Conflicts: the server version stays live; the local version is backed up first (by the
@@ -277,7 +308,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       const relative = conflict.path.slice("files/".length);
       conflict.backup = saved.has(relative) ? `${backup.dir}/${relative}` : null;
     }
-    for (const skipped of pulled.skipped) if (skipped.path.startsWith(CODEX_PREFIX)) notApplied.add(skipped.path);
+    for (const skipped of pulled.skipped) notApplied.add(skipped.path);
     await recordCodexConflicts(state.home, slug, summary.conflicts.flatMap((c) => {
       const id = rolloutIdOf(c.path);
       return isRolloutManifestPath(c.path) && c.backup !== null && id !== null
@@ -306,7 +337,9 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   // instead of taking it for a local change; with Codex sync off, the whole `codex/` part of
   // the base stays as it was. The base manifest itself stays the server's (the no-op fast path
   // relies on that), and the overlay is written first: a crash between the two is harmless.
-  const overlayPaths = codex === null ? [...codexEntries(server), ...codexEntries(baseForPlan)].map((e) => e.path) : notApplied;
+  const overlayPaths = codex === null
+    ? [...codexEntries(server), ...codexEntries(baseForPlan)].map((e) => e.path).concat([...notApplied].filter((p) => !p.startsWith(CODEX_PREFIX)))
+    : notApplied;
   await writeBaseOverlay(state.home, slug, overlay, headAfter === null ? [] : overlayFor(baseForPlan, overlayPaths));
   const newBase = headAfter === null ? null : accepted ?? (plan.push.length > 0 ? plan.merged : server);
   if (newBase !== null && headAfter !== null) {
@@ -356,6 +389,19 @@ function countPlan(plan: SyncPlan, summary: SyncSummary): void {
     if (action.entry === null) summary.pulled.deleted++;
     else if (action.entry.kind === "file") summary.pulled.files++;
   }
+}
+
+/** The scan problems that are unknown paths, each with the step that lets a later sync handle it. */
+function unknownPaths(problems: readonly ScanProblem[]): UnknownPath[] {
+  return problems.filter((p) => p.unknown === true).map((p) => ({ path: p.path, reason: p.reason, next: nextStepFor(p.reason) }));
+}
+
+function nextStepFor(reason: string): string {
+  if (/EACCES|EPERM|permission/i.test(reason)) return "give your user read access to it (e.g. `chmod u+r`) and sync again";
+  if (/kept changing/.test(reason)) return "sync again once nothing is writing to it";
+  if (/vanished/.test(reason)) return "sync again; if it was deleted, the next sync shares the deletion";
+  if (/normalised/.test(reason)) return "rename one of the two names and sync again";
+  return "fix what is said above and sync again";
 }
 
 /** Names another device (Windows) could not hold, and case-only collisions, as scan problems. */

@@ -91,6 +91,9 @@ interface Case {
   /** The paths of the merged manifest, when the case wants to pin them. */
   merged?: string[];
   unchanged?: number;
+  /** Paths the local scan could not read (without "files/"). */
+  unknown?: string[];
+  kept?: string[];
 }
 
 const cases: Case[] = [
@@ -152,6 +155,18 @@ const cases: Case[] = [
   // Manifests that leave folders implicit.
   { name: "treats an implicit folder as equal to an explicit one", local: ["d/", "d/x=1"], server: ["d/x=1"], base: ["d/x=1"], unchanged: 2 },
   { name: "pushes a synthesized folder over a server file", local: ["d/x=2"], server: ["d=1"], base: ["d=1"], push: ["d", "d/x"], merged: ["d", "d/x"] },
+
+  // Unknown is not absent: what the scan could not read is neither pushed, deleted nor pulled over.
+  { name: "does not push a delete for an unreadable file", local: ["b=1"], server: ["a=1", "b=1"], base: ["a=1", "b=1"], unknown: ["a"], merged: ["a", "b"], unchanged: 2 },
+  { name: "does not pull over an unreadable file the server changed", local: [], server: ["a=2"], base: ["a=1"], unknown: ["a"], kept: ["a"], merged: ["a"] },
+  { name: "does not pull a server delete of an unreadable file", local: [], server: [], base: ["a=1"], unknown: ["a"], kept: ["a"], merged: [] },
+  { name: "does not pull a server file over an unreadable new file", local: [], server: ["a=2"], base: [], unknown: ["a"], kept: ["a"] },
+  { name: "does nothing for an unreadable new file the server lacks", local: [], server: [], base: [], unknown: ["a"], merged: [] },
+  { name: "still syncs everything else around an unreadable file", local: ["b=2", "c=1"], server: ["a=1", "b=1", "d=1"], base: ["a=1", "b=1"], unknown: ["a"], push: ["b", "c"], pull: ["d"], merged: ["a", "b", "c", "d"] },
+  { name: "keeps everything below a folder that vanished during the scan", local: [], server: ["d/", "d/x=1", "d/e/", "d/e/y=1"], base: ["d/", "d/x=1", "d/e/", "d/e/y=1"], unknown: ["d"], merged: ["d", "d/e", "d/e/y", "d/x"], unchanged: 4 },
+  { name: "keeps a local folder the server deleted while a file in it is unreadable", local: ["d/", "d/y=1"], server: [], base: ["d/", "d/x=1", "d/y=1"], unknown: ["d/x"], pull: ["-d/y"], kept: ["d", "d/x"], merged: [] },
+  { name: "keeps a local folder the server turned into a file while a file in it is unreadable", local: ["d/"], server: ["d=9"], base: ["d/", "d/x=1"], unknown: ["d/x"], kept: ["d", "d/x"], merged: ["d"] },
+  { name: "holds back a local addition to a kept folder the server deleted", local: ["d/", "d/n=1"], server: [], base: ["d/", "d/x=1"], unknown: ["d/x"], conflicts: ["d/n"], kept: ["d", "d/x"], merged: [] },
 ];
 
 describe("planSync()", () => {
@@ -159,8 +174,9 @@ describe("planSync()", () => {
     it(c.name, () => {
       const local = m(...c.local);
       const server = m(...c.server);
-      const plan = planSync(local, server, m(...c.base));
+      const plan = planSync(local, server, m(...c.base), { unknown: (c.unknown ?? []).map((p) => `files/${p}`) });
       assert.deepEqual(plan.push.map(short), c.push ?? [], "push");
+      assert.deepEqual(plan.kept.map((p) => p.replace(/^files\//, "")), c.kept ?? [], "kept");
       assert.deepEqual(plan.pull.map(short), c.pull ?? [], "pull");
       assert.deepEqual(plan.conflicts.map(short), c.conflicts ?? [], "conflicts");
       if (c.merged !== undefined) {
@@ -207,7 +223,7 @@ describe("planSync()", () => {
   it("plans nothing, and merges to the server manifest itself, when all three agree", () => {
     const server = m("a=1@5", "d/", "d/x=2");
     const plan = planSync(m("a=1@9", "d/", "d/x=2#600"), server, m("a=1", "d/", "d/x=2"));
-    assert.deepEqual(plan, { push: [], pull: [], conflicts: [], merged: server, unchanged: 3 });
+    assert.deepEqual(plan, { push: [], pull: [], conflicts: [], merged: server, unchanged: 3, kept: [] });
     assert.equal(plan.merged, server);
   });
 
@@ -419,6 +435,31 @@ describe("planSync() over random trees", () => {
       assert.deepEqual(plan.push.map((a) => a.path), diff, `seed ${seed}`);
       assert.deepEqual([plan.pull, plan.conflicts], [[], []], `seed ${seed}`);
       assert.deepEqual(contentView(plan.merged), contentView(local), `seed ${seed}`);
+    }
+  });
+
+  it("never pushes, pulls or conflicts on an unknown path, and still plans a valid tree", () => {
+    for (let seed = 1; seed <= RUNS; seed++) {
+      const random = prng(seed);
+      const baseTree = randomTree(random, new Map(), 0);
+      const localTree = randomTree(random, baseTree, 0.75);
+      const serverTree = randomTree(random, baseTree, 0.75);
+      const [local, server, base] = [localTree, serverTree, baseTree].map((t) => makeManifest(t.values()));
+      // Some paths the scan saw are unreadable (or vanished while it read them): it left them out.
+      const candidates = [...localTree.keys()].sort();
+      const unknown = candidates.filter(() => random() < 0.15);
+      const isUnknown = (p: string) => unknown.some((u) => p === u || p.startsWith(`${u}/`));
+      const scanned = makeManifest(local.entries.filter((e) => !isUnknown(e.path)));
+      const context = `seed ${seed}, unknown ${unknown.join(" ")}`;
+      const plan = planSync(scanned, server, base, { unknown });
+      assert.doesNotThrow(() => assertWellFormed(plan, server), context);
+      for (const a of [...plan.push, ...plan.pull, ...plan.conflicts]) assert.ok(!isUnknown(a.path), `${context}: ${a.type} of unknown ${a.path}`);
+      // No delete of anything the base had under an unknown path, unless the server already deleted it.
+      const merged = new Set(plan.merged.entries.map((e) => e.path));
+      for (const p of baseTree.keys()) {
+        if (isUnknown(p) && serverTree.has(p)) assert.ok(merged.has(p), `${context}: ${p} left the head`);
+      }
+      for (const p of plan.kept) assert.ok(!plan.pull.some((a) => a.path === p), context);
     }
   });
 });

@@ -26,6 +26,15 @@
  * R1 and R3 together keep every entry of the result out from under a file, so the merged
  * manifest is always a valid tree (checked once more at the end).
  *
+ * Unknown is not absent. A path the local scan could not read (unreadable, vanished or changing
+ * while it was read), and everything below it, is *unknown*: the plan takes the base entry as
+ * its local version, so it is never pushed, and never pushed as a delete. A pull over it is
+ * held back too (the path is *kept*): the caller must keep the path's base entry, so the
+ * server's change still shows as one once the path can be read. A kept path also keeps every
+ * local folder above it that the server removes:
+ *
+ *   R4  a pull or conflict that removes a local folder is kept when a kept path is below it.
+ *
  * Folders are compared by kind alone: a folder entry changed only when it was added, removed or
  * became a file. A manifest may leave a folder implicit (an entry `a/b` without `a`): such a
  * folder is treated as present, and an action that must carry it gets a synthesized entry.
@@ -57,9 +66,27 @@ export interface SyncPlan {
   merged: Manifest;
   /** How many paths both sides hold with the same content and need nothing. */
   unchanged: number;
+  /**
+   * Paths whose server change was held back because the local side is unknown (or holds an
+   * unknown path): nothing is pulled or pushed for them, and the caller keeps their base
+   * entries so the change is seen again by the next sync; sorted.
+   */
+  kept: string[];
 }
 
-type Decision = "none" | "push" | "pull" | "conflict";
+/** What the plan needs beyond the three manifests. */
+export interface PlanOptions {
+  /**
+   * Paths the local scan could not read, with everything below them: their base entries stand
+   * in for the local ones (see "Unknown is not absent" above).
+   *
+   * @default none
+   */
+  unknown?: Iterable<string>;
+}
+
+// "keep" is the last word: once a path is kept, no rule turns it into anything else.
+type Decision = "none" | "push" | "pull" | "conflict" | "keep";
 
 /** One input manifest, indexed, with the folders it holds only implicitly. */
 interface Side {
@@ -75,11 +102,15 @@ const IMPLICIT_DIR_MODE = 0o755;
  *
  * @throws {CwsError} INVALID_ARGUMENT when a manifest repeats a path or has an entry below a file.
  */
-export function planSync(local: Manifest, server: Manifest, base: Manifest): SyncPlan {
-  const unchangedPaths = countWhenAllEqual(local, server, base);
-  if (unchangedPaths !== null) return { push: [], pull: [], conflicts: [], merged: server, unchanged: unchangedPaths };
+export function planSync(local: Manifest, server: Manifest, base: Manifest, options: PlanOptions = {}): SyncPlan {
+  const unknown = new Set(options.unknown ?? []);
+  if (unknown.size === 0) {
+    const unchangedPaths = countWhenAllEqual(local, server, base);
+    if (unchangedPaths !== null) return { push: [], pull: [], conflicts: [], merged: server, unchanged: unchangedPaths, kept: [] };
+  }
+  const isUnknown = (p: string) => unknown.has(p) || ancestors(p).some((q) => unknown.has(q));
   const sides = {
-    local: indexSide(local, "local scan"),
+    local: indexSide(unknown.size === 0 ? local : withBaseForUnknown(local, base, isUnknown), "local scan"),
     server: indexSide(server, "server head"),
     base: indexSide(base, "base"),
   };
@@ -98,7 +129,9 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
     L.set(p, l);
     S.set(p, s);
     B.set(p, b);
-    decision.set(p, equal(l, s) ? "none" : equal(l, b) ? "pull" : equal(s, b) ? "push" : "conflict");
+    const d: Decision = equal(l, s) ? "none" : equal(l, b) ? "pull" : equal(s, b) ? "push" : "conflict";
+    // An unknown path has its base entry as local version, so it can only be "none" or "pull".
+    decision.set(p, d === "pull" && isUnknown(p) ? "keep" : d);
   }
 
   // The entry a path ends with on both sides once the plan is applied.
@@ -111,7 +144,8 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
   while (changed) {
     changed = false;
     const toConflict = (p: string) => {
-      if (decision.get(p) !== "conflict") {
+      const d = decision.get(p);
+      if (d !== "conflict" && d !== "keep") {
         decision.set(p, "conflict");
         changed = true;
       }
@@ -145,6 +179,11 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
         if (dp === "push" && L.get(p) !== undefined && L.get(q)?.kind === "dir" && result(q)?.kind !== "dir") {
           toConflict(p);
         }
+        // R4: the server removes a local folder that holds a kept path.
+        if (dp === "keep" && (dq === "pull" || dq === "conflict") && L.get(q)?.kind === "dir" && S.get(q)?.kind !== "dir") {
+          decision.set(q, "keep");
+          changed = true;
+        }
       }
     }
   }
@@ -152,6 +191,7 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
   const push: PlanAction[] = [];
   const pull: PlanAction[] = [];
   const conflicts: PlanAction[] = [];
+  const kept: string[] = [];
   let unchanged = 0;
   const mergedEntries = new Map(sides.server.entries);
   for (const p of paths) {
@@ -172,6 +212,9 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
       case "conflict":
         conflicts.push({ type: "conflict", path: p, local: l, server: s, base: B.get(p) ?? null });
         break;
+      case "keep":
+        kept.push(p);
+        break;
     }
   }
   const merged: Manifest = {
@@ -183,7 +226,14 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest): Syn
     // The rules above exist to make this impossible; reaching it is a bug in this module.
     throw new CwsError("INTERNAL", `Cannot plan the sync: the merged manifest would be invalid (${problem})`);
   }
-  return { push, pull, conflicts, merged, unchanged };
+  return { push, pull, conflicts, merged, unchanged, kept };
+}
+
+/** The local manifest with the base's entries in place of everything unknown. */
+function withBaseForUnknown(local: Manifest, base: Manifest, isUnknown: (p: string) => boolean): Manifest {
+  const entries = local.entries.filter((e) => !isUnknown(e.path));
+  for (const entry of base.entries) if (isUnknown(entry.path)) entries.push(entry);
+  return { format: MANIFEST_FORMAT, entries };
 }
 
 /**

@@ -7,7 +7,8 @@
 import { spawn } from "node:child_process";
 import { copyFile, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { CwsError } from "../errors.ts";
+import { setTimeout as delayed } from "node:timers";
+import { CwsError, isCwsError } from "../errors.ts";
 import type { AgentConnection, TransferOptions } from "./connection.ts";
 import { openRpc } from "./rpc-client.ts";
 
@@ -25,16 +26,23 @@ export async function connectLocal(target: LocalTarget, options: { signal?: Abor
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, ...target.env },
   });
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
+  // What the agent says on stderr before its hello, for the error when it never comes.
+  let said = "";
+  const collect = (piece: Buffer) => { if (said.length < 4096) said += piece.toString(); };
+  child.stderr.on("data", collect);
   const spawnError = new Promise<never>((_, reject) => child.once("error", (error) => reject(new CwsError("AGENT_MISSING", `Cannot start the local agent (${LOCAL_AGENT_MAIN}): ${error.message}`))));
   spawnError.catch(() => {});
   let rpc;
   try {
     rpc = await Promise.race([openRpc({ input: child.stdout, output: child.stdin, stderr: child.stderr }, options), spawnError]);
   } catch (error) {
+    // The stream ended without a hello: the exit status (arriving just after) says why.
+    const ended = isCwsError(error, "AGENT_MISSING") ? await Promise.race([exited, delay(3_000)]) : undefined;
     child.kill("SIGKILL");
-    throw error;
+    throw ended === undefined ? error : agentEndedEarly(error, ended, said);
   }
+  child.stderr.off("data", collect);
   let fileSent = 0;
   let fileReceived = 0;
   const session = rpc;
@@ -69,4 +77,19 @@ export async function connectLocal(target: LocalTarget, options: { signal?: Abor
       clearTimeout(timer);
     },
   };
+}
+
+/** Why the local agent ended before its hello, with what to do next. */
+function agentEndedEarly(error: unknown, status: { code: number | null; signal: NodeJS.Signals | null }, said: string): CwsError {
+  const detail = said.trim() === "" ? "" : `; it said: ${said.trim().slice(-500)}`;
+  const how = status.signal !== null ? `was stopped by ${status.signal}` : `exited with code ${status.code}`;
+  // When the agent process was killed or crashed while starting (a signal, the OOM killer, a bad data dir).
+  return new CwsError("AGENT_MISSING", `The cws agent ${how} before it was ready${detail}. Run the command again; if it keeps happening, check the server data dir with \`cws-server status\` and the machine's memory`, {
+    cause: error,
+    data: { exitCode: status.code, signal: status.signal },
+  });
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => delayed(() => resolve(undefined), ms).unref());
 }

@@ -132,6 +132,16 @@ export function classifyAgentFailure(
     );
   }
   if (isCwsError(error) && error.code !== "AGENT_MISSING") return error;
+  if (status.signal !== undefined && status.code === null) {
+    // When the agent started but was killed before its hello (OOM killer, a reboot, an admin).
+    return new CwsError(
+      "AGENT_MISSING",
+      `The cws agent on ${where} was stopped by signal ${status.signal} before it was ready` +
+        (said ? `; it said: ${said.slice(-1000)}` : "") +
+        `. Run the command again; if it keeps happening, check the server's memory and its logs`,
+      { cause: error, data: { command, exitCode: status.code, signal: status.signal, stderr: said.slice(0, 4096) } },
+    );
+  }
   const exit = status.code !== null ? `exit code ${status.code}` : status.signal !== undefined ? `signal ${status.signal}` : "no exit status";
   return new CwsError(
     "AGENT_MISSING",

@@ -10,6 +10,7 @@ import { Slug } from "../../protocol/messages.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
 import { baseOverlayPath, codexCachePath } from "../codex-state.ts";
+import { checkRootForState } from "../root-check.ts";
 
 /** Where the superproject templates live in this checkout. */
 export const TEMPLATES_DIR = join(import.meta.dirname, "..", "..", "..", "templates");
@@ -21,6 +22,7 @@ export function checkSlug(slug: string): string {
 }
 
 async function checkRootFree(state: StateStore, slug: string, root: string): Promise<void> {
+  checkRootForState(root, state);
   for (const [other, bound] of Object.entries(state.data.superprojects)) {
     if (other !== slug && resolve(bound.root) === root) {
       throw new CwsError("ALREADY_EXISTS", `${root} is already bound to superproject ${other}. Use another folder, or \`cws disconnect-superproject ${other}\` first.`);
@@ -78,17 +80,37 @@ export async function createSuperproject(conn: AgentConnection, state: StateStor
   return { slug, root, templated };
 }
 
-export async function attachSuperproject(conn: AgentConnection, state: StateStore, options: { slug: string; root: string } & CodexBindingOptions): Promise<{ slug: string; root: string; head: number | null }> {
+export interface AttachOptions extends CodexBindingOptions {
+  slug: string;
+  root: string;
+  /**
+   * Bind a superproject this device has already bound, forgetting the old binding's base (the
+   * first sync then treats every difference as a conflict, and loses nothing).
+   *
+   * @default false
+   */
+  rebind?: boolean;
+}
+
+export async function attachSuperproject(conn: AgentConnection, state: StateStore, options: AttachOptions): Promise<{ slug: string; root: string; head: number | null }> {
   const slug = checkSlug(options.slug);
   const root = resolve(options.root);
+  const existing = state.data.superprojects[slug];
+  if (existing !== undefined && !options.rebind) {
+    // When the slug is already bound here: attaching again would silently drop its base.
+    throw new CwsError("ALREADY_EXISTS", `Superproject ${slug} is already bound here to ${existing.root}; nothing was changed. To bind it to ${root === resolve(existing.root) ? "the same folder afresh" : root} instead, run the command again with --rebind (the old binding's sync base is forgotten; no file is lost)`, {
+      data: { slug, root: existing.root },
+    });
+  }
+  await checkRootFree(state, slug, root);
   const { superprojects } = await conn.call("listSuperprojects", {});
   const remote = superprojects.find((s) => s.slug === slug);
   if (remote === undefined) {
     throw new CwsError("NOT_FOUND", `The server has no superproject ${slug}${superprojects.length ? ` (it has: ${superprojects.map((s) => s.slug).join(", ")})` : ""}. Create it with \`cws create-superproject ${slug}\`.`);
   }
-  await checkRootFree(state, slug, root);
   if (existsSync(root) && !(await stat(root)).isDirectory()) throw new CwsError("INVALID_ARGUMENT", `${root} exists and is not a folder.`);
   await mkdir(root, { recursive: true });
+  if (existing !== undefined) await forgetBinding(state, slug);
   await state.update((s) => {
     // A fresh binding has no base: the first sync treats any local file that differs from
     // the server as a conflict and backs it up, so attaching to a non-empty folder loses nothing.
@@ -102,10 +124,14 @@ export async function disconnectSuperproject(state: StateStore, slug: string): P
   await state.update((s) => {
     delete s.superprojects[slug];
   });
-  // The base and stat cache belong to the binding; a later attach starts from scratch.
+  await forgetBinding(state, slug);
+  return { slug, root: bound.root };
+}
+
+/** Removes what belongs to a binding: the base and stat cache; a later attach starts from scratch. */
+async function forgetBinding(state: StateStore, slug: string): Promise<void> {
   await rm(state.basePath(slug), { force: true });
   await rm(state.statCachePath(slug), { force: true });
   await rm(codexCachePath(state.home, slug), { force: true });
   await rm(baseOverlayPath(state.home, slug), { force: true });
-  return { slug, root: bound.root };
 }
