@@ -15,6 +15,7 @@ import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodNa
 import type { QuarantineRecord } from "../hub/hub-db.ts";
 import { applyManifestDelta, Manifest, manifestChunkIds } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
+import { checkTravellingTree } from "../../src/core/portable-names.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
 import type { Store } from "../store/store.ts";
 import type { HubClient } from "../hub/hub-client.ts";
@@ -148,10 +149,14 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         }
         const checked = Manifest.safeParse(manifest);
         if (!checked.success) throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: the delta makes an invalid manifest (${checked.error.issues[0]?.message})`);
+        // Names that travel: what the delta brings, judged against the tree it makes (an
+        // entry an older version let into the base is left to the restore that removes it).
+        checkTravellingTree(manifest, new Set(p.delta.upserts.map((entry) => entry.path)));
         ids = [...manifestChunkIds({ format: 1, entries: p.delta.upserts })];
       } else {
         manifest = p.manifest!;
         checkManifestPaths(manifest);
+        checkTravellingTree(manifest);
         ids = [...manifestChunkIds(manifest)];
       }
       const missing = await store.missing(ids);
