@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   "CONFLICT", // both sides changed the same thing differently
   "HUB_UNAVAILABLE", // the hub process could not be reached or started
   "CANCELLED", // the user interrupted the operation
+  "DISK_FULL", // a disk (the server's or this device's) has no space left for a write
   "INTERNAL", // an unexpected failure; details stay in the agent's log
 ] as const;
 
