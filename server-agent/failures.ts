@@ -10,7 +10,7 @@ import { CwsError } from "../src/errors.ts";
 export function isDiskFull(error: unknown): boolean {
   const { code, errcode, message } = (error ?? {}) as { code?: unknown; errcode?: unknown; message?: unknown };
   if (code === "ENOSPC" || code === "EDQUOT") return true;
-  // node:sqlite reports SQLITE_FULL (13) with code ERR_SQLITE_ERROR and the errcode beside it.
+  // Node's SQLite module reports SQLITE_FULL (13) with code ERR_SQLITE_ERROR and the errcode beside it.
   return errcode === 13 || (typeof message === "string" && /database or disk is full/.test(message));
 }
 

@@ -63,6 +63,7 @@ const LOCAL_READ_BLOCK_BYTES = 1024 * 1024;
 /** SFTP status codes (draft-ietf-secsh-filexfer-02) that callers may want to tell apart. */
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
+const SFTP_FAILURE = 4;
 
 export interface UploadResult {
   /** Size of the file. */
@@ -395,8 +396,13 @@ function sftpError(error: Error, remotePath: string): CwsError {
       { cause: error },
     );
   }
+  // The restricted SFTP server says so in words (OpenSSH's says only "Failure", status 4).
+  if (typeof code === "number" && /disk is full|no space left|quota/i.test(error.message)) {
+    return new CwsError("DISK_FULL", `The server's disk is full: "${remotePath}" could not be written. Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+  }
   if (typeof code === "number") {
-    return new CwsError("INTERNAL", `Cannot transfer "${remotePath}": the server said "${error.message}" (SFTP status ${code})`, {
+    const hint = code === SFTP_FAILURE ? "; if the server's disk is full, free space there and run the command again" : "";
+    return new CwsError("INTERNAL", `Cannot transfer "${remotePath}": the server said "${error.message}" (SFTP status ${code})${hint}`, {
       cause: error,
     });
   }
