@@ -46,16 +46,23 @@ export function nameTravelProblem(path: string): TravelProblem | null {
     return { path, rule: "namespace-entry", reason: `"${path}" is a namespace root, not an entry of its own` };
   }
   if (path.length > SHORT_NAME_UNITS) {
-    for (const segment of path.split("/")) {
-      if (segment.length <= SHORT_NAME_UNITS) continue;
-      const bytes = utf8Length(segment);
-      if (bytes > MAX_NAME_BYTES || segment.length > MAX_NAME_UNITS) {
-        return {
-          path,
-          rule: "name-too-long",
-          reason: `the name ${JSON.stringify(clip(segment))} has ${bytes} bytes (${segment.length} UTF-16 units); names may have at most ${MAX_NAME_BYTES} bytes and ${MAX_NAME_UNITS} units`,
-        };
+    // Segment lengths from the separators' positions: no array or string per segment unless
+    // one is long enough to need its bytes counted.
+    for (let start = 0; start <= path.length; ) {
+      const slash = path.indexOf("/", start);
+      const end = slash === -1 ? path.length : slash;
+      if (end - start > SHORT_NAME_UNITS) {
+        const segment = path.slice(start, end);
+        const bytes = utf8Length(segment);
+        if (bytes > MAX_NAME_BYTES || segment.length > MAX_NAME_UNITS) {
+          return {
+            path,
+            rule: "name-too-long",
+            reason: `the name ${JSON.stringify(clip(segment))} has ${bytes} bytes (${segment.length} UTF-16 units); names may have at most ${MAX_NAME_BYTES} bytes and ${MAX_NAME_UNITS} units`,
+          };
+        }
       }
+      start = end + 1;
     }
   }
   const windows = windowsNameProblem(path);
@@ -64,34 +71,62 @@ export function nameTravelProblem(path: string): TravelProblem | null {
 }
 
 /**
- * Every entry of `entries` that cannot travel: names (`nameTravelProblem`) and files under
- * files. With `only`, just the entries whose paths it holds are judged (a commit's delta), but
- * a file under a file is still found against the whole tree: an entry of `only` below a file,
- * or a file of `only` with entries below it.
+ * Every entry of `entries` (sorted by path, as in every manifest) that cannot travel: names
+ * (`nameTravelProblem`) and files under files. With `only`, just the entries whose paths it
+ * holds are judged (a commit's delta), but a file under a file is still found against the
+ * whole tree: an entry of `only` below a file, or any entry below a file of `only`.
  *
  * @returns problems in path order; the entry below the file is the one named for a file under a file.
  */
 export function travelProblems(entries: readonly ManifestEntry[], only?: ReadonlySet<string>): TravelProblem[] {
+  return treeProblems(entries, only, nameTravelProblem);
+}
+
+/** `travelProblems` with the name check given: called once per judged path, in path order. */
+function treeProblems(entries: readonly ManifestEntry[], only: ReadonlySet<string> | undefined, nameProblem: (path: string) => TravelProblem | null): TravelProblem[] {
   const problems = new Map<string, TravelProblem>();
-  const files = new Set<string>();
   for (const entry of entries) {
-    if (entry.kind === "file") files.add(entry.path);
     if (only !== undefined && !only.has(entry.path)) continue;
-    const problem = nameTravelProblem(entry.path);
+    const problem = nameProblem(entry.path);
     if (problem !== null) problems.set(entry.path, problem);
   }
-  for (const entry of entries) {
-    if (problems.has(entry.path)) continue;
-    for (let slash = entry.path.lastIndexOf("/"); slash > 0; slash = entry.path.lastIndexOf("/", slash - 1)) {
-      const ancestor = entry.path.slice(0, slash);
-      if (!files.has(ancestor)) continue;
-      if (only === undefined || only.has(entry.path) || only.has(ancestor)) {
-        problems.set(entry.path, { path: entry.path, rule: "file-under-file", reason: `it lies under "${clip(ancestor)}", which is a file` });
-      }
-      break;
+  // What lies under a file F is the block of sorted paths that start with "F/". Almost always
+  // the next entry does not even start with F, so this is one comparison per file; otherwise
+  // a binary search (never a scan, which crafted chains of names could make quadratic).
+  for (let i = 0; i + 1 < entries.length; i++) {
+    const file = entries[i];
+    if (file.kind !== "file" || !startsWithPath(entries[i + 1].path, file.path)) continue;
+    const prefix = `${file.path}/`;
+    const fileChanged = only === undefined || only.has(file.path);
+    for (let j = lowerBound(entries, prefix, i + 1); j < entries.length && entries[j].path.startsWith(prefix); j++) {
+      const below = entries[j].path;
+      if (problems.has(below) || !(fileChanged || only!.has(below))) continue;
+      problems.set(below, { path: below, rule: "file-under-file", reason: `it lies under "${clip(file.path)}", which is a file` });
     }
   }
   return [...problems.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * `value.startsWith(prefix)` for a longer `value`, rejecting most neighbours in a sorted tree
+ * (same folder, names that differ near their end) by one character first: several times
+ * cheaper than startsWith alone over a large tree.
+ */
+function startsWithPath(value: string, prefix: string): boolean {
+  const last = prefix.length - 1;
+  return value.length > prefix.length && value.charCodeAt(last) === prefix.charCodeAt(last) && value.startsWith(prefix);
+}
+
+/** The first index from `from` whose path is not below `path`, in entries sorted by path. */
+function lowerBound(entries: readonly ManifestEntry[], path: string, from: number): number {
+  let lo = from;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid].path < path) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
@@ -135,7 +170,16 @@ export function holdUntravelable(local: Manifest, server: Manifest, base: Manife
   held: HeldNames;
   restore: (merged: Manifest) => Manifest;
 } {
-  const held: HeldNames = { local: travelProblems(local.entries), server: travelProblems(server.entries) };
+  const held: HeldNames = { local: travelProblems(local.entries), server: [] };
+  // The server's names are mostly the local ones: those are judged once, which keeps a large
+  // tree's sync from paying for the name checks twice.
+  const localNames = new Map(held.local.filter((problem) => problem.rule !== "file-under-file").map((problem) => [problem.path, problem]));
+  let cursor = 0;
+  held.server = treeProblems(server.entries, undefined, (path) => {
+    while (cursor < local.entries.length && local.entries[cursor].path < path) cursor++;
+    if (cursor < local.entries.length && local.entries[cursor].path === path) return localNames.get(path) ?? null;
+    return nameTravelProblem(path);
+  });
   if (held.local.length === 0 && held.server.length === 0) return { local, server, base, held, restore: (merged) => merged };
   const paths = new Set([...held.local, ...held.server].map((problem) => problem.path));
   const without = (manifest: Manifest): Manifest => ({ format: manifest.format, entries: manifest.entries.filter((entry) => !paths.has(entry.path)) });
