@@ -69,6 +69,12 @@ describe("travelProblems()", () => {
     ]);
   });
 
+  it("finds a file under a file past many names that extend the file's name", () => {
+    const siblings = Array.from({ length: 40 }, (_, i) => file(`files/a-${String(i).padStart(2, "0")}`));
+    const tree = makeManifest([file("files/a"), ...siblings, file("files/a/x"), file("files/a0")]);
+    assert.deepEqual(travelProblems(tree.entries).map((p) => p.path), ["files/a/x"]);
+  });
+
   it("judges only the changed paths, but against the whole tree", () => {
     const tree = makeManifest([file("files/a.md"), file("files/a.md/b"), file("files/old:name"), file("files/x"), file("files/x/y")]);
     // A new entry under an old file, and a new file above an old entry, are both found.

@@ -15,7 +15,7 @@
  * Pure: no file system, no process state.
  */
 import { CwsError } from "../errors.ts";
-import type { Manifest, ManifestEntry } from "./manifest.ts";
+import { firstIndexBelow, type Manifest, type ManifestEntry } from "./manifest.ts";
 import { PATH_NAMESPACES, windowsNameProblem } from "./paths.ts";
 
 /** The longest file or folder name ext4 and APFS accept, in bytes of UTF-8. */
@@ -90,43 +90,21 @@ function treeProblems(entries: readonly ManifestEntry[], only: ReadonlySet<strin
     const problem = nameProblem(entry.path);
     if (problem !== null) problems.set(entry.path, problem);
   }
-  // What lies under a file F is the block of sorted paths that start with "F/". Almost always
-  // the next entry does not even start with F, so this is one comparison per file; otherwise
-  // a binary search (never a scan, which crafted chains of names could make quadratic).
+  // What lies under a file is one block of the sorted paths (manifest.ts, firstIndexBelow).
   for (let i = 0; i + 1 < entries.length; i++) {
     const file = entries[i];
-    if (file.kind !== "file" || !startsWithPath(entries[i + 1].path, file.path)) continue;
+    if (file.kind !== "file") continue;
+    const first = firstIndexBelow(entries, i);
+    if (first === -1) continue;
     const prefix = `${file.path}/`;
     const fileChanged = only === undefined || only.has(file.path);
-    for (let j = lowerBound(entries, prefix, i + 1); j < entries.length && entries[j].path.startsWith(prefix); j++) {
+    for (let j = first; j < entries.length && entries[j].path.startsWith(prefix); j++) {
       const below = entries[j].path;
       if (problems.has(below) || !(fileChanged || only!.has(below))) continue;
       problems.set(below, { path: below, rule: "file-under-file", reason: `it lies under "${clip(file.path)}", which is a file` });
     }
   }
   return [...problems.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-}
-
-/**
- * `value.startsWith(prefix)` for a longer `value`, rejecting most neighbours in a sorted tree
- * (same folder, names that differ near their end) by one character first: several times
- * cheaper than startsWith alone over a large tree.
- */
-function startsWithPath(value: string, prefix: string): boolean {
-  const last = prefix.length - 1;
-  return value.length > prefix.length && value.charCodeAt(last) === prefix.charCodeAt(last) && value.startsWith(prefix);
-}
-
-/** The first index from `from` whose path is not below `path`, in entries sorted by path. */
-function lowerBound(entries: readonly ManifestEntry[], path: string, from: number): number {
-  let lo = from;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (entries[mid].path < path) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
