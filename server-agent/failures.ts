@@ -14,12 +14,23 @@ export function isDiskFull(error: unknown): boolean {
   return errcode === 13 || (typeof message === "string" && /database or disk is full/.test(message));
 }
 
-/** The DISK_FULL error for a request of `what` that found the server's disk full. */
-export function serverDiskFull(what: string, dataDir: string): CwsError {
+// What a request writes, in a person's words, for the message of a full disk.
+const WRITES: Record<string, string> = {
+  ingestBundle: "the uploaded chunks",
+  commit: "the new snapshot",
+  prepareBundle: "the bundle this device was to download",
+  createSuperproject: "the new superproject",
+  registerDevice: "the new device",
+  enroll: "the new device",
+};
+
+/** The DISK_FULL error for a request (`method`) that found the server's disk full. */
+export function serverDiskFull(method: string, dataDir: string): CwsError {
+  const what = WRITES[method] ?? `what ${method} writes`;
   return new CwsError(
     "DISK_FULL",
-    `The server's disk is full: ${what} could not be written under ${dataDir}. Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`,
-    { data: { dataDir } },
+    `The server's disk is full: ${what} could not be stored under ${dataDir}. Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`,
+    { data: { dataDir, request: method } },
   );
 }
 

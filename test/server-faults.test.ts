@@ -16,6 +16,8 @@ import { openRpc } from "../src/transport/rpc-client.ts";
 import { AGENT_MAGIC } from "../src/version.ts";
 import { Store } from "../server-agent/store/store.ts";
 import { agentLogPath } from "../server-agent/agent/agent-log.ts";
+import { isDiskFull } from "../server-agent/failures.ts";
+import { DatabaseSync } from "node:sqlite";
 import { makeCluster, stopHub, type TestCluster } from "./helpers/cluster.ts";
 
 const exists = (path: string) => access(path).then(() => true, () => false);
@@ -66,6 +68,24 @@ describe("a full server disk", { skip: process.getuid?.() !== 0 ? "mounting a tm
       }
     }
     await verifyStore(cluster.dataDir);
+    // The hub's own writes fail the same way: SQLite's "database or disk is full" is a full
+    // disk to the hub too (failures.ts), not an INTERNAL.
+    const probe = new DatabaseSync(join(cluster.dataDir, "probe.sqlite"));
+    let full: unknown;
+    try {
+      probe.exec("CREATE TABLE t (b BLOB)");
+      for (let i = 0; i < 1000 && full === undefined; i++) {
+        try {
+          probe.prepare("INSERT INTO t VALUES (?)").run(randomBytes(256 * 1024));
+        } catch (error) {
+          full = error;
+        }
+      }
+    } finally {
+      probe.close();
+      await rm(join(cluster.dataDir, "probe.sqlite"), { force: true });
+    }
+    assert.ok(isDiskFull(full), `not read as a full disk: ${String(full)}`);
     execFileSync("mount", ["-o", "remount,size=64m", cluster.dataDir]);
     const ok = await a.cli(["sync", "full"]);
     assert.equal(ok.code, 0, ok.stderr);
