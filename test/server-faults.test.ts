@@ -18,7 +18,13 @@ import { Store } from "../server-agent/store/store.ts";
 import { agentLogPath } from "../server-agent/agent/agent-log.ts";
 import { isDiskFull } from "../server-agent/failures.ts";
 import { DatabaseSync } from "node:sqlite";
-import { makeCluster, stopHub, type TestCluster } from "./helpers/cluster.ts";
+import { makeCluster, PASSPHRASE, stopHub, type TestCluster } from "./helpers/cluster.ts";
+import { agentCommandLine, sshdAvailable, SSHD_MISSING_MESSAGE, startSshd, type SshdHandle } from "./helpers/sshd.ts";
+import { StateStore } from "../src/client/state.ts";
+import { enrollDevice } from "../src/client/commands/enroll.ts";
+import { createSuperproject } from "../src/client/commands/superprojects.ts";
+import { connectAsDevice } from "../src/client/connect.ts";
+import { syncSuperproject } from "../src/client/sync.ts";
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 const STACK_LINE = /\n\s+at .*:\d+/;
@@ -34,12 +40,15 @@ async function verifyStore(dataDir: string): Promise<void> {
   }
 }
 
-describe("a full server disk", { skip: process.getuid?.() !== 0 ? "mounting a tmpfs needs root" : false }, () => {
-  let cluster: TestCluster;
+/**
+ * A cluster whose server data dir is a 3 MB tmpfs (a real ENOSPC, from the kernel), made
+ * before the suite and unmounted and removed after it.
+ */
+function clusterOnSmallDisk(): () => TestCluster {
+  let cluster: TestCluster | undefined;
   let mounted = false;
   before(async () => {
     cluster = await makeCluster();
-    // The data dir moves onto a 3 MB tmpfs: a real ENOSPC, from the kernel.
     const data = cluster.dataDir;
     execFileSync("cp", ["-a", data, `${data}.orig`]);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", data]);
@@ -47,12 +56,21 @@ describe("a full server disk", { skip: process.getuid?.() !== 0 ? "mounting a tm
     execFileSync("cp", ["-a", `${data}.orig/.`, `${data}/`]);
   });
   after(async () => {
+    if (cluster === undefined) return;
     await stopHub(cluster.dataDir);
     if (mounted) execFileSync("umount", ["-l", cluster.dataDir]);
     await cluster.close();
   });
+  return () => cluster!;
+}
+
+const NOT_ROOT = process.getuid?.() !== 0 ? "mounting a tmpfs needs root" : false;
+
+describe("a full server disk", { skip: NOT_ROOT }, () => {
+  const onDisk = clusterOnSmallDisk();
 
   it("ends each sync in one sentence, leaves nothing in staging, and the next sync after freeing space lands", async () => {
+    const cluster = onDisk();
     const { a, b, rootA, rootB } = await cluster.pair("full");
     // One file larger than the disk (its upload fails) and, in a second try, one that uploads
     // but cannot be ingested into a pack (both copies do not fit).
@@ -95,6 +113,43 @@ describe("a full server disk", { skip: process.getuid?.() !== 0 ? "mounting a tm
   });
 });
 
+describe("a full server disk over SSH (OpenSSH's SFTP server says only \"Failure\")", { skip: NOT_ROOT || (!sshdAvailable() ? SSHD_MISSING_MESSAGE : false) }, () => {
+  const onDisk = clusterOnSmallDisk();
+  let sshd: SshdHandle;
+  before(async () => { sshd = await startSshd(); });
+  after(async () => { await sshd?.stop(); });
+
+  it("ends the sync with DISK_FULL and removes the part upload", async () => {
+    const cluster = onDisk();
+    const home = join(cluster.dir, "home-ssh");
+    const target = {
+      transport: "ssh" as const, host: sshd.host, port: sshd.port, user: sshd.user, identityFiles: [sshd.clientKeyPath], identitiesOnly: true,
+      useAgents: false, knownHostsPath: sshd.knownHostsPath, agentCommand: agentCommandLine(cluster.dataDir),
+    };
+    const state = await StateStore.open(home);
+    await enrollDevice(state, { target, deviceName: "ssh-full", passphrase: PASSPHRASE });
+    const root = await cluster.folder("ssh-full");
+    const conn = await connectAsDevice(await StateStore.open(home));
+    try {
+      await createSuperproject(conn, await StateStore.open(home), { slug: "ssh-full", root });
+    } finally {
+      await conn.close();
+    }
+    await writeFile(join(root, "big.bin"), randomBytes(5_000_000));
+    const session = await connectAsDevice(await StateStore.open(home));
+    try {
+      await assert.rejects(syncSuperproject({ conn: session, state: await StateStore.open(home), slug: "ssh-full" }), (error: unknown) => {
+        assert.ok(isCwsError(error, "DISK_FULL"), String(error));
+        assert.match((error as Error).message, /^The server's disk is full: .* Free space on the server .* and sync again\.$/);
+        return true;
+      });
+    } finally {
+      await session.close();
+    }
+    assert.deepEqual(await readdir(join(cluster.dataDir, "staging", "incoming")), []);
+  });
+});
+
 describe("the agent's answers to what a client or an intruder in staging can do", () => {
   let cluster: TestCluster;
   before(async () => { cluster = await makeCluster(); });
@@ -129,7 +184,6 @@ describe("the agent's answers to what a client or an intruder in staging can do"
     const dir = await cluster.folder("broken-root");
     await writeFile(join(dir, "a.md"), "a\n");
     const conn0 = await device.connect();
-    const { createSuperproject } = await import("../src/client/commands/superprojects.ts");
     await createSuperproject(conn0, await device.state(), { slug: "broken", root: dir });
     await conn0.close();
     await device.sync("broken");

@@ -101,12 +101,16 @@ export async function uploadResumable(
     // "r+" keeps the bytes already there; "w" starts a fresh part.
     const handle = await sftpCall<Buffer>(partPath, (cb) => sftp.open(partPath, resumable ? "r+" : "w", cb));
     try {
-      await pipelinedWrite(sftp, handle, local, { start: resumedFrom, size, concurrency, chunkSize, signal, onProgress, remotePath: partPath });
-      await fsyncIfSupported(sftp, handle);
-    } finally {
-      await sftpCall<void>(partPath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+      try {
+        await pipelinedWrite(sftp, handle, local, { start: resumedFrom, size, concurrency, chunkSize, signal, onProgress, remotePath: partPath });
+        await fsyncIfSupported(sftp, handle);
+      } finally {
+        await sftpCall<void>(partPath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+      }
+      await renameOver(sftp, partPath, remotePath);
+    } catch (error) {
+      throw await explainWriteFailure(sftp, error, partPath, size);
     }
-    await renameOver(sftp, partPath, remotePath);
     return { bytes: size, resumedFrom };
   } finally {
     await local.close();
@@ -349,6 +353,29 @@ async function fsyncIfSupported(sftp: SFTPWrapper, handle: Buffer): Promise<void
       resolve();
     }
   });
+}
+
+/**
+ * OpenSSH's SFTP server answers a write on a full disk with a bare "Failure": when a write
+ * fails so, the free space of the remote folder (statvfs@openssh.com) tells whether the disk
+ * is full. Then the part is removed, since resuming it cannot help and it holds the space.
+ */
+async function explainWriteFailure(sftp: SFTPWrapper, error: unknown, partPath: string, size: number): Promise<unknown> {
+  if (!isCwsError(error, "INTERNAL") || (error.cause as { code?: unknown } | undefined)?.code !== SFTP_FAILURE) return error;
+  const folder = partPath.slice(0, Math.max(1, partPath.lastIndexOf("/")));
+  const free = await new Promise<number | undefined>((resolve) => {
+    try {
+      sftp.ext_openssh_statvfs(folder, (statError, info: { f_bavail?: number; f_frsize?: number; f_bsize?: number } | undefined) => {
+        const blocks = info?.f_bavail;
+        resolve(statError || typeof blocks !== "number" ? undefined : blocks * (info?.f_frsize || info?.f_bsize || 0));
+      });
+    } catch {
+      resolve(undefined); // The server has no statvfs extension.
+    }
+  });
+  if (free === undefined || free >= size) return error;
+  await sftpCall<void>(partPath, (cb) => sftp.unlink(partPath, cb)).catch(() => undefined);
+  return new CwsError("DISK_FULL", `The server's disk is full: "${partPath}" could not be written (${free} bytes free, ${size} needed). Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
 }
 
 /** Renames, replacing an existing target (posix-rename@openssh.com, else unlink + rename). */
