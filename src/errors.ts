@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   "HUB_UNAVAILABLE", // the hub process could not be reached or started
   "CANCELLED", // the user interrupted the operation
   "IO_FAILED", // this machine's disk or permissions failed: disk full, permission denied, read-only
+  "DISK_FULL", // the server's disk has no space left for a write (this device's full disk is IO_FAILED)
   "INTERNAL", // an unexpected failure; details stay in the agent's log
 ] as const;
 

@@ -4,7 +4,7 @@
  * hub for everything that lives in the database. It refuses data requests until the session
  * is bound to an enrolled device, and refuses every path that could leave the data dir.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { homedir } from "node:os";
@@ -15,9 +15,13 @@ import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodNa
 import type { QuarantineRecord } from "../hub/hub-db.ts";
 import { applyManifestDelta, Manifest, manifestChunkIds } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
+import { checkTravellingTree } from "../../src/core/portable-names.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
 import type { Store } from "../store/store.ts";
 import type { HubClient } from "../hub/hub-client.ts";
+import { explainFailure } from "../failures.ts";
+import { sweepStaging } from "../store/staging-sweep.ts";
+import { agentLogPath, openAgentLog } from "./agent-log.ts";
 
 // An agent starts for every session, and a no-op sync only asks the hub two questions: the
 // store (whose open reads every pack index, a tenth of a second on a large store), the hub
@@ -39,7 +43,8 @@ export interface AgentOptions {
 export const AGENT_CAPABILITIES = ["bundles-zstd", "lease", "quarantine"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`cws-agent: ${line}\n`));
+  const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
+  const logFile = agentLogPath(options.dataDir);
   // The store is opened by the first request that needs it. Its staging folders are made now
   // (cheaply), since a client may upload into them before its first store request.
   const staging = { incoming: join(options.dataDir, "staging", "incoming"), outgoing: join(options.dataDir, "staging", "outgoing") };
@@ -59,6 +64,8 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     return connecting;
   };
   let deviceId: string | undefined;
+  // Bundles prepared for this session's client and not yet released: removed when it ends.
+  const prepared = new Set<string>();
 
   const hello: Hello = {
     type: "hello",
@@ -149,10 +156,14 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         }
         const checked = Manifest.safeParse(manifest);
         if (!checked.success) throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: the delta makes an invalid manifest (${checked.error.issues[0]?.message})`);
+        // Names that travel: what the delta brings, judged against the tree it makes (an
+        // entry an older version let into the base is left to the restore that removes it).
+        checkTravellingTree(manifest, new Set(p.delta.upserts.map((entry) => entry.path)));
         ids = [...manifestChunkIds({ format: 1, entries: p.delta.upserts })];
       } else {
         manifest = p.manifest!;
         checkManifestPaths(manifest);
+        checkTravellingTree(manifest);
         ids = [...manifestChunkIds(manifest)];
       }
       const missing = await store.missing(ids);
@@ -169,10 +180,16 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     acquireLease: async (p) => (await getHub()).call("acquireLease", { deviceId: requireDevice(), slug: p.slug }),
     heartbeat: async (p) => (await getHub()).call("heartbeat", { deviceId: requireDevice(), token: p.token }),
     releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
-    prepareBundle: async (p) => { requireDevice(); return (await getStore()).writeBundle(p.ids); },
+    prepareBundle: async (p) => {
+      requireDevice();
+      const bundle = await (await getStore()).writeBundle(p.ids);
+      prepared.add(bundle.name);
+      return bundle;
+    },
     releaseBundle: async (p) => {
       requireDevice();
       await (await getStore()).releaseOutgoing(p.name);
+      prepared.delete(p.name);
       return {};
     },
     quarantineList: async (p) => {
@@ -204,10 +221,18 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       table: Methods,
       lines: readLines(options.input as AsyncIterable<Uint8Array>),
       output: options.output,
-      handle: (method, params) => (handlers[method] as (p: unknown) => Promise<unknown>)(params),
+      // A full disk ends in one sentence with the next step; a real bug in INTERNAL naming the
+      // log that holds its stack trace.
+      handle: (method, params) => (handlers[method] as (p: unknown) => Promise<unknown>)(params).catch((error: unknown) => {
+        throw explainFailure(error, { what: method, dataDir: options.dataDir, logFile, log });
+      }),
       onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
     });
   } finally {
+    // Leftovers of this session (bundles its client never released) and of killed ones.
+    for (const name of prepared) await rm(join(staging.outgoing, name), { force: true }).catch(() => {});
+    const swept = await sweepStaging([staging.incoming, staging.outgoing], Date.now());
+    if (swept.length > 0) log(`removed ${swept.length} staging leftover(s) of interrupted sessions: ${swept.slice(0, 5).join(", ")}`);
     await (await connecting?.catch(() => undefined))?.close();
     await (await opening?.catch(() => undefined))?.close?.();
   }

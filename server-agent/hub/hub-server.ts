@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { readLines } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
+import { isDiskFull, serverDiskFull } from "../failures.ts";
 import { readServerConfig, verifyPassphrase } from "../server-config.ts";
 import { HubDatabase, type Clock } from "./hub-db.ts";
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
@@ -201,7 +202,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       table: HubMethods,
       lines: readLines(socket),
       output: socket,
-      handle,
+      // A full disk (SQLite's "database or disk is full", ENOSPC) is the server's state, not a
+      // bug: the agent passes this sentence on to the client as it is.
+      handle: (method, params) => handle(method, params).catch((error: unknown) => {
+        throw isDiskFull(error) ? serverDiskFull(method, dataDir) : error;
+      }),
       onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
     }).catch(() => socket.destroy()).finally(() => socket.end());
   });

@@ -247,11 +247,34 @@ export class Store {
    *
    * @param name A bare file name in `staging/incoming`.
    * @returns the number and raw bytes of chunks newly stored.
-   * @throws CwsError INVALID_PATH for a bad name, NOT_FOUND if there is no such bundle,
-   *   CORRUPT / FRAME_TOO_LARGE if any record is damaged (the bundle is then deleted).
+   * @throws CwsError INVALID_PATH for a bad name or something other than a regular file (which
+   *   is removed), NOT_FOUND if there is no such bundle, CORRUPT / FRAME_TOO_LARGE if any record
+   *   is damaged; on any failure but NOT_FOUND the bundle is deleted at once.
    */
   async ingestBundle(name: string): Promise<{ chunks: number; bytes: number }> {
     const path = inside(this.paths.incoming, checkFileName(name, "bundle name"));
+    // Only a regular file is a bundle. Anything else planted in staging (a symlink, a folder,
+    // a FIFO that would block the read) is refused and removed; rm never follows a link.
+    const found = await lstat(path).catch((error: unknown) => {
+      if (isErrno(error, "ENOENT")) return undefined;
+      throw error;
+    });
+    if (found === undefined) throw notStaged(name);
+    if (!found.isFile()) await refuseNonFile(path, name);
+    try {
+      return await this.#ingest(path);
+    } catch (error) {
+      if (isErrno(error, "ENOENT")) throw notStaged(name);
+      // A link swapped in after the check above: O_NOFOLLOW refused to open it.
+      if (isErrno(error, "ELOOP") || isErrno(error, "EISDIR")) await refuseNonFile(path, name);
+      // A bundle that failed to ingest (damaged, or the disk is full) is useless: the client
+      // builds its chunks into a new one next time, so it goes now rather than after gc's grace.
+      await rm(path, { force: true });
+      throw error;
+    }
+  }
+
+  async #ingest(path: string): Promise<{ chunks: number; bytes: number }> {
     await this.refresh();
     const builder = await this.#startPack();
     const added = new Set<string>();
@@ -272,13 +295,6 @@ export class Store {
       }
     } catch (error) {
       await builder.writer.abort();
-      if (isErrno(error, "ENOENT")) {
-        throw new CwsError("NOT_FOUND", `Cannot ingest bundle "${name}" as it is not in the incoming staging folder; upload it first`, {
-          data: { name },
-        });
-      }
-      // A damaged bundle is useless; the client sends its chunks again in a new one.
-      if (error instanceof CwsError && (error.code === "CORRUPT" || error.code === "FRAME_TOO_LARGE")) await rm(path, { force: true });
       throw error;
     }
     if (builder.entries.length === 0) {
@@ -799,6 +815,18 @@ function corruptObject(hash: string, why: string, cause?: unknown): CwsError {
   return new CwsError("CORRUPT", `Cannot read object "${hash}" as ${why}; run "cws-server verify"`, {
     data: { hash },
     ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function notStaged(name: string): CwsError {
+  return new CwsError("NOT_FOUND", `Cannot ingest bundle "${name}" as it is not in the incoming staging folder; upload it first`, { data: { name } });
+}
+
+/** Removes what was planted in staging under a bundle's name, and refuses it. */
+async function refuseNonFile(path: string, name: string): Promise<never> {
+  await rm(path, { recursive: true, force: true });
+  throw new CwsError("INVALID_PATH", `Cannot ingest bundle "${name}" as it is not a regular file (a link, folder or special file was in the incoming staging folder; it was removed). Upload the bundle again.`, {
+    data: { name },
   });
 }
 

@@ -126,8 +126,10 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
       const done = (async () => {
         try {
           await uploaded;
-          // In order: a failed ingest stops the ones after it.
-          await previousIngest;
+          // In order, and also after an earlier bundle failed: an uploaded bundle is either
+          // ingested (its chunks are then not sent again) or removed by the failing ingest,
+          // never left in the server's staging folder to fill its disk.
+          await previousIngest.catch(() => {});
           await conn.call("ingestBundle", { name }, { signal });
         } finally {
           await rm(built.path, { force: true });

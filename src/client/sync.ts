@@ -10,7 +10,8 @@ import { initHash } from "../core/hash.ts";
 import { faultPoint } from "../fault.ts";
 import { diffManifests, emptyManifest, type Manifest } from "../core/manifest.ts";
 import { orderForApply, planSync, type PlanAction, type SyncPlan } from "../core/plan.ts";
-import { findCaseCollisions, windowsNameProblem } from "../core/paths.ts";
+import { findCaseCollisions } from "../core/paths.ts";
+import { holdNamesThatCannotTravel } from "./held-names.ts";
 import type { SnapshotInfo } from "../protocol/messages.ts";
 import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
@@ -207,7 +208,11 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   const heldRecord = await readHeld(state, slug);
   const heldStatus = await checkHeld(conn, slug, heldRecord, signal);
   const masked = maskHeld(local, server, effectiveBase, mode === "override" ? { ...heldStatus, rejected: [] } : heldStatus);
-  let plan = planSync(masked.local, server, masked.base, { unknown: unknown.map((u) => u.path) });
+  // Names that cannot travel stay out of the plan: kept where they are, never read as deletes.
+  const travel = holdNamesThatCannotTravel(slug, { local: masked.local, server, base: masked.base });
+  problems.push(...travel.problems);
+  let plan = planSync(travel.local, travel.server, travel.base, { unknown: unknown.map((u) => u.path) });
+  plan = { ...plan, merged: travel.restore(plan.merged) };
   if (mode === "pull") plan = { ...plan, push: [], merged: server };
   let keepLocal: string[] = [];
   if (codex !== null) {
@@ -404,13 +409,9 @@ function nextStepFor(reason: string): string {
   return "fix what is said above and sync again";
 }
 
-/** Names another device (Windows) could not hold, and case-only collisions, as scan problems. */
+/** Case-only collisions, as scan problems (names no device can hold are held-names.ts's). */
 function nameProblems(manifest: Manifest): ScanProblem[] {
   const problems: ScanProblem[] = [];
-  for (const entry of manifest.entries) {
-    const reason = windowsNameProblem(entry.path);
-    if (reason !== null) problems.push({ path: entry.path, reason: `Windows devices cannot hold this name: ${reason}` });
-  }
   for (const group of findCaseCollisions(manifest.entries.map((e) => e.path))) {
     problems.push({ path: group[0], reason: `differs only in letter case from ${group.slice(1).join(", ")}; Windows and macOS devices cannot hold both` });
   }

@@ -159,3 +159,39 @@ export function applyManifestDelta(base: Manifest, delta: ManifestDelta): Manife
   }
   return makeManifest(byPath.values());
 }
+
+/** How many `F<c>…` siblings are stepped over before a binary search is cheaper. */
+const MAX_SIBLING_STEPS = 32;
+const SLASH = 0x2f;
+
+/**
+ * The index of the first entry of sorted `entries` below the entry at `at` (whose path starts
+ * with its path and "/"), or -1. Entries below `F` form one block of the sorted list, after any
+ * names that extend `F` with a character sorting before "/" (`F-1`, `F.bak`).
+ */
+export function firstIndexBelow(entries: readonly ManifestEntry[], at: number): number {
+  const file = entries[at].path;
+  const last = file.length - 1;
+  for (let j = at + 1, steps = 0; j < entries.length; j++, steps++) {
+    const path = entries[j].path;
+    // One character first: most neighbours (same folder, names that differ near their end)
+    // are told apart without a full startsWith, which costs several times more on a large tree.
+    if (path.length <= file.length || path.charCodeAt(last) !== file.charCodeAt(last) || !path.startsWith(file)) return -1;
+    const next = path.charCodeAt(file.length);
+    if (next === SLASH) return j;
+    if (next > SLASH) return -1;
+    if (steps === MAX_SIBLING_STEPS) {
+      // Many names extend this one (`F-1`, `F-2`, …): find where `F/` would be instead.
+      const prefix = `${file}/`;
+      let lo = j;
+      let hi = entries.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (entries[mid].path < prefix) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo < entries.length && entries[lo].path.startsWith(prefix) ? lo : -1;
+    }
+  }
+  return -1;
+}

@@ -53,9 +53,6 @@ describe("checkRelativePath() and checkManifestPath()", () => {
     { path: "", rule: "empty", named: "empty path" },
     { path: "/x", rule: "absolute" },
     { path: "/files/a", rule: "absolute" },
-    { path: "C:\\x", rule: "absolute" },
-    { path: "C:x", rule: "absolute" },
-    { path: "c:/x", rule: "absolute" },
     { path: "\\\\server\\share", rule: "absolute" },
     { path: "\\x", rule: "absolute" },
     { path: "files\\a", rule: "backslash" },
@@ -83,6 +80,19 @@ describe("checkRelativePath() and checkManifestPath()", () => {
       assertRefused(() => checkManifestPath(row.path), row.rule, named);
     });
   }
+
+  // Finding 3 of issue 11: a drive letter is absolute only on Windows. On Linux `Q:A notes.md`
+  // is an ordinary name that a scan may find, and it must not fail the whole sync.
+  const driveLetters = ["C:\\x", "C:x", "c:/x", "Q:A notes.md"];
+  for (const p of driveLetters) {
+    it(`refuses ${JSON.stringify(p)} as absolute on Windows only`, () => {
+      assertRefused(() => checkRelativePath(p, { windows: true }), "absolute", JSON.stringify(p));
+      if (!p.includes("\\")) assert.equal(checkRelativePath(p), p);
+    });
+  }
+  it("joins a name with a drive-letter look onto a POSIX root", () => {
+    assert.equal(resolveInside("/data/root", "Q:A notes.md", path.posix), "/data/root/Q:A notes.md");
+  });
 
   const outsideNamespaces = ["notes.md", "Files/a", "files2/a", "codexx", "other/files/a"];
   for (const p of outsideNamespaces) {
@@ -260,6 +270,7 @@ describe("resolveInside()", () => {
   const refused: { root: string; relative: string; module: typeof path.posix; rule: string }[] = [
     { root: "/data/root", relative: "../root2/x", module: path.posix, rule: "dot-segment" },
     { root: "/data/root", relative: "/etc/passwd", module: path.posix, rule: "absolute" },
+    { root: "/data/root", relative: "C:\\Windows", module: path.posix, rule: "backslash" },
     { root: "/data/root", relative: "files/a\\b", module: path.posix, rule: "backslash" },
     { root: "/data/root", relative: "", module: path.posix, rule: "empty" },
     { root: "data/root", relative: "files/a", module: path.posix, rule: "root-not-absolute" },

@@ -27,7 +27,7 @@ export const PATH_RULES = [
   "empty", // the path is the empty string
   "too-long", // more than MAX_PATH_LENGTH UTF-16 code units
   "control-character", // NUL or another C0 control character (U+0000–U+001F)
-  "absolute", // starts with `/`, `\` or a drive letter (`C:\x`, `C:x`, `\\server\share`)
+  "absolute", // starts with `/` or `\` (`\\server\share`), or on Windows with a drive letter (`C:\x`, `C:x`)
   "backslash", // a `\` anywhere: manifest paths separate folders with `/` only
   "empty-segment", // `a//b` or a trailing `/`
   "dot-segment", // a `.` or `..` segment
@@ -53,10 +53,15 @@ const DRIVE_LETTER = /^[A-Za-z]:/;
 /**
  * Returns `relative` unchanged when it is a valid relative `/`-path; throws otherwise.
  *
+ * A leading drive letter (`C:x`) makes a path absolute only where it is joined onto a Windows
+ * folder, so that rule applies with `windows` alone: on Linux and macOS `Q:A notes.md` is an
+ * ordinary name (macOS stores Finder's `Q/A notes` so), and a scan that found one must not fail.
+ * Whether such a name may travel to other devices is portable-names.ts's question.
+ *
  * @throws {CwsError} INVALID_PATH naming the path and the broken rule (`data.rule`).
  * @example checkRelativePath("files/notes/a.md") // "files/notes/a.md"
  */
-export function checkRelativePath(relative: string): string {
+export function checkRelativePath(relative: string, options: { windows?: boolean } = {}): string {
   if (relative.length === 0) {
     throw invalidPath(relative, "empty", 'a manifest path names a file or folder, like "files/notes.md"');
   }
@@ -79,7 +84,7 @@ export function checkRelativePath(relative: string): string {
   }
   // Absolute forms are checked before backslashes so `C:\x` and `\\server\share` are reported as
   // what they are rather than as a stray separator.
-  if (relative.startsWith("/") || relative.startsWith("\\") || DRIVE_LETTER.test(relative)) {
+  if (relative.startsWith("/") || relative.startsWith("\\") || (options.windows === true && DRIVE_LETTER.test(relative))) {
     throw invalidPath(
       relative,
       "absolute",
@@ -294,8 +299,8 @@ function lowerBound(values: readonly string[], value: string, from = 0): number 
  *   or the result is not strictly inside `root`.
  */
 export function resolveInside(root: string, relative: string, pathModule: PathModule = path): string {
-  checkRelativePath(relative);
   const win32 = pathModule.sep === "\\";
+  checkRelativePath(relative, { windows: win32 });
   if (!pathModule.isAbsolute(root)) {
     throw new CwsError("INVALID_PATH", `Cannot place ${quote(relative)} under ${quote(root)}: the root is not absolute`, {
       data: { path: truncate(relative), root: truncate(root), rule: "root-not-absolute" },

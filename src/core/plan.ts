@@ -42,7 +42,7 @@
  * Pure: no I/O, no clock; results are sorted by path so they are stable across runs.
  */
 import { CwsError } from "../errors.ts";
-import { type Manifest, MANIFEST_FORMAT, type ManifestEntry, sameContent } from "./manifest.ts";
+import { firstIndexBelow, type Manifest, MANIFEST_FORMAT, type ManifestEntry, sameContent } from "./manifest.ts";
 
 export type PlanAction =
   | { type: "push"; path: string; entry: ManifestEntry | null } // entry null = delete on server
@@ -338,7 +338,7 @@ function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
     for (let i = 0; i < entries.length; i++) {
       if (entries[i].kind !== "file") continue;
       const file = entries[i].path;
-      const below = firstBelow(entries, i, file);
+      const below = firstBelow(entries, i);
       if (below !== null) return `${JSON.stringify(below)} is below the file ${JSON.stringify(file)}`;
     }
     return null;
@@ -357,35 +357,11 @@ function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
   return null;
 }
 
-/** How many `F<c>…` siblings are stepped over before a binary search is cheaper. */
-const MAX_SIBLING_STEPS = 32;
-
 /** The first path of sorted `entries` below `file` (at index `at`), or null. */
-function firstBelow(entries: readonly ManifestEntry[], at: number, file: string): string | null {
-  let j = at + 1;
-  for (let steps = 0; j < entries.length; j++, steps++) {
-    const path = entries[j].path;
-    if (!path.startsWith(file)) return null;
-    const next = path.charCodeAt(file.length);
-    if (next === SLASH) return path;
-    if (next > SLASH) return null;
-    if (steps === MAX_SIBLING_STEPS) {
-      // Many names extend this one (`F-1`, `F-2`, …): find where `F/` would be instead.
-      const prefix = `${file}/`;
-      let lo = j;
-      let hi = entries.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (entries[mid].path < prefix) lo = mid + 1;
-        else hi = mid;
-      }
-      return lo < entries.length && entries[lo].path.startsWith(prefix) ? entries[lo].path : null;
-    }
-  }
-  return null;
+function firstBelow(entries: readonly ManifestEntry[], at: number): string | null {
+  const below = firstIndexBelow(entries, at);
+  return below === -1 ? null : entries[below].path;
 }
-
-const SLASH = 0x2f;
 
 function isStrictlySorted(entries: readonly ManifestEntry[]): boolean {
   for (let i = 1; i < entries.length; i++) if (!(entries[i - 1].path < entries[i].path)) return false;

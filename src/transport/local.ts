@@ -5,7 +5,7 @@
  * client can see (same agent, same protocol, same staging), minus the network.
  */
 import { spawn } from "node:child_process";
-import { copyFile, rename, stat } from "node:fs/promises";
+import { copyFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delayed } from "node:timers";
 import { CwsError, isCwsError } from "../errors.ts";
@@ -53,9 +53,19 @@ export async function connectLocal(target: LocalTarget, options: { signal?: Abor
     async upload(localPath: string, name: string, transfer: TransferOptions = {}) {
       const target = join(session.hello.staging.incoming, name);
       const { size } = await stat(localPath);
-      // Copy under a temporary name first, so the agent never ingests half a bundle.
-      await copyFile(localPath, `${target}.part`);
-      await rename(`${target}.part`, target);
+      // Copy under a temporary name first, so the agent never ingests half a bundle. A copy
+      // that fails leaves nothing behind in the server's staging folder.
+      try {
+        await copyFile(localPath, `${target}.part`);
+        await rename(`${target}.part`, target);
+      } catch (error) {
+        await rm(`${target}.part`, { force: true }).catch(() => {});
+        const code = (error as NodeJS.ErrnoException)?.code;
+        if (code === "ENOSPC" || code === "EDQUOT") {
+          throw new CwsError("DISK_FULL", `The server's disk is full: a bundle could not be copied into ${session.hello.staging.incoming}. Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+        }
+        throw error;
+      }
       fileSent += size;
       transfer.onProgress?.({ bytes: size, total: size });
     },

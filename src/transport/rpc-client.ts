@@ -90,7 +90,8 @@ async function awaitHello(lines: AsyncGenerator<string>, maxNoiseLines: number, 
     if (candidate.protocol !== PROTOCOL_VERSION) {
       throw new CwsError(
         "PROTOCOL_MISMATCH",
-        `Cannot talk to the agent: it speaks protocol ${String(candidate.protocol)} (cws ${String(candidate.version)}), this client speaks ${PROTOCOL_VERSION} (cws ${PACKAGE_VERSION}). Install the same cws version on the server and this device.`,
+        // JSON spellings, so a protocol sent as the string "1" does not read as the number 1.
+        `Cannot talk to the agent: it speaks protocol ${JSON.stringify(candidate.protocol) ?? "(none)"} (cws ${JSON.stringify(candidate.version) ?? "(unknown)"}), this client speaks ${PROTOCOL_VERSION} (cws ${PACKAGE_VERSION}).${typeof candidate.protocol === "number" ? "" : " Its hello is malformed: the protocol must be a number."} Install the same cws version on the server and this device.`,
         { data: { client: PROTOCOL_VERSION, agent: candidate.protocol } },
       );
     }

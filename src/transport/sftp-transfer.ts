@@ -63,6 +63,7 @@ const LOCAL_READ_BLOCK_BYTES = 1024 * 1024;
 /** SFTP status codes (draft-ietf-secsh-filexfer-02) that callers may want to tell apart. */
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
+const SFTP_FAILURE = 4;
 
 export interface UploadResult {
   /** Size of the file. */
@@ -100,12 +101,16 @@ export async function uploadResumable(
     // "r+" keeps the bytes already there; "w" starts a fresh part.
     const handle = await sftpCall<Buffer>(partPath, (cb) => sftp.open(partPath, resumable ? "r+" : "w", cb));
     try {
-      await pipelinedWrite(sftp, handle, local, { start: resumedFrom, size, concurrency, chunkSize, signal, onProgress, remotePath: partPath });
-      await fsyncIfSupported(sftp, handle);
-    } finally {
-      await sftpCall<void>(partPath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+      try {
+        await pipelinedWrite(sftp, handle, local, { start: resumedFrom, size, concurrency, chunkSize, signal, onProgress, remotePath: partPath });
+        await fsyncIfSupported(sftp, handle);
+      } finally {
+        await sftpCall<void>(partPath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+      }
+      await renameOver(sftp, partPath, remotePath);
+    } catch (error) {
+      throw await explainWriteFailure(sftp, error, partPath, size);
     }
-    await renameOver(sftp, partPath, remotePath);
     return { bytes: size, resumedFrom };
   } finally {
     await local.close();
@@ -350,6 +355,29 @@ async function fsyncIfSupported(sftp: SFTPWrapper, handle: Buffer): Promise<void
   });
 }
 
+/**
+ * OpenSSH's SFTP server answers a write on a full disk with a bare "Failure": when a write
+ * fails so, the free space of the remote folder (statvfs@openssh.com) tells whether the disk
+ * is full. Then the part is removed, since resuming it cannot help and it holds the space.
+ */
+async function explainWriteFailure(sftp: SFTPWrapper, error: unknown, partPath: string, size: number): Promise<unknown> {
+  if (!isCwsError(error, "INTERNAL") || (error.cause as { code?: unknown } | undefined)?.code !== SFTP_FAILURE) return error;
+  const folder = partPath.slice(0, Math.max(1, partPath.lastIndexOf("/")));
+  const free = await new Promise<number | undefined>((resolve) => {
+    try {
+      sftp.ext_openssh_statvfs(folder, (statError, info: { f_bavail?: number; f_frsize?: number; f_bsize?: number } | undefined) => {
+        const blocks = info?.f_bavail;
+        resolve(statError || typeof blocks !== "number" ? undefined : blocks * (info?.f_frsize || info?.f_bsize || 0));
+      });
+    } catch {
+      resolve(undefined); // The server has no statvfs extension.
+    }
+  });
+  if (free === undefined || free >= size) return error;
+  await sftpCall<void>(partPath, (cb) => sftp.unlink(partPath, cb)).catch(() => undefined);
+  return new CwsError("DISK_FULL", `The server's disk is full: "${partPath}" could not be written (${free} bytes free, ${size} needed). Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+}
+
 /** Renames, replacing an existing target (posix-rename@openssh.com, else unlink + rename). */
 async function renameOver(sftp: SFTPWrapper, from: string, to: string): Promise<void> {
   const posixRename = await new Promise<Error | null | undefined | "unsupported">((resolve) => {
@@ -395,8 +423,13 @@ function sftpError(error: Error, remotePath: string): CwsError {
       { cause: error },
     );
   }
+  // The restricted SFTP server says so in words (OpenSSH's says only "Failure", status 4).
+  if (typeof code === "number" && /disk is full|no space left|quota/i.test(error.message)) {
+    return new CwsError("DISK_FULL", `The server's disk is full: "${remotePath}" could not be written. Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+  }
   if (typeof code === "number") {
-    return new CwsError("INTERNAL", `Cannot transfer "${remotePath}": the server said "${error.message}" (SFTP status ${code})`, {
+    const hint = code === SFTP_FAILURE ? "; if the server's disk is full, free space there and run the command again" : "";
+    return new CwsError("INTERNAL", `Cannot transfer "${remotePath}": the server said "${error.message}" (SFTP status ${code})${hint}`, {
       cause: error,
     });
   }
