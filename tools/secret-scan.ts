@@ -63,7 +63,7 @@ const RULES: readonly Rule[] = [
   { kind: "github-token", pattern: /\bgithub_pat_[A-Za-z0-9_]{40,}\b/g },
   { kind: "npm-token", pattern: /\bnpm_[A-Za-z0-9]{36}\b/g },
   // An .npmrc credential line: `//registry/:_authToken=…` (a ${VAR} reference is fine).
-  { kind: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*["']?([^\s"'$][^\s"']{7,})/g, group: 1 },
+  { kind: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*["']?([A-Za-z0-9._~+/=-]{8,})(?=["'\s]|$)/g, group: 1 },
   { kind: "aws-access-key", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
   { kind: "slack-token", pattern: /\bxox[abposr]-[A-Za-z0-9-]{10,}/g },
   { kind: "openai-key", pattern: /\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}/g, accept: (secret) => looksRandom(secret.replace(/^sk-(proj-|svcacct-|admin-)?/, "")) },
