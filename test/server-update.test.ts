@@ -46,7 +46,7 @@ async function commit(src: string, file: string, edit: (text: string) => string,
 
 const bumpVersion = (text: string) => text.replace(/"0\.1\.0"/, '"0.1.1"');
 
-test("install, update to a newer commit, refuse a release that cannot load, roll back one whose hub does not start", { skip: process.getuid?.() !== 0 && "install.sh needs root", timeout: 300_000 }, async (t) => {
+test("install, update to a newer commit, refuse a release that cannot load, roll back one whose hub does not start, update from a tarball", { skip: process.getuid?.() !== 0 && "install.sh needs root", timeout: 300_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "cws-server-update-"));
   const src = join(dir, "src");
   const env: NodeJS.ProcessEnv = {
@@ -167,4 +167,12 @@ test("install, update to a newer commit, refuse a release that cannot load, roll
   assert.equal(await current(), first);
   assert.equal((await run(bin("cws-server"), ["--version"], { env })).stdout.trim(), "0.1.0");
   assert.notEqual(await statusPid(), null);
+
+  // A release tarball (a GitHub-style archive with one top folder) updates the same way.
+  const tarball = join(dir, "codex-workspace-sync-0.1.1.tar.gz");
+  git(src, "archive", "--format=tar.gz", "--prefix=codex-workspace-sync-0.1.1/", "--output", tarball, v2);
+  const fromTarball = await run(bin("update-codex-workspace"), ["--tarball", tarball], { env });
+  assert.equal(fromTarball.code, 0, fromTarball.stderr);
+  assert.match(await readFile(join(await current(), ".cws-release"), "utf8"), /^source=tarball /m);
+  assert.equal((await run(bin("cws-server"), ["--version"], { env })).stdout.trim(), "0.1.1");
 });

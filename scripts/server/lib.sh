@@ -116,6 +116,12 @@ release_field() {
   [[ -f "$release/.cws-release" ]] && sed -n "s/^$key=//p" "$release/.cws-release" | head -n 1
 }
 
+# Copies a folder of the running release into a new one as hard links where the file system
+# allows (the Node runtime is ~190 MB; no one writes into a release after it is made).
+copy_tree() {
+  cp -al "$1" "$2" 2>/dev/null || { rm -rf "$2"; cp -a "$1" "$2"; }
+}
+
 # Node 24 for a release: CWS_NODE when set, else the release's own runtime. Copies the runtime
 # of $2 (the running release) when it was installed for the same version spec.
 install_runtime() {
@@ -129,7 +135,7 @@ install_runtime() {
     [[ -n "$spec" && "$spec" != "{}" ]] || die "the release's package.json names no Node version (devDependencies.node)"
     echo "node_spec=$spec" >>"$release/.cws-release"
     if [[ -n "$reuse_from" && -x "$reuse_from/runtime/node_modules/.bin/node" && "$(release_field "$reuse_from" node_spec)" == "$spec" ]]; then
-      cp -a "$reuse_from/runtime" "$release/runtime"
+      copy_tree "$reuse_from/runtime" "$release/runtime"
     else
       say "installing Node $spec for this release (npm package node)"
       npm install --prefix "$release/runtime" --no-save --no-package-lock --no-audit --no-fund --loglevel=error "node@$spec" >/dev/null ||
@@ -149,7 +155,7 @@ install_runtime() {
 install_dependencies() {
   local release=$1 reuse_from=${2:-}
   if [[ -n "$reuse_from" && -d "$reuse_from/node_modules" ]] && cmp -s "$release/package-lock.json" "$reuse_from/package-lock.json"; then
-    cp -a "$reuse_from/node_modules" "$release/node_modules"
+    copy_tree "$reuse_from/node_modules" "$release/node_modules"
   else
     say "installing production dependencies (npm ci --omit=dev)"
     (cd "$release" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
