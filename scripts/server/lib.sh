@@ -158,7 +158,7 @@ install_dependencies() {
     copy_tree "$reuse_from/node_modules" "$release/node_modules"
   else
     say "installing production dependencies (npm ci --omit=dev)"
-    (cd "$release" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
+    (cd "$release" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null) ||
       die "npm ci --omit=dev failed in $release"
   fi
 }
@@ -232,7 +232,7 @@ wait_healthy() {
       fi
     fi
     service is-active --quiet "$HUB_UNIT" || return 1
-    sleep 1
+    sleep 0.25
   done
   return 1
 }
