@@ -33,7 +33,9 @@ test("each launcher logs its run and its .cmd wrapper keeps a double-clicked win
   for (const name of LAUNCHERS) {
     const ps1 = readFileSync(join(WINDOWS, `${name}.ps1`), "utf8");
     assert.match(ps1, /\. \(Join-Path \$PSScriptRoot 'cws-common\.ps1'\)/, `${name}.ps1 uses the shared launcher code`);
-    assert.match(ps1, /Invoke-CwsLogged -Name|Start-CwsLog '/, `${name}.ps1 logs its run`);
+    assert.match(ps1, /^Invoke-CwsLogged -Name|Start-CwsLog '/m, `${name}.ps1 logs its run`);
+    // cws must own the console (prompts, progress): its output is never captured as a value.
+    assert.doesNotMatch(ps1, /[=(]\s*(?:Invoke-CwsLogged|& \$node \$cli)/, `${name}.ps1 does not capture cws's output`);
     const cmd = readFileSync(join(WINDOWS, `${name}.cmd`), "utf8");
     assert.ok(cmd.includes(`-File "%~dp0${name}.ps1" %*`), `${name}.cmd runs ${name}.ps1 with its arguments`);
     assert.match(cmd, /findstr \/i \/c:"%~nx0"[^\r]*set "CWS_PAUSE=1"/, `${name}.cmd knows when it was double-clicked`);

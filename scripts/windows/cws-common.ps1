@@ -50,7 +50,11 @@ function Invoke-Checked {
     if ($LASTEXITCODE -ne 0) { throw "$What failed (exit code $LASTEXITCODE)." }
 }
 
-# Runs `cws <CwsArguments>` in this window and returns its exit code. Name labels the log file.
+# Runs `cws <CwsArguments>` in this window; its exit code is left in $script:CwsExitCode. Name
+# labels the log file. Call it as a statement, never as `exit (Invoke-CwsLogged ...)`: capturing
+# a function's output would capture cws's own output too (and cws would no longer see a
+# console, so it could not ask for passwords).
+$script:CwsExitCode = 1
 function Invoke-CwsLogged {
     param(
         [Parameter(Mandatory = $true)][string]$Name,
@@ -79,7 +83,7 @@ function Invoke-CwsLogged {
     }
     if ($code -eq 0) { Write-Host 'Done.' -ForegroundColor Green }
     else { Write-Host "cws failed (exit code $code). The messages above say why; the log is $logFile" -ForegroundColor Red }
-    return $code
+    $script:CwsExitCode = $code
 }
 
 # Asks for a value when the parameter was not given (double-click runs pass no arguments).

@@ -15,4 +15,5 @@ $cwsArgs = @('enroll-device', '--host', $ServerHost)
 if ($User) { $cwsArgs += @('--user', $User) }
 if ($Port -gt 0) { $cwsArgs += @('--port', "$Port") }
 # The SSH password, key passphrase and secondary passphrase are asked by cws itself.
-exit (Invoke-CwsLogged -Name 'enroll' -CwsArguments $cwsArgs)
+Invoke-CwsLogged -Name 'enroll' -CwsArguments $cwsArgs
+exit $script:CwsExitCode

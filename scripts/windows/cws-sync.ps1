@@ -8,4 +8,5 @@ param(
 $Slug = Read-CwsValue $Slug 'Superproject to sync (its slug; cws status lists them)'
 $cwsArgs = @('sync', $Slug)
 if ($DryRun) { $cwsArgs += '--dry-run' }
-exit (Invoke-CwsLogged -Name "sync-$Slug" -CwsArguments $cwsArgs)
+Invoke-CwsLogged -Name "sync-$Slug" -CwsArguments $cwsArgs
+exit $script:CwsExitCode

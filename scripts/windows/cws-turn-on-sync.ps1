@@ -6,4 +6,5 @@ param(
 )
 . (Join-Path $PSScriptRoot 'cws-common.ps1')
 $Slug = Read-CwsValue $Slug 'Superproject to live-sync (its slug; cws status lists them)'
-exit (Invoke-CwsLogged -Name "turn-on-sync-$Slug" -CwsArguments @('turn-on-sync', $Slug))
+Invoke-CwsLogged -Name "turn-on-sync-$Slug" -CwsArguments @('turn-on-sync', $Slug)
+exit $script:CwsExitCode

@@ -4,4 +4,5 @@
 . (Join-Path $PSScriptRoot 'cws-common.ps1')
 $cwsArgs = @($args)
 if ($cwsArgs.Count -eq 0) { $cwsArgs = @('--help') }
-exit (Invoke-CwsLogged -Name ('cws-' + ($cwsArgs[0] -replace '[^A-Za-z0-9-]', '')) -CwsArguments $cwsArgs)
+Invoke-CwsLogged -Name ('cws-' + ($cwsArgs[0] -replace '[^A-Za-z0-9-]', '')) -CwsArguments $cwsArgs
+exit $script:CwsExitCode
