@@ -176,3 +176,10 @@ test("install, update to a newer commit, refuse a release that cannot load, roll
   assert.match(await readFile(join(await current(), ".cws-release"), "utf8"), /^source=tarball /m);
   assert.equal((await run(bin("cws-server"), ["--version"], { env })).stdout.trim(), "0.1.1");
 });
+
+test("the systemd units of the repository pass systemd-analyze verify", { skip: !existsSync("/usr/bin/systemd-analyze") && "systemd-analyze is not installed" }, async () => {
+  const units = join(REPO, "scripts", "server", "systemd");
+  const verified = await run("systemd-analyze", ["verify", ...(await readdir(units)).map((u) => join(units, u))], { env: process.env });
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.equal(verified.stderr, "");
+});
