@@ -84,8 +84,17 @@ export function authorizedKeysLine(options: AuthorizedKeysLineOptions): string {
  * {@link authorizedKeysLine} for the cws installation this code runs from: its repo dir, and
  * the repo's own Node 24 (`node_modules/.bin/node`, stable across Node updates by npm) or
  * else the Node running now.
+ *
+ * In the server install layout (docs/operations.md) this code runs from one release folder
+ * that a later update replaces, so scripts/server/run.sh names the stable paths instead
+ * (`<install>/current` and its Node) in CWS_STABLE_ROOT and CWS_STABLE_NODE: device keys keep
+ * working across updates and rollbacks.
  */
 export function authorizedKeysLineForThisInstall(options: Pick<AuthorizedKeysLineOptions, "publicKey" | "dataDir" | "deviceId">): string {
+  const { CWS_STABLE_ROOT: stableRoot, CWS_STABLE_NODE: stableNode } = process.env;
+  if (stableRoot && stableNode) {
+    return authorizedKeysLine({ ...options, dataDir: path.resolve(options.dataDir), repoDir: stableRoot, nodePath: stableNode });
+  }
   const repoDir = path.resolve(import.meta.dirname, "..");
   const repoNode = path.join(repoDir, "node_modules", ".bin", "node");
   return authorizedKeysLine({ ...options, dataDir: path.resolve(options.dataDir), repoDir, nodePath: existsSync(repoNode) ? repoNode : process.execPath });

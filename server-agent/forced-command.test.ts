@@ -85,6 +85,21 @@ describe("authorized_keys line", () => {
     assert.match(line, /^restrict,command="exec '?\/[^"]*node'? /);
   });
 
+  it("names the install's stable current/ paths when run.sh gives them, so device keys survive updates", () => {
+    const saved = { root: process.env.CWS_STABLE_ROOT, node: process.env.CWS_STABLE_NODE };
+    process.env.CWS_STABLE_ROOT = "/opt/codex-workspace-sync/current";
+    process.env.CWS_STABLE_NODE = "/opt/codex-workspace-sync/current/runtime/node_modules/.bin/node";
+    try {
+      const line = authorizedKeysLineForThisInstall({ publicKey: KEY, dataDir: "/srv/cws", deviceId: "d1" });
+      assert.ok(line.startsWith(`restrict,command="exec /opt/codex-workspace-sync/current/runtime/node_modules/.bin/node /opt/codex-workspace-sync/current/server-agent/forced-command.ts --data /srv/cws`), line);
+    } finally {
+      for (const [key, value] of [["CWS_STABLE_ROOT", saved.root], ["CWS_STABLE_NODE", saved.node]] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  });
+
   it("quotes a single quote for the shell", () => {
     const line = authorizedKeysLine({ ...base, dataDir: "/srv/o'brien" });
     assert.ok(line.includes(`--data '/srv/o'\\''brien'`), line);

@@ -1,63 +1,51 @@
 #!/usr/bin/env bash
-# Installs cws on a Debian/Ubuntu server: the service account, the code under /opt, the
-# environment file under /etc, the systemd units. Run as root from a checkout of this
-# repository. Safe to run again (it updates the code and units, keeps data and config).
+# Installs cws on a Debian/Ubuntu server in the layout of docs/operations.md: the service
+# account, the settings file /etc/codex-workspace-sync/cws.env, the data and backup dirs, the
+# code as a release under /opt/codex-workspace-sync (root-owned; production dependencies and
+# Node 24 only), the wrappers cws-server, cws-agent and update-codex-workspace in
+# /usr/local/bin, and the systemd units. Run as root from a checkout of this repository, or
+# with --git URL [--ref R] / --tarball FILE / --path DIR to install from there instead.
+# Running it again refreshes settings, wrappers and units, and updates the code through
+# update-codex-workspace (with its backup, health check and rollback).
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+checkout="$(cd "$here/../.." && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
-here="$(cd "$(dirname "$0")/../.." && pwd)"
-env_dir=/etc/codex-workspace-sync
-env_file="$env_dir/cws.env"
+[[ $EUID -eq 0 ]] || die "run install.sh as root (sudo)"
 
-say() { printf '==> %s\n' "$*"; }
-
-if [[ $EUID -ne 0 ]]; then echo "install.sh: run as root (sudo)" >&2; exit 2; fi
-
-mkdir -p "$env_dir"
-if [[ ! -f "$env_file" ]]; then
-  install -m 0644 "$here/scripts/server/service.env.template" "$env_file"
-  say "wrote $env_file (edit it, then run this script again if you change CWS_USER or the dirs)"
+mkdir -p "$(dirname "$CWS_ENV_FILE")"
+if [[ ! -f "$CWS_ENV_FILE" ]]; then
+  install -m 0644 "$here/service.env.template" "$CWS_ENV_FILE"
+  say "wrote $CWS_ENV_FILE (edit it and run install.sh again to change the account or folders)"
 fi
-# shellcheck disable=SC1090
-source "$env_file"
+load_env
 
 if ! id "$CWS_USER" >/dev/null 2>&1; then
   say "creating the service account $CWS_USER"
   useradd --system --create-home --shell /bin/bash "$CWS_USER"
 fi
+for dir in "$CWS_DATA_DIR" "$CWS_BACKUP_DIR"; do
+  mkdir -p "$dir"
+  chown "$CWS_USER:" "$dir"
+  chmod 0700 "$dir"
+done
+mkdir -p "$CWS_INSTALL_DIR/releases"
+chmod 0755 "$CWS_INSTALL_DIR" "$CWS_INSTALL_DIR/releases"
 
-say "installing the code into $CWS_INSTALL_DIR"
-mkdir -p "$CWS_INSTALL_DIR"
-if command -v rsync >/dev/null; then
-  rsync -a --delete --exclude node_modules --exclude .git "$here/" "$CWS_INSTALL_DIR/"
+install_wrappers
+say "installed $CWS_BIN_DIR/cws-server, cws-agent and update-codex-workspace"
+
+source_args=("$@")
+((${#source_args[@]})) || source_args=(--path "$checkout")
+if [[ -L "$CWS_INSTALL_DIR/current" ]]; then
+  "$here/update.sh" "${source_args[@]}"
 else
-  cp -a "$here/." "$CWS_INSTALL_DIR/"
+  "$here/update.sh" --first-install "${source_args[@]}"
+  if [[ ! -f "$CWS_DATA_DIR/server.json" ]]; then
+    say "next: set the secondary passphrase devices enroll with:"
+    echo "    sudo -u $CWS_USER $CWS_BIN_DIR/cws-server init"
+  fi
+  say "then: $CWS_SYSTEMCTL enable --now $HUB_UNIT  (and optionally codex-workspace-sync-update.timer)"
 fi
-(cd "$CWS_INSTALL_DIR" && npm ci --omit=dev --no-audit --no-fund && npm install --no-save node@24 >/dev/null)
-
-mkdir -p "$CWS_DATA_DIR"
-chown "$CWS_USER:$CWS_USER" "$CWS_DATA_DIR"
-chmod 0700 "$CWS_DATA_DIR"
-
-say "installing the agent wrapper /usr/local/bin/cws-agent"
-cat > /usr/local/bin/cws-agent <<WRAPPER
-#!/bin/sh
-# Started by sshd for each cws session (directly, or through the forced command of a device key).
-exec "$CWS_INSTALL_DIR/node_modules/.bin/node" "$CWS_INSTALL_DIR/server-agent/agent/main.ts" --data "$CWS_DATA_DIR" "\$@"
-WRAPPER
-chmod 0755 /usr/local/bin/cws-agent
-cat > /usr/local/bin/cws-server <<WRAPPER
-#!/bin/sh
-exec "$CWS_INSTALL_DIR/node_modules/.bin/node" "$CWS_INSTALL_DIR/server-agent/server-main.ts" "\$@"
-WRAPPER
-chmod 0755 /usr/local/bin/cws-server
-
-say "installing systemd units"
-install -m 0644 "$here/scripts/server/systemd/"*.service "$here/scripts/server/systemd/"*.timer /etc/systemd/system/
-sed -i "s/^User=.*/User=$CWS_USER/; s/^Group=.*/Group=$CWS_USER/; s#^ReadWritePaths=.*#ReadWritePaths=$CWS_DATA_DIR#" /etc/systemd/system/codex-workspace-sync.service
-systemctl daemon-reload
-
-if [[ ! -f "$CWS_DATA_DIR/server.json" ]]; then
-  say "next: set the secondary passphrase devices enroll with:"
-  echo "    sudo -u $CWS_USER cws-server init --data $CWS_DATA_DIR"
-fi
-say "then: systemctl enable --now codex-workspace-sync.service (and optionally codex-workspace-sync-update.timer)"

@@ -1,26 +1,19 @@
-# Enrolls this Windows device in a window that stays open whether enrollment succeeds or
-# fails, and keeps a log under %LOCALAPPDATA%\CodexWorkspaceSync\logs\.
-# Usage (double-click, or): scripts\windows\cws-enroll-device.ps1 [-Host server] [-User you]
+# Enrolls this Windows device with the cws server, logged under %LOCALAPPDATA%\cws\logs\.
+# Double-click cws-enroll-device.cmd: it asks for what is missing and keeps the window open
+# whether enrollment succeeds or fails.
+# Usage: scripts\windows\cws-enroll-device.ps1 [-ServerHost server] [-User you] [-Port 22]
+# (not -Host: $Host is PowerShell's own read-only variable).
 param(
-    [string]$Host = '',
+    [string]$ServerHost = '',
     [string]$User = '',
-    [int]$Port = 22
+    [int]$Port = 0
 )
-$ErrorActionPreference = 'Continue'
-$logDir = Join-Path $env:LOCALAPPDATA 'CodexWorkspaceSync\logs'
-New-Item -ItemType Directory -Force -Path $logDir | Out-Null
-$log = Join-Path $logDir ("enroll-{0:yyyyMMdd-HHmmss}.log" -f (Get-Date))
-Start-Transcript -Path $log -Append | Out-Null
-try {
-    if ($Host -eq '') { $Host = Read-Host 'Server host (name or address)' }
-    if ($User -eq '') { $User = Read-Host 'SSH user on the server' }
-    # Secrets (SSH password, key passphrase, secondary passphrase) are asked by cws itself,
-    # with echo off; they never appear on a command line or in this log.
-    & (Join-Path $PSScriptRoot 'cws.ps1') enroll-device --host $Host --user $User --port $Port
-    if ($LASTEXITCODE -eq 0) { Write-Host "`nEnrollment succeeded." -ForegroundColor Green }
-    else { Write-Host "`nEnrollment failed (exit code $LASTEXITCODE). See the messages above and the log: $log" -ForegroundColor Red }
-}
-finally {
-    Stop-Transcript | Out-Null
-    Read-Host 'Press Enter to close this window'
-}
+. (Join-Path $PSScriptRoot 'cws-common.ps1')
+$ServerHost = Read-CwsValue $ServerHost 'Server host (name, address, or a Host alias of ~/.ssh/config)'
+if (-not $User) { $User = Read-Host 'SSH user on the server (Enter: from ~/.ssh/config, else your user name)' }
+$cwsArgs = @('enroll-device', '--host', $ServerHost)
+if ($User) { $cwsArgs += @('--user', $User) }
+if ($Port -gt 0) { $cwsArgs += @('--port', "$Port") }
+# The SSH password, key passphrase and secondary passphrase are asked by cws itself.
+Invoke-CwsLogged -Name 'enroll' -CwsArguments $cwsArgs
+exit $script:CwsExitCode

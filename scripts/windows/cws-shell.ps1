@@ -1,6 +1,5 @@
-# Opens the interactive cws shell in this window (double-click friendly: the window stays
-# open after the shell ends, so its last messages can be read).
-$ErrorActionPreference = 'Continue'
-& (Join-Path $PSScriptRoot 'cws.ps1') shell
-Write-Host ''
-Read-Host 'cws shell ended. Press Enter to close this window'
+# Opens the interactive cws shell in this window, logged under %LOCALAPPDATA%\cws\logs\.
+# Double-click cws-shell.cmd to keep the window open after the shell ends.
+. (Join-Path $PSScriptRoot 'cws-common.ps1')
+Invoke-CwsLogged -Name 'shell' -CwsArguments @('shell')
+exit $script:CwsExitCode

@@ -1,12 +1,8 @@
-# Runs cws from this checkout with the Node 24 that `npm ci` installed, whatever Node the
-# system has. Usage: scripts\windows\cws.ps1 <command> [options]   e.g.  .\cws.ps1 status
-$ErrorActionPreference = 'Stop'
-$repo = Resolve-Path (Join-Path $PSScriptRoot '..\..')
-$node = Join-Path $repo 'node_modules\node\bin\node.exe'
-if (-not (Test-Path $node)) { $node = Join-Path $repo 'node_modules\.bin\node.cmd' }
-if (-not (Test-Path $node)) {
-    Write-Error "Node 24 is not installed in $repo. Run 'npm ci' there first."
-    exit 2
-}
-& $node (Join-Path $repo 'src\cli\cws.ts') @args
-exit $LASTEXITCODE
+# Runs cws from this checkout with the Node 24 that `npm ci` installed, logged under
+# %LOCALAPPDATA%\cws\logs\. Usage: scripts\windows\cws.ps1 <command> [options], e.g. .\cws.ps1 status
+# (cws.cmd is the same for cmd.exe and double-click; with no command it shows the help).
+. (Join-Path $PSScriptRoot 'cws-common.ps1')
+$cwsArgs = @($args)
+if ($cwsArgs.Count -eq 0) { $cwsArgs = @('--help') }
+Invoke-CwsLogged -Name ('cws-' + ($cwsArgs[0] -replace '[^A-Za-z0-9-]', '')) -CwsArguments $cwsArgs
+exit $script:CwsExitCode

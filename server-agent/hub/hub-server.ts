@@ -20,6 +20,7 @@ import { Serial } from "./serial.ts";
 import { commitWithPolicy, ManifestCache, superprojectPolicy, type PolicyContext } from "./push-policy.ts";
 import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
+import { acquireHubLock } from "./hub-lock.ts";
 
 export function hubSocketPath(dataDir: string): string {
   return join(dataDir, "hub.sock");
@@ -50,10 +51,18 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${new Date().toISOString()} hub: ${line}\n`));
   const config = await readServerConfig(dataDir);
   const socketPath = hubSocketPath(dataDir);
-  if (await socketAnswers(socketPath)) {
-    throw new CwsError("ALREADY_EXISTS", `A hub is already running for ${dataDir} (socket ${socketPath} answers).`);
+  // The lock, not the socket, decides who may serve this data dir (see hub-lock.ts); once it
+  // is held, a socket file left behind by a dead hub can safely be removed.
+  const lock = await acquireHubLock(dataDir);
+  try {
+    if (await socketAnswers(socketPath)) {
+      throw new CwsError("ALREADY_EXISTS", `A hub is already running for ${dataDir} (socket ${socketPath} answers).`);
+    }
+    await rm(socketPath, { force: true });
+  } catch (error) {
+    lock.release();
+    throw error;
   }
-  await rm(socketPath, { force: true });
   const db = new HubDatabase(hubDatabasePath(dataDir), { clock: options.clock, leaseTtlMs: config.leaseTtlMs });
   const store = await Store.open(dataDir);
   await adoptRestoredBackup(dataDir, db, log);
@@ -248,6 +257,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     db.close();
     await store.close?.();
     await rm(join(dataDir, "hub.pid"), { force: true });
+    lock.release();
     resolveStopped();
   }
 
