@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { readLines } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
-import { isDiskFull, serverDiskFull } from "../failures.ts";
+import { explainFailure } from "../failures.ts";
 import { readServerConfig, verifyPassphrase } from "../server-config.ts";
 import { HubDatabase, type Clock } from "./hub-db.ts";
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
@@ -212,9 +212,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       lines: readLines(socket),
       output: socket,
       // A full disk (SQLite's "database or disk is full", ENOSPC) is the server's state, not a
-      // bug: the agent passes this sentence on to the client as it is.
+      // bug; a bug's INTERNAL names the hub's log. The agent passes either on as it is.
       handle: (method, params) => handle(method, params).catch((error: unknown) => {
-        throw isDiskFull(error) ? serverDiskFull(method, dataDir) : error;
+        throw explainFailure(error, { what: method, dataDir, logFile: `${join(dataDir, "logs", "hub.log")} (or the hub service's journal)`, log });
       }),
       onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
     }).catch(() => socket.destroy()).finally(() => socket.end());
