@@ -191,8 +191,9 @@ test("work folders of killed runs in the temp folder are removed by the next syn
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, "spool"), "x".repeat(1000));
   }
-  const synced = await a.sync(slug);
-  assert.ok(synced.leftoversRemoved >= 1);
+  // Any cws sync on this machine may remove the stale folder (so no count is asserted); after
+  // this one it is gone, and the live run's folder is not.
+  await a.sync(slug);
   await assert.rejects(stat(stale), /ENOENT/);
   assert.ok((await stat(live)).isDirectory(), "a live run's folder stays");
   await rm(live, { recursive: true });

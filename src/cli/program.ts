@@ -390,6 +390,8 @@ export function buildProgram(): Command {
         if (!Number.isInteger(n) || n < min || n > max) throw new CwsError("INVALID_ARGUMENT", `${name} takes a whole number of milliseconds from ${min} to ${max}`);
         return n;
       };
+      // The paths last reported as not synced, so each is announced once, not at every rescan.
+      let unknownShown = new Set<string>();
       const result = await runLiveSync({
         state, slug, signal,
         connect: () => connect(state),
@@ -411,6 +413,8 @@ export function buildProgram(): Command {
             for (const c of s.conflicts) println(`${time} CONFLICT ${c.path}: server version kept; yours is at ${c.backup}`);
             // Only new holds are announced: items still waiting were announced when they were held.
             for (const line of quarantineLines({ quarantine: { ...s.quarantine, waiting: [] } })) println(`${time} ${line}`);
+            for (const u of s.unknown) if (!unknownShown.has(u.path)) println(`${time} NOT SYNCED ${u.path}: ${u.reason}; left as it is here and on the server; ${u.next}`);
+            unknownShown = new Set(s.unknown.map((u) => u.path));
           } else if (event.type === "sync-failed") println(`${time} sync failed, will retry: ${event.error.message}`);
           else if (event.type === "stopping") println(`${time} stopping (${event.reason})…`);
           else if (event.type === "stopped") println(`${time} live sync stopped${event.released ? "; lease released" : ""}`);
