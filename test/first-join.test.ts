@@ -13,7 +13,8 @@ import { join, relative } from "node:path";
 import { makeCluster, REPO, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
 import { firstJoinHook, type FirstJoinQuestion } from "../src/client/first-join.ts";
 import type { FirstJoinAnswer } from "../src/core/first-join.ts";
-import type { SyncSummary } from "../src/client/sync.ts";
+import type { SyncOptions, SyncSummary } from "../src/client/sync.ts";
+import { buildRollout, POSIX_THREAD, type RolloutSpec, rolloutFileName } from "./fixtures/codex-fixtures.ts";
 
 let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
@@ -74,16 +75,42 @@ const mergedTree = (slug: string) => ({ "plan.md": serverTree(slug)["plan.md"], 
  * Device A has synced plan.md, notes.md and todo.md; device B's folder holds the same
  * plan.md, its own notes.md and a private diary.md, and B attached without syncing.
  */
-async function scenario(slug: string, options: { ideas?: boolean } = {}) {
+async function scenario(slug: string, options: { ideas?: boolean; codex?: { a: CodexThreadHome; b: CodexThreadHome } } = {}) {
   const { a, b, rootA, rootB } = await cluster.pair(slug);
+  if (options.codex) {
+    // Each device's Codex home and the root its threads record, set as attach --codex-home would.
+    for (const [device, side] of [[a, options.codex.a], [b, options.codex.b]] as const) {
+      await (await device.state()).update((st) => { st.superprojects[slug] = { ...st.superprojects[slug]!, codexHome: side.home, codexRoot: side.root }; });
+    }
+  }
   // With `ideas`, a second file both hold differently (for answers per file).
   const ideas = options.ideas ? IDEAS : { a: {}, b: {} };
   for (const [path, text] of Object.entries({ ...serverTree(slug), ...ideas.a })) await writeFile(join(rootA, path), text);
-  const first = await a.sync(slug);
-  assert.equal(first.pushed.files, options.ideas ? 4 : 3);
+  const first = await a.sync(slug, CODEX_POSIX);
+  assert.equal(first.pushed.files, (options.ideas ? 4 : 3) + (options.codex ? 1 : 0));
   await mkdir(join(rootB, "private"));
   for (const [path, text] of Object.entries({ ...localTree(slug), ...ideas.b })) await writeFile(join(rootB, path), text);
   return { a, b, rootA, rootB, head: first.snapshot! };
+}
+
+/** Codex sync options for a POSIX device, with no Codex process running. */
+const CODEX_POSIX: Partial<SyncOptions> = { codexPlatform: "posix", codexProbe: async () => ({ pids: [], openFiles: new Set<string>() }) };
+
+interface CodexThreadHome {
+  home: string;
+  root: string;
+  thread: RolloutSpec;
+}
+
+/** A Codex home holding one thread recorded in `root`. */
+async function codexHome(name: string, id: string): Promise<CodexThreadHome> {
+  const home = await cluster.folder(`codex-${name}`);
+  const root = `/home/${name}/proj`;
+  const thread: RolloutSpec = { ...POSIX_THREAD, id, cwd: root, writableRoots: [root], userText: `a thread of ${name}` };
+  const dir = join(home, "sessions", "2026", "05", "19");
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, rolloutFileName(thread)), buildRollout(thread));
+  return { home, root, thread };
 }
 
 const IDEAS = { a: { "ideas.md": "# Ideas\nA\n" }, b: { "ideas.md": "# Ideas\nB\n" } };
@@ -99,10 +126,11 @@ async function assertBothDevices(s: Awaited<ReturnType<typeof scenario>>, slug: 
  * Runs B's first sync in-process with an answer, checking at the moment of the question that
  * the server is exactly as it was (same head, not one byte more in its store or staging).
  */
-async function joinWith(s: Awaited<ReturnType<typeof scenario>>, slug: string, answer: FirstJoinAnswer): Promise<{ summary: SyncSummary; question: FirstJoinQuestion }> {
+async function joinWith(s: Awaited<ReturnType<typeof scenario>>, slug: string, answer: FirstJoinAnswer, options: Partial<SyncOptions> = {}): Promise<{ summary: SyncSummary; question: FirstJoinQuestion }> {
   const before = await storeFiles();
   let asked: FirstJoinQuestion | undefined;
   const summary = await s.b.sync(slug, {
+    ...options,
     firstJoin: firstJoinHook({
       slug,
       deviceName: `${slug}-b`,
@@ -390,4 +418,73 @@ test("conflict messages name real paths, and a dry run says what it would do", a
   assert.equal(await readFile(backup[1]!, "utf8"), "v2 from B\n");
   assert.equal(await readFile(join(rootB, "notes.md"), "utf8"), "v2 from A\n");
   assert.ok(run.stdout.includes(`CONFLICT gone.md: deleted here but changed on the server; the server's version is restored at ${join(rootB, "gone.md")}`), run.stdout);
+});
+
+for (const choice of ["adopt", "replace"] as const) {
+  test(`Codex threads are merged on a first join even when the choice is ${choice}`, async () => {
+    const slug = `fj-codex-${choice}`;
+    const codex = {
+      a: await codexHome(`${slug}-a`, choice === "adopt" ? "019e5000-0000-7000-8000-0000000000a1" : "019e5000-0000-7000-8000-0000000000a2"),
+      b: await codexHome(`${slug}-b`, choice === "adopt" ? "019e5000-0000-7000-8000-0000000000b1" : "019e5000-0000-7000-8000-0000000000b2"),
+    };
+    const s = await scenario(slug, { codex });
+    const { question } = await joinWith(s, slug, { choice }, CODEX_POSIX);
+    assert.equal(question.groups.codex.localOnly, 1);
+    assert.equal(question.groups.codex.serverOnly, 1);
+    await s.a.sync(slug, CODEX_POSIX);
+    // Both threads are on the server and on both devices, each in its device's own root.
+    const conn = await s.a.connect();
+    try {
+      const { snapshot } = await conn.call("head", { slug });
+      const { manifest } = await conn.call("fetchManifest", { slug, snapshotId: snapshot!.id });
+      const rollouts = manifest.entries.filter((e) => e.path.startsWith("codex/") && e.path.includes("rollout-")).map((e) => e.path);
+      for (const side of [codex.a, codex.b]) assert.ok(rollouts.some((p) => p.includes(side.thread.id)), `${side.thread.id} on the server: ${rollouts.join(", ")}`);
+    } finally {
+      await conn.close();
+    }
+    for (const [home, thread] of [[codex.a.home, codex.b.thread], [codex.b.home, codex.a.thread]] as const) {
+      const text = await readFile(join(home, "sessions", "2026", "05", "19", rolloutFileName(thread)), "utf8");
+      assert.match(text, new RegExp(`"cwd":"${home === codex.a.home ? codex.a.root : codex.b.root}"`));
+    }
+    assert.deepEqual(await tree(s.rootB), choice === "adopt" ? serverTree(slug) : localTree(slug));
+  });
+}
+
+test("update-from-server --merge downloads the server's files and keeps this device's locally until the next sync", async () => {
+  const slug = "fj-update";
+  const s = await scenario(slug);
+  const run = await s.b.cli(["update-from-server", slug, "--merge", "--prefer", "local"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(await tree(s.rootB), { ...mergedTree(slug), "notes.md": localTree(slug)["notes.md"] });
+  assert.equal((await serverHead(s.a, slug)).snapshot?.id, s.head.id, "update-from-server uploads nothing");
+  // The binding now has a base; the next plain sync pushes what merge kept here, without asking.
+  const next = await s.b.cli(["sync", slug]);
+  assert.equal(next.code, 0, next.stderr);
+  assert.doesNotMatch(next.stdout, /first sync/);
+  await assertBothDevices(s, slug, { ...mergedTree(slug), "notes.md": localTree(slug)["notes.md"] });
+});
+
+test("turn-on-sync --adopt joins first, then live-syncs from the agreed state", async () => {
+  const slug = "fj-live";
+  const s = await scenario(slug);
+  const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.ts"), "turn-on-sync", slug, "--adopt", "--json", "--quiet-ms", "30", "--heartbeat-ms", "200"], {
+    env: { ...process.env, CWS_HOME: s.b.home },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (piece) => { stderr += piece; });
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  const started = new Promise<void>((resolve) => child.stdout.on("data", (piece) => {
+    stdout += piece;
+    if (stdout.includes('"type":"synced"')) resolve();
+  }));
+  await Promise.race([started, exited.then(() => { throw new Error(`turn-on-sync exited early: ${stderr}`); })]);
+  const first = JSON.parse(stdout.split("\n")[0]!) as { type: string; firstJoin: { answer: { choice: string } } };
+  assert.equal(first.type, "first-sync");
+  assert.equal(first.firstJoin.answer.choice, "adopt");
+  assert.deepEqual(await tree(s.rootB), serverTree(slug));
+  assert.deepEqual(await backups(s.b, slug), { "notes.md": localTree(slug)["notes.md"], "private/diary.md": localTree(slug)["private/diary.md"] });
+  child.kill("SIGINT");
+  assert.equal(await exited, 0, stderr);
 });

@@ -68,6 +68,7 @@ export function formatFirstJoinPlan(question: FirstJoinQuestion): string[] {
     "",
   ];
   const group = (title: string, paths: readonly string[]) => {
+    if (paths.length === 0) return lines.push(`  ${title}: none`);
     lines.push(`  ${title} (${paths.length}):`);
     for (const path of paths.slice(0, LIST_LIMIT)) lines.push(`    ${path}`);
     if (paths.length > LIST_LIMIT) lines.push(`    … and ${paths.length - LIST_LIMIT} more (\`--json\` lists them all)`);
