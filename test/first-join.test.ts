@@ -329,9 +329,10 @@ test("`attach-superproject --sync --merge` attaches and joins in one command", a
 
 /**
  * Runs the CLI on a pseudo-terminal (util-linux `script`), answering each prompt that
- * appears with the next answer; `atPrompt` runs before the first answer.
+ * appears (the `nth` time, default the first) with the next answer; `atPrompt` runs before the
+ * first answer.
  */
-function onTerminal(device: TestDevice, args: string[], answers: Array<{ when: RegExp; send: string }>, atPrompt: () => Promise<void>): Promise<{ code: number | null; output: string }> {
+function onTerminal(device: TestDevice, args: string[], answers: Array<{ when: RegExp; send: string; nth?: number }>, atPrompt: () => Promise<void>): Promise<{ code: number | null; output: string }> {
   const command = [process.execPath, join(REPO, "src", "cli", "cws.ts"), ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
   const child = spawn("script", ["-qfec", command, "/dev/null"], { env: { ...process.env, CWS_HOME: device.home, COLUMNS: "200" }, stdio: ["pipe", "pipe", "pipe"] });
   let output = "";
@@ -341,7 +342,7 @@ function onTerminal(device: TestDevice, args: string[], answers: Array<{ when: R
     if (busy || next >= answers.length) return;
     const answer = answers[next]!;
     const seen = output.split(answer.when).length - 1;
-    if (seen < 1) return;
+    if (seen < (answer.nth ?? 1)) return;
     busy = true;
     if (next === 0) await atPrompt();
     child.stdin.write(`${answer.send}\r`);
@@ -487,4 +488,18 @@ test("turn-on-sync --adopt joins first, then live-syncs from the agreed state", 
   assert.deepEqual(await backups(s.b, slug), { "notes.md": localTree(slug)["notes.md"], "private/diary.md": localTree(slug)["private/diary.md"] });
   child.kill("SIGINT");
   assert.equal(await exited, 0, stderr);
+});
+
+test("inside `cws shell` the answers go to the question, not to the shell as commands", async () => {
+  const slug = "fj-shell";
+  const s = await scenario(slug);
+  const run = await onTerminal(s.b, ["shell"], [
+    { when: /cws> /, send: `sync ${slug}` },
+    { when: /Choice \[a\/m\/r\/q\]: /, send: "m" },
+    { when: /Keep \[s\/l\/b\/e\] \(b\): /, send: "s" },
+    { when: /cws> /, send: "exit", nth: 2 },
+  ], async () => {});
+  assert.equal(run.code, 0, run.output);
+  assert.doesNotMatch(run.output, /unknown command/);
+  await assertBothDevices(s, slug, { ...mergedTree(slug), "notes.md": serverTree(slug)["notes.md"] });
 });
