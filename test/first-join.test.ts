@@ -379,13 +379,15 @@ test("on a terminal, `cws sync` asks, and answers per file; nothing is uploaded 
   await assertBothDevices(s, slug, { ...mergedTree(slug), ...IDEAS.b, "notes.md": serverTree(slug)["notes.md"], [`notes (${slug}-b).md`]: localTree(slug)["notes.md"] });
 });
 
-test("on a terminal, quitting at the question changes nothing", async () => {
+test("on a terminal, quitting at the question (q or Ctrl+C) changes nothing", async () => {
   const slug = "fj-tty-quit";
   const s = await scenario(slug);
   const before = await storeFiles();
-  const run = await onTerminal(s.b, ["sync", slug], [{ when: /Choice \[a\/m\/r\/q\]: /, send: "q" }], async () => {});
-  assert.equal(run.code, 130, run.output);
-  assert.match(run.output, /Nothing was uploaded or changed/);
+  for (const [key, said] of [["q", /Nothing was uploaded or changed/], ["\u0003", /Cancelled at the question; nothing was changed/]] as const) {
+    const run = await onTerminal(s.b, ["sync", slug], [{ when: /Choice \[a\/m\/r\/q\]: /, send: key }], async () => {});
+    assert.equal(run.code, 130, run.output);
+    assert.match(run.output, said);
+  }
   assert.deepEqual(await storeFiles(), before);
   assert.deepEqual(await tree(s.rootB), localTree(slug));
   assert.equal((await s.b.state()).binding(slug).base, null);

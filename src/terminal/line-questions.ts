@@ -24,8 +24,12 @@ export class LineQuestions {
   readonly #shared: boolean;
   readonly #lines: AsyncIterator<string> | null;
   readonly #cancelled: Promise<never>;
+  readonly #output: Writable;
+  /** Set when the input ended: lines it held are still answered, but readline takes no prompt. */
+  #ended = false;
 
   constructor(input: Readable, output: Writable) {
+    this.#output = output;
     this.#shared = shellInterface !== null && input === process.stdin;
     const terminal = (input as { isTTY?: boolean }).isTTY === true;
     this.#rl = this.#shared ? shellInterface! : createInterface({ input, output, terminal });
@@ -33,6 +37,7 @@ export class LineQuestions {
     // shell's own loop sees it; an own interface is read line by line, so piped lines that
     // arrive before their question wait for it.
     this.#lines = this.#shared ? null : this.#rl[Symbol.asyncIterator]();
+    this.#rl.once("close", () => { this.#ended = true; });
     // On a terminal readline reads Ctrl+C as a key and emits SIGINT on the interface (the
     // process gets no signal): it cancels the conversation.
     this.#cancelled = new Promise<never>((_, reject) => {
@@ -51,8 +56,12 @@ export class LineQuestions {
       const answer = await Promise.race([new Promise<string>((resolve) => this.#rl.question(prompt, resolve)), closed, this.#cancelled]);
       return answer === null ? null : answer.trim();
     }
-    this.#rl.setPrompt(prompt);
-    this.#rl.prompt();
+    if (this.#ended) {
+      this.#output.write(prompt);
+    } else {
+      this.#rl.setPrompt(prompt);
+      this.#rl.prompt();
+    }
     const next = await Promise.race([this.#lines.next(), this.#cancelled]);
     return next.done === true ? null : next.value.trim();
   }
