@@ -78,7 +78,9 @@ export function formatFirstJoinPlan(question: FirstJoinQuestion): string[] {
   group("only on the server — would be downloaded", groups.serverOnly);
   group("on both, with different content", groups.differing);
   const c = groups.codex;
-  if (c.localOnly + c.serverOnly + c.differing + c.identical > 0) {
+  // Shown when threads would move; with Codex sync off the server's threads stand in for this
+  // device's, and there is nothing to say.
+  if (c.localOnly + c.serverOnly + c.differing > 0) {
     lines.push(`  Codex threads: merged whatever you choose (${c.localOnly} only here, ${c.serverOnly} only on the server, ${c.differing} on both that differ, ${c.identical} identical)`);
   }
   return lines;

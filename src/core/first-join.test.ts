@@ -175,6 +175,14 @@ describe("keepBothName", () => {
     });
   }
 
+  it("shortens a long name so the copy's name stays within 255 bytes", () => {
+    const stem = "é".repeat(126); // 252 bytes in UTF-8
+    const name = keepBothName(`files/d/${stem}.md`, "laptop", new Set());
+    const component = name.slice("files/d/".length);
+    assert.ok(new TextEncoder().encode(component).length <= 255, component);
+    assert.ok(component.endsWith(" (laptop).md"));
+  });
+
   it("never takes a name another file holds in different letter case", () => {
     const resolved = resolveFirstJoin(m("notes.md=mine", "NOTES (laptop).md=x"), m("notes.md=server"), EMPTY, { choice: "merge", prefer: "both" }, "laptop");
     assert.deepEqual(resolved.renames, [{ from: "notes.md", to: "notes (laptop 2).md" }]);

@@ -205,7 +205,20 @@ export function keepBothName(manifestPath: string, deviceName: string, taken: Re
   const [stem, extension] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
   const label = deviceName.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-.]+|[-.]+$/g, "").slice(0, 40) || "this device";
   for (let n = 1; ; n++) {
-    const candidate = `${folder}${stem} (${label}${n === 1 ? "" : ` ${n}`})${extension}`;
+    const suffix = ` (${label}${n === 1 ? "" : ` ${n}`})${extension}`;
+    const candidate = `${folder}${fitStem(stem, suffix)}${suffix}`;
     if (!taken.has(candidate.toLowerCase())) return candidate;
   }
+}
+
+/** Longest name component every device holds (UTF-8 bytes, and UTF-16 units for Windows). */
+const MAX_COMPONENT = 255;
+
+/** Shortens `stem` (by whole code points) until `stem + suffix` is a name every device can hold. */
+function fitStem(stem: string, suffix: string): string {
+  const encoder = new TextEncoder();
+  const fits = (name: string) => name.length <= MAX_COMPONENT && encoder.encode(name).length <= MAX_COMPONENT;
+  let points = [...stem];
+  while (points.length > 1 && !fits(points.join("") + suffix)) points = points.slice(0, -1);
+  return points.join("");
 }
