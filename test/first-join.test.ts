@@ -146,21 +146,18 @@ async function joinWith(s: Awaited<ReturnType<typeof scenario>>, slug: string, a
   return { summary, question: asked };
 }
 
-test("the first sync shows the plan grouped: identical, only here, only on the server, differing", async () => {
-  const s = await scenario("fj-groups");
-  const { question } = await joinWith(s, "fj-groups", { choice: "adopt" });
+
+test("adopt: the question shows the plan grouped; B takes the server's state; its own files are backed up, nothing of B reaches the server", async () => {
+  const slug = "fj-adopt";
+  const s = await scenario(slug);
+  const { summary, question } = await joinWith(s, slug, { choice: "adopt" });
+  // The plan the question shows, grouped.
   assert.deepEqual(
     { identical: question.groups.identical, localOnly: question.groups.localOnly, serverOnly: question.groups.serverOnly, differing: question.groups.differing },
     { identical: ["plan.md"], localOnly: ["private/diary.md"], serverOnly: ["todo.md"], differing: ["notes.md"] },
   );
   assert.equal(question.head.id, s.head.id);
-  assert.deepEqual(question.keepBothNames, { "notes.md": "notes (fj-groups-b).md" });
-});
-
-test("adopt: B takes the server's state; its own files are backed up, nothing of B reaches the server", async () => {
-  const slug = "fj-adopt";
-  const s = await scenario(slug);
-  const { summary } = await joinWith(s, slug, { choice: "adopt" });
+  assert.deepEqual(question.keepBothNames, { "notes.md": `notes (${slug}-b).md` });
   assert.equal(summary.pushed.files, 0);
   assert.deepEqual(summary.conflicts, []);
   assert.deepEqual(await tree(s.rootB), serverTree(slug));
@@ -194,14 +191,6 @@ for (const c of mergeCases) {
     assert.deepEqual(await backups(s.a, slug), c.backupA(slug));
   });
 }
-
-test("merge with an answer per file: each differing file gets its own choice, the rest the default", async () => {
-  const slug = "fj-perfile";
-  const s = await scenario(slug, { ideas: true });
-  const { summary } = await joinWith(s, slug, { choice: "merge", prefer: "server", perFile: { "ideas.md": "local" } });
-  assert.deepEqual(summary.conflicts, []);
-  await assertBothDevices(s, slug, { ...mergedTree(slug), "notes.md": serverTree(slug)["notes.md"], ...IDEAS.b });
-});
 
 test("replace: the server takes B's folder, keeps its old state as a checkpoint, and A follows", async () => {
   const slug = "fj-replace";
@@ -237,7 +226,7 @@ test("a first sync into an empty folder, or onto an empty server, asks nothing",
   assert.deepEqual(await tree(rootB), { "a.md": "A\n" });
 });
 
-test("a non-interactive `cws sync` without a choice shows the plan, names the flags, exits non-zero and uploads nothing", async () => {
+test("without a terminal or a choice, sync, update-from-server and turn-on-sync show the plan, name the flags, exit non-zero and upload nothing; dry runs show it too", async () => {
   const slug = "fj-cli-refuse";
   const s = await scenario(slug);
   const before = await storeFiles();
@@ -268,6 +257,16 @@ test("a non-interactive `cws sync` without a choice shows the plan, names the fl
     assert.match(other.stdout, /on both, with different content \(1\)/, command);
     assert.match(other.stderr, /--adopt/, command);
   }
+  // Dry runs show the plan too (exit 0), and with a choice say what would happen.
+  const plain = await s.b.cli(["sync", slug, "--dry-run"]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /Dry run: nothing will be uploaded or changed\./);
+  assert.match(plain.stdout, /A real sync asks this question/);
+  const adopt = await s.b.cli(["sync", slug, "--dry-run", "--adopt"]);
+  assert.equal(adopt.code, 0, adopt.stderr);
+  assert.match(adopt.stdout, /would push 0 files and 0 deletions\n {2}would pull 2 files and 2 deletions/);
+  const merge = await s.b.cli(["sync", slug, "--dry-run", "--merge", "--prefer", "server"]);
+  assert.match(merge.stdout, /would push 1 files and 0 deletions\n {2}would pull 2 files and 0 deletions/);
   assert.deepEqual(await storeFiles(), before);
   assert.deepEqual(await tree(s.rootB), localTree(slug));
   const conn = await s.a.connect();
@@ -278,24 +277,6 @@ test("a non-interactive `cws sync` without a choice shows the plan, names the fl
   }
 });
 
-test("dry runs show the first-join plan, and with a choice say what would happen, naming real paths", async () => {
-  const slug = "fj-cli-dry";
-  const s = await scenario(slug);
-  const before = await storeFiles();
-  const plain = await s.b.cli(["sync", slug, "--dry-run"]);
-  assert.equal(plain.code, 0, plain.stderr);
-  assert.match(plain.stdout, /Dry run: nothing will be uploaded or changed\./);
-  assert.match(plain.stdout, /A real sync asks this question/);
-  const adopt = await s.b.cli(["sync", slug, "--dry-run", "--adopt"]);
-  assert.equal(adopt.code, 0, adopt.stderr);
-  assert.match(adopt.stdout, /would push 0 files and 0 deletions/);
-  assert.match(adopt.stdout, /would pull 2 files and 2 deletions/);
-  const merge = await s.b.cli(["sync", slug, "--dry-run", "--merge", "--prefer", "server"]);
-  assert.match(merge.stdout, /would pull 2 files and 0 deletions/);
-  assert.match(merge.stdout, /would push 1 files and 0 deletions/);
-  assert.deepEqual(await storeFiles(), before);
-  assert.deepEqual(await tree(s.rootB), localTree(slug));
-});
 
 test("`attach-superproject --sync --merge` attaches and joins in one command", async () => {
   const slug = "fj-attach";
