@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { PassThrough } from "node:stream";
 import { isCwsError } from "../errors.ts";
 import type { FirstJoinQuestion } from "../client/first-join.ts";
-import { answerFromFlags, firstJoinCli, type FirstJoinFlags, formatFirstJoinPlan, promptFirstJoin } from "./first-join-prompt.ts";
+import { answerFromFlags, firstJoinCli, formatFirstJoinPlan, promptFirstJoin } from "./first-join-prompt.ts";
+import type { FirstJoinFlags } from "./first-join-options.ts";
 
 function question(overrides: Partial<FirstJoinQuestion["groups"]> = {}, dryRun = false): FirstJoinQuestion {
   return {

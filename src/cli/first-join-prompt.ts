@@ -4,7 +4,6 @@
  * grouped plan as a person reads it, the interactive prompt, and the refusal of a run that
  * can neither ask nor was told (it shows the plan, names the flags and exits non-zero).
  */
-import type { Command } from "commander";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { CwsError } from "../errors.ts";
@@ -12,26 +11,10 @@ import { type FirstJoinAnswer, KEEP_CHOICES, type KeepChoice } from "../core/fir
 import { type AskFirstJoin, type FirstJoinHook, firstJoinHook, type FirstJoinQuestion, type FirstJoinRecord } from "../client/first-join.ts";
 import type { StateStore } from "../client/state.ts";
 import { LineQuestions } from "../terminal/line-questions.ts";
-
-/** The flags of every command whose run may be a binding's first sync. */
-export interface FirstJoinFlags {
-  adopt?: boolean;
-  merge?: boolean;
-  replace?: boolean;
-  prefer?: string;
-}
+import type { FirstJoinFlags } from "./first-join-options.ts";
 
 /** How many paths of a group the text shows (`--json` lists them all). */
 const LIST_LIMIT = 20;
-
-/** Adds the first-join flags to a command. */
-export function addFirstJoinOptions(command: Command): Command {
-  return command
-    .option("--adopt", "first sync of a folder that already holds files: take the server's state (this folder's other files are backed up, then removed or replaced)")
-    .option("--merge", "first sync of a folder that already holds files: upload what is only here, download what is only on the server")
-    .option("--prefer <side>", "with --merge, what to keep of a file both sides hold differently: server, local or both (default: both, this device's copy renamed beside it)")
-    .option("--replace", "first sync of a folder that already holds files: make this folder the server's state (the server keeps a checkpoint)");
-}
 
 /** The answer the flags give, or undefined when they give none. */
 export function answerFromFlags(flags: FirstJoinFlags): FirstJoinAnswer | undefined {

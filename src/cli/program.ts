@@ -22,7 +22,7 @@ import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
 import { registerRecoveryCommands } from "./recovery-commands.ts";
 import { registerCodexCommands } from "./codex-commands.ts";
-import { addFirstJoinOptions, type FirstJoinFlags } from "./first-join-prompt.ts";
+import { addFirstJoinOptions, type FirstJoinFlags } from "./first-join-options.ts";
 import type { FirstJoinRecord } from "../client/first-join.ts";
 
 /** Opens the client state (the first thing nearly every command does). */
