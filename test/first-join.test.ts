@@ -446,6 +446,11 @@ test("update-from-server --merge downloads the server's files and keeps this dev
   assert.equal(next.code, 0, next.stderr);
   assert.doesNotMatch(next.stdout, /first sync/);
   await assertBothDevices(s, slug, { ...mergedTree(slug), "notes.md": localTree(slug)["notes.md"] });
+  // A choice flag on a binding that already synced changes nothing, and says so.
+  const again = await s.b.cli(["sync", slug, "--adopt"]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /note: --adopt was not needed/);
+  assert.deepEqual(await tree(s.rootB), { ...mergedTree(slug), "notes.md": localTree(slug)["notes.md"] });
 });
 
 test("turn-on-sync --adopt joins first, then live-syncs from the agreed state", async () => {

@@ -174,7 +174,9 @@ export interface FirstJoinCli {
  */
 export function firstJoinCli(flags: FirstJoinFlags & { json?: boolean }, options: { interactive?: boolean; io?: { input: Readable; output: Writable }; beforeAsk?: () => void } = {}): FirstJoinCli {
   const given = answerFromFlags(flags);
-  const record: FirstJoinRecord = { question: null, answer: null, renames: [] };
+  // The flags' answer is recorded up front: when no question comes up, the output can say the
+  // flag was not needed (the binding already synced, or one side was empty).
+  const record: FirstJoinRecord = { question: null, answer: given ?? null, renames: [] };
   const interactive = options.interactive ?? (process.stdin.isTTY === true && flags.json !== true);
   const print = (lines: string[]) => {
     if (flags.json !== true) for (const line of lines) process.stdout.write(`${line}\n`);
@@ -201,6 +203,9 @@ export function firstJoinCli(flags: FirstJoinFlags & { json?: boolean }, options
 /** What the first join did, one line each (after the sync's own summary). */
 export function firstJoinOutcomeLines(record: FirstJoinRecord, root: string): string[] {
   const lines: string[] = [];
+  if (record.question === null && record.answer !== null) {
+    lines.push(`  note: --${record.answer.choice} was not needed: it answers only the first sync of a folder that already holds files, when the server does too`);
+  }
   for (const rename of record.renames) lines.push(`  kept both versions of ${rename.from}: the server's is at ${join(root, rename.from)}, this device's at ${join(root, rename.to)}`);
   return lines;
 }
