@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { PassThrough } from "node:stream";
 import { isCwsError } from "../errors.ts";
 import type { FirstJoinQuestion } from "../client/first-join.ts";
-import { answerFromFlags, firstJoinCli, formatFirstJoinPlan, promptFirstJoin } from "./first-join-prompt.ts";
+import { answerFromFlags, firstJoinCli, firstJoinOutcomeLines, formatFirstJoinPlan, promptFirstJoin } from "./first-join-prompt.ts";
 import type { FirstJoinFlags } from "./first-join-options.ts";
 
 function question(overrides: Partial<FirstJoinQuestion["groups"]> = {}, dryRun = false): FirstJoinQuestion {
@@ -102,5 +102,17 @@ describe("firstJoinCli", () => {
   it("decides nothing on a dry run without a choice", async () => {
     const cli = firstJoinCli({ json: true }, { interactive: true });
     assert.equal(await cli.ask(question({}, true)), null);
+  });
+});
+
+describe("firstJoinOutcomeLines", () => {
+  const record = { question: question(), answer: { choice: "merge" as const, prefer: "both" as const }, renames: [{ from: "a.md", to: "a (laptop-b).md" }] };
+  it("names both real paths, and says would on a dry run", () => {
+    assert.deepEqual(firstJoinOutcomeLines(record, "/home/b/notes", false), ["  kept both versions of a.md: the server's is at /home/b/notes/a.md, this device's at /home/b/notes/a (laptop-b).md"]);
+    assert.deepEqual(firstJoinOutcomeLines(record, "/home/b/notes", true), ["  would keep both versions of a.md: the server's at /home/b/notes/a.md, this device's renamed to /home/b/notes/a (laptop-b).md"]);
+  });
+
+  it("says a flag was not needed when nothing was asked", () => {
+    assert.match(firstJoinOutcomeLines({ question: null, answer: { choice: "adopt" }, renames: [] }, "/x", false)[0]!, /--adopt was not needed/);
   });
 });

@@ -201,12 +201,16 @@ export function firstJoinCli(flags: FirstJoinFlags & { json?: boolean }, options
 }
 
 /** What the first join did, one line each (after the sync's own summary). */
-export function firstJoinOutcomeLines(record: FirstJoinRecord, root: string): string[] {
+export function firstJoinOutcomeLines(record: FirstJoinRecord, root: string, dryRun: boolean): string[] {
   const lines: string[] = [];
   if (record.question === null && record.answer !== null) {
     lines.push(`  note: --${record.answer.choice} was not needed: it answers only the first sync of a folder that already holds files, when the server does too`);
   }
-  for (const rename of record.renames) lines.push(`  kept both versions of ${rename.from}: the server's is at ${join(root, rename.from)}, this device's at ${join(root, rename.to)}`);
+  for (const rename of record.renames) {
+    lines.push(dryRun
+      ? `  would keep both versions of ${rename.from}: the server's at ${join(root, rename.from)}, this device's renamed to ${join(root, rename.to)}`
+      : `  kept both versions of ${rename.from}: the server's is at ${join(root, rename.from)}, this device's at ${join(root, rename.to)}`);
+  }
   return lines;
 }
 

@@ -258,7 +258,7 @@ async function printSyncResult(result: { summary: SyncSummary; firstJoin: FirstJ
   if (firstJoin.question !== null && firstJoin.answer === null) return;
   printSyncSummary(summary);
   const { firstJoinOutcomeLines } = await import("./first-join-prompt.ts");
-  for (const line of firstJoinOutcomeLines(firstJoin, summary.root)) println(line);
+  for (const line of firstJoinOutcomeLines(firstJoin, summary.root, summary.dryRun)) println(line);
 }
 
 export function buildProgram(): Command {
