@@ -22,6 +22,8 @@ import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
 import { registerRecoveryCommands } from "./recovery-commands.ts";
 import { registerCodexCommands } from "./codex-commands.ts";
+import { addFirstJoinOptions, type FirstJoinFlags } from "./first-join-options.ts";
+import type { FirstJoinRecord } from "../client/first-join.ts";
 
 /** Opens the client state (the first thing nearly every command does). */
 async function openState(): Promise<StateStore> {
@@ -170,16 +172,42 @@ export function quarantineLines(summary: Pick<SyncSummary, "quarantine">): strin
   return lines;
 }
 
+/**
+ * One conflict as a person reads it: the real path in the folder, what each side did, and
+ * what happened to this device's version (or, on a dry run, what would).
+ */
+export function conflictLine(summary: Pick<SyncSummary, "slug" | "root" | "dryRun">, c: SyncSummary["conflicts"][number]): string {
+  const inFolder = c.path.startsWith("files/");
+  const name = inFolder ? c.path.slice("files/".length) : `Codex ${c.path.slice("codex/".length)}`;
+  const where = inFolder ? join(summary.root, name) : "this device's copy";
+  const head = `CONFLICT ${name}: ${!c.here ? "deleted here but changed on the server" : !c.onServer ? "changed here but deleted on the server" : "changed here and on the server"}`;
+  if (summary.dryRun) {
+    const see = ` (see \`cws backups list ${summary.slug}\` afterwards)`;
+    if (!c.here) return `${head}; would restore the server's version${inFolder ? ` at ${where}` : ""}`;
+    if (!c.onServer) return `${head}; would move ${where} to the backups${see}`;
+    return `${head}; would back up ${where} and put the server's version in its place${see}`;
+  }
+  if (!c.here) return `${head}; the server's version is restored${inFolder ? ` at ${where}` : ""}`;
+  if (c.backup === null) return `${head}; ${where} was left as it is (see the skipped lines)`;
+  if (!c.onServer) return `${head}; yours was moved to ${c.backup}`;
+  return `${head}; yours is backed up at ${c.backup}, and the server's version is now${inFolder ? ` at ${where}` : " live"}`;
+}
+
 export function printSyncSummary(summary: SyncSummary): void {
-  const verb = summary.dryRun ? "would" : "";
   const p = summary.pushed;
   const q = summary.pulled;
   println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot?.id ?? "(none)"}`}`);
   println(`  scanned ${summary.scanned.files} files (${summary.scanned.hashedFiles} hashed, ${formatBytes(summary.scanned.hashedBytes)})`);
-  println(`  pushed ${verb ? "(would push) " : ""}${p.files} files, ${p.deleted} deletions: ${p.chunks} chunks, ${formatBytes(p.bytes)}`);
-  println(`  pulled ${q.files} files, ${q.deleted} deletions: ${q.chunks} chunks, ${formatBytes(q.bytes)} (${q.reusedChunks} chunks reused from local files)`);
+  if (summary.dryRun) {
+    // A dry run counts files; it reads no chunk, so it has no chunk or byte counts to show.
+    println(`  would push ${p.files} files and ${p.deleted} deletions`);
+    println(`  would pull ${q.files} files and ${q.deleted} deletions`);
+  } else {
+    println(`  pushed ${p.files} files, ${p.deleted} deletions: ${p.chunks} chunks, ${formatBytes(p.bytes)}`);
+    println(`  pulled ${q.files} files, ${q.deleted} deletions: ${q.chunks} chunks, ${formatBytes(q.bytes)} (${q.reusedChunks} chunks reused from local files)`);
+  }
   println(`  wire: sent ${formatBytes(summary.wire.sent)}, received ${formatBytes(summary.wire.received)} in ${summary.durationMs} ms`);
-  for (const c of summary.conflicts) println(`  CONFLICT ${c.path}: the server's version is live; yours is kept at ${c.backup ?? "(it did not exist locally)"}`);
+  for (const c of summary.conflicts) println(`  ${conflictLine(summary, c)}`);
   for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
   for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
   for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
@@ -188,6 +216,49 @@ export function printSyncSummary(summary: SyncSummary): void {
   println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
   for (const line of quarantineLines(summary)) println(`  ${line}`);
+}
+
+/** The flags of a command that runs one sync. */
+type SyncFlags = FirstJoinFlags & { dryRun?: boolean; json?: boolean };
+
+/**
+ * One sync for a command (`sync`, `update-from-server`, `attach-superproject --sync`, the
+ * first sync of `turn-on-sync`), with progress on a terminal and the first-join question
+ * when the binding has no base yet (see first-join-prompt.ts).
+ */
+async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: "sync" | "pull", signal: AbortSignal): Promise<{ summary: SyncSummary; firstJoin: FirstJoinRecord }> {
+  const progress = new Progress();
+  // The connection opens while the folder is scanned (see sync.ts).
+  const session = openSession(state, signal);
+  try {
+    const { syncSuperproject } = await import("../client/sync.ts");
+    const { firstJoinFor } = await import("./first-join-prompt.ts");
+    const firstJoin = firstJoinFor(state, slug, flags, { beforeAsk: () => progress.done() });
+    const summary = await syncSuperproject({
+      conn: session.connecting, state, slug, mode, dryRun: flags.dryRun, signal, firstJoin: firstJoin.hook,
+      onEvent: (event) => {
+        if (event.type === "scan-progress") progress.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
+        else if (event.type === "push-progress") progress.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
+        else if (event.type === "pull-progress") progress.update(`writing: ${event.files} of ${event.total} files`);
+        else if (event.type === "phase") progress.update(`${event.phase}…`, true);
+      },
+    });
+    progress.done();
+    return { summary, firstJoin: firstJoin.record };
+  } finally {
+    progress.done();
+    await session.close();
+  }
+}
+
+/** Prints what runSync did (a dry run's first-join plan was printed when it was made). */
+async function printSyncResult(result: { summary: SyncSummary; firstJoin: FirstJoinRecord }, json: boolean | undefined): Promise<void> {
+  const { summary, firstJoin } = result;
+  if (json) return printJson({ ok: true, ...summary, firstJoin: firstJoin.question === null ? null : firstJoin });
+  if (firstJoin.question !== null && firstJoin.answer === null) return;
+  printSyncSummary(summary);
+  const { firstJoinOutcomeLines } = await import("./first-join-prompt.ts");
+  for (const line of firstJoinOutcomeLines(firstJoin, summary.root, summary.dryRun)) println(line);
 }
 
 export function buildProgram(): Command {
@@ -268,7 +339,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program
+  const attach = program
     .command("attach-superproject")
     .description("Bind a superproject that already exists on the server to a local folder.")
     .argument("[slug]")
@@ -278,18 +349,30 @@ export function buildProgram(): Command {
     .option("--codex-root <dir>", "the folder Codex records as working directory, when it is not --root (e.g. a symlink)")
     .option("--no-codex", "do not sync the superproject's Codex threads on this device")
     .option("--rebind", "bind it again although this device has it bound already (forgets the old binding's sync base; no file is lost)")
-    .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; rebind?: boolean; json?: boolean }) => {
+    .option("--sync", "run the first sync right away (a folder that already holds files asks how to join, or takes --adopt, --merge or --replace)")
+    .option("--json", "print machine-readable output");
+  addFirstJoinOptions(attach)
+    .action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string; root: string; codexHome?: string; codexRoot?: string; codex: boolean; rebind?: boolean; sync?: boolean }) => {
       const state = await openState();
       const { attachSuperproject } = await import("../client/commands/superprojects.ts");
+      const { answerFromFlags } = await import("./first-join-prompt.ts");
+      if (!flags.sync && answerFromFlags(flags) !== undefined) throw new CwsError("INVALID_ARGUMENT", "--adopt, --merge and --replace answer the first sync: add --sync, or give them to `cws sync`.");
       const conn = await connect(state);
+      let result;
       try {
-        const result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, rebind: flags.rebind === true, ...codexFlags(flags) });
-        if (flags.json) printJson({ ok: true, ...result });
-        else println(`Attached ${result.slug} to ${result.root}. Run \`cws update-from-server ${result.slug}\` or \`cws sync ${result.slug}\` to fetch it.`);
+        result = await attachSuperproject(conn, state, { slug: slugArgument(positional, flags), root: flags.root, rebind: flags.rebind === true, ...codexFlags(flags) });
       } finally {
         await conn.close();
       }
+      if (!flags.sync) {
+        if (flags.json) printJson({ ok: true, ...result });
+        else println(`Attached ${result.slug} to ${result.root}. Run \`cws sync ${result.slug}\` to fetch it (a folder that already holds files is asked how to join first).`);
+        return;
+      }
+      if (!flags.json) println(`Attached ${result.slug} to ${result.root}.`);
+      const synced = await runSync(state, result.slug, flags, "sync", interruptSignal());
+      if (flags.json) printJson({ ok: true, ...result, sync: { ...synced.summary, firstJoin: synced.firstJoin.question === null ? null : synced.firstJoin } });
+      else await printSyncResult(synced, false);
     });
 
   program
@@ -306,72 +389,50 @@ export function buildProgram(): Command {
       else println(`Disconnected ${result.slug}; ${result.root} is left as it is.`);
     });
 
-  program
+  const syncCommand = program
     .command("sync")
     .description("Run one three-way sync: push what changed here, pull what changed on the server, keep both sides of a conflict.")
     .argument("[slug]")
     .option("--superproject <slug>", "the older way to name it")
     .option("--dry-run", "show what would move without changing anything")
-    .option("--json", "print machine-readable output")
-    .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
+    .option("--json", "print machine-readable output");
+  addFirstJoinOptions(syncCommand)
+    .action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
       const slug = slugArgument(positional, flags);
       const state = await openState();
-      const signal = interruptSignal();
-      const progress = new Progress();
-      // The connection opens while the folder is scanned (see sync.ts).
-      const session = openSession(state, signal);
-      try {
-        const { syncSuperproject } = await import("../client/sync.ts");
-        const summary = await syncSuperproject({
-          conn: session.connecting, state, slug, dryRun: flags.dryRun, signal,
-          onEvent: (event) => {
-            if (event.type === "scan-progress") progress.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
-            else if (event.type === "push-progress") progress.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
-            else if (event.type === "pull-progress") progress.update(`writing: ${event.files} of ${event.total} files`);
-            else if (event.type === "phase") progress.update(`${event.phase}…`, true);
-          },
-        });
-        progress.done();
-        if (flags.json) printJson({ ok: true, ...summary });
-        else printSyncSummary(summary);
-      } finally {
-        progress.done();
-        await session.close();
-      }
+      await printSyncResult(await runSync(state, slug, flags, "sync", interruptSignal()), flags.json);
     });
 
-  const syncLike = (name: string, description: string, mode: "pull" | "override") =>
-    program
+  const syncLike = (name: string, description: string, mode: "pull" | "override") => {
+    const command = program
       .command(name)
       .description(description)
       .argument("[slug]")
       .option("--superproject <slug>", "the older way to name it")
       .option("--dry-run", "show what would change without changing anything")
-      .option("--json", "print machine-readable output")
-      .action(async (positional: string | undefined, flags: { superproject?: string; dryRun?: boolean; json?: boolean }) => {
+      .option("--json", "print machine-readable output");
+    // update-from-server on a binding without a base asks how to join first, like sync.
+    if (mode === "pull") addFirstJoinOptions(command);
+    command.action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
         const slug = slugArgument(positional, flags);
         const state = await openState();
         const signal = interruptSignal();
+        if (mode === "pull") return printSyncResult(await runSync(state, slug, flags, "pull", signal), flags.json);
         const session = openSession(state, signal);
         try {
-          let summary: SyncSummary;
-          if (mode === "override") {
-            const { overrideCurrentState } = await import("../client/commands/override.ts");
-            summary = await overrideCurrentState(await session.connecting, state, slug, { dryRun: flags.dryRun, signal });
-          } else {
-            const { syncSuperproject } = await import("../client/sync.ts");
-            summary = await syncSuperproject({ conn: session.connecting, state, slug, mode, dryRun: flags.dryRun, signal });
-          }
+          const { overrideCurrentState } = await import("../client/commands/override.ts");
+          const summary = await overrideCurrentState(await session.connecting, state, slug, { dryRun: flags.dryRun, signal });
           if (flags.json) printJson({ ok: true, ...summary });
           else printSyncSummary(summary);
         } finally {
           await session.close();
         }
       });
+  };
   syncLike("update-from-server", "Bring this device up to date with the server. Local files that would be replaced or deleted are backed up first and listed; local-only changes stay and are pushed by the next sync.", "pull");
   syncLike("override-current-state", "Make this device's folder the server's new state (needs the lease; the old server state stays as a checkpoint, and quarantine rules still apply).", "override");
 
-  program
+  const turnOn = program
     .command("turn-on-sync")
     .description("Live-sync a superproject in the foreground: hold the global lease, watch the folder, push changes after a quiet moment. Stop with Ctrl+C or `cws turn-off-sync`.")
     .argument("[slug]")
@@ -379,12 +440,20 @@ export function buildProgram(): Command {
     .option("--quiet-ms <ms>", "push after the folder was quiet this long", String(DEFAULT_QUIET_MS))
     .option("--heartbeat-ms <ms>", "heartbeat period (the lease lives 120 s without one)", String(DEFAULT_HEARTBEAT_MS))
     .option("--rescan-ms <ms>", "full rescan period, a safety net for missed watcher events", String(DEFAULT_RESCAN_MS))
-    .option("--json", "print events as JSON lines")
-    .action(async (positional: string | undefined, flags: { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
+    .option("--json", "print events as JSON lines");
+  addFirstJoinOptions(turnOn)
+    .action(async (positional: string | undefined, flags: FirstJoinFlags & { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
       const slug = slugArgument(positional, flags);
       const state = await openState();
       const { runLiveSync } = await import("../client/live-sync.ts");
       const signal = interruptSignal();
+      if (state.binding(slug).base === null) {
+        // This device never synced this binding: the first sync (and its question, when the
+        // folder and the server both hold files) comes before the lease is taken.
+        const first = await runSync(state, slug, flags, "sync", signal);
+        if (flags.json) process.stdout.write(JSON.stringify({ type: "first-sync", summary: first.summary, firstJoin: first.firstJoin.question === null ? null : first.firstJoin }) + "\n");
+        else await printSyncResult(first, false);
+      }
       const ms = (value: string, name: string, min: number, max: number) => {
         const n = Number(value);
         if (!Number.isInteger(n) || n < min || n > max) throw new CwsError("INVALID_ARGUMENT", `${name} takes a whole number of milliseconds from ${min} to ${max}`);
@@ -410,7 +479,7 @@ export function buildProgram(): Command {
             if (s.pushed.files + s.pushed.deleted + s.pulled.files + s.pulled.deleted > 0 || s.conflicts.length > 0) {
               println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot?.id ?? "-"}`);
             }
-            for (const c of s.conflicts) println(`${time} CONFLICT ${c.path}: server version kept; yours is at ${c.backup}`);
+            for (const c of s.conflicts) println(`${time} ${conflictLine(s, c)}`);
             // Only new holds are announced: items still waiting were announced when they were held.
             for (const line of quarantineLines({ quarantine: { ...s.quarantine, waiting: [] } })) println(`${time} ${line}`);
             for (const u of s.unknown) if (!unknownShown.has(u.path)) println(`${time} NOT SYNCED ${u.path}: ${u.reason}; left as it is here and on the server; ${u.next}`);

@@ -5,6 +5,7 @@
  * its failure reported without leaving the shell.
  */
 import { createInterface } from "node:readline";
+import { shareShellInterface } from "../terminal/line-questions.ts";
 import type { Command } from "commander";
 import { reportError } from "./output.ts";
 import { CwsError } from "../errors.ts";
@@ -39,6 +40,8 @@ export function splitCommandLine(line: string): string[] {
 
 export async function runShell(build: () => Command): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: "cws> ", terminal: process.stdin.isTTY === true });
+  // Questions a command asks (the first-join choice) are answered through this interface.
+  shareShellInterface(rl);
   process.stdout.write("cws shell: type a command without `cws` (e.g. `status`, `sync my-research`), `help`, or `exit`.\n");
   rl.prompt();
   for await (const line of rl) {
@@ -63,5 +66,6 @@ export async function runShell(build: () => Command): Promise<void> {
     rl.resume();
     rl.prompt();
   }
+  shareShellInterface(null);
   rl.close();
 }

@@ -30,6 +30,7 @@ import type { PushStats } from "./push.ts";
 import type { StateStore } from "./state.ts";
 import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
 import type { HeldItem } from "../protocol/messages.ts";
+import type { FirstJoinHook } from "./first-join.ts";
 
 /** The least time between two scan-progress events, in milliseconds. */
 const PROGRESS_INTERVAL_MS = 100;
@@ -76,6 +77,12 @@ export interface SyncOptions {
   codexProbe?: CodexProbe;
   /** Environment used to find CODEX_HOME when the binding does not name one. @default process.env */
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Decides the first sync of a binding without a base, when the folder and the server both
+   * hold files (first-join.ts): called after the scan and before anything is sent. Without
+   * it, such a sync plans against an empty base.
+   */
+  firstJoin?: FirstJoinHook;
 }
 
 /** What a sync did with the superproject's Codex threads. */
@@ -94,6 +101,8 @@ export interface CodexSummary {
 
 export interface SyncSummary {
   slug: string;
+  /** The superproject's local folder (conflict and dry-run messages name real paths in it). */
+  root: string;
   mode: SyncMode;
   dryRun: boolean;
   /** The head snapshot after the sync (null when the server is still empty). */
@@ -101,7 +110,12 @@ export interface SyncSummary {
   scanned: { files: number; hashedFiles: number; hashedBytes: number };
   pushed: { files: number; deleted: number } & PushStats;
   pulled: PullStats;
-  conflicts: Array<{ path: string; backup: string | null }>;
+  /**
+   * Paths both sides changed differently: the server's version stays live. `here` and
+   * `onServer` say which sides still hold the path (one of them may have deleted it);
+   * `backup` is where this device's version was kept (null on a dry run, or when it was absent).
+   */
+  conflicts: Array<{ path: string; backup: string | null; here: boolean; onServer: boolean }>;
   problems: ScanProblem[];
   /**
    * Paths the scan could not read: left as they are on this device and on the server (no push,
@@ -195,14 +209,25 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   else if (head.id === binding.base) server = base;
   else server = (await conn.call("fetchManifest", { slug, snapshotId: head.id }, { signal })).manifest;
 
-  const mode = options.mode ?? "sync";
+  let mode = options.mode ?? "sync";
   // Override plans against the server itself as base: every difference is then a local change
   // to push, and nothing is pulled. Pull drops the pushes: local-only changes stay local and
   // are pushed by a later sync.
   const overlay = await readBaseOverlay(state.home, slug);
   const baseForPlan = applyBaseOverlay(base, overlay);
-  const effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : baseForPlan;
-  const local = localForPlan(scan.manifest, codex, server, baseForPlan);
+  let effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : baseForPlan;
+  let local = localForPlan(scan.manifest, codex, server, baseForPlan);
+  let localFiles = scan.manifest;
+  let replacing = false;
+  if (options.firstJoin !== undefined && binding.base === null && head !== null && mode !== "override") {
+    const joined = await options.firstJoin({ local, server, base: effectiveBase, head, root: binding.root, dryRun: options.dryRun === true, signal });
+    if (joined !== null) {
+      ({ local, base: effectiveBase, replace: replacing } = joined);
+      localFiles = joined.scan(localFiles);
+      // Replacing the server's state pushes, whichever command asked.
+      if (replacing) mode = "sync";
+    }
+  }
   // Changes the server's quarantine holds are not pushed again, and rejected ones come back
   // from the server (an override pushes them again on purpose, so only pending ones are masked).
   const heldRecord = await readHeld(state, slug);
@@ -220,13 +245,14 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   }
   const summary: SyncSummary = {
     slug,
+    root: binding.root,
     mode,
     dryRun: options.dryRun === true,
     snapshot: head,
     scanned: { files: countFiles(scan.manifest), hashedFiles: scan.hashedFiles, hashedBytes: scan.hashedBytes },
     pushed: { files: 0, deleted: 0, chunks: 0, bytes: 0, bundles: 0 },
     pulled: { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] },
-    conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null })),
+    conflicts: plan.conflicts.map((c) => ({ path: c.path, backup: null, here: c.type === "conflict" && c.local !== null, onServer: c.type === "conflict" && c.server !== null })),
     problems,
     unknown,
     leftoversRemoved: 0,
@@ -270,7 +296,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       slug,
       base: head?.id ?? null,
       ...(head === null ? { manifest: plan.merged } : { delta: diffManifests(server, plan.merged) }),
-      kind: mode === "override" ? "override" : "push",
+      kind: mode === "override" || replacing ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });
     headAfter = committed.snapshot;
@@ -296,7 +322,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       conn,
       root: binding.root,
       actions: orderForApply([...plan.pull, ...conflictPulls]),
-      local: codex === null ? scan.manifest : withCodexPart(scan.manifest, codex.entries),
+      local: codex === null ? localFiles : withCodexPart(localFiles, codex.entries),
       backup,
       handlers,
       signal,

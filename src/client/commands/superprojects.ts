@@ -112,8 +112,8 @@ export async function attachSuperproject(conn: AgentConnection, state: StateStor
   await mkdir(root, { recursive: true });
   if (existing !== undefined) await forgetBinding(state, slug);
   await state.update((s) => {
-    // A fresh binding has no base: the first sync treats any local file that differs from
-    // the server as a conflict and backs it up, so attaching to a non-empty folder loses nothing.
+    // A fresh binding has no base: when the folder already holds files, its first sync shows
+    // the difference and asks how to join before anything moves (first-join.ts).
     s.superprojects[slug] = { root, base: null, lastSyncAt: null, ...codexFields(options) };
   });
   return { slug, root, head: remote.head };
