@@ -199,7 +199,9 @@ test("crash handoff: A dies, B takes over after 120 s on the hub's clock, and A'
   await assert.rejects(connB.call("acquireLease", { slug: "crash" }), (error: unknown) => isCwsError(error, "LEASE_HELD") && /expires at/.test((error as Error).message));
   // Move the hub's clock to just before the expiry (120 s after A's last heartbeat), then past it.
   const leftMs = (seen.expiresAt ?? 0) - seen.now;
-  assert.ok(leftMs > 115_000 && leftMs <= 120_000, `the lease lives 120 s after the last heartbeat (left: ${leftMs} ms)`);
+  // The hub's clock is real here, and B's sync above may take many seconds on a loaded machine,
+  // so only the upper bound is exact; the exact 120 s TTL is shown with a fake clock in hub-db.test.ts.
+  assert.ok(leftMs > 30_000 && leftMs <= 120_000, `the lease lives 120 s after the last heartbeat (left: ${leftMs} ms)`);
   await cluster.advanceHubClock(leftMs - 1_000);
   await assert.rejects(connB.call("acquireLease", { slug: "crash" }), (error: unknown) => isCwsError(error, "LEASE_HELD"));
   await cluster.advanceHubClock(1_001);
