@@ -20,7 +20,7 @@ import {
 } from "./fixtures/codex-fixtures.ts";
 import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
 import { listSuperprojectThreads, refreshThread } from "../src/client/commands/threads.ts";
-import { readCodexConflicts } from "../src/client/codex-state.ts";
+import { readCodexConflicts } from "../src/client/codex/state.ts";
 import type { SyncSummary } from "../src/client/sync.ts";
 
 let cluster: TestCluster;

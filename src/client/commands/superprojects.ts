@@ -9,7 +9,7 @@ import { CwsError } from "../../errors.ts";
 import { Slug } from "../../protocol/messages.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
-import { baseOverlayPath, codexCachePath } from "../codex-state.ts";
+import { baseOverlayPath, codexCachePath } from "../codex/state.ts";
 import { checkRootForState } from "../root-check.ts";
 
 /** Where the superproject templates live in this checkout. */

@@ -13,11 +13,11 @@ import type { PathPlatform } from "../../core/codex-paths.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
 import { BackupSession } from "../backups.ts";
-import { readSessionIndex } from "../codex-home.ts";
-import type { CodexProbe } from "../codex-process.ts";
-import { CodexSink } from "../codex-sink.ts";
-import { CodexSide, INDEX_PATH, isRolloutManifestPath, parseIndexContent, resolveCodexBinding, rolloutIdOf } from "../codex-source.ts";
-import { codexCachePath, readCodexConflicts, type CodexConflict } from "../codex-state.ts";
+import { readSessionIndex } from "../codex/home.ts";
+import type { CodexProbe } from "../codex/process.ts";
+import { CodexSink } from "../codex/sink.ts";
+import { CodexSide, INDEX_PATH, isRolloutManifestPath, parseIndexContent, resolveCodexBinding, rolloutIdOf } from "../codex/source.ts";
+import { codexCachePath, readCodexConflicts, type CodexConflict } from "../codex/state.ts";
 import { fetchEntryContents } from "../pull.ts";
 
 export interface ThreadsOptions {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
-import { initHash } from "../core/hash.ts";
-import { materializeRollout, normalizeRollout } from "../core/codex-rollout.ts";
-import { POSIX_ROOT, VSCODE_THREAD, WINDOWS_ROOT, WINDOWS_THREAD, buildRollout } from "../../test/fixtures/codex-fixtures.ts";
-import { completeLength, computeOverrides, normalizeWithOverrides } from "./codex-overrides.ts";
+import { initHash } from "../../core/hash.ts";
+import { materializeRollout, normalizeRollout } from "../../core/codex-rollout.ts";
+import { POSIX_ROOT, VSCODE_THREAD, WINDOWS_ROOT, WINDOWS_THREAD, buildRollout } from "../../../test/fixtures/codex-fixtures.ts";
+import { completeLength, computeOverrides, normalizeWithOverrides } from "./overrides.ts";
 
 before(async () => {
   await initHash();

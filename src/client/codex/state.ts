@@ -4,7 +4,7 @@
  * - `cache/<slug>.codex.json`: a stat cache for rollouts (keyed by the raw file's size, mtime,
  *   ctime and inode), so an unchanged thread is neither read nor normalized again; whether each
  *   rollout belongs to the superproject; a few facts for `cws threads`; and the per-thread
- *   overrides (see codex-overrides.ts). Losing it costs a re-read of every rollout, and for
+ *   overrides (see overrides.ts). Losing it costs a re-read of every rollout, and for
  *   threads this device materialized with another device's root spelling, a conflict at worst.
  * - `codex/<slug>.conflicts.json`: the local copies of diverged rollouts that were set aside,
  *   shown by `cws status` and `cws threads` until their backup file is deleted.
@@ -12,12 +12,12 @@
  * Both are written crash-safely and validated on every read; an unreadable cache is an empty one.
  */
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
-import { CwsError } from "../errors.ts";
+import { CwsError } from "../../errors.ts";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { ChunkRef, HashHex, ManifestEntry } from "../core/manifest.ts";
-import { writeFileAtomic } from "../fs-atomic.ts";
-import { RolloutOverride } from "./codex-overrides.ts";
+import { ChunkRef, HashHex, ManifestEntry } from "../../core/manifest.ts";
+import { writeFileAtomic } from "../../fs-atomic.ts";
+import { RolloutOverride } from "./overrides.ts";
 
 export const CODEX_CACHE_FORMAT = 1;
 
@@ -179,7 +179,7 @@ export function baseOverlayPath(stateHome: string, slug: string): string {
 }
 
 /**
- * The base overlay of a binding (see codex-sync.ts): paths whose server version did not land on
+ * The base overlay of a binding (see codex/plan.ts): paths whose server version did not land on
  * this device (Codex threads kept locally, files the scan could not read, pulls the disk
  * refused). A missing file is an empty overlay; a damaged one is an error, since
  * dropping it could make a skipped server change look like a local one.

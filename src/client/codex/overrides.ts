@@ -18,9 +18,9 @@
  * Pure: no I/O; the caller initializes the hash module (initHash) first.
  */
 import { z } from "zod";
-import { HashHex } from "../core/manifest.ts";
-import { xxh64Hex } from "../core/hash.ts";
-import { normalizeRollout, type PathStyle } from "../core/codex-rollout.ts";
+import { HashHex } from "../../core/manifest.ts";
+import { xxh64Hex } from "../../core/hash.ts";
+import { normalizeRollout, type PathStyle } from "../../core/codex-rollout.ts";
 
 /** One line of a local rollout whose normalized form is the server's text, not a re-normalization. */
 export const RolloutOverride = z.object({
