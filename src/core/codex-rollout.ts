@@ -521,6 +521,9 @@ export interface ThreadMeta {
   cliVersion: string | null;
   /** `session_meta.git.repository_url`: a machine-independent key for the project. */
   gitRepositoryUrl: string | null;
+  /** `session_meta.git.commit_hash` and `.branch`. */
+  gitSha: string | null;
+  gitBranch: string | null;
   /**
    * The thread's latest cwd: `turn_context.payload.cwd` of the last turn_context line, or
    * `thread_settings.cwd` of a later `event_msg` `thread_settings_applied` (Codex 0.169).
@@ -551,7 +554,7 @@ const SessionMetaLine = z.object({
     originator: z.string().nullish(),
     cli_version: z.string().nullish(),
     // SessionMetaLine flattens the meta and puts `git` beside it, i.e. inside the payload.
-    git: z.object({ repository_url: z.string().nullish() }).nullish(),
+    git: z.object({ repository_url: z.string().nullish(), commit_hash: z.string().nullish(), branch: z.string().nullish() }).nullish(),
   }),
 });
 const TurnContextLine = z.object({ payload: z.object({ cwd: z.string().max(32 * 1024) }) });
@@ -708,6 +711,8 @@ export class ThreadMetaReader {
         originator: p.originator ?? null,
         cliVersion: p.cli_version ?? null,
         gitRepositoryUrl: p.git?.repository_url ?? null,
+        gitSha: p.git?.commit_hash ?? null,
+        gitBranch: p.git?.branch ?? null,
       };
     } else if (type === "turn_context") {
       const parsed = TurnContextLine.safeParse(value);

@@ -20,7 +20,7 @@ import { CwsError } from "../../errors.ts";
 import type { ManifestEntry } from "../../core/manifest.ts";
 import { mergeSessionIndex } from "../../core/codex-index.ts";
 import { checkRolloutName, parseRolloutRelativePath, threadBelongsTo } from "../../core/codex-paths.ts";
-import { materializeRollout, readThreadMeta } from "../../core/codex-rollout.ts";
+import { materializeRollout, readThreadMeta, type ThreadMeta } from "../../core/codex-rollout.ts";
 import { syncDir, writeDurableTemp, writeFileAtomic } from "../../fs-atomic.ts";
 import type { BackupSession } from "../backups.ts";
 import { readSessionIndex } from "./home.ts";
@@ -54,6 +54,15 @@ export interface MaterializedRollout {
   materialized: Uint8Array;
   overrides: ReturnType<typeof computeOverrides>;
   facts: ReturnType<typeof factsFor>;
+  meta: ThreadMeta;
+  archived: boolean;
+}
+
+/** A thread the sink wrote, for registering it with Codex afterwards. */
+export interface WrittenThread {
+  id: string;
+  archived: boolean;
+  meta: ThreadMeta;
 }
 
 /**
@@ -106,7 +115,7 @@ export function materializeForDevice(path: string, data: Uint8Array, side: Pick<
   if (!Buffer.from(again.buffer, again.byteOffset, again.byteLength).equals(view)) {
     return { refused: "it would not read back byte for byte on this device, so it is not written (a bug: please report it)" };
   }
-  return { relativePath, materialized, overrides, facts: factsFor(meta, data) };
+  return { relativePath, materialized, overrides, facts: factsFor(meta, data), meta, archived: name.archived };
 }
 
 export class CodexSink implements PullHandler {
@@ -115,6 +124,8 @@ export class CodexSink implements PullHandler {
   readonly warnings: string[] = [];
   /** Manifest path → where the local version was backed up before it was replaced or removed. */
   readonly backups = new Map<string, string>();
+  /** Threads written by this sync (new or extended), in the order written. */
+  readonly written: WrittenThread[] = [];
   #backup: BackupSession;
   #targetIds: ReadonlySet<string>;
   #probe: CodexProbe;
@@ -194,6 +205,7 @@ export class CodexSink implements PullHandler {
       },
       ready.overrides,
     );
+    this.written.push({ id: ready.meta.id, archived: ready.archived, meta: ready.meta });
     return {};
   }
 

@@ -19,7 +19,9 @@ import { ChunkRef, HashHex, ManifestEntry } from "../../core/manifest.ts";
 import { writeFileAtomic } from "../../fs-atomic.ts";
 import { RolloutOverride } from "./overrides.ts";
 
-export const CODEX_CACHE_FORMAT = 1;
+// 2: every path value under the root is normalized (Codex 0.169 fields), not only the cwd
+// fields of format 1, so a format-1 cache's normalized hashes are stale.
+export const CODEX_CACHE_FORMAT = 2;
 
 /** Facts about a thread kept for `cws threads`, read from its rollout. */
 export const ThreadFacts = z.object({
@@ -96,7 +98,10 @@ export async function loadCodexCache(
   }
   let parsed;
   try {
-    parsed = CodexCacheFile.safeParse(JSON.parse(text));
+    const value = JSON.parse(text) as { format?: unknown } | null;
+    // An older cws's cache is simply read again, without a warning.
+    if (typeof value?.format === "number" && value.format < CODEX_CACHE_FORMAT) return empty;
+    parsed = CodexCacheFile.safeParse(value);
   } catch {
     parsed = null;
   }
