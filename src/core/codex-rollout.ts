@@ -529,6 +529,12 @@ export interface ThreadMeta {
    * `thread_settings.cwd` of a later `event_msg` `thread_settings_applied` (Codex 0.169).
    */
   latestTurnCwd: string | null;
+  /**
+   * The sandbox mode (`sandbox_policy.type`) and approval policy of the latest turn_context,
+   * so a resume can restate the thread's own settings instead of the device's defaults.
+   */
+  sandboxMode: string | null;
+  approvalPolicy: string | null;
   /** Text of the first `event_msg` `user_message` (what Codex shows as the title). */
   preview: string | null;
   /** Name from the last `event_msg` `thread_name_updated`, if the thread was renamed. */
@@ -557,7 +563,13 @@ const SessionMetaLine = z.object({
     git: z.object({ repository_url: z.string().nullish(), commit_hash: z.string().nullish(), branch: z.string().nullish() }).nullish(),
   }),
 });
-const TurnContextLine = z.object({ payload: z.object({ cwd: z.string().max(32 * 1024) }) });
+const TurnContextLine = z.object({
+  payload: z.object({
+    cwd: z.string().max(32 * 1024),
+    approval_policy: z.unknown().optional(),
+    sandbox_policy: z.object({ type: z.unknown().optional() }).passthrough().nullish(),
+  }),
+});
 const EventMsgLine = z.object({
   payload: z.object({
     type: z.string(),
@@ -587,9 +599,10 @@ export class ThreadMetaReader {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #overlong = false;
-  #meta: Omit<ThreadMeta, "latestTurnCwd" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
+  #meta: Omit<ThreadMeta, "latestTurnCwd" | "sandboxMode" | "approvalPolicy" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
     null;
   #latestTurnCwd: string | null = null;
+  #settings: { sandboxMode: string | null; approvalPolicy: string | null } = { sandboxMode: null, approvalPolicy: null };
   #preview: string | null = null;
   #threadName: string | null = null;
   #lines = 0;
@@ -637,6 +650,7 @@ export class ThreadMetaReader {
     return {
       ...this.#meta,
       latestTurnCwd: this.#latestTurnCwd,
+      ...this.#settings,
       preview: this.#preview,
       threadName: this.#threadName,
       lineCount: this.#lines,
@@ -716,7 +730,14 @@ export class ThreadMetaReader {
       };
     } else if (type === "turn_context") {
       const parsed = TurnContextLine.safeParse(value);
-      if (parsed.success) this.#latestTurnCwd = parsed.data.payload.cwd;
+      if (parsed.success) {
+        const p = parsed.data.payload;
+        this.#latestTurnCwd = p.cwd;
+        this.#settings = {
+          sandboxMode: typeof p.sandbox_policy?.type === "string" ? p.sandbox_policy.type : null,
+          approvalPolicy: typeof p.approval_policy === "string" ? p.approval_policy : null,
+        };
+      }
     } else if (type === "event_msg") {
       const parsed = EventMsgLine.safeParse(value);
       if (!parsed.success) return;

@@ -180,6 +180,12 @@ export class CodexAdapter {
       const threads = await arrivedThreads(this.binding, written);
       const result = await syncWithCodex({ codex: command, codexHome: this.binding.home, threads, platform: this.binding.platform, register: true });
       summary.registered = result.views;
+      const appended = Object.entries(result.actions).filter(([, a]) => a.some((x) => x.startsWith("appended")));
+      if (appended.length > 0) {
+        summary.warnings.push(`Codex recorded this device's settings in ${appended.length} thread(s) when it loaded them (${appended.map(([id]) => id).join(", ")}); the line syncs like any append`);
+      }
+      const failed = Object.entries(result.actions).filter(([, a]) => a.some((x) => x.startsWith("failed")));
+      for (const [id, a] of failed) summary.warnings.push(`Codex could not register thread ${id}: ${a.find((x) => x.startsWith("failed"))}`);
       const missing = result.views.filter((v) => !v.listed);
       if (missing.length > 0) {
         summary.warnings.push(`Codex on this device does not list ${missing.length} synced thread(s) under ${this.binding.root}: ${missing.map((v) => `${v.id} (cwd ${v.cwd ?? "unknown"})`).join(", ")}`);
@@ -200,7 +206,7 @@ export class CodexAdapter {
 }
 
 /** The written threads with the names of the merged session index and their folders. */
-export async function arrivedThreads(binding: CodexBinding, written: ReadonlyArray<{ id: string; archived: boolean; meta: ThreadMeta }>): Promise<ArrivedThread[]> {
+export async function arrivedThreads(binding: CodexBinding, written: ReadonlyArray<{ id: string; archived: boolean; file: string; meta: ThreadMeta }>): Promise<ArrivedThread[]> {
   const index = await readSessionIndex(binding.home).catch(() => null);
   const names = index === null ? new Map<string, string>() : new Map([...effectiveThreadNames(index.text)].map(([id, e]) => [id, e.threadName]));
   const byId = new Map<string, ArrivedThread>();
@@ -210,6 +216,8 @@ export async function arrivedThreads(binding: CodexBinding, written: ReadonlyArr
       name: names.get(w.id) ?? w.meta.threadName ?? null,
       cwd: w.meta.latestTurnCwd ?? w.meta.cwd,
       archived: w.archived,
+      file: w.file,
+      settings: { sandbox: w.meta.sandboxMode, approvalPolicy: w.meta.approvalPolicy },
       git: { sha: w.meta.gitSha, branch: w.meta.gitBranch, originUrl: w.meta.gitRepositoryUrl },
     });
   }

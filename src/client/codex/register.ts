@@ -18,6 +18,7 @@
  * Codex home with many newer threads of its own does not hide the arrived ones.
  */
 import { accessSync, constants } from "node:fs";
+import { stat, utimes } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { comparablePath, type PathPlatform } from "../../core/codex-paths.ts";
 import { CwsError } from "../../errors.ts";
@@ -62,6 +63,10 @@ export interface ArrivedThread {
   /** The folder Codex should list it under: its latest cwd as written on this device. */
   cwd: string;
   archived: boolean;
+  /** The rollout's absolute path (an archived thread's mtime is put back after renaming it). */
+  file: string;
+  /** The thread's own sandbox mode and approval policy (latest turn_context), restated on resume. */
+  settings: { sandbox: string | null; approvalPolicy: string | null };
   /** session_meta.git, to re-state unchanged with thread/metadata/update. */
   git: { sha: string | null; branch: string | null; originUrl: string | null };
 }
@@ -119,6 +124,58 @@ function samePath(a: string | null, b: string, platform: PathPlatform): boolean 
   return a !== null && comparablePath(a, platform) === comparablePath(b, platform);
 }
 
+async function registerOne(server: CodexAppServer, t: ArrivedThread, platform: PathPlatform, done: string[]): Promise<void> {
+  let read: { thread: ThreadOut };
+  try {
+    read = await server.request("thread/read", { threadId: t.id });
+  } catch {
+    done.push("unknown to Codex");
+    return;
+  }
+  const sizeBefore = (await stat(t.file)).size;
+  if (!t.archived) {
+    // Loads the thread (catching up Codex's transcript cache) without changing it: the
+    // recorded cwd is already this device's (every path field was remapped).
+    // Codex applies this device's configured sandbox and approval policy to a resumed thread
+    // and appends a thread_settings_applied line when they differ from the thread's; the
+    // thread's own settings are restated so that loading it changes nothing.
+    await server.request("thread/resume", {
+      threadId: t.id,
+      excludeTurns: true,
+      ...(t.settings.sandbox !== null ? { sandbox: t.settings.sandbox } : {}),
+      ...(t.settings.approvalPolicy !== null ? { approvalPolicy: t.settings.approvalPolicy } : {}),
+    });
+    await server.request("thread/unsubscribe", { threadId: t.id });
+    done.push("loaded");
+    // A safety net for settings cws could not restate: Codex's line is then an ordinary
+    // append that syncs once, and the caller says so.
+    const grown = (await stat(t.file)).size - sizeBefore;
+    if (grown > 0) done.push(`appended ${grown} bytes`);
+  }
+  if (t.name !== null && read.thread.name !== t.name) {
+    // Registers the name in Codex's state DB; Codex also re-reads the rollout into the row.
+    // Codex 0.169 names only active threads, so an archived one is unarchived for it and
+    // archived again; the renames touch its mtime, which is put back (the bytes are the same).
+    if (t.archived) {
+      const { mtime } = await stat(t.file);
+      await server.request("thread/unarchive", { threadId: t.id });
+      try {
+        await server.request("thread/name/set", { threadId: t.id, name: t.name });
+      } finally {
+        await server.request("thread/archive", { threadId: t.id });
+        await utimes(t.file, mtime, mtime);
+      }
+    } else {
+      await server.request("thread/name/set", { threadId: t.id, name: t.name });
+    }
+    done.push("named");
+  } else if (!samePath(read.thread.cwd, t.cwd, platform)) {
+    // A row indexed under an older root keeps it until Codex re-reads the rollout.
+    await server.request("thread/metadata/update", { threadId: t.id, gitInfo: t.git });
+    done.push("re-indexed");
+  }
+}
+
 /**
  * Registers arrived threads with Codex (names, stale cwd rows, turn cache) and reports what
  * Codex then lists. `register: false` only looks.
@@ -137,28 +194,10 @@ export async function syncWithCodex(options: {
   try {
     for (const t of options.register ? threads : []) {
       const done: string[] = (actions[t.id] = []);
-      let read: { thread: ThreadOut };
       try {
-        read = await server.request("thread/read", { threadId: t.id });
-      } catch {
-        done.push("unknown to Codex");
-        continue;
-      }
-      if (!t.archived) {
-        // Loads the thread (catching up Codex's transcript cache) without changing it: the
-        // recorded cwd is already this device's, so no thread_settings_applied is appended.
-        await server.request("thread/resume", { threadId: t.id, excludeTurns: true });
-        await server.request("thread/unsubscribe", { threadId: t.id });
-        done.push("loaded");
-      }
-      if (t.name !== null && read.thread.name !== t.name) {
-        // Registers the name in Codex's state DB; Codex also re-reads the rollout into the row.
-        await server.request("thread/name/set", { threadId: t.id, name: t.name });
-        done.push("named");
-      } else if (!samePath(read.thread.cwd, t.cwd, platform)) {
-        // A row indexed under an older root keeps it until Codex re-reads the rollout.
-        await server.request("thread/metadata/update", { threadId: t.id, gitInfo: t.git });
-        done.push("re-indexed");
+        await registerOne(server, t, platform, done);
+      } catch (error) {
+        done.push(`failed: ${(error as Error).message}`);
       }
     }
     const views: CodexThreadView[] = [];

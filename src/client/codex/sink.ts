@@ -62,6 +62,8 @@ export interface MaterializedRollout {
 export interface WrittenThread {
   id: string;
   archived: boolean;
+  /** Absolute path of the file written. */
+  file: string;
   meta: ThreadMeta;
 }
 
@@ -205,7 +207,7 @@ export class CodexSink implements PullHandler {
       },
       ready.overrides,
     );
-    this.written.push({ id: ready.meta.id, archived: ready.archived, meta: ready.meta });
+    this.written.push({ id: ready.meta.id, archived: ready.archived, file: target, meta: ready.meta });
     return {};
   }
 
