@@ -125,6 +125,9 @@ async function setUp(slug: string, windowsA: boolean) {
     await rm(file);
   }
   await writeFile(join(homeB, "config.toml"), offlineConfig("http://127.0.0.1:9/v1"));
+  // The devices' Codex configs differ, as they do between people's machines: every resume
+  // that does not restate a thread's settings records the device's own.
+  if (!windowsA) await writeFile(join(homeA, "config.toml"), offlineConfig("http://127.0.0.1:9/v1") + 'sandbox_mode = "workspace-write"\n');
   await writeOwnThreads(homeB, rootB);
 
   // B's Codex indexed the "plain" thread earlier under an older root of B's.
@@ -146,7 +149,8 @@ async function setUp(slug: string, windowsA: boolean) {
   conn = await b.connect();
   await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB });
   await conn.close();
-  const A: Side = { device: a, home: homeA, root: rootA, sync: () => a.sync(slug, { codexPlatform: windowsA ? "win32" : "posix", codexCommand: null }) };
+  // A playing Windows has no Codex that could run here; a Linux A registers with its own Codex.
+  const A: Side = { device: a, home: homeA, root: rootA, sync: () => a.sync(slug, { codexPlatform: windowsA ? "win32" : "posix", codexCommand: windowsA ? null : CODEX }) };
   const B: Side = { device: b, home: homeB, root: rootB, sync: () => b.sync(slug, { codexCommand: CODEX }) };
   return { set, A, B, oldRootB };
 }
@@ -211,13 +215,24 @@ async function scenario(slug: string, windowsA: boolean): Promise<void> {
       assert.equal(read.thread.cwd, B.root, `thread/read of ${t.key} shows B's root right after the sync`);
       assert.equal(read.thread.turns.length, t.turns, `thread/read of ${t.key} shows all turns`);
     }
+    const mainB = join(B.home, main.path);
+    const sizeBefore = (await stat(mainB)).size;
     const resumed: { cwd: string; thread: { environments: Array<{ cwd: string; runtimeWorkspaceRoots: string[] }> } } = await server.request("thread/resume", { threadId: main.id });
     assert.equal(resumed.cwd, B.root, "resume without cwd continues in B's folder");
     assert.deepEqual(resumed.thread.environments.map((e) => [e.cwd, e.runtimeWorkspaceRoots]), [[B.root, [B.root]]], "with B's root as workspace root");
     await server.request("thread/unsubscribe", { threadId: main.id });
+    // The user resumes (here a second time, in B's folder) with B's config (a read-only
+    // sandbox): Codex appends a thread_settings_applied line with B's paths and settings, an
+    // ordinary append that must not start a ping-pong.
+    await server.request("thread/resume", { threadId: main.id, cwd: B.root, excludeTurns: true });
+    await server.request("thread/unsubscribe", { threadId: main.id });
+    const appended = (await readFile(mainB)).subarray(sizeBefore).toString("utf8");
+    assert.match(appended, /"thread_settings_applied"/, "Codex recorded B's settings");
+    assert.ok(strings(appended.trim()).includes(B.root), "with B's root");
   } finally {
     await server.close();
   }
+  await utimes(join(B.home, main.path), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
 
   // No ping-pong: once A has B's own threads and B's registered names, syncs without new
   // turns leave every rollout as it is on both devices and move nothing.

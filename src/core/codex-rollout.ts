@@ -530,10 +530,13 @@ export interface ThreadMeta {
    */
   latestTurnCwd: string | null;
   /**
-   * The sandbox mode (`sandbox_policy.type`) and approval policy of the latest turn_context,
-   * so a resume can restate the thread's own settings instead of the device's defaults.
+   * The sandbox mode and approval policy of the latest turn_context (`sandbox_policy.type`) or
+   * thread_settings_applied (derived from its permission profile), so a resume can restate the
+   * thread's own settings instead of the device's defaults.
    */
   sandboxMode: string | null;
+  /** The named permission profile in force (`active_permission_profile.id`, e.g. `:read-only`), if any. */
+  permissionProfile: string | null;
   approvalPolicy: string | null;
   /** Text of the first `event_msg` `user_message` (what Codex shows as the title). */
   preview: string | null;
@@ -568,6 +571,7 @@ const TurnContextLine = z.object({
     cwd: z.string().max(32 * 1024),
     approval_policy: z.unknown().optional(),
     sandbox_policy: z.object({ type: z.unknown().optional() }).passthrough().nullish(),
+    active_permission_profile: z.object({ id: z.unknown().optional() }).passthrough().nullish(),
   }),
 });
 const EventMsgLine = z.object({
@@ -575,7 +579,18 @@ const EventMsgLine = z.object({
     type: z.string(),
     message: z.unknown().optional(),
     thread_name: z.unknown().optional(),
-    thread_settings: z.object({ cwd: z.string().max(32 * 1024).optional() }).passthrough().optional(),
+    thread_settings: z
+      .object({
+        cwd: z.string().max(32 * 1024).optional(),
+        approval_policy: z.unknown().optional(),
+        active_permission_profile: z.object({ id: z.unknown().optional() }).passthrough().nullish(),
+        permission_profile: z
+          .object({ file_system: z.object({ type: z.unknown().optional(), entries: z.array(z.object({ access: z.unknown().optional() }).passthrough()).optional() }).passthrough().optional() })
+          .passthrough()
+          .nullish(),
+      })
+      .passthrough()
+      .optional(),
   }),
 });
 
@@ -599,10 +614,14 @@ export class ThreadMetaReader {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #overlong = false;
-  #meta: Omit<ThreadMeta, "latestTurnCwd" | "sandboxMode" | "approvalPolicy" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
+  #meta: Omit<ThreadMeta, "latestTurnCwd" | "sandboxMode" | "permissionProfile" | "approvalPolicy" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
     null;
   #latestTurnCwd: string | null = null;
-  #settings: { sandboxMode: string | null; approvalPolicy: string | null } = { sandboxMode: null, approvalPolicy: null };
+  #settings: { sandboxMode: string | null; permissionProfile: string | null; approvalPolicy: string | null } = {
+    sandboxMode: null,
+    permissionProfile: null,
+    approvalPolicy: null,
+  };
   #preview: string | null = null;
   #threadName: string | null = null;
   #lines = 0;
@@ -735,6 +754,7 @@ export class ThreadMetaReader {
         this.#latestTurnCwd = p.cwd;
         this.#settings = {
           sandboxMode: typeof p.sandbox_policy?.type === "string" ? p.sandbox_policy.type : null,
+          permissionProfile: typeof p.active_permission_profile?.id === "string" ? p.active_permission_profile.id : null,
           approvalPolicy: typeof p.approval_policy === "string" ? p.approval_policy : null,
         };
       }
@@ -746,9 +766,23 @@ export class ThreadMetaReader {
         this.#preview = p.message;
       } else if (p.type === "thread_name_updated" && typeof p.thread_name === "string") {
         this.#threadName = p.thread_name;
-      } else if (p.type === "thread_settings_applied" && p.thread_settings?.cwd !== undefined) {
-        // Codex 0.169 restores a thread's cwd from its latest applied settings.
-        this.#latestTurnCwd = p.thread_settings.cwd;
+      } else if (p.type === "thread_settings_applied" && p.thread_settings !== undefined) {
+        // Codex 0.169 restores a thread's cwd and settings from its latest applied settings.
+        const ts = p.thread_settings;
+        if (ts.cwd !== undefined) this.#latestTurnCwd = ts.cwd;
+        const fs = ts.permission_profile?.file_system;
+        this.#settings = {
+          sandboxMode:
+            fs === undefined
+              ? this.#settings.sandboxMode
+              : fs.type === "unrestricted"
+                ? "danger-full-access"
+                : (fs.entries ?? []).some((e) => e.access === "write")
+                  ? "workspace-write"
+                  : "read-only",
+          permissionProfile: typeof ts.active_permission_profile?.id === "string" ? ts.active_permission_profile.id : null,
+          approvalPolicy: typeof ts.approval_policy === "string" ? ts.approval_policy : this.#settings.approvalPolicy,
+        };
       }
     }
   }

@@ -217,7 +217,7 @@ export async function arrivedThreads(binding: CodexBinding, written: ReadonlyArr
       cwd: w.meta.latestTurnCwd ?? w.meta.cwd,
       archived: w.archived,
       file: w.file,
-      settings: { sandbox: w.meta.sandboxMode, approvalPolicy: w.meta.approvalPolicy },
+      settings: { sandbox: w.meta.sandboxMode, permissionProfile: w.meta.permissionProfile, approvalPolicy: w.meta.approvalPolicy },
       git: { sha: w.meta.gitSha, branch: w.meta.gitBranch, originUrl: w.meta.gitRepositoryUrl },
     });
   }

@@ -66,7 +66,7 @@ export interface ArrivedThread {
   /** The rollout's absolute path (an archived thread's mtime is put back after renaming it). */
   file: string;
   /** The thread's own sandbox mode and approval policy (latest turn_context), restated on resume. */
-  settings: { sandbox: string | null; approvalPolicy: string | null };
+  settings: { sandbox: string | null; permissionProfile: string | null; approvalPolicy: string | null };
   /** session_meta.git, to re-state unchanged with thread/metadata/update. */
   git: { sha: string | null; branch: string | null; originUrl: string | null };
 }
@@ -142,7 +142,13 @@ async function registerOne(server: CodexAppServer, t: ArrivedThread, platform: P
     await server.request("thread/resume", {
       threadId: t.id,
       excludeTurns: true,
-      ...(t.settings.sandbox !== null ? { sandbox: t.settings.sandbox } : {}),
+      // A named profile is restated as the config default Codex took it from; an explicit
+      // sandbox mode as the resume parameter.
+      ...(t.settings.permissionProfile !== null
+        ? { config: { default_permissions: t.settings.permissionProfile } }
+        : t.settings.sandbox !== null
+          ? { sandbox: t.settings.sandbox }
+          : {}),
       ...(t.settings.approvalPolicy !== null ? { approvalPolicy: t.settings.approvalPolicy } : {}),
     });
     await server.request("thread/unsubscribe", { threadId: t.id });
