@@ -20,6 +20,7 @@ import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluste
 import { attachSuperproject, createSuperproject } from "../src/client/commands/superprojects.ts";
 import { CodexAppServer, type CodexCommand } from "../src/client/codex/app-server.ts";
 import { listedThreads } from "../src/client/codex/register.ts";
+import { listSuperprojectThreads } from "../src/client/commands/threads.ts";
 import { CODEX_JS, OFFLINE_ENV, offlineConfig, runTurn, startOffline, type RecordedThread } from "./fixtures/codex/record.ts";
 import { installRecorded, recordedFile, recordedSet } from "./fixtures/codex/recorded.ts";
 import { startFakeResponses } from "./fixtures/codex/fake-responses.ts";
@@ -190,6 +191,22 @@ async function scenario(slug: string, windowsA: boolean): Promise<void> {
     if (t === undefined) continue; // B's own threads went the other way
     assert.ok(view.listed, `cws reports ${t.key} listed by Codex on B: ${JSON.stringify(view)}`);
     assert.equal(view.name, t.name, `${t.key} has A's name`);
+  }
+
+  // `cws threads` shows per thread what Codex here lists; without Codex it says so once.
+  const conn = await B.device.connect();
+  try {
+    const listing = await listSuperprojectThreads({ state: await B.device.state(), conn, slug, codexCommand: CODEX });
+    assert.equal(listing.codexCheck, "asked");
+    for (const t of project) {
+      const row = listing.threads.find((r) => r.id === t.id);
+      assert.deepEqual(row?.codex, { listed: true, cwd: t.folder ? join(B.root, t.folder) : B.root, name: t.name }, `cws threads: ${t.key}`);
+    }
+    const without = await listSuperprojectThreads({ state: await B.device.state(), conn, slug, env: { PATH: "/nonexistent" } });
+    assert.equal(without.codexCheck, "not installed");
+    assert.ok(without.threads.every((r) => r.codex === null));
+  } finally {
+    await conn.close();
   }
 
   const server = await CodexAppServer.start({ codex: CODEX, codexHome: B.home, env: OFFLINE_ENV });
