@@ -145,7 +145,7 @@ async function setUp(slug: string, windowsA: boolean) {
   }
 
   let conn = await a.connect();
-  await createSuperproject(conn, await a.state(), { slug, root: folderA, codexHome: homeA, ...(windowsA ? { codexRoot: set.windowsRoot } : {}) });
+  await createSuperproject(conn, await a.state(), { slug, root: folderA, codexHome: homeA, ...(windowsA ? { codexRoot: set.windowsRoot, codexPlatform: "win32" as const } : {}) });
   await conn.close();
   conn = await b.connect();
   await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB });

@@ -73,11 +73,11 @@ async function pair(slug: string, options: { rootB?: string } = {}): Promise<Pai
   for (const rel of fakeA.broken) await utimes(join(fakeA.home, ...rel.split("/")), A_MINUTE_AGO(), A_MINUTE_AGO()).catch(() => {});
   const homeB = await writeHomeB();
   let conn = await a.connect();
-  await createSuperproject(conn, await a.state(), { slug, root: await cluster.folder(`${slug}-a`), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT });
+  await createSuperproject(conn, await a.state(), { slug, root: await cluster.folder(`${slug}-a`), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT, codexPlatform: "win32" });
   await conn.close();
   conn = await b.connect();
   const rootB = await cluster.folder(`${slug}-b`);
-  await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB.home, codexRoot: options.rootB ?? POSIX_ROOT });
+  await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB.home, codexRoot: options.rootB ?? POSIX_ROOT, codexPlatform: "posix" });
   await conn.close();
   const probe = async () => ({ pids: [], openFiles: new Set<string>() });
   return {

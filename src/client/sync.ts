@@ -243,7 +243,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     unknown,
     leftoversRemoved: 0,
     backupDir: null,
-    codex: codex.summary(),
+    codex: codex.summary(server),
     quarantine: { held: [], waiting: masked.waiting, restoring: masked.restoring },
     wire: { sent: 0, received: 0 },
     durationMs: 0,

@@ -102,14 +102,30 @@ export class CodexAdapter {
     return settleCodexPlan(plan, { side: this.#side, ...options });
   }
 
-  summary(): CodexSummary {
+  /**
+   * The summary of the scan. `server` is the server's manifest: when this device's Codex home
+   * holds threads but none under the root while the server has the superproject's threads,
+   * the root is probably not the folder Codex records here, and the summary says so.
+   */
+  summary(server?: Manifest): CodexSummary {
+    const warnings: string[] = [];
+    const side = this.#side;
+    if (side !== null && side.available && side.rollouts.size === 0 && side.otherThreads > 0 && server !== undefined) {
+      const onServer = server.entries.filter((e) => isRolloutManifestPath(e.path)).length;
+      if (onServer > 0) {
+        warnings.push(
+          `none of the ${side.otherThreads} thread(s) in ${side.binding.home} lies under ${side.binding.root}, while the server has ${onServer} of this superproject; ` +
+            "if Codex records this project under another folder on this device (a symlink, another drive letter), attach it with --codex-root set to that folder",
+        );
+      }
+    }
     return {
       home: this.binding?.home ?? null,
       root: this.binding?.root ?? this.#options.binding.root,
       threads: this.#side?.rollouts.size ?? 0,
       readFiles: this.#side?.hashedFiles ?? 0,
       readBytes: this.#side?.hashedBytes ?? 0,
-      warnings: [],
+      warnings,
       registered: null,
     };
   }

@@ -238,6 +238,8 @@ export class CodexSide {
   readonly problems: ScanProblem[] = [];
   hashedFiles = 0;
   hashedBytes = 0;
+  /** Threads found in CODEX_HOME whose folder is not under the binding's root. */
+  otherThreads = 0;
   #index: { entry: ManifestEntry; bytes: Uint8Array } | null = null;
   #cache: CodexCacheFile;
   #cachePath: string;
@@ -327,7 +329,10 @@ export class CodexSide {
               side.problems.push({ path: problemPath, reason: cached.problem });
               continue;
             }
-            if (!cached.belongs) continue;
+            if (!cached.belongs) {
+              side.otherThreads++;
+              continue;
+            }
             if (cached.normalized !== undefined && cached.facts !== undefined && cached.rawLength !== undefined) {
               const path = rolloutManifestPath(relativePath);
               side.#add({
@@ -348,6 +353,7 @@ export class CodexSide {
           const belongs = threadBelongsTo(meta, [binding.root], binding.platform);
           if (!belongs) {
             if (!racy) next.rollouts[relativePath] = { ...stat, belongs: false };
+            side.otherThreads++;
             continue;
           }
           // Checked only for the superproject's threads: other folders' oddities are not ours to report.
