@@ -251,13 +251,30 @@ test("readThreadMeta reads ids, cwds, preview and counts", () => {
     originator: "codex_vscode",
     cliVersion: "0.131.0",
     gitRepositoryUrl: "git@github.com:example/proj.git",
+    gitSha: "3f2c1a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a",
+    gitBranch: "main",
     latestTurnCwd: `${WINDOWS_ROOT}\\docs`,
+    sandboxMode: "workspace-write",
+    permissionProfile: null,
+    approvalPolicy: "on-request",
     preview: "Fix the Grüße-Parser: ünïcödé, 日本語, emoji 🚀 and a \"quoted\" path",
     threadName: "Grüße parser",
     lineCount: text.split("\n").length - 1,
     byteCount: enc(text).length,
     unparsedLines: 0,
   });
+});
+
+test("readThreadMeta takes a 0.169 thread's cwd and settings from its latest thread_settings_applied", async () => {
+  const { recordedFile, recordedSet } = await import("../../test/fixtures/codex/recorded.ts");
+  const set = await recordedSet("0.169.0");
+  for (const t of set.threads) {
+    const meta = readThreadMeta(await recordedFile("0.169.0", "linux", t.path));
+    const folder = t.folder === null ? set.linuxRoot.replace(/proj$/, "other") : t.folder === "" ? set.linuxRoot : `${set.linuxRoot}/${t.folder}`;
+    assert.equal(meta.latestTurnCwd, folder, t.key);
+    assert.equal(meta.approvalPolicy, "never", t.key);
+    assert.equal(meta.sandboxMode, t.key === "plain" ? "read-only" : "workspace-write", t.key);
+  }
 });
 
 test("ThreadMetaReader gives the same answer for any chunking", () => {
