@@ -274,6 +274,7 @@ test("readThreadMeta takes a 0.169 thread's cwd and settings from its latest thr
     assert.equal(meta.latestTurnCwd, folder, t.key);
     assert.equal(meta.approvalPolicy, "never", t.key);
     assert.equal(meta.sandboxMode, t.key === "plain" ? "read-only" : "workspace-write", t.key);
+    assert.ok(meta.preview !== null && meta.preview.length > 0, `${t.key}: the first user message is the preview`);
   }
 });
 

@@ -579,6 +579,7 @@ const EventMsgLine = z.object({
     type: z.string(),
     message: z.unknown().optional(),
     thread_name: z.unknown().optional(),
+    item: z.object({ type: z.unknown().optional(), content: z.unknown().optional() }).passthrough().optional(),
     thread_settings: z
       .object({
         cwd: z.string().max(32 * 1024).optional(),
@@ -597,7 +598,7 @@ const EventMsgLine = z.object({
 /** Lines longer than this are counted but not inspected (a session_meta line never is). */
 export const MAX_META_LINE_BYTES = 64 * 1024 * 1024;
 
-const META_NEEDLE_BYTES = ['"session_meta"', '"turn_context"', '"user_message"', '"thread_name_updated"', '"thread_settings_applied"'].map((n) =>
+const META_NEEDLE_BYTES = ['"session_meta"', '"turn_context"', '"user_message"', '"UserMessage"', '"thread_name_updated"', '"thread_settings_applied"'].map((n) =>
   Buffer.from(n),
 );
 
@@ -764,6 +765,10 @@ export class ThreadMetaReader {
       const p = parsed.data.payload;
       if (p.type === "user_message" && this.#preview === null && typeof p.message === "string") {
         this.#preview = p.message;
+      } else if (p.type === "item_completed" && this.#preview === null && p.item?.type === "UserMessage" && Array.isArray(p.item.content)) {
+        // Codex 0.169 records the user's message as a completed UserMessage item instead.
+        const text = (p.item.content as Array<{ type?: unknown; text?: unknown }>).find((c) => c.type === "text" && typeof c.text === "string")?.text;
+        if (typeof text === "string") this.#preview = text;
       } else if (p.type === "thread_name_updated" && typeof p.thread_name === "string") {
         this.#threadName = p.thread_name;
       } else if (p.type === "thread_settings_applied" && p.thread_settings !== undefined) {
