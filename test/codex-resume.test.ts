@@ -12,8 +12,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, writeFile, utimes, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, readdir, realpath, rm, writeFile, utimes, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { zstdCompressSync } from "node:zlib";
 import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
@@ -107,8 +106,9 @@ async function setUp(slug: string, windowsA: boolean) {
   const set = await recordedSet(VERSION);
   const a = await cluster.device(`${slug}-a`);
   const b = await cluster.device(`${slug}-b`);
-  const homeA = await mkdtemp(join(tmpdir(), `cws-${slug}-codex-a-`));
-  const homeB = await mkdtemp(join(tmpdir(), `cws-${slug}-codex-b-`));
+  // Inside the cluster's folder, so closing the cluster removes them.
+  const homeA = await cluster.folder(`${slug}-codex-home-a`);
+  const homeB = await cluster.folder(`${slug}-codex-home-b`);
   const folderA = await realpath(await cluster.folder(`${slug}-a`));
   const rootB = await realpath(await cluster.folder(`${slug}-b/work/proj-b`));
   await mkdir(join(rootB, "api"), { recursive: true });

@@ -5,8 +5,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, realpath } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { makeCluster, type TestCluster } from "./helpers/cluster.ts";
 import { attachSuperproject, checkCodexRoot, createSuperproject } from "../src/client/commands/superprojects.ts";
@@ -40,8 +39,8 @@ test("--codex-root must be an absolute path by this device's rules and an existi
 test("a binding whose root matches none of CODEX_HOME's threads, while the server has some, warns", async () => {
   const a = await cluster.device("warn-a");
   const b = await cluster.device("warn-b");
-  const homeA = await mkdtemp(join(tmpdir(), "cws-warn-a-"));
-  const homeB = await mkdtemp(join(tmpdir(), "cws-warn-b-"));
+  const homeA = await cluster.folder("warn-codex-home-a");
+  const homeB = await cluster.folder("warn-codex-home-b");
   const rootA = await realpath(await cluster.folder("warn-a"));
   const realB = await realpath(await cluster.folder("warn-b-real"));
   const wrongB = await realpath(await cluster.folder("warn-b-wrong"));
