@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   "CANCELLED", // the user interrupted the operation
   "IO_FAILED", // this machine's disk or permissions failed: disk full, permission denied, read-only
   "DISK_FULL", // the server's disk has no space left for a write (this device's full disk is IO_FAILED)
+  "CODEX_FAILED", // the local Codex CLI (codex app-server) could not be started or refused a request
   "INTERNAL", // an unexpected failure; details stay in the agent's log
 ] as const;
 

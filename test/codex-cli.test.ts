@@ -107,7 +107,7 @@ test("codex app-server on device B lists the thread synced from A for B's superp
   const rootB = await realpath(await cluster.folder("cli-b"));
   const elsewhere = await realpath(await cluster.folder("cli-elsewhere"));
   let conn = await a.connect();
-  await createSuperproject(conn, await a.state(), { slug: "cli", root: await cluster.folder("cli-a"), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT });
+  await createSuperproject(conn, await a.state(), { slug: "cli", root: await cluster.folder("cli-a"), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT, codexPlatform: "win32" });
   await conn.close();
   conn = await b.connect();
   await attachSuperproject(conn, await b.state(), { slug: "cli", root: rootB, codexHome: homeB });

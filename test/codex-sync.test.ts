@@ -20,7 +20,7 @@ import {
 } from "./fixtures/codex-fixtures.ts";
 import { createSuperproject, attachSuperproject } from "../src/client/commands/superprojects.ts";
 import { listSuperprojectThreads, refreshThread } from "../src/client/commands/threads.ts";
-import { readCodexConflicts } from "../src/client/codex-state.ts";
+import { readCodexConflicts } from "../src/client/codex/state.ts";
 import type { SyncSummary } from "../src/client/sync.ts";
 
 let cluster: TestCluster;
@@ -73,11 +73,11 @@ async function pair(slug: string, options: { rootB?: string } = {}): Promise<Pai
   for (const rel of fakeA.broken) await utimes(join(fakeA.home, ...rel.split("/")), A_MINUTE_AGO(), A_MINUTE_AGO()).catch(() => {});
   const homeB = await writeHomeB();
   let conn = await a.connect();
-  await createSuperproject(conn, await a.state(), { slug, root: await cluster.folder(`${slug}-a`), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT });
+  await createSuperproject(conn, await a.state(), { slug, root: await cluster.folder(`${slug}-a`), codexHome: fakeA.home, codexRoot: WINDOWS_ROOT, codexPlatform: "win32" });
   await conn.close();
   conn = await b.connect();
   const rootB = await cluster.folder(`${slug}-b`);
-  await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB.home, codexRoot: options.rootB ?? POSIX_ROOT });
+  await attachSuperproject(conn, await b.state(), { slug, root: rootB, codexHome: homeB.home, codexRoot: options.rootB ?? POSIX_ROOT, codexPlatform: "posix" });
   await conn.close();
   const probe = async () => ({ pids: [], openFiles: new Set<string>() });
   return {
@@ -101,20 +101,26 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Lines of a rollout with the root-bearing fields of session_meta and turn_context mapped by `map`. */
+/**
+ * Lines of a rollout with every path value mapped by `map` (the rule of core/codex-rollout.ts:
+ * any string value, whatever its field; `map` leaves values outside the root alone). Lines
+ * with no value to map keep their bytes.
+ */
 function expectRemapped(text: string, map: (value: string) => string): string {
+  const walk = (v: unknown): unknown => {
+    if (typeof v === "string") return map(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
   return text
     .split("\n")
     .map((line) => {
       if (line === "") return line;
-      const value = JSON.parse(line) as { type: string; payload: Record<string, unknown> };
-      if (value.type !== "session_meta" && value.type !== "turn_context") return line;
-      // The fixtures serialize with JSON.stringify, as Codex's serde does for these fields, so
-      // re-serializing the parsed line with new values gives the exact bytes expected.
-      value.payload.cwd = map(value.payload.cwd as string);
-      const sandbox = value.payload.sandbox_policy as { writable_roots?: string[] } | undefined;
-      if (sandbox?.writable_roots) sandbox.writable_roots = sandbox.writable_roots.map(map);
-      return JSON.stringify(value);
+      // The fixtures serialize with JSON.stringify, as Codex's serde does, so re-serializing
+      // the parsed line with new values gives the exact bytes expected.
+      const again = JSON.stringify(walk(JSON.parse(line)));
+      return again === JSON.stringify(JSON.parse(line)) ? line : again;
     })
     .join("\n");
 }
@@ -129,7 +135,7 @@ function windowsToB(rootB: string) {
   };
 }
 
-test("a thread written on device A at C:\\Users\\a\\proj lands on B at /home/b/work/proj with only its cwd fields rewritten", async () => {
+test("a thread written on device A at C:\\Users\\a\\proj lands on B at /home/b/work/proj with only its path values rewritten", async () => {
   const { fakeA, homeB, syncA, syncB } = await pair("portable");
   const first = await syncA();
   assert.equal(first.codex.threads, 2, "A's two threads inside C:\\Users\\a\\proj are synced, no other");
@@ -148,7 +154,7 @@ test("a thread written on device A at C:\\Users\\a\\proj lands on B at /home/b/w
     assert.equal((await stat(threadPath(homeB.home, spec))).mtimeMs, fixture.mtimeMs, "mtime kept");
   }
   const differing = (await readFile(threadPath(homeB.home, WINDOWS_THREAD), "utf8")).split("\n").filter((line, i) => line !== fakeA.threads[0].text.split("\n")[i]);
-  assert.equal(differing.length, 3, "session_meta and two turn_context lines, nothing else");
+  assert.equal(differing.length, 4, "session_meta, two turn_context lines and the world_state line hold path values; nothing else changes");
   assert.ok(differing[0].includes('"cwd":"/home/b/work/proj"'));
   assert.ok(differing[1].includes('"writable_roots":["/home/b/work/proj/build","C:\\\\Users\\\\a\\\\AppData\\\\Local\\\\Temp","C:\\\\Users\\\\a\\\\proj2"]'));
 

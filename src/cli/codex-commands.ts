@@ -33,7 +33,7 @@ function clip(text: string, max: number): string {
 export function registerCodexCommands(program: Command): void {
   program
     .command("threads")
-    .description("List a superproject's Codex threads: name, last update, and whether each is on this device, on the server, or both.")
+    .description("List a superproject's Codex threads: name, last update, whether each is on this device, on the server, or both, and whether Codex on this device lists it (under which folder and name).")
     .argument("[slug]")
     .option("--superproject <slug>", "the older way to name it")
     .option("--json", "print machine-readable output")
@@ -53,7 +53,16 @@ export function registerCodexCommands(program: Command): void {
           const title = t.name ?? (t.preview === null ? "(unnamed)" : `"${clip(t.preview, 60)}"`);
           println(`  ${t.id}  ${new Date(t.updatedMs).toLocaleString()}  ${title}${t.archived ? " [archived]" : ""}`);
           println(`      ${where}${t.cwd ? `, in ${t.cwd}` : ""}`);
+          if (t.codex !== null) {
+            println(
+              t.codex.listed
+                ? `      Codex here lists it under ${t.codex.cwd}${t.codex.name !== null ? ` as "${t.codex.name}"` : " (no name)"}`
+                : `      Codex here does not list it under its folder (Codex reports cwd ${t.codex.cwd ?? "unknown"}); \`cws refresh-thread ${slug} --thread ${t.id}\` registers it again`,
+            );
+          }
         }
+        if (listing.codexCheck === "not installed") println("  Codex CLI not found on this device (PATH, or set CWS_CODEX): the threads are synced, but what Codex lists here was not checked");
+        else if (listing.codexCheck !== "asked" && listing.codexCheck !== "off") println(`  warning: ${listing.codexCheck}`);
         for (const c of listing.conflicts) println(`  diverged ${c.id}: the server's version is live; your copy is at ${c.backup}`);
         for (const p of listing.problems) println(`  warning ${p.path}: ${p.reason}`);
       } finally {
@@ -78,6 +87,9 @@ export function registerCodexCommands(program: Command): void {
           return;
         }
         println(`Thread ${result.id} written again from snapshot ${result.snapshot}${result.backup ? `; the previous copy is at ${result.backup}` : ""}.`);
+        if (result.codex !== null) {
+          println(result.codex.listed ? `Codex here lists it under ${result.codex.cwd}${result.codex.name !== null ? ` as "${result.codex.name}"` : ""}.` : `Codex here does not list it under its folder (it reports cwd ${result.codex.cwd ?? "unknown"}).`);
+        }
         for (const warning of result.warnings) println(`warning: ${warning}`);
       } finally {
         await conn.close();

@@ -533,7 +533,7 @@ export function buildProgram(): Command {
       const { device, server } = state.enrolled();
       const { runningLiveSyncs } = await import("../client/live-sync.ts");
       const { syncSuperproject } = await import("../client/sync.ts");
-      const { readCodexConflicts } = await import("../client/codex-state.ts");
+      const { readCodexConflicts } = await import("../client/codex/state.ts");
       const conn = await connect(state);
       try {
         const [{ superprojects }, lease, live] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state)]);

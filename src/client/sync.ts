@@ -5,7 +5,6 @@
  * the new base. The base is written last: a sync interrupted anywhere is simply run again,
  * and the next run finds the server head and the folder where the interruption left them.
  */
-import { homedir } from "node:os";
 import { initHash } from "../core/hash.ts";
 import { faultPoint } from "../fault.ts";
 import { diffManifests, emptyManifest, type Manifest } from "../core/manifest.ts";
@@ -21,11 +20,11 @@ import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
 import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
 import type { PathPlatform } from "../core/codex-paths.ts";
-import { CodexSide, CODEX_PREFIX, isRolloutManifestPath, resolveCodexBinding, rolloutIdOf } from "./codex-source.ts";
-import { CodexSink } from "./codex-sink.ts";
-import type { CodexProbe } from "./codex-process.ts";
-import { codexCachePath, readBaseOverlay, recordCodexConflicts, writeBaseOverlay } from "./codex-state.ts";
-import { applyBaseOverlay, codexEntries, localForPlan, overlayFor, settleCodexPlan, withCodexPart } from "./codex-sync.ts";
+import { CodexAdapter, type CodexSummary } from "./codex/adapter.ts";
+import type { CodexCommand } from "./codex/app-server.ts";
+import type { CodexProbe } from "./codex/process.ts";
+import { readBaseOverlay, writeBaseOverlay } from "./codex/state.ts";
+import { applyBaseOverlay, overlayFor } from "./codex/plan.ts";
 import type { PushStats } from "./push.ts";
 import type { StateStore } from "./state.ts";
 import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
@@ -83,21 +82,11 @@ export interface SyncOptions {
    * it, such a sync plans against an empty base.
    */
   firstJoin?: FirstJoinHook;
+  /** The Codex CLI that registers arrived threads; null: never start it. @default found on PATH */
+  codexCommand?: CodexCommand | null;
 }
 
-/** What a sync did with the superproject's Codex threads. */
-export interface CodexSummary {
-  /** CODEX_HOME used, or null when Codex sync is off for this binding. */
-  home: string | null;
-  /** The root Codex records as cwd for this superproject. */
-  root: string;
-  /** The superproject's threads found in the Codex home (0 when it does not exist). */
-  threads: number;
-  /** Rollouts read during the scan (the rest came from the cache), and their bytes. */
-  readFiles: number;
-  readBytes: number;
-  warnings: string[];
-}
+export type { CodexSummary };
 
 export interface SyncSummary {
   slug: string;
@@ -192,11 +181,10 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   let leftoversRemoved = 0;
   const cleaningTemp = options.dryRun ? Promise.resolve(0) : removeWorkDirLeftovers();
   if (!options.dryRun) leftoversRemoved += removeTreeLeftovers(scan.leftovers);
-  const codexBinding = resolveCodexBinding(binding, { env: options.env, platform: options.codexPlatform, homedir: homedir() });
-  const codex = codexBinding === null
-    ? null
-    : await CodexSide.scan({ binding: codexBinding, cachePath: codexCachePath(state.home, slug), signal, onWarning: (message) => process.emitWarning(message) });
-  if (codex !== null) problems.push(...codex.problems);
+  const codex = await CodexAdapter.open({
+    stateHome: state.home, slug, binding, env: options.env, platform: options.codexPlatform, probe: options.codexProbe, signal, codexCommand: options.codexCommand,
+  });
+  problems.push(...codex.problems);
 
   emit({ type: "phase", phase: "plan" });
   const conn = await connecting;
@@ -216,7 +204,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   const overlay = await readBaseOverlay(state.home, slug);
   const baseForPlan = applyBaseOverlay(base, overlay);
   let effectiveBase = mode === "override" ? server : head === null ? { format: 1 as const, entries: [] } : baseForPlan;
-  let local = localForPlan(scan.manifest, codex, server, baseForPlan);
+  let local = codex.localForPlan(scan.manifest, server, baseForPlan);
   let localFiles = scan.manifest;
   let replacing = false;
   if (options.firstJoin !== undefined && binding.base === null && head !== null && mode !== "override") {
@@ -239,10 +227,8 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   let plan = planSync(travel.local, travel.server, travel.base, { unknown: unknown.map((u) => u.path) });
   plan = { ...plan, merged: travel.restore(plan.merged) };
   if (mode === "pull") plan = { ...plan, push: [], merged: server };
-  let keepLocal: string[] = [];
-  if (codex !== null) {
-    ({ plan, keepLocal } = await settleCodexPlan(plan, { side: codex, server, mode, fetch: (entries) => fetchEntryContents(conn, entries, signal) }));
-  }
+  let keepLocal: string[];
+  ({ plan, keepLocal } = await codex.settle(plan, { server, mode, fetch: (entries) => fetchEntryContents(conn, entries, signal) }));
   const summary: SyncSummary = {
     slug,
     root: binding.root,
@@ -257,14 +243,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     unknown,
     leftoversRemoved: 0,
     backupDir: null,
-    codex: {
-      home: codexBinding?.home ?? null,
-      root: codexBinding?.root ?? binding.root,
-      threads: codex?.rollouts.size ?? 0,
-      readFiles: codex?.hashedFiles ?? 0,
-      readBytes: codex?.hashedBytes ?? 0,
-      warnings: [],
-    },
+    codex: codex.summary(server),
     quarantine: { held: [], waiting: masked.waiting, restoring: masked.restoring },
     wire: { sent: 0, received: 0 },
     durationMs: 0,
@@ -280,7 +259,8 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     for (const action of plan.push) {
       if (action.type === "push" && action.entry !== null && action.entry.kind === "file") {
         const entry = action.entry;
-        if (codex !== null && entry.path.startsWith(CODEX_PREFIX)) files.push({ entry, read: () => codex.readChunks(entry) });
+        const read = codex.reader(entry);
+        if (read !== null) files.push({ entry, read });
         else files.push({ entry, absPath: diskPath(binding.root, action.path) });
       }
     }
@@ -305,10 +285,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
 
   const backup = new BackupSession(state.backupsDir(slug), (options.now ?? (() => new Date()))());
   const cacheUpdates = new Map<string, StatCacheEntry>();
-  const sink = codex === null || !codexBinding
-    ? null
-    : new CodexSink({ side: codex, backup, probe: options.codexProbe, targetIds: rolloutIds(plan.merged) });
-  const handlers = new Map<string, PullHandler>(sink === null ? [] : [[CODEX_PREFIX, sink]]);
+  const handlers: Map<string, PullHandler> = codex.pullHandlers(backup, plan.merged);
   // Paths whose server version did not land here (Codex threads kept locally, paths the scan
   // could not read, pulls the disk refused): the base keeps what it had for them, so the
   // difference is seen again next time instead of being taken for a local change to push.
@@ -322,7 +299,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       conn,
       root: binding.root,
       actions: orderForApply([...plan.pull, ...conflictPulls]),
-      local: codex === null ? localFiles : withCodexPart(localFiles, codex.entries),
+      local: codex.localForPull(localFiles),
       backup,
       handlers,
       signal,
@@ -332,23 +309,17 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     summary.pulled = pulled;
     const saved = new Set(backup.saved);
     for (const conflict of summary.conflicts) {
-      if (conflict.path.startsWith(CODEX_PREFIX)) {
-        conflict.backup = sink?.backups.get(conflict.path) ?? null;
+      if (codex.owns(conflict.path)) {
+        conflict.backup = codex.backupOf(conflict.path);
         continue;
       }
       const relative = conflict.path.slice("files/".length);
       conflict.backup = saved.has(relative) ? `${backup.dir}/${relative}` : null;
     }
     for (const skipped of pulled.skipped) notApplied.add(skipped.path);
-    await recordCodexConflicts(state.home, slug, summary.conflicts.flatMap((c) => {
-      const id = rolloutIdOf(c.path);
-      return isRolloutManifestPath(c.path) && c.backup !== null && id !== null
-        ? [{ path: c.path, id, backup: c.backup, at: Date.now(), snapshot: headAfter?.id ?? null }]
-        : [];
-    }));
+    await codex.recordConflicts(summary.conflicts, headAfter?.id ?? null);
   }
-  if (sink !== null) summary.codex.warnings.push(...sink.warnings);
-  await codex?.saveCache();
+  await codex.finish(summary.codex);
   if (backup.saved.length > 0) summary.backupDir = backup.dir;
 
   // Files the pull wrote are not read by the next scan (their paths are matched against the
@@ -368,10 +339,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   // instead of taking it for a local change; with Codex sync off, the whole `codex/` part of
   // the base stays as it was. The base manifest itself stays the server's (the no-op fast path
   // relies on that), and the overlay is written first: a crash between the two is harmless.
-  const overlayPaths = codex === null
-    ? [...codexEntries(server), ...codexEntries(baseForPlan)].map((e) => e.path).concat([...notApplied].filter((p) => !p.startsWith(CODEX_PREFIX)))
-    : notApplied;
-  await writeBaseOverlay(state.home, slug, overlay, headAfter === null ? [] : overlayFor(baseForPlan, overlayPaths));
+  await writeBaseOverlay(state.home, slug, overlay, headAfter === null ? [] : overlayFor(baseForPlan, codex.overlayPaths(server, baseForPlan, notApplied)));
   const newBase = headAfter === null ? null : accepted ?? (plan.push.length > 0 ? plan.merged : server);
   if (newBase !== null && headAfter !== null) {
     if (headAfter.id !== binding.base || plan.push.length > 0) await state.writeBase(slug, newBase);
@@ -389,17 +357,6 @@ function finish(summary: SyncSummary, conn: AgentConnection, wireAtStart: WireCo
   summary.wire = { sent: now.sent - wireAtStart.sent, received: now.received - wireAtStart.received };
   summary.durationMs = Math.round(performance.now() - started);
   return summary;
-}
-
-/** The thread ids of the rollouts in a manifest. */
-function rolloutIds(manifest: Manifest): Set<string> {
-  const ids = new Set<string>();
-  for (const entry of manifest.entries) {
-    if (!isRolloutManifestPath(entry.path)) continue;
-    const id = rolloutIdOf(entry.path);
-    if (id !== null) ids.add(id);
-  }
-  return ids;
 }
 
 function countFiles(manifest: Manifest): number {

@@ -56,20 +56,18 @@ const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 const lenientDecoder = new TextDecoder("utf-8");
 
-// A line is rewritten only if it can be a session_meta or turn_context line. The filter is the
-// same for normalizing and materializing, so both see exactly the same set of lines.
-const CANDIDATE_NEEDLES = ['"session_meta"', '"turn_context"'];
-const CANDIDATE_NEEDLE_BYTES = CANDIDATE_NEEDLES.map((n) => Buffer.from(n));
-
 /**
- * Applies `rewrite` to every candidate line and copies all other bytes unchanged. `rewrite`
- * gets the line without its `\n` (a `\r` before it stays part of the line, and is JSON
- * whitespace) and returns the new line or null to keep it.
+ * Applies `rewrite` to every line that contains one of `needles` and copies all other bytes
+ * unchanged. The needles are cheap evidence that a line may hold a value to rewrite (the
+ * root's last folder name when normalizing, the placeholder when materializing), so the
+ * bulk of a rollout, model output that never mentions the root, is neither decoded nor
+ * parsed. `rewrite` gets the line without its `\n` (a `\r` before it stays part of the line,
+ * and is JSON whitespace) and returns the new line or null to keep it.
  */
-function mapCandidateLines(input: string, rewrite: (line: string) => string | null): string;
-function mapCandidateLines(input: Uint8Array, rewrite: (line: string) => string | null): Uint8Array;
-function mapCandidateLines(input: RolloutText, rewrite: (line: string) => string | null): RolloutText;
-function mapCandidateLines(input: RolloutText, rewrite: (line: string) => string | null): RolloutText {
+function mapCandidateLines(input: string, needles: readonly string[], rewrite: (line: string) => string | null): string;
+function mapCandidateLines(input: Uint8Array, needles: readonly string[], rewrite: (line: string) => string | null): Uint8Array;
+function mapCandidateLines(input: RolloutText, needles: readonly string[], rewrite: (line: string) => string | null): RolloutText;
+function mapCandidateLines(input: RolloutText, needles: readonly string[], rewrite: (line: string) => string | null): RolloutText {
   if (typeof input === "string") {
     const parts: string[] = [];
     let copiedUpTo = 0;
@@ -78,7 +76,7 @@ function mapCandidateLines(input: RolloutText, rewrite: (line: string) => string
       const nl = input.indexOf("\n", pos);
       const end = nl === -1 ? input.length : nl;
       const line = input.slice(pos, end);
-      if (CANDIDATE_NEEDLES.some((n) => line.includes(n))) {
+      if (needles.some((n) => line.includes(n))) {
         const replaced = rewrite(line);
         if (replaced !== null && replaced !== line) {
           parts.push(input.slice(copiedUpTo, pos), replaced);
@@ -94,8 +92,9 @@ function mapCandidateLines(input: RolloutText, rewrite: (line: string) => string
 
   // Bytes: find needles with one forward search each (not one per line, which would be
   // quadratic on big files with rare candidates), and decode only candidate lines.
+  const needleBytes = needles.map((n) => Buffer.from(n));
   const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  const nextAt = CANDIDATE_NEEDLE_BYTES.map(() => -2);
+  const nextAt = needleBytes.map(() => -2);
   const parts: Uint8Array[] = [];
   let copiedUpTo = 0;
   let pos = 0;
@@ -103,9 +102,9 @@ function mapCandidateLines(input: RolloutText, rewrite: (line: string) => string
     const nl = buf.indexOf(0x0a, pos);
     const end = nl === -1 ? buf.length : nl;
     let candidate = false;
-    for (let i = 0; i < CANDIDATE_NEEDLE_BYTES.length; i++) {
-      if (nextAt[i] !== -1 && nextAt[i] < pos) nextAt[i] = buf.indexOf(CANDIDATE_NEEDLE_BYTES[i], pos);
-      if (nextAt[i] !== -1 && nextAt[i] + CANDIDATE_NEEDLE_BYTES[i].length <= end) candidate = true;
+    for (let i = 0; i < needleBytes.length; i++) {
+      if (nextAt[i] !== -1 && nextAt[i] < pos) nextAt[i] = buf.indexOf(needleBytes[i], pos);
+      if (nextAt[i] !== -1 && nextAt[i] + needleBytes[i].length <= end) candidate = true;
     }
     if (candidate) {
       let line: string | null = null;
@@ -268,48 +267,25 @@ function scanStrings(text: string, want: (path: JsonPath) => boolean): StringSpa
   }
 }
 
-type LineKind = "session_meta" | "turn_context";
-
-// The fields that hold the superproject root, per line type. Kept in one place so that the
-// paths inside permission_profile / file_system_sandbox_policy can be added when their shape
-// is known.
-function isRootField(kind: LineKind, path: JsonPath): boolean {
-  if (path.length === 2) return path[0] === "payload" && path[1] === "cwd";
-  return (
-    kind === "turn_context" &&
-    path.length === 4 &&
-    path[0] === "payload" &&
-    path[1] === "sandbox_policy" &&
-    path[2] === "writable_roots" &&
-    typeof path[3] === "number"
-  );
-}
-
 /**
- * Replaces the root-field tokens of one line with `replace(decodedValue)` (null keeps a
- * token). Returns null when the line is not a session_meta/turn_context object or nothing
- * changed.
+ * Replaces path-valued string tokens of one line with `replace(decodedValue, token)` (null
+ * keeps a token). Every string value of the line is offered, whatever its field: the rule
+ * for what is a path lies in `replace` (a value that is, as a whole, an absolute path equal
+ * to or under the root), not in a list of fields, because each Codex release adds fields
+ * that hold the workspace (0.169: `runtime_workspace_roots`, permission-profile entries,
+ * `thread_settings_applied`, `world_state` environments). Object keys are never rewritten.
+ * Returns null when the line is not a JSON object or nothing changed.
  */
-function rewriteRootFields(line: string, replace: (value: string, token: string) => string | null): string | null {
-  const spans = scanStrings(
-    line,
-    (p) =>
-      (p.length === 1 && p[0] === "type") ||
-      (p.length === 2 && p[0] === "payload" && p[1] === "cwd") ||
-      (p.length === 4 && p[0] === "payload" && p[1] === "sandbox_policy" && p[2] === "writable_roots"),
-  );
+function rewritePathValues(line: string, replace: (value: string, token: string) => string | null): string | null {
+  const spans = scanStrings(line, () => true);
   if (spans === null) return null;
-  // JSON.parse keeps the last duplicate key, so the last top-level "type" decides.
-  let kind: string | undefined;
-  for (const s of spans) if (s.path.length === 1) kind = JSON.parse(line.slice(s.start, s.end)) as string;
-  if (kind !== "session_meta" && kind !== "turn_context") return null;
   let out = line;
   let changed = false;
   // Back to front, so earlier offsets stay valid while later tokens change length.
-  for (const s of [...spans].reverse()) {
-    if (!isRootField(kind, s.path)) continue;
+  for (let k = spans.length - 1; k >= 0; k--) {
+    const s = spans[k];
     const token = line.slice(s.start, s.end);
-    const next = replace(JSON.parse(token) as string, token);
+    const next = replace(token.includes("\\") ? (JSON.parse(token) as string) : token.slice(1, -1), token);
     if (next === null) continue;
     // JSON.stringify escapes exactly what serde_json escapes for well-formed strings (`"`,
     // `\`, control characters, lower-case \u00xx) and leaves `/` and non-ASCII alone.
@@ -329,6 +305,12 @@ interface RootRules {
   /** The canonical spelling: native separators, no trailing separator. */
   spelling: string;
   comparable: string;
+  /**
+   * Text one of which every line holding a path under the root contains: the root's last
+   * folder name as spelled, in lower and in upper case (Windows paths differ in case; a name
+   * in mixed case that matches none of these is a documented limit), JSON-escaped.
+   */
+  needles: string[];
 }
 
 function rootRules(root: string, style: PathStyle): RootRules {
@@ -349,7 +331,10 @@ function rootRules(root: string, style: PathStyle): RootRules {
       { data: { root, style } },
     );
   }
-  return { platform, sep, spelling, comparable };
+  const last = spelling.slice(spelling.lastIndexOf(sep) + 1);
+  const forms = platform === "win32" ? [last, last.toLowerCase(), last.toUpperCase()] : [last];
+  const needles = [...new Set(forms.map((f) => JSON.stringify(f).slice(1, -1)))];
+  return { platform, sep, spelling, comparable, needles };
 }
 
 const PLACEHOLDER_START = "${CWS_ROOT";
@@ -357,7 +342,7 @@ const PLACEHOLDER = /^\$\{CWS_ROOT(?::([^}]*))?\}/;
 
 /** The normalized form of one path value, or null to keep it as it is. */
 function normalizeValue(value: string, rules: RootRules): string | null {
-  if (value.startsWith(PLACEHOLDER_START)) {
+  if (value.startsWith(PLACEHOLDER_START) && isPlaceholderValue(value)) {
     throw new CwsError(
       "INVALID_ARGUMENT",
       `a rollout path field already starts with ${ROOT_PLACEHOLDER} ("${value}"); the rollout looks normalized already, ` +
@@ -365,6 +350,8 @@ function normalizeValue(value: string, rules: RootRules): string | null {
       { data: { value } },
     );
   }
+  // Every string of a candidate line comes here, most of them text: only absolute paths go on.
+  if (!isAbsoluteFor(value, rules.platform) || value.length < rules.comparable.length) return null;
   // Most values outside the root are rejected here, before the per-separator search.
   const whole = comparablePath(value, rules.platform);
   const sepChar = rules.platform === "win32" ? "\\" : "/";
@@ -387,6 +374,14 @@ function normalizeValue(value: string, rules: RootRules): string | null {
   if (prefix === rules.spelling) return ROOT_PLACEHOLDER + suffix;
   if (prefix.includes("}")) return null;
   return "${CWS_ROOT:" + prefix + "}" + suffix;
+}
+
+/** True when `value` is a normalized path (the placeholder, then nothing or `/…`). */
+function isPlaceholderValue(value: string): boolean {
+  const m = PLACEHOLDER.exec(value);
+  if (m === null) return false;
+  const rest = value.slice(m[0].length);
+  return rest === "" || rest.startsWith("/");
 }
 
 /** The materialized form of one path value, or null when it holds no placeholder. */
@@ -414,8 +409,10 @@ export function normalizeRollout(text: Uint8Array, root: string, style: PathStyl
 export function normalizeRollout(text: RolloutText, root: string, style: PathStyle): RolloutText;
 export function normalizeRollout(text: RolloutText, root: string, style: PathStyle): RolloutText {
   const rules = rootRules(root, style);
-  return mapCandidateLines(text, (line) =>
-    rewriteRootFields(line, (value, token) => {
+  // The placeholder is a needle too: a value that already holds it must be refused, or the
+  // device would get a path back where Codex wrote the placeholder's text.
+  return mapCandidateLines(text, [...rules.needles, PLACEHOLDER_START], (line) =>
+    rewritePathValues(line, (value, token) => {
       const normalized = normalizeValue(value, rules);
       if (normalized === null) return null;
       // Only rewrite what comes back byte-exact on this device (see the module comment):
@@ -436,7 +433,7 @@ export function materializeRollout(text: Uint8Array, root: string, style: PathSt
 export function materializeRollout(text: RolloutText, root: string, style: PathStyle): RolloutText;
 export function materializeRollout(text: RolloutText, root: string, style: PathStyle): RolloutText {
   const rules = rootRules(root, style);
-  return mapCandidateLines(text, (line) => rewriteRootFields(line, (value) => materializeValue(value, rules)));
+  return mapCandidateLines(text, [PLACEHOLDER_START], (line) => rewritePathValues(line, (value) => materializeValue(value, rules)));
 }
 
 // ---- append-only updates -----------------------------------------------------------------
@@ -524,8 +521,23 @@ export interface ThreadMeta {
   cliVersion: string | null;
   /** `session_meta.git.repository_url`: a machine-independent key for the project. */
   gitRepositoryUrl: string | null;
-  /** `turn_context.payload.cwd` of the last turn_context line. */
+  /** `session_meta.git.commit_hash` and `.branch`. */
+  gitSha: string | null;
+  gitBranch: string | null;
+  /**
+   * The thread's latest cwd: `turn_context.payload.cwd` of the last turn_context line, or
+   * `thread_settings.cwd` of a later `event_msg` `thread_settings_applied` (Codex 0.169).
+   */
   latestTurnCwd: string | null;
+  /**
+   * The sandbox mode and approval policy of the latest turn_context (`sandbox_policy.type`) or
+   * thread_settings_applied (derived from its permission profile), so a resume can restate the
+   * thread's own settings instead of the device's defaults.
+   */
+  sandboxMode: string | null;
+  /** The named permission profile in force (`active_permission_profile.id`, e.g. `:read-only`), if any. */
+  permissionProfile: string | null;
+  approvalPolicy: string | null;
   /** Text of the first `event_msg` `user_message` (what Codex shows as the title). */
   preview: string | null;
   /** Name from the last `event_msg` `thread_name_updated`, if the thread was renamed. */
@@ -551,18 +563,42 @@ const SessionMetaLine = z.object({
     originator: z.string().nullish(),
     cli_version: z.string().nullish(),
     // SessionMetaLine flattens the meta and puts `git` beside it, i.e. inside the payload.
-    git: z.object({ repository_url: z.string().nullish() }).nullish(),
+    git: z.object({ repository_url: z.string().nullish(), commit_hash: z.string().nullish(), branch: z.string().nullish() }).nullish(),
   }),
 });
-const TurnContextLine = z.object({ payload: z.object({ cwd: z.string().max(32 * 1024) }) });
+const TurnContextLine = z.object({
+  payload: z.object({
+    cwd: z.string().max(32 * 1024),
+    approval_policy: z.unknown().optional(),
+    sandbox_policy: z.object({ type: z.unknown().optional() }).passthrough().nullish(),
+    active_permission_profile: z.object({ id: z.unknown().optional() }).passthrough().nullish(),
+  }),
+});
 const EventMsgLine = z.object({
-  payload: z.object({ type: z.string(), message: z.unknown().optional(), thread_name: z.unknown().optional() }),
+  payload: z.object({
+    type: z.string(),
+    message: z.unknown().optional(),
+    thread_name: z.unknown().optional(),
+    item: z.object({ type: z.unknown().optional(), content: z.unknown().optional() }).passthrough().optional(),
+    thread_settings: z
+      .object({
+        cwd: z.string().max(32 * 1024).optional(),
+        approval_policy: z.unknown().optional(),
+        active_permission_profile: z.object({ id: z.unknown().optional() }).passthrough().nullish(),
+        permission_profile: z
+          .object({ file_system: z.object({ type: z.unknown().optional(), entries: z.array(z.object({ access: z.unknown().optional() }).passthrough()).optional() }).passthrough().optional() })
+          .passthrough()
+          .nullish(),
+      })
+      .passthrough()
+      .optional(),
+  }),
 });
 
 /** Lines longer than this are counted but not inspected (a session_meta line never is). */
 export const MAX_META_LINE_BYTES = 64 * 1024 * 1024;
 
-const META_NEEDLE_BYTES = ['"session_meta"', '"turn_context"', '"user_message"', '"thread_name_updated"'].map((n) =>
+const META_NEEDLE_BYTES = ['"session_meta"', '"turn_context"', '"user_message"', '"UserMessage"', '"thread_name_updated"', '"thread_settings_applied"'].map((n) =>
   Buffer.from(n),
 );
 
@@ -579,9 +615,14 @@ export class ThreadMetaReader {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #overlong = false;
-  #meta: Omit<ThreadMeta, "latestTurnCwd" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
+  #meta: Omit<ThreadMeta, "latestTurnCwd" | "sandboxMode" | "permissionProfile" | "approvalPolicy" | "preview" | "threadName" | "lineCount" | "byteCount" | "unparsedLines"> | null =
     null;
   #latestTurnCwd: string | null = null;
+  #settings: { sandboxMode: string | null; permissionProfile: string | null; approvalPolicy: string | null } = {
+    sandboxMode: null,
+    permissionProfile: null,
+    approvalPolicy: null,
+  };
   #preview: string | null = null;
   #threadName: string | null = null;
   #lines = 0;
@@ -629,6 +670,7 @@ export class ThreadMetaReader {
     return {
       ...this.#meta,
       latestTurnCwd: this.#latestTurnCwd,
+      ...this.#settings,
       preview: this.#preview,
       threadName: this.#threadName,
       lineCount: this.#lines,
@@ -703,18 +745,49 @@ export class ThreadMetaReader {
         originator: p.originator ?? null,
         cliVersion: p.cli_version ?? null,
         gitRepositoryUrl: p.git?.repository_url ?? null,
+        gitSha: p.git?.commit_hash ?? null,
+        gitBranch: p.git?.branch ?? null,
       };
     } else if (type === "turn_context") {
       const parsed = TurnContextLine.safeParse(value);
-      if (parsed.success) this.#latestTurnCwd = parsed.data.payload.cwd;
+      if (parsed.success) {
+        const p = parsed.data.payload;
+        this.#latestTurnCwd = p.cwd;
+        this.#settings = {
+          sandboxMode: typeof p.sandbox_policy?.type === "string" ? p.sandbox_policy.type : null,
+          permissionProfile: typeof p.active_permission_profile?.id === "string" ? p.active_permission_profile.id : null,
+          approvalPolicy: typeof p.approval_policy === "string" ? p.approval_policy : null,
+        };
+      }
     } else if (type === "event_msg") {
       const parsed = EventMsgLine.safeParse(value);
       if (!parsed.success) return;
       const p = parsed.data.payload;
       if (p.type === "user_message" && this.#preview === null && typeof p.message === "string") {
         this.#preview = p.message;
+      } else if (p.type === "item_completed" && this.#preview === null && p.item?.type === "UserMessage" && Array.isArray(p.item.content)) {
+        // Codex 0.169 records the user's message as a completed UserMessage item instead.
+        const text = (p.item.content as Array<{ type?: unknown; text?: unknown }>).find((c) => c.type === "text" && typeof c.text === "string")?.text;
+        if (typeof text === "string") this.#preview = text;
       } else if (p.type === "thread_name_updated" && typeof p.thread_name === "string") {
         this.#threadName = p.thread_name;
+      } else if (p.type === "thread_settings_applied" && p.thread_settings !== undefined) {
+        // Codex 0.169 restores a thread's cwd and settings from its latest applied settings.
+        const ts = p.thread_settings;
+        if (ts.cwd !== undefined) this.#latestTurnCwd = ts.cwd;
+        const fs = ts.permission_profile?.file_system;
+        this.#settings = {
+          sandboxMode:
+            fs === undefined
+              ? this.#settings.sandboxMode
+              : fs.type === "unrestricted"
+                ? "danger-full-access"
+                : (fs.entries ?? []).some((e) => e.access === "write")
+                  ? "workspace-write"
+                  : "read-only",
+          permissionProfile: typeof ts.active_permission_profile?.id === "string" ? ts.active_permission_profile.id : null,
+          approvalPolicy: typeof ts.approval_policy === "string" ? ts.approval_policy : this.#settings.approvalPolicy,
+        };
       }
     }
   }

@@ -50,6 +50,9 @@ export async function makeCluster(options: { leaseTtlMs?: number; fakeHubClock?:
     // Inherited by the agents this process starts, and by the hub they start (see server-main.ts).
     process.env.CWS_HUB_CLOCK_OFFSET_FILE = join(dir, "hub-clock-offset");
   }
+  // Syncs start the real Codex CLI to register arrived threads only in the tests that ask for
+  // it (SyncOptions.codexCommand); everywhere else that would only cost time.
+  process.env.CWS_CODEX ??= "off";
   // Tests never read the machine's real ~/.codex: an empty Codex home unless a test sets its own.
   if (!process.env.CODEX_HOME) {
     process.env.CODEX_HOME = join(dir, "codex-home");

@@ -16,7 +16,7 @@ import { CwsError } from "../../errors.ts";
 import { checkRelativePath, resolveInside } from "../../core/paths.ts";
 import { BackupSession } from "../backups.ts";
 import type { StateStore } from "../state.ts";
-import { CODEX_BACKUP_DIR } from "../codex-sink.ts";
+import { CODEX_BACKUP_DIR } from "../codex/sink.ts";
 import { checkSlug } from "./superprojects.ts";
 
 export interface BackupSet {

@@ -3,13 +3,14 @@
  * disconnect a binding. Plain functions: options in, data out; the CLI only wires flags.
  */
 import { cp, mkdir, readdir, rm, stat } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { isAbsoluteFor, type PathPlatform } from "../../core/codex-paths.ts";
 import { CwsError } from "../../errors.ts";
 import { Slug } from "../../protocol/messages.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
-import { baseOverlayPath, codexCachePath } from "../codex-state.ts";
+import { baseOverlayPath, codexCachePath } from "../codex/state.ts";
 import { checkRootForState } from "../root-check.ts";
 
 /** Where the superproject templates live in this checkout. */
@@ -36,6 +37,14 @@ export interface CodexBindingOptions {
   codexHome?: string | null;
   /** The folder Codex records as cwd for this superproject, when it is not the root (e.g. a symlink). */
   codexRoot?: string;
+  /**
+   * Whose path rules `codexRoot` must follow. Only tests, which play a Windows device on
+   * Linux (or a device whose folders are elsewhere), set it; then the folder's existence is
+   * not checked, only its form.
+   *
+   * @default this device's platform, and the folder must exist
+   */
+  codexPlatform?: PathPlatform;
 }
 
 export interface CreateOptions extends CodexBindingOptions {
@@ -45,12 +54,41 @@ export interface CreateOptions extends CodexBindingOptions {
   template?: string;
 }
 
-/** The Codex fields of a new binding, with paths made absolute. */
+/** The Codex fields of a new binding, with paths made absolute and `codexRoot` checked. */
 function codexFields(options: CodexBindingOptions): { codexHome?: string | null; codexRoot?: string } {
   const fields: { codexHome?: string | null; codexRoot?: string } = {};
   if (options.codexHome !== undefined) fields.codexHome = options.codexHome === null ? null : resolve(options.codexHome);
-  if (options.codexRoot !== undefined) fields.codexRoot = options.codexRoot;
+  if (options.codexRoot !== undefined) fields.codexRoot = checkCodexRoot(options.codexRoot, options.codexPlatform);
   return fields;
+}
+
+/**
+ * A Codex root is the folder Codex records on this device, so it must be an absolute path by
+ * this device's rules and exist: a Windows path given on Linux, or a relative one, would
+ * otherwise silently match no thread at all.
+ */
+export function checkCodexRoot(codexRoot: string, testPlatform?: PathPlatform): string {
+  const platform = testPlatform ?? (process.platform === "win32" ? "win32" : "posix");
+  const kind = platform === "win32" ? "Windows" : "POSIX";
+  if (!isAbsoluteFor(codexRoot, platform)) {
+    throw new CwsError(
+      "INVALID_ARGUMENT",
+      `--codex-root "${codexRoot}" is not an absolute ${kind} path; give the folder as Codex on this device records it (e.g. ${platform === "win32" ? "C:\\Users\\me\\work\\proj" : "/home/me/work/proj"})`,
+      { data: { codexRoot, platform } },
+    );
+  }
+  if (testPlatform === undefined) {
+    let isDir = false;
+    try {
+      isDir = statSync(codexRoot).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    if (!isDir) {
+      throw new CwsError("NOT_FOUND", `--codex-root "${codexRoot}" is not an existing folder on this device; Codex records folders that exist where it runs`, { data: { codexRoot } });
+    }
+  }
+  return codexRoot;
 }
 
 export async function createSuperproject(conn: AgentConnection, state: StateStore, options: CreateOptions): Promise<{ slug: string; root: string; templated: boolean }> {

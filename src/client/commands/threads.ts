@@ -13,12 +13,16 @@ import type { PathPlatform } from "../../core/codex-paths.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
 import { BackupSession } from "../backups.ts";
-import { readSessionIndex } from "../codex-home.ts";
-import type { CodexProbe } from "../codex-process.ts";
-import { CodexSink } from "../codex-sink.ts";
-import { CodexSide, INDEX_PATH, isRolloutManifestPath, parseIndexContent, resolveCodexBinding, rolloutIdOf } from "../codex-source.ts";
-import { codexCachePath, readCodexConflicts, type CodexConflict } from "../codex-state.ts";
+import { readSessionIndex } from "../codex/home.ts";
+import type { CodexProbe } from "../codex/process.ts";
+import { CodexSink } from "../codex/sink.ts";
+import { CodexSide, INDEX_PATH, isRolloutManifestPath, parseIndexContent, resolveCodexBinding, rolloutIdOf } from "../codex/source.ts";
+import { codexCachePath, readCodexConflicts, type CodexConflict } from "../codex/state.ts";
 import { fetchEntryContents } from "../pull.ts";
+import type { CodexCommand } from "../codex/app-server.ts";
+import { CODEX_BIN_ENV, findCodexCommand, syncWithCodex, type ArrivedThread, type CodexThreadView } from "../codex/register.ts";
+import { arrivedThreads } from "../codex/adapter.ts";
+import { isAbsoluteFor } from "../../core/codex-paths.ts";
 
 export interface ThreadsOptions {
   state: StateStore;
@@ -26,6 +30,9 @@ export interface ThreadsOptions {
   slug: string;
   /** The path rules of this device's root (tests play Windows on Linux). @default from process.platform */
   platform?: PathPlatform;
+  /** The Codex CLI asked what it lists; null: do not ask. @default found on PATH ($CWS_CODEX) */
+  codexCommand?: CodexCommand | null;
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** One thread of the superproject as `cws threads` shows it. */
@@ -46,6 +53,11 @@ export interface ThreadRow {
   cwd: string | null;
   /** The manifest path (`codex/sessions/…`). */
   path: string;
+  /**
+   * What Codex on this device shows for the thread (local threads only, when Codex was
+   * asked): whether `thread/list` lists it under its folder here, with which cwd and name.
+   */
+  codex: { listed: boolean; cwd: string | null; name: string | null } | null;
 }
 
 export interface ThreadsListing {
@@ -58,6 +70,8 @@ export interface ThreadsListing {
   /** Diverged local copies that were set aside (see codex-state.ts). */
   conflicts: CodexConflict[];
   problems: Array<{ path: string; reason: string }>;
+  /** Whether Codex was asked: "asked", "not installed", "off" (sync off or CWS_CODEX=off) or why it failed. */
+  codexCheck: string;
 }
 
 async function serverManifest(conn: AgentConnection, slug: string): Promise<{ entries: ManifestEntry[]; snapshot: number | null }> {
@@ -95,7 +109,7 @@ export async function listSuperprojectThreads(options: ThreadsOptions): Promise<
   for (const r of side?.rollouts.values() ?? []) {
     rows.set(r.path, {
       id: r.id, name: names.get(r.id) ?? r.facts.name, preview: r.facts.preview, updatedMs: r.stat.mtimeMs,
-      where: "local", inSync: null, archived: r.path.startsWith("codex/archived_sessions/"), cwd: r.facts.cwd, path: r.path,
+      where: "local", inSync: null, archived: r.path.startsWith("codex/archived_sessions/"), cwd: r.facts.cwd, path: r.path, codex: null,
     });
   }
   for (const entry of server.entries) {
@@ -110,9 +124,10 @@ export async function listSuperprojectThreads(options: ThreadsOptions): Promise<
     }
     rows.set(entry.path, {
       id, name: names.get(id) ?? null, preview: null, updatedMs: entry.mtimeMs, where: "server", inSync: null,
-      archived: entry.path.startsWith("codex/archived_sessions/"), cwd: null, path: entry.path,
+      archived: entry.path.startsWith("codex/archived_sessions/"), cwd: null, path: entry.path, codex: null,
     });
   }
+  const codexCheck = side?.available ? await askCodex(side, [...rows.values()], options) : "off";
   return {
     slug,
     home: codex?.home ?? null,
@@ -120,7 +135,44 @@ export async function listSuperprojectThreads(options: ThreadsOptions): Promise<
     threads: [...rows.values()].sort((a, b) => b.updatedMs - a.updatedMs || (a.id < b.id ? -1 : 1)),
     conflicts: await readCodexConflicts(state.home, slug),
     problems: side?.problems ?? [],
+    codexCheck,
   };
+}
+
+/** Asks Codex on this device what it lists for the local threads (see codex/register.ts). */
+async function askCodex(side: CodexSide, rows: ThreadRow[], options: ThreadsOptions): Promise<string> {
+  let command: CodexCommand | null;
+  try {
+    command = options.codexCommand !== undefined ? options.codexCommand : findCodexCommand(options.env ?? process.env);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  if (command === null) return (options.env ?? process.env)[CODEX_BIN_ENV] === "off" || options.codexCommand === null ? "off" : "not installed";
+  const { binding } = side;
+  const sep = binding.style === "windows" ? "\\" : "/";
+  const local = rows.filter((r) => r.where !== "server");
+  const threads: ArrivedThread[] = local.map((r) => ({
+    id: r.id,
+    name: r.name,
+    // The creation folder: Codex lists a thread under its latest cwd, which is the same unless
+    // the thread was resumed elsewhere.
+    cwd: r.cwd === null || r.cwd === "" ? binding.root : isAbsoluteFor(r.cwd, binding.platform) ? r.cwd : binding.root + sep + r.cwd.split("/").join(sep),
+    archived: r.archived,
+    file: "",
+    settings: { sandbox: null, permissionProfile: null, approvalPolicy: null },
+    git: { sha: null, branch: null, originUrl: null },
+  }));
+  try {
+    const { views } = await syncWithCodex({ codex: command, codexHome: binding.home, threads, platform: binding.platform, register: false });
+    const byId = new Map(views.map((v) => [v.id, v]));
+    for (const r of local) {
+      const v = byId.get(r.id);
+      r.codex = v === undefined ? null : { listed: v.listed, cwd: v.cwd, name: v.name };
+    }
+    return "asked";
+  } catch (error) {
+    return `Codex could not be asked: ${(error as Error).message}`;
+  }
 }
 
 export interface RefreshThreadOptions extends ThreadsOptions {
@@ -140,6 +192,8 @@ export interface RefreshThreadResult {
   /** Where the replaced local copy was saved, or null when there was none. */
   backup: string | null;
   warnings: string[];
+  /** What Codex on this device lists for the thread after it was registered again, or null when Codex was not asked. */
+  codex: CodexThreadView | null;
 }
 
 /**
@@ -172,5 +226,17 @@ export async function refreshThread(options: RefreshThreadOptions): Promise<Refr
     throw new CwsError("CONFLICT", `Cannot refresh thread ${thread}: ${written.skipped}`, { data: { thread } });
   }
   await side.saveCache();
-  return { id: rolloutIdOf(entry.path)!, path: entry.path, snapshot: server.snapshot, backup: sink.backups.get(entry.path) ?? null, warnings: sink.warnings };
+  // Codex keeps its own view of the thread (name, cwd, turns); it is registered again too.
+  let view: CodexThreadView | null = null;
+  const warnings = [...sink.warnings];
+  try {
+    const command = options.codexCommand !== undefined ? options.codexCommand : findCodexCommand(options.env ?? process.env);
+    if (command !== null) {
+      const threads = await arrivedThreads(codex, sink.written);
+      view = (await syncWithCodex({ codex: command, codexHome: codex.home, threads, platform: codex.platform, register: true })).views[0] ?? null;
+    }
+  } catch (error) {
+    warnings.push(`Codex could not register the thread again: ${(error as Error).message}`);
+  }
+  return { id: rolloutIdOf(entry.path)!, path: entry.path, snapshot: server.snapshot, backup: sink.backups.get(entry.path) ?? null, warnings, codex: view };
 }

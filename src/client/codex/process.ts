@@ -7,7 +7,7 @@
  * `codex…` are read from /proc, so exactly those rollouts are left alone. Elsewhere only the
  * process list is available (`tasklist` on Windows, `ps` on macOS): a running Codex then
  * produces a warning, and the pull relies on the rollout's size and mtime being unchanged
- * since the scan and not being very recent (see codex-sink.ts). On Windows, Codex's open
+ * since the scan and not being very recent (see sink.ts). On Windows, Codex's open
  * handle also makes the replacing rename fail, which the sink reports as a skipped thread.
  */
 import { execFile } from "node:child_process";

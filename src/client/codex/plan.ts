@@ -1,7 +1,7 @@
 /**
  * How the three-way sync treats the `codex/` namespace, on top of the generic plan:
  *
- * - The local side of the plan: this device's normalized threads (codex-source.ts). When Codex
+ * - The local side of the plan: this device's normalized threads (source.ts). When Codex
  *   sync is off for the binding, the server's `codex/` entries stand in for the local ones (no
  *   action either way) and the base keeps its old `codex/` part, so turning it on later picks
  *   up where it was. When CODEX_HOME does not exist yet, the base's entries stand in: server
@@ -15,10 +15,10 @@
  *   version is fetched and the union is pushed (or pulled, when the server already has it
  *   all), and merged into the local index. A delete is never pushed for it.
  */
-import { classifyRolloutUpdate } from "../core/codex-rollout.ts";
-import { makeManifest, type Manifest, type ManifestEntry } from "../core/manifest.ts";
-import type { PlanAction, SyncPlan } from "../core/plan.ts";
-import { CODEX_PREFIX, INDEX_PATH, indexContent, isRolloutManifestPath, parseIndexContent, type CodexSide } from "./codex-source.ts";
+import { classifyRolloutUpdate } from "../../core/codex-rollout.ts";
+import { makeManifest, type Manifest, type ManifestEntry } from "../../core/manifest.ts";
+import type { PlanAction, SyncPlan } from "../../core/plan.ts";
+import { CODEX_PREFIX, INDEX_PATH, indexContent, isRolloutManifestPath, parseIndexContent, type CodexSide } from "./source.ts";
 
 /** The `codex/` entries of a manifest. */
 export function codexEntries(manifest: Manifest): ManifestEntry[] {

@@ -8,8 +8,8 @@ import { createReadStream } from "node:fs";
 import { lstat, opendir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { createZstdDecompress } from "node:zlib";
-import { CwsError } from "../errors.ts";
-import { parseSessionIndex, type SessionIndexEntry } from "../core/codex-index.ts";
+import { CwsError } from "../../errors.ts";
+import { parseSessionIndex, type SessionIndexEntry } from "../../core/codex-index.ts";
 import {
   assertSyncable,
   checkRolloutName,
@@ -17,10 +17,10 @@ import {
   parseRolloutName,
   rolloutRelativePath,
   type PathPlatform,
-} from "../core/codex-paths.ts";
-import { ThreadMetaReader, type ThreadMeta } from "../core/codex-rollout.ts";
+} from "../../core/codex-paths.ts";
+import { ThreadMetaReader, type ThreadMeta } from "../../core/codex-rollout.ts";
 
-export { NEVER_SYNC, isNeverSync } from "../core/codex-paths.ts";
+export { NEVER_SYNC, isNeverSync } from "../../core/codex-paths.ts";
 
 /**
  * Where Codex keeps its state: `CODEX_HOME` when set (resolved against nothing: Codex requires

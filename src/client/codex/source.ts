@@ -7,7 +7,7 @@
  * core/codex-rollout.ts), and `codex/session_index.jsonl` with only this superproject's
  * entries of Codex's thread-name index. So the engine syncs entries whose bytes exist only in
  * memory: this module scans them, and reads them back (verified) for the push and for reusing
- * local chunks in a pull. codex-sink.ts is the other direction.
+ * local chunks in a pull. sink.ts is the other direction.
  *
  * Rules:
  * - A thread belongs when its creation cwd or latest turn cwd is inside the binding's Codex
@@ -22,11 +22,11 @@
 import { lstat, opendir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
-import { CwsError } from "../errors.ts";
-import { chunkLengths } from "../core/chunker.ts";
-import { xxh64Hex } from "../core/hash.ts";
-import { chunkId, type ChunkRef, type ManifestEntry } from "../core/manifest.ts";
-import { parseSessionIndex, updatedAtKey, formatIndexEntry, type SessionIndexEntry } from "../core/codex-index.ts";
+import { CwsError } from "../../errors.ts";
+import { chunkLengths } from "../../core/chunker.ts";
+import { xxh64Hex } from "../../core/hash.ts";
+import { chunkId, type ChunkRef, type ManifestEntry } from "../../core/manifest.ts";
+import { parseSessionIndex, updatedAtKey, formatIndexEntry, type SessionIndexEntry } from "../../core/codex-index.ts";
 import {
   checkRolloutName,
   isNeverSync,
@@ -34,13 +34,13 @@ import {
   parseRolloutRelativePath,
   threadBelongsTo,
   type PathPlatform,
-} from "../core/codex-paths.ts";
-import { ROOT_PLACEHOLDER, readThreadMeta, type PathStyle, type ThreadMeta } from "../core/codex-rollout.ts";
-import { findCodexHome, readSessionIndex } from "./codex-home.ts";
-import { completeLength, normalizeWithOverrides } from "./codex-overrides.ts";
-import { loadCodexCache, saveCodexCache, type CachedRollout, type CodexCacheFile, type ThreadFacts } from "./codex-state.ts";
-import { RACY_WINDOW_MS } from "./stat-cache.ts";
-import type { ScanProblem } from "./scanner.ts";
+} from "../../core/codex-paths.ts";
+import { ROOT_PLACEHOLDER, readThreadMeta, type PathStyle, type ThreadMeta } from "../../core/codex-rollout.ts";
+import { findCodexHome, readSessionIndex } from "./home.ts";
+import { completeLength, normalizeWithOverrides } from "./overrides.ts";
+import { loadCodexCache, saveCodexCache, type CachedRollout, type CodexCacheFile, type ThreadFacts } from "./state.ts";
+import { RACY_WINDOW_MS } from "../stat-cache.ts";
+import type { ScanProblem } from "../scanner.ts";
 
 /** The namespace of Codex artifacts in a superproject's manifest. */
 export const CODEX_PREFIX = "codex/";
@@ -190,7 +190,7 @@ export interface ScannedRollout {
 
 export interface CodexScanOptions {
   binding: CodexBinding;
-  /** The cache file of this binding (see codex-state.ts). */
+  /** The cache file of this binding (see state.ts). */
   cachePath: string;
   signal?: AbortSignal;
   /** @default Date.now */
@@ -238,6 +238,8 @@ export class CodexSide {
   readonly problems: ScanProblem[] = [];
   hashedFiles = 0;
   hashedBytes = 0;
+  /** Threads found in CODEX_HOME whose folder is not under the binding's root. */
+  otherThreads = 0;
   #index: { entry: ManifestEntry; bytes: Uint8Array } | null = null;
   #cache: CodexCacheFile;
   #cachePath: string;
@@ -262,7 +264,7 @@ export class CodexSide {
     return this.#index?.entry ?? null;
   }
 
-  /** The overrides recorded for a thread (see codex-overrides.ts). */
+  /** The overrides recorded for a thread (see overrides.ts). */
   overridesFor(id: string): CodexCacheFile["overrides"][string] {
     return this.#cache.overrides[id] ?? [];
   }
@@ -327,7 +329,10 @@ export class CodexSide {
               side.problems.push({ path: problemPath, reason: cached.problem });
               continue;
             }
-            if (!cached.belongs) continue;
+            if (!cached.belongs) {
+              side.otherThreads++;
+              continue;
+            }
             if (cached.normalized !== undefined && cached.facts !== undefined && cached.rawLength !== undefined) {
               const path = rolloutManifestPath(relativePath);
               side.#add({
@@ -348,6 +353,7 @@ export class CodexSide {
           const belongs = threadBelongsTo(meta, [binding.root], binding.platform);
           if (!belongs) {
             if (!racy) next.rollouts[relativePath] = { ...stat, belongs: false };
+            side.otherThreads++;
             continue;
           }
           // Checked only for the superproject's threads: other folders' oddities are not ours to report.

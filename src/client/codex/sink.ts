@@ -16,18 +16,18 @@ import { lstat, mkdir, rename, rm, utimes } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { zstdCompressSync } from "node:zlib";
-import { CwsError } from "../errors.ts";
-import type { ManifestEntry } from "../core/manifest.ts";
-import { mergeSessionIndex } from "../core/codex-index.ts";
-import { checkRolloutName, parseRolloutRelativePath, threadBelongsTo } from "../core/codex-paths.ts";
-import { materializeRollout, readThreadMeta } from "../core/codex-rollout.ts";
-import { syncDir, writeDurableTemp, writeFileAtomic } from "../fs-atomic.ts";
-import type { BackupSession } from "./backups.ts";
-import { readSessionIndex } from "./codex-home.ts";
-import { completeLength, computeOverrides, normalizeWithOverrides } from "./codex-overrides.ts";
-import { defaultCodexProbe, type CodexProbe, type CodexProcesses } from "./codex-process.ts";
-import { CODEX_PREFIX, INDEX_PATH, factsFor, parseIndexContent, type CodexSide } from "./codex-source.ts";
-import type { PullHandler } from "./pull.ts";
+import { CwsError } from "../../errors.ts";
+import type { ManifestEntry } from "../../core/manifest.ts";
+import { mergeSessionIndex } from "../../core/codex-index.ts";
+import { checkRolloutName, parseRolloutRelativePath, threadBelongsTo } from "../../core/codex-paths.ts";
+import { materializeRollout, readThreadMeta, type ThreadMeta } from "../../core/codex-rollout.ts";
+import { syncDir, writeDurableTemp, writeFileAtomic } from "../../fs-atomic.ts";
+import type { BackupSession } from "../backups.ts";
+import { readSessionIndex } from "./home.ts";
+import { completeLength, computeOverrides, normalizeWithOverrides } from "./overrides.ts";
+import { defaultCodexProbe, type CodexProbe, type CodexProcesses } from "./process.ts";
+import { CODEX_PREFIX, INDEX_PATH, factsFor, parseIndexContent, type CodexSide } from "./source.ts";
+import type { PullHandler } from "../pull.ts";
 
 /** A rollout written to this recently is not replaced: Codex may be in the middle of a turn. */
 export const DEFAULT_BUSY_WINDOW_MS = 5_000;
@@ -54,6 +54,17 @@ export interface MaterializedRollout {
   materialized: Uint8Array;
   overrides: ReturnType<typeof computeOverrides>;
   facts: ReturnType<typeof factsFor>;
+  meta: ThreadMeta;
+  archived: boolean;
+}
+
+/** A thread the sink wrote, for registering it with Codex afterwards. */
+export interface WrittenThread {
+  id: string;
+  archived: boolean;
+  /** Absolute path of the file written. */
+  file: string;
+  meta: ThreadMeta;
 }
 
 /**
@@ -106,7 +117,7 @@ export function materializeForDevice(path: string, data: Uint8Array, side: Pick<
   if (!Buffer.from(again.buffer, again.byteOffset, again.byteLength).equals(view)) {
     return { refused: "it would not read back byte for byte on this device, so it is not written (a bug: please report it)" };
   }
-  return { relativePath, materialized, overrides, facts: factsFor(meta, data) };
+  return { relativePath, materialized, overrides, facts: factsFor(meta, data), meta, archived: name.archived };
 }
 
 export class CodexSink implements PullHandler {
@@ -115,6 +126,8 @@ export class CodexSink implements PullHandler {
   readonly warnings: string[] = [];
   /** Manifest path → where the local version was backed up before it was replaced or removed. */
   readonly backups = new Map<string, string>();
+  /** Threads written by this sync (new or extended), in the order written. */
+  readonly written: WrittenThread[] = [];
   #backup: BackupSession;
   #targetIds: ReadonlySet<string>;
   #probe: CodexProbe;
@@ -194,6 +207,7 @@ export class CodexSink implements PullHandler {
       },
       ready.overrides,
     );
+    this.written.push({ id: ready.meta.id, archived: ready.archived, file: target, meta: ready.meta });
     return {};
   }
 

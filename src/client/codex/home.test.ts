@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { rm } from "node:fs/promises";
 import path from "node:path";
-import { isCwsError } from "../errors.ts";
+import { isCwsError } from "../../errors.ts";
 import {
   FOREIGN_INDEX_ID,
   OUTSIDE_THREAD,
@@ -13,10 +13,10 @@ import {
   WINDOWS_THREAD,
   writeFakeCodexHome,
   type FakeCodexHome,
-} from "../../test/fixtures/codex-fixtures.ts";
-import { threadBelongsTo } from "../core/codex-paths.ts";
-import { readThreadMeta } from "../core/codex-rollout.ts";
-import { NEVER_SYNC, findCodexHome, isNeverSync, listThreads, readSessionIndex } from "./codex-home.ts";
+} from "../../../test/fixtures/codex-fixtures.ts";
+import { threadBelongsTo } from "../../core/codex-paths.ts";
+import { readThreadMeta } from "../../core/codex-rollout.ts";
+import { NEVER_SYNC, findCodexHome, isNeverSync, listThreads, readSessionIndex } from "./home.ts";
 
 let fake: FakeCodexHome;
 before(async () => {

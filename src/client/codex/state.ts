@@ -4,7 +4,7 @@
  * - `cache/<slug>.codex.json`: a stat cache for rollouts (keyed by the raw file's size, mtime,
  *   ctime and inode), so an unchanged thread is neither read nor normalized again; whether each
  *   rollout belongs to the superproject; a few facts for `cws threads`; and the per-thread
- *   overrides (see codex-overrides.ts). Losing it costs a re-read of every rollout, and for
+ *   overrides (see overrides.ts). Losing it costs a re-read of every rollout, and for
  *   threads this device materialized with another device's root spelling, a conflict at worst.
  * - `codex/<slug>.conflicts.json`: the local copies of diverged rollouts that were set aside,
  *   shown by `cws status` and `cws threads` until their backup file is deleted.
@@ -12,14 +12,16 @@
  * Both are written crash-safely and validated on every read; an unreadable cache is an empty one.
  */
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
-import { CwsError } from "../errors.ts";
+import { CwsError } from "../../errors.ts";
 import { dirname, join } from "node:path";
 import { z } from "zod";
-import { ChunkRef, HashHex, ManifestEntry } from "../core/manifest.ts";
-import { writeFileAtomic } from "../fs-atomic.ts";
-import { RolloutOverride } from "./codex-overrides.ts";
+import { ChunkRef, HashHex, ManifestEntry } from "../../core/manifest.ts";
+import { writeFileAtomic } from "../../fs-atomic.ts";
+import { RolloutOverride } from "./overrides.ts";
 
-export const CODEX_CACHE_FORMAT = 1;
+// 2: every path value under the root is normalized (Codex 0.169 fields), not only the cwd
+// fields of format 1, so a format-1 cache's normalized hashes are stale.
+export const CODEX_CACHE_FORMAT = 2;
 
 /** Facts about a thread kept for `cws threads`, read from its rollout. */
 export const ThreadFacts = z.object({
@@ -96,7 +98,10 @@ export async function loadCodexCache(
   }
   let parsed;
   try {
-    parsed = CodexCacheFile.safeParse(JSON.parse(text));
+    const value = JSON.parse(text) as { format?: unknown } | null;
+    // An older cws's cache is simply read again, without a warning.
+    if (typeof value?.format === "number" && value.format < CODEX_CACHE_FORMAT) return empty;
+    parsed = CodexCacheFile.safeParse(value);
   } catch {
     parsed = null;
   }
@@ -179,7 +184,7 @@ export function baseOverlayPath(stateHome: string, slug: string): string {
 }
 
 /**
- * The base overlay of a binding (see codex-sync.ts): paths whose server version did not land on
+ * The base overlay of a binding (see codex/plan.ts): paths whose server version did not land on
  * this device (Codex threads kept locally, files the scan could not read, pulls the disk
  * refused). A missing file is an empty overlay; a damaged one is an error, since
  * dropping it could make a skipped server change look like a local one.

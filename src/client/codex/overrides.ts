@@ -12,15 +12,15 @@
  * the line sits in the local file (offset, length, xxh64) and the server's normalized text.
  * Normalizing the local file later puts those lines back verbatim as long as the local bytes
  * are still what was written (rollouts are append-only, so they are), and normalizes
- * everything else, including what Codex appended since. Only `session_meta` and
- * `turn_context` lines are ever rewritten, so the list holds a handful of lines per thread.
+ * everything else, including what Codex appended since. Only lines with a path value under
+ * the root are ever rewritten, and few of those carry a hint, so the list stays short.
  *
  * Pure: no I/O; the caller initializes the hash module (initHash) first.
  */
 import { z } from "zod";
-import { HashHex } from "../core/manifest.ts";
-import { xxh64Hex } from "../core/hash.ts";
-import { normalizeRollout, type PathStyle } from "../core/codex-rollout.ts";
+import { HashHex } from "../../core/manifest.ts";
+import { xxh64Hex } from "../../core/hash.ts";
+import { normalizeRollout, type PathStyle } from "../../core/codex-rollout.ts";
 
 /** One line of a local rollout whose normalized form is the server's text, not a re-normalization. */
 export const RolloutOverride = z.object({
@@ -38,8 +38,6 @@ export type RolloutOverride = z.infer<typeof RolloutOverride>;
 const NEWLINE = 0x0a;
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
-// The same filter normalizeRollout uses: only these lines can carry a root.
-const NEEDLES = [Buffer.from('"session_meta"'), Buffer.from('"turn_context"')];
 
 function view(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -48,10 +46,6 @@ function view(bytes: Uint8Array): Buffer {
 /** Length of the complete lines of `bytes`: up to and including the last `\n` (0 when none). */
 export function completeLength(bytes: Uint8Array): number {
   return view(bytes).lastIndexOf(NEWLINE) + 1;
-}
-
-function isCandidate(line: Buffer): boolean {
-  return NEEDLES.some((needle) => line.includes(needle));
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -112,8 +106,10 @@ export function computeOverrides(
     // A last line without `\n` is not synced (it may be half written), so it needs no override.
     if (nlN === -1 || nlM === -1) break;
     const lineM = m.subarray(pm, nlM);
-    if (isCandidate(lineM)) {
-      const lineN = n.subarray(pn, nlN);
+    const lineN = n.subarray(pn, nlN);
+    // normalizeRollout skips lines without the root's name or the placeholder cheaply, so
+    // every line is offered: any of them may hold a path value.
+    {
       let again: Uint8Array | null;
       try {
         again = normalizeRollout(lineM, root, style);
