@@ -72,4 +72,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX quarantine_by_content ON quarantine(slug, status, proposed_hash);
   ALTER TABLE superprojects ADD COLUMN retention TEXT NOT NULL DEFAULT '{}';
   `,
+  // 4: devices can be revoked: the row stays (snapshots and quarantine items name their
+  // device), but the device can no longer open a session.
+  `
+  ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+  `,
 ];

@@ -43,7 +43,7 @@ interface EnrollFlags {
   user?: string;
   identity?: string;
   knownHosts?: string;
-  agentCommand: string;
+  agentCommand?: string;
   sshAgent: boolean;
   passwordFile?: string;
   trustHostKey?: string;
@@ -60,7 +60,7 @@ interface EnrollFlags {
 async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget; connectOptions: ConnectOptions; fingerprint: { value?: string } }> {
   const fingerprint: { value?: string } = {};
   if (flags.serverData) return { target: { transport: "local", dataDir: flags.serverData }, connectOptions: {}, fingerprint };
-  const { ask, confirm, readSecretFile } = await import("../terminal/prompt.ts");
+  const { ask, askSecret, confirm, readSecretFile } = await import("../terminal/prompt.ts");
   const { readSshConfigText, resolveSshTarget } = await import("../transport/ssh-config.ts");
   const host = flags.host ?? (await ask("Server host (name, address or ~/.ssh/config alias)"));
   if (!host) throw new CwsError("INVALID_ARGUMENT", "Say where the server is: --host <host> (SSH) or --server-data <dir> (a data dir on this machine).");
@@ -69,6 +69,7 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
     { host, port: flags.port === undefined ? undefined : Number(flags.port), user: flags.user, identityFiles: flags.identity ? [flags.identity] : undefined, knownHostsPath: flags.knownHosts },
     { configText, homeDir: homedir(), localUser: userInfo().username },
   );
+  const agentCommand = flags.agentCommand ?? (await ask("Agent command on the server, as `cws-server init` printed it", DEFAULT_AGENT_COMMAND));
   const target: ServerTarget = {
     transport: "ssh",
     host: resolved.host,
@@ -78,9 +79,15 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
     identitiesOnly: resolved.identitiesOnly,
     useAgents: flags.sshAgent,
     knownHostsPath: resolved.knownHostsFiles[0] ?? join(homedir(), ".ssh", "known_hosts"),
-    agentCommand: flags.agentCommand,
+    agentCommand,
   };
-  const password = flags.passwordFile ? await readSecretFile(flags.passwordFile) : undefined;
+  // Like ssh, the password is asked only once every key was refused; after a password login
+  // enrollment installs the device's key, so it is needed only this once.
+  const password = flags.passwordFile
+    ? await readSecretFile(flags.passwordFile)
+    : process.stdin.isTTY
+      ? () => askSecret(`Password of ${resolved.user}@${resolved.host} (used once, to install this device's key; Enter to skip)`, { allowEmpty: true })
+      : undefined;
   const connectOptions: ConnectOptions = {
     password,
     trustOnFirstUse: async (presented, details) => {
@@ -97,16 +104,26 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
   return { target, connectOptions, fingerprint };
 }
 
-/** The SHA256 fingerprint of the device's public key (beside its private key), for the hub's records. */
-async function deviceKeyFingerprint(target: ServerTarget): Promise<string | undefined> {
-  if (target.transport !== "ssh" || target.identityFiles.length === 0) return undefined;
-  const { fingerprintSha256 } = await import("../transport/known-hosts.ts");
-  try {
-    const line = (await readFile(`${target.identityFiles[0]}.pub`, "utf8")).trim().split(/\s+/);
-    return fingerprintSha256(Buffer.from(line[1] ?? "", "base64"));
-  } catch {
-    return undefined;
+/** The agent command when none is given: the wrapper `scripts/server/install.sh` puts on the PATH. */
+const DEFAULT_AGENT_COMMAND = "cws-agent --stdio";
+
+/**
+ * The device's SSH key whose public half enrollment sends: the first key file to be tried
+ * (named, or OpenSSH's defaults in its order) that has its `.pub` beside it, as ssh-copy-id
+ * picks one. Undefined when there is none.
+ */
+async function deviceKey(target: ServerTarget): Promise<{ file: string; publicKey: string; fingerprint: string } | undefined> {
+  if (target.transport !== "ssh") return undefined;
+  const [{ identityFilesOf }, { DEFAULT_IDENTITY_FILE_NAMES }, { fingerprintSha256 }] = await Promise.all([
+    import("../client/connect.ts"), import("../transport/ssh-config.ts"), import("../transport/known-hosts.ts"),
+  ]);
+  for (const file of identityFilesOf(target, DEFAULT_IDENTITY_FILE_NAMES)) {
+    const text = await readFile(`${file}.pub`, "utf8").catch(() => undefined);
+    const words = text?.trim().split(/\s+/);
+    if (words === undefined || words.length < 2) continue;
+    return { file, publicKey: text!.trim(), fingerprint: fingerprintSha256(Buffer.from(words[1], "base64")) };
   }
+  return undefined;
 }
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
@@ -275,43 +292,48 @@ export function buildProgram(): Command {
     .option("--user <user>", "the account on the server (default: from ~/.ssh/config, else your user name)")
     .option("--identity <file>", "the SSH private key to use (default: ~/.ssh/config's IdentityFile, else OpenSSH's default keys and your ssh-agent)")
     .option("--known-hosts <file>", "known_hosts file to check and record the server's key in (default: ~/.ssh/known_hosts)")
-    .option("--agent-command <command>", "how to start the agent on the server (absolute paths: the remote PATH is minimal)", "cws-agent --stdio")
+    .option("--agent-command <command>", `how to start the agent on the server, as \`cws-server init\` printed it (default: asked; ${DEFAULT_AGENT_COMMAND} with scripts/server/install.sh)`)
     .option("--no-ssh-agent", "do not ask ssh-agent / Pageant for keys")
-    .option("--password-file <file>", "an SSH password for the first login only, read from a file (- for stdin)")
+    .option("--password-file <file>", "the account's SSH password for this first login only, read from a file (- for stdin); without it, asked on a terminal when no key is accepted")
     .option("--trust-host-key <fingerprint>", "trust the server's host key if it has this SHA256:… fingerprint (for scripts)")
     .option("--yes", "trust an unknown host key without asking (only where you verified it otherwise)")
-    .option("--restrict-key", "lock the SSH key on the server to cws (the agent and its staging folders only; no shell) — use a key made for cws")
+    .option("--restrict-key", "lock this device's SSH key on the server to cws (the agent and its staging folders only; no shell), also when it already logs in; the default after a password login")
+    .option("--no-restrict-key", "after a password login, install the key unrestricted, as ssh-copy-id does")
     .option("--server-data <dir>", "use a server data dir on this machine through a local agent (demo, tests) instead of SSH")
     .option("--device-name <name>", "how this device is shown (default: the host name)")
     .option("--passphrase-file <file>", "read the server's secondary passphrase from this file (- for stdin) instead of asking")
-    .option("--force", "enroll again even if this device is already enrolled")
+    .option("--force", "enroll again even if this device is already enrolled (keeps its device id)")
     .option("--json", "print machine-readable output")
+    .addHelpText("after", `
+A key that logs in already is left as it is (unless --restrict-key). When no key is accepted,
+the account's password is used once (asked, or --password-file) and this device's key
+(--identity, else ~/.ssh/id_rsa, id_ecdsa or id_ed25519, the first with its .pub) is installed in
+the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key.`)
     .action(async (flags: EnrollFlags) => {
       const state = await openState();
       const { askSecret, confirm, readSecretFile } = await import("../terminal/prompt.ts");
       const { enrollDevice } = await import("../client/commands/enroll.ts");
       const { target, connectOptions, fingerprint } = await enrollTarget(flags);
-      const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
-      let publicKey: string | undefined;
-      if (flags.restrictKey) {
-        if (target.transport !== "ssh" || target.identityFiles.length === 0) {
-          throw new CwsError("INVALID_ARGUMENT", "--restrict-key needs --identity <key file> (its .pub beside it) so cws knows which key to restrict.");
-        }
-        publicKey = (await readFile(`${target.identityFiles[0]}.pub`, "utf8").catch(() => {
-          throw new CwsError("NOT_FOUND", `Cannot read ${target.identityFiles[0]}.pub, the public half of the key to restrict.`);
-        })).trim();
-        if (process.stdin.isTTY && !flags.yes && !(await confirm(`After enrollment, ${target.identityFiles[0]} will only run cws on the server (no shell). Continue?`, false))) {
-          throw new CwsError("CANCELLED", "Nothing was changed.");
-        }
+      const key = await deviceKey(target);
+      if (target.transport === "ssh" && key === undefined && (flags.restrictKey === true || typeof connectOptions.password === "string")) {
+        throw new CwsError("NOT_FOUND", `This device has no SSH key to install on the server (looked for ${target.identityFiles.length ? target.identityFiles.map((f) => `${f}.pub`).join(", ") : "~/.ssh/id_rsa.pub, id_ecdsa.pub, id_ed25519.pub"}). Create one with \`ssh-keygen -t ed25519\` and run this again.`);
       }
-      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: await deviceKeyFingerprint(target), publicKey, restrictKey: flags.restrictKey }, connectOptions);
+      const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
+      if (flags.restrictKey === true && process.stdin.isTTY && !flags.yes && !(await confirm(`After enrollment, ${key!.file} will only run cws on the server (no shell). Continue?`, false))) {
+        throw new CwsError("CANCELLED", "Nothing was changed.");
+      }
+      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: key?.fingerprint, publicKey: key?.publicKey, restrictKey: flags.restrictKey }, connectOptions);
       if (target.transport === "ssh" && fingerprint.value) {
         await state.update((s) => { if (s.server?.transport === "ssh") s.server.hostKeyFingerprint = fingerprint.value; });
       }
       if (flags.json) printJson({ ok: true, ...result, hostKeyFingerprint: fingerprint.value ?? null });
       else {
         println(`Enrolled ${result.deviceName} (${result.deviceId}); the server runs cws ${result.agentVersion}.`);
-        if (result.keyInstalled) println(`The key is now restricted to cws on the server (${result.keyInstalled.file}).`);
+        if (result.keyInstalled) {
+          println(result.keyInstalled.restricted
+            ? `${key?.file ?? "The key"} is installed on the server, restricted to cws (${result.keyInstalled.file}).`
+            : `${key?.file ?? "The key"} is installed on the server (${result.keyInstalled.file}), unrestricted.`);
+        }
       }
     });
 
