@@ -17,6 +17,7 @@ import type { ServerTarget, StateStore } from "../client/state.ts";
 import type { ConnectOptions } from "../client/connect.ts";
 import type { SyncSummary } from "../client/sync.ts";
 import type { AgentConnection } from "../transport/connection.ts";
+import type { LeaseState } from "../protocol/messages.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
@@ -143,6 +144,9 @@ function interruptSignal(): AbortSignal {
  * awaited (a connection nobody will use should not delay the error).
  */
 function openSession(state: StateStore, signal: AbortSignal): { connecting: Promise<AgentConnection>; close(): Promise<void> } {
+  // Before anything else looks at bindings: a device that is not enrolled is told to enroll
+  // first, not to attach a superproject it could not sync anyway.
+  state.enrolled();
   const abandon = new AbortController();
   const connecting = connect(state, { signal: AbortSignal.any([signal, abandon.signal]) });
   connecting.catch(() => {}); // seen by whoever awaits it; never an unhandled rejection
@@ -158,7 +162,10 @@ function openSession(state: StateStore, signal: AbortSignal): { connecting: Prom
   };
 }
 
-function slugArgument(positional: string | undefined, flags: { superproject?: string }): string {
+export function slugArgument(positional: string | undefined, flags: { superproject?: string }): string {
+  if (positional !== undefined && flags.superproject !== undefined && positional !== flags.superproject) {
+    throw new CwsError("INVALID_ARGUMENT", `Two superprojects were named: ${positional} and --superproject ${flags.superproject}. Name one.`);
+  }
   const slug = positional ?? flags.superproject;
   if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws <command> <slug>` (or --superproject <slug>).");
   return slug;
@@ -210,6 +217,43 @@ export function conflictLine(summary: Pick<SyncSummary, "slug" | "root" | "dryRu
   return `${head}; yours is backed up at ${c.backup}, and the server's version is now${inFolder ? ` at ${where}` : " live"}`;
 }
 
+/** Shows who holds the lease and since when it is silent, and asks whether to take it over. */
+async function confirmTakeOver(holder: LeaseState, yes: boolean): Promise<boolean> {
+  const silent = holder.heartbeatAt === null ? "never sent a heartbeat" : `last heartbeat ${Math.round((holder.now - holder.heartbeatAt) / 1000)} s ago (${new Date(holder.heartbeatAt).toLocaleString()})`;
+  const text = `${holder.deviceName} (${holder.deviceId}) holds the sync lease for ${holder.slug} since ${new Date(holder.acquiredAt ?? 0).toLocaleString()}; ${silent}; it expires in ${Math.max(0, Math.round(((holder.expiresAt ?? 0) - holder.now) / 1000))} s.\n` +
+    `Taking it over stops that device's pushes (its next one is refused; its files stay on that device).`;
+  process.stderr.write(`${text}\n`);
+  if (yes) return true;
+  if (!process.stdin.isTTY) throw new CwsError("CANCELLED", "Nothing was changed: there is no terminal to confirm the take-over on. Add --yes to take the lease over.");
+  const { confirm } = await import("../terminal/prompt.ts");
+  return confirm(`Take the lease over from ${holder.deviceName}?`, false);
+}
+
+/** Shows what override-current-state would replace and asks; without a terminal, asks for --yes. */
+async function confirmOverride(preview: SyncSummary): Promise<boolean> {
+  const head = preview.snapshot;
+  const lines = [
+    head === null
+      ? `The server has no state of ${preview.slug} yet.`
+      : `This replaces the server's state of ${preview.slug}: snapshot ${head.id} (${head.files} files), written by ${head.deviceName} on ${new Date(head.createdAt).toLocaleString()}. It stays as a checkpoint (\`cws restore ${preview.slug} --checkpoint ${head.id}\`).`,
+    `${preview.pushed.files} file(s) would be written and ${preview.pushed.deleted} deleted on the server:`,
+    ...changeLines(preview.changes.push, preview.pushed.files + preview.pushed.deleted),
+  ];
+  if (!process.stdin.isTTY) {
+    throw new CwsError("CANCELLED", `${lines.join("\n")}\nNothing was changed: there is no terminal to confirm on. Run it again with --yes to go ahead.`);
+  }
+  process.stderr.write(lines.join("\n") + "\n");
+  const { confirm } = await import("../terminal/prompt.ts");
+  return confirm("Replace the server's state with this folder?", false);
+}
+
+/** The changed paths of a summary, one line each (`+`/`~` written, `-` deleted), with how many more there are. */
+export function changeLines(changes: SyncSummary["changes"]["push"], total: number): string[] {
+  const lines = changes.map((c) => `  ${c.deleted ? "-" : "~"} ${c.path}`);
+  if (total > changes.length) lines.push(`  … and ${total - changes.length} more`);
+  return lines;
+}
+
 export function printSyncSummary(summary: SyncSummary): void {
   const p = summary.pushed;
   const q = summary.pulled;
@@ -229,7 +273,11 @@ export function printSyncSummary(summary: SyncSummary): void {
   for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
   for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
   if (summary.leftoversRemoved > 0) println(`  removed ${summary.leftoversRemoved} temp file(s) left by an interrupted run`);
-  if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
+  if (summary.backupDir) {
+    println(`  ${summary.replaced.length} local file(s) replaced or deleted, each backed up first in ${summary.backupDir}:`);
+    for (const path of summary.replaced.slice(0, 200)) println(`    ${path}`);
+    if (summary.replaced.length > 200) println(`    … and ${summary.replaced.length - 200} more`);
+  }
   println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
   for (const line of quarantineLines(summary)) println(`  ${line}`);
@@ -244,7 +292,7 @@ type SyncFlags = FirstJoinFlags & { dryRun?: boolean; json?: boolean };
  * when the binding has no base yet (see first-join-prompt.ts).
  */
 async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: "sync" | "pull", signal: AbortSignal): Promise<{ summary: SyncSummary; firstJoin: FirstJoinRecord }> {
-  const progress = new Progress();
+  const progress = new Progress({ json: flags.json });
   // The connection opens while the folder is scanned (see sync.ts).
   const session = openSession(state, signal);
   try {
@@ -253,12 +301,7 @@ async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: 
     const firstJoin = firstJoinFor(state, slug, flags, { beforeAsk: () => progress.done() });
     const summary = await syncSuperproject({
       conn: session.connecting, state, slug, mode, dryRun: flags.dryRun, signal, firstJoin: firstJoin.hook,
-      onEvent: (event) => {
-        if (event.type === "scan-progress") progress.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
-        else if (event.type === "push-progress") progress.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
-        else if (event.type === "pull-progress") progress.update(`writing: ${event.files} of ${event.total} files`);
-        else if (event.type === "phase") progress.update(`${event.phase}…`, true);
-      },
+      onEvent: (event) => progress.syncEvent(event),
     });
     progress.done();
     return { summary, firstJoin: firstJoin.record };
@@ -432,21 +475,31 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
       .argument("[slug]")
       .option("--superproject <slug>", "the older way to name it")
       .option("--dry-run", "show what would change without changing anything")
-      .option("--json", "print machine-readable output");
+      .option("--json", "print machine-readable output")
+      .option("--yes", mode === "override" ? "replace the server's state without asking (for scripts)" : "(accepted for symmetry; nothing is asked)");
     // update-from-server on a binding without a base asks how to join first, like sync.
     if (mode === "pull") addFirstJoinOptions(command);
-    command.action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
+    command.action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string; yes?: boolean }) => {
         const slug = slugArgument(positional, flags);
         const state = await openState();
         const signal = interruptSignal();
         if (mode === "pull") return printSyncResult(await runSync(state, slug, flags, "pull", signal), flags.json);
         const session = openSession(state, signal);
+        const progress = new Progress({ json: flags.json });
         try {
           const { overrideCurrentState } = await import("../client/commands/override.ts");
-          const summary = await overrideCurrentState(await session.connecting, state, slug, { dryRun: flags.dryRun, signal });
+          const summary = await overrideCurrentState(await session.connecting, state, slug, {
+            dryRun: flags.dryRun, signal, onEvent: (event) => progress.syncEvent(event),
+            confirm: flags.yes ? undefined : async (preview) => {
+              progress.done();
+              return confirmOverride(preview);
+            },
+          });
+          progress.done();
           if (flags.json) printJson({ ok: true, ...summary });
           else printSyncSummary(summary);
         } finally {
+          progress.done();
           await session.close();
         }
       });
@@ -462,9 +515,11 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
     .option("--quiet-ms <ms>", "push after the folder was quiet this long", String(DEFAULT_QUIET_MS))
     .option("--heartbeat-ms <ms>", "heartbeat period (the lease lives 120 s without one)", String(DEFAULT_HEARTBEAT_MS))
     .option("--rescan-ms <ms>", "full rescan period, a safety net for missed watcher events", String(DEFAULT_RESCAN_MS))
+    .option("--take-over", "when another device holds the lease (e.g. it is gone), show it and take the lease over after asking")
+    .option("--yes", "with --take-over: do not ask (for scripts)")
     .option("--json", "print events as JSON lines");
   addFirstJoinOptions(turnOn)
-    .action(async (positional: string | undefined, flags: FirstJoinFlags & { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: FirstJoinFlags & { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean; takeOver?: boolean; yes?: boolean }) => {
       const slug = slugArgument(positional, flags);
       const state = await openState();
       const { runLiveSync } = await import("../client/live-sync.ts");
@@ -486,6 +541,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
       const result = await runLiveSync({
         state, slug, signal,
         connect: () => connect(state),
+        takeOver: flags.takeOver ? (holder) => confirmTakeOver(holder, flags.yes === true) : undefined,
         quietMs: ms(flags.quietMs, "--quiet-ms", 10, 600_000),
         heartbeatMs: ms(flags.heartbeatMs, "--heartbeat-ms", 100, 60_000),
         rescanMs: ms(flags.rescanMs, "--rescan-ms", 100, 3_600_000),
@@ -556,9 +612,27 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
       const { runningLiveSyncs } = await import("../client/live-sync.ts");
       const { syncSuperproject } = await import("../client/sync.ts");
       const { readCodexConflicts } = await import("../client/codex-state.ts");
-      const conn = await connect(state);
+      const where = server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`;
+      let conn: AgentConnection;
       try {
-        const [{ superprojects }, lease, live] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state)]);
+        conn = await connect(state);
+      } catch (error) {
+        // Without the server, say what this device knows: its enrollment, its bindings and
+        // when each last synced, and why the server could not be asked.
+        const reason = error instanceof CwsError ? error : new CwsError("CONNECTION_LOST", (error as Error).message);
+        const live = await runningLiveSyncs(state);
+        const local = Object.entries(state.data.superprojects).map(([slug, b]) => ({ slug, root: b.root, base: b.base, lastSyncAt: b.lastSyncAt, live: live.some((m) => m.slug === slug) }));
+        if (flags.json) printJson({ ok: false, device, server, reachable: false, error: reason.toWire(), superprojects: local });
+        else {
+          println(`device: ${device.name} (${device.id}), enrolled with ${where}`);
+          println(`server: NOT reachable: ${reason.message}`);
+          for (const row of local) println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}; this device at snapshot ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+        }
+        process.exitCode = 1;
+        return;
+      }
+      try {
+        const [{ superprojects }, lease, live, opened] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state), conn.call("open", { deviceId: device.id })]);
         const rows = [];
         for (const [slug, bound] of Object.entries(state.data.superprojects)) {
           const remote = superprojects.find((s) => s.slug === slug);
@@ -576,11 +650,11 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
         }
         const serverOnly = superprojects.filter((s) => !state.data.superprojects[s.slug]);
         if (flags.json) {
-          printJson({ ok: true, device, server, agentVersion: conn.hello.version, lease, superprojects: rows, serverOnly });
+          printJson({ ok: true, device: { ...device, enrolledAt: opened.enrolledAt ?? null, serverName: opened.deviceName }, server, agentVersion: conn.hello.version, lease, superprojects: rows, serverOnly });
           return;
         }
-        println(`device: ${device.name} (${device.id})`);
-        println(`server: ${server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`}, reachable, cws ${conn.hello.version}`);
+        println(`device: ${device.name} (${device.id}), enrolled on the server as ${opened.deviceName}${opened.enrolledAt ? ` since ${new Date(opened.enrolledAt).toLocaleString()}` : ""}`);
+        println(`server: ${where}, reachable, cws ${conn.hello.version}${server.transport === "ssh" ? `, agent command ${JSON.stringify(server.agentCommand)}` : ""}`);
         if (lease.active) {
           const left = Math.max(0, Math.round(((lease.expiresAt ?? 0) - lease.now) / 1000));
           println(`lease: ${lease.deviceId === device.id ? "this device" : lease.deviceName} live-syncs ${lease.slug} since ${new Date(lease.acquiredAt ?? 0).toLocaleString()}, expires in ${left} s without heartbeats`);

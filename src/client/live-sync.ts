@@ -45,6 +45,12 @@ export interface LiveSyncOptions {
   quietMs?: number;
   rescanMs?: number;
   onEvent?: (event: LiveEvent) => void;
+  /**
+   * Asked when another device holds the lease (shown its holder, superproject and last
+   * heartbeat); resolving true takes the lease over. Without it, a held lease is refused
+   * (LEASE_HELD). The old holder's next push is refused by its stale fencing token.
+   */
+  takeOver?: (holder: LeaseState) => Promise<boolean>;
 }
 
 export interface LiveSyncResult {
@@ -116,7 +122,16 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
   let lease: LeaseState;
   try {
     await checkNotBehind(conn, state, slug);
-    lease = await conn.call("acquireLease", { slug });
+    let takeOver = false;
+    if (options.takeOver !== undefined) {
+      const current = await conn.call("leaseStatus", {});
+      const deviceId = state.enrolled().device.id;
+      if (current.active && current.deviceId !== deviceId) {
+        if (!(await options.takeOver(current))) throw new CwsError("CANCELLED", `Nothing was changed: ${current.deviceName} keeps the lease.`);
+        takeOver = true;
+      }
+    }
+    lease = await conn.call("acquireLease", { slug, takeOver });
   } catch (error) {
     await conn.close();
     throw error;
