@@ -128,7 +128,7 @@ async function deviceKey(target: ServerTarget): Promise<{ file: string; publicKe
 }
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
-function interruptSignal(): AbortSignal {
+function processInterruptSignal(): AbortSignal {
   const controller = new AbortController();
   process.once("SIGINT", () => {
     process.stderr.write("\ncws: stopping after the current step (Ctrl+C again to quit now)\n");
@@ -321,7 +321,17 @@ async function printSyncResult(result: { summary: SyncSummary; firstJoin: FirstJ
   for (const line of firstJoinOutcomeLines(firstJoin, summary.root, summary.dryRun)) println(line);
 }
 
-export function buildProgram(): Command {
+/** How a program is built: `cws shell` hands each command its own interrupt signal. */
+export interface BuildOptions {
+  /**
+   * The signal that stops a command cleanly (live sync: final push, lease released). Without
+   * it, the first Ctrl+C of the process stops the command and a second one exits at once.
+   */
+  interrupt?: AbortSignal;
+}
+
+export function buildProgram(options: BuildOptions = {}): Command {
+  const interruptSignal = (): AbortSignal => options.interrupt ?? processInterruptSignal();
   const program = new Command("cws")
     .description("Keep Codex workspace context (superprojects and their Codex threads) in sync across your machines through your own server, over SSH.")
     .version(PACKAGE_VERSION)
