@@ -9,6 +9,7 @@ import type { StateStore } from "../client/state.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { QuarantineItemInfo } from "../protocol/messages.ts";
 import { formatBytes, printJson, println } from "./output.ts";
+import { displayPath } from "../core/paths.ts";
 
 // Each command loads its code when it runs, so that other commands do not pay for it (see program.ts).
 const quarantineCode = () => import("../client/commands/quarantine.ts");
@@ -37,7 +38,7 @@ function when(ms: number | null): string {
 }
 
 function pathsLine(item: QuarantineItemInfo, max: number): string {
-  const shown = item.paths.slice(0, max);
+  const shown = item.paths.slice(0, max).map(displayPath);
   const more = item.pathCount - shown.length;
   return `${shown.join(", ")}${more > 0 ? `, … and ${more} more` : ""}`;
 }
@@ -98,11 +99,11 @@ export function registerRecoveryCommands(program: Command): void {
       for (const path of item.paths.slice(0, 200)) {
         const change = byPath.get(path);
         const what = change === undefined ? "" : change.proposed === null ? " (delete)" : change.previous === null ? " (add)" : ` (${change.previous.size} → ${change.proposed.size} bytes)`;
-        println(`    ${path}${what}`);
+        println(`    ${displayPath(path)}${what}`);
       }
       if (item.pathCount > 200) println(`    … and ${item.pathCount - 200} more (--json lists them all)`);
       for (const diff of shown.diffs) {
-        println(`  diff of ${diff.path} (live version → held version):`);
+        println(`  diff of ${displayPath(diff.path)} (live version → held version):`);
         if (diff.note) println(`    (${diff.note})`);
         for (const line of diff.diff.split("\n")) if (line !== "") println(`    ${line}`);
       }

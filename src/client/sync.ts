@@ -31,6 +31,7 @@ import type { StateStore } from "./state.ts";
 import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
 import type { HeldItem } from "../protocol/messages.ts";
 import type { FirstJoinHook } from "./first-join.ts";
+import { displayPath } from "../core/paths.ts";
 
 /** The least time between two scan-progress events, in milliseconds. */
 const PROGRESS_INTERVAL_MS = 100;
@@ -437,11 +438,6 @@ function listChanges(actions: readonly PlanAction[]): ChangedPath[] {
     listed.push({ path: displayPath(action.path), deleted: action.entry === null });
   }
   return listed;
-}
-
-/** A manifest path as the user knows it: the folder's own paths lose the internal `files/` prefix. */
-export function displayPath(manifestPath: string): string {
-  return manifestPath.startsWith("files/") ? manifestPath.slice("files/".length) : manifestPath;
 }
 
 function countPlan(plan: SyncPlan, summary: SyncSummary): void {
