@@ -153,3 +153,18 @@ test("a revoked device cannot open a session, its lease is released, and its old
     f.close();
   }
 });
+
+test("each superproject numbers its own snapshots from 1", () => {
+  const f = fixture();
+  try {
+    f.db.createSuperproject("other");
+    const first = f.commit(f.a, null);
+    const other = f.db.commit({ slug: "other", base: null, deviceId: f.a, kind: "push", manifestHash: "0123456789abcdef", files: 0, bytes: 0 });
+    const second = f.commit(f.a, first.id);
+    assert.deepEqual([first.number, second.number], [1, 2]);
+    assert.equal(other.number, 1);
+    assert.notEqual(other.id, first.id, "the global ids stay distinct");
+  } finally {
+    f.close();
+  }
+});

@@ -45,6 +45,7 @@ export interface CommitInput {
 
 interface SnapshotRow {
   id: number;
+  number: number | null;
   slug: string;
   parent: number | null;
   device_id: string;
@@ -269,12 +270,12 @@ export class HubDatabase {
 
   // ---- snapshots -------------------------------------------------------------------------
 
-  private static snapshotSelect = `SELECT s.id, s.slug, s.parent, s.device_id, d.name AS device_name, s.created_at, s.kind, s.manifest_hash, s.files, s.bytes
+  private static snapshotSelect = `SELECT s.id, s.number, s.slug, s.parent, s.device_id, d.name AS device_name, s.created_at, s.kind, s.manifest_hash, s.files, s.bytes
     FROM snapshots s LEFT JOIN devices d ON d.id = s.device_id`;
 
   private toInfo(row: SnapshotRow): SnapshotInfo {
     return {
-      id: row.id, parent: row.parent, deviceId: row.device_id, deviceName: row.device_name ?? "(removed device)",
+      id: row.id, number: row.number ?? row.id, parent: row.parent, deviceId: row.device_id, deviceName: row.device_name ?? "(removed device)",
       createdAt: row.created_at, kind: row.kind, manifestHash: row.manifest_hash, files: row.files, bytes: row.bytes,
     };
   }
@@ -501,8 +502,8 @@ export class HubDatabase {
   /** Adds a snapshot and makes it the head; callers hold the transaction. */
   insertSnapshot(input: Omit<CommitInput, "base" | "fencingToken">, parent: number | null): SnapshotInfo {
     const now = this.clock();
-    const result = this.db.prepare("INSERT INTO snapshots (slug, parent, device_id, created_at, kind, manifest_hash, files, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
-      input.slug, parent, input.deviceId, now, input.kind, input.manifestHash, input.files, input.bytes,
+    const result = this.db.prepare("INSERT INTO snapshots (slug, number, parent, device_id, created_at, kind, manifest_hash, files, bytes) VALUES (?, (SELECT COALESCE(MAX(number), 0) + 1 FROM snapshots WHERE slug = ?), ?, ?, ?, ?, ?, ?, ?)").run(
+      input.slug, input.slug, parent, input.deviceId, now, input.kind, input.manifestHash, input.files, input.bytes,
     );
     const id = Number(result.lastInsertRowid);
     this.db.prepare("UPDATE superprojects SET head = ? WHERE slug = ?").run(id, input.slug);

@@ -17,7 +17,7 @@ import type { ServerTarget, StateStore } from "../client/state.ts";
 import type { ConnectOptions } from "../client/connect.ts";
 import type { SyncSummary } from "../client/sync.ts";
 import type { AgentConnection } from "../transport/connection.ts";
-import type { LeaseState } from "../protocol/messages.ts";
+import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { displayPath } from "../core/paths.ts";
@@ -236,7 +236,7 @@ async function confirmOverride(preview: SyncSummary): Promise<boolean> {
   const lines = [
     head === null
       ? `The server has no state of ${preview.slug} yet.`
-      : `This replaces the server's state of ${preview.slug}: snapshot ${head.id} (${head.files} files), written by ${head.deviceName} on ${new Date(head.createdAt).toLocaleString()}. It stays as a checkpoint (\`cws restore ${preview.slug} --checkpoint ${head.id}\`).`,
+      : `This replaces the server's state of ${preview.slug}: snapshot ${snapshotNumber(head)} (${head.files} files), written by ${head.deviceName} on ${new Date(head.createdAt).toLocaleString()}. It stays as a checkpoint (\`cws restore ${preview.slug} --checkpoint ${snapshotNumber(head)}\`).`,
     `${preview.pushed.files} file(s) would be written and ${preview.pushed.deleted} deleted on the server:`,
     ...changeLines(preview.changes.push, preview.pushed.files + preview.pushed.deleted),
   ];
@@ -258,7 +258,7 @@ export function changeLines(changes: SyncSummary["changes"]["push"], total: numb
 export function printSyncSummary(summary: SyncSummary): void {
   const p = summary.pushed;
   const q = summary.pulled;
-  println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot?.id ?? "(none)"}`}`);
+  println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot ? snapshotNumber(summary.snapshot) : "(none)"}`}`);
   println(`  scanned ${summary.scanned.files} files (${summary.scanned.hashedFiles} hashed, ${formatBytes(summary.scanned.hashedBytes)})`);
   if (summary.dryRun) {
     // A dry run counts files; it reads no chunk, so it has no chunk or byte counts to show.
@@ -566,7 +566,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
           else if (event.type === "synced") {
             const s = event.summary;
             if (s.pushed.files + s.pushed.deleted + s.pulled.files + s.pulled.deleted > 0 || s.conflicts.length > 0) {
-              println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot?.id ?? "-"}`);
+              println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot ? snapshotNumber(s.snapshot) : "-"}`);
             }
             for (const c of s.conflicts) println(`${time} ${conflictLine(s, c)}`);
             // Only new holds are announced: items still waiting were announced when they were held.
@@ -637,7 +637,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
         else {
           println(`device: ${device.name} (${device.id}), enrolled with ${where}`);
           println(`server: NOT reachable: ${reason.message}`);
-          for (const row of local) println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}; this device at snapshot ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+          for (const row of local) println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}; last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
         }
         process.exitCode = 1;
         return;
@@ -649,15 +649,17 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
           const remote = superprojects.find((s) => s.slug === slug);
           let pending: { push: number; pull: number; conflicts: number } | null = null;
           let problem: string | null = null;
+          let headNumber: number | null = null;
           if (remote !== undefined) {
             try {
               const plan = await syncSuperproject({ conn, state, slug, dryRun: true });
               pending = { push: plan.pushed.files + plan.pushed.deleted, pull: countPulls(plan), conflicts: plan.conflicts.length };
+              headNumber = plan.snapshot === null ? null : snapshotNumber(plan.snapshot);
             } catch (error) {
               problem = (error as Error).message;
             }
           }
-          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug), quarantine: remote?.pendingQuarantine ?? 0, codexConflicts: await readCodexConflicts(state.home, slug) });
+          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, serverHeadNumber: headNumber, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug), quarantine: remote?.pendingQuarantine ?? 0, codexConflicts: await readCodexConflicts(state.home, slug) });
         }
         const serverOnly = superprojects.filter((s) => !state.data.superprojects[s.slug]);
         if (flags.json) {
@@ -673,7 +675,9 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
         for (const row of rows) {
           println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}`);
           if (!row.onServer) { println("  missing on the server"); continue; }
-          println(`  server head ${row.serverHead ?? "(empty)"}, this device at ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+          const where = row.serverHead === null ? "the server holds nothing yet" : `server at snapshot ${row.serverHeadNumber ?? row.serverHead}`;
+          const here = row.base === null ? "this device never synced" : row.base === row.serverHead ? "this device is there too" : "this device is at an older snapshot";
+          println(`  ${where}, ${here}; last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
           if (row.pending) println(`  pending: ${row.pending.push} local change(s) to push, ${row.pending.pull} server change(s) to pull, ${row.pending.conflicts} conflict(s)`);
           if (row.quarantine > 0) println(`  quarantine: ${row.quarantine} item(s) held for review; see \`cws quarantine list ${row.slug}\``);
           if (row.problem) println(`  cannot compare: ${row.problem}`);

@@ -7,7 +7,7 @@ import type { Command } from "commander";
 import { CwsError } from "../errors.ts";
 import type { StateStore } from "../client/state.ts";
 import type { AgentConnection } from "../transport/connection.ts";
-import type { QuarantineItemInfo } from "../protocol/messages.ts";
+import { snapshotNumber, type QuarantineItemInfo } from "../protocol/messages.ts";
 import { formatBytes, printJson, println } from "./output.ts";
 import { displayPath } from "../core/paths.ts";
 
@@ -122,7 +122,7 @@ export function registerRecoveryCommands(program: Command): void {
       });
       if (flags.json) return printJson({ ok: true, ...result });
       println(`Accepted #${result.item.id} (${result.item.reason}): ${result.item.summary}`);
-      println(`${result.item.slug} is now at snapshot ${result.snapshot.id}; devices get the change at their next sync (their copies are backed up first).`);
+      println(`${result.item.slug} is now at snapshot ${snapshotNumber(result.snapshot)}; devices get the change at their next sync (their copies are backed up first).`);
     });
 
   quarantine
@@ -152,23 +152,23 @@ export function registerRecoveryCommands(program: Command): void {
       if (flags.json) return printJson({ ok: true, slug, checkpoints: snapshots });
       if (snapshots.length === 0) return println(`${slug} has no checkpoint yet.`);
       for (const s of snapshots) {
-        println(`${String(s.id).padStart(6)}  ${when(s.createdAt)}  ${s.kind.padEnd(17)} ${s.deviceName}: ${s.files} files, ${formatBytes(s.bytes)}${s.id === snapshots[0].id ? "  (head)" : ""}`);
+        println(`${String(snapshotNumber(s)).padStart(6)}  ${when(s.createdAt)}  ${s.kind.padEnd(17)} ${s.deviceName}: ${s.files} files, ${formatBytes(s.bytes)}${s.id === snapshots[0].id ? "  (head)" : ""}`);
       }
-      println(`Restore one with \`cws restore ${slug} --checkpoint <id>\`.`);
+      println(`Restore one with \`cws restore ${slug} --checkpoint <number>\`.`);
     });
 
   program
     .command("restore")
     .description("Make an old checkpoint the superproject's state again, as a new snapshot (the current state stays a checkpoint). Devices get it at their next sync.")
     .argument("<slug>")
-    .requiredOption("--checkpoint <id>", "the checkpoint (from `cws checkpoints list`)")
+    .requiredOption("--checkpoint <number>", "the checkpoint's number (from `cws checkpoints list`; each superproject counts its own)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, flags: { checkpoint: string; json?: boolean }) => {
-      const result = await withConnection(async (conn, state) => (await checkpointsCode()).restoreCheckpoint(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
+      const result = await withConnection(async (conn, state) => (await checkpointsCode()).restoreCheckpointNumber(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
       if (flags.json) return printJson({ ok: true, ...result });
-      if (result.unchanged) return println(`${slug} is already at checkpoint ${result.snapshot.id}; nothing was changed.`);
-      println(`${slug} is now at snapshot ${result.snapshot.id}, a copy of checkpoint ${flags.checkpoint}. Devices get it at their next sync (their changed files are backed up first).`);
-      if (result.previousHead !== null) println(`To undo: \`cws restore ${slug} --checkpoint ${result.previousHead}\`.`);
+      if (result.unchanged) return println(`${slug} is already at checkpoint ${snapshotNumber(result.snapshot)}; nothing was changed.`);
+      println(`${slug} is now at snapshot ${snapshotNumber(result.snapshot)}, a copy of checkpoint ${flags.checkpoint}. Devices get it at their next sync (their changed files are backed up first).`);
+      if (result.previousHeadNumber !== null) println(`To undo: \`cws restore ${slug} --checkpoint ${result.previousHeadNumber}\`.`);
     });
 
   const backups = program.command("backups").description("This device's local backups: every file a sync replaced or deleted here.");

@@ -56,6 +56,8 @@ export const SnapshotKind = z.enum(["push", "override", "restore", "accept-quara
 
 export const SnapshotInfo = z.object({
   id: SnapshotId,
+  // number counts the superproject's own snapshots (1, 2, 3, …): what people see and type.
+  number: z.number().int().positive().optional(),
   parent: SnapshotId.nullable(),
   deviceId: z.string(),
   deviceName: z.string(),
@@ -66,6 +68,11 @@ export const SnapshotInfo = z.object({
   bytes: z.number().int().nonnegative(),
 });
 export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
+
+/** The number people see for a snapshot: its number within the superproject (the id from an older hub). */
+export function snapshotNumber(snapshot: Pick<SnapshotInfo, "id" | "number">): number {
+  return snapshot.number ?? snapshot.id;
+}
 
 export const SuperprojectInfo = z.object({
   slug: Slug,

@@ -8,6 +8,7 @@
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
 import { CwsError } from "../../errors.ts";
+import { snapshotNumber } from "../../protocol/messages.ts";
 import { syncSuperproject, type SyncEvent, type SyncSummary } from "../sync.ts";
 
 export interface OverrideOptions {
@@ -27,7 +28,7 @@ export async function overrideCurrentState(conn: AgentConnection, state: StateSt
   if (options.confirm !== undefined && !options.dryRun) {
     const preview = await syncSuperproject({ conn, state, slug, mode: "override", dryRun: true, signal: options.signal, onEvent: options.onEvent });
     if (preview.pushed.files + preview.pushed.deleted === 0) return preview;
-    if (!(await options.confirm(preview))) throw new CwsError("CANCELLED", `Nothing was changed: the server keeps snapshot ${preview.snapshot?.id ?? "(none)"} of ${slug}.`);
+    if (!(await options.confirm(preview))) throw new CwsError("CANCELLED", `Nothing was changed: the server keeps snapshot ${preview.snapshot ? snapshotNumber(preview.snapshot) : "(none)"} of ${slug}.`);
   }
   const lease = await conn.call("leaseStatus", {});
   const ours = lease.active && lease.deviceId === device.id;
