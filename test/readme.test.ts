@@ -18,12 +18,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile, appendFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { REPO_ROOT, shellQuote, sshdAvailable, SSHD_MISSING_MESSAGE, startSshd, type SshdHandle } from "./helpers/sshd.ts";
+import { REPO_ROOT, shellQuote, SSHD_MISSING_MESSAGE, startSshd, type SshdHandle } from "./helpers/sshd.ts";
+import { accountsAvailable, createAccount, runCommand as run, type TestAccount } from "./helpers/account.ts";
 
 const README = path.join(REPO_ROOT, "README.md");
 
@@ -48,7 +49,7 @@ interface Step {
   out: string;
 }
 
-const canRun = process.getuid?.() === 0 && sshdAvailable() && existsSync("/usr/sbin/useradd");
+const canRun = accountsAvailable();
 
 test("README: server set-up and device set-up work as written, through to two devices in sync", { skip: canRun ? false : `needs root, useradd and OpenSSH (${SSHD_MISSING_MESSAGE})`, timeout: 300_000 }, async (t) => {
   const markdown = await readFile(README, "utf8");
@@ -58,9 +59,10 @@ test("README: server set-up and device set-up work as written, through to two de
 
   const scratch = await mkdtemp(path.join(os.tmpdir(), "cws-readme-"));
   await chmod(scratch, 0o755);
-  const account = `cwsr${process.pid % 100_000}`;
   const accountHome = path.join(scratch, "server-home");
-  const password = `pw-${Math.random().toString(36).slice(2)}`;
+  let user: TestAccount | undefined;
+  let account = "";
+  let password = "";
   const passphrase = "correct horse battery staple";
   const steps: Step[] = [];
   let sshd: SshdHandle | undefined;
@@ -79,8 +81,8 @@ test("README: server set-up and device set-up work as written, through to two de
   };
 
   try {
-    execFileSync("useradd", ["-m", "-d", accountHome, "-s", "/bin/bash", account]);
-    execFileSync("chpasswd", { input: `${account}:${password}\n` });
+    user = createAccount("cwsr", accountHome);
+    ({ name: account, password } = user);
     sshd = await startSshd({ authorizedKeysFile: ".ssh/authorized_keys", passwordAuthentication: true, extraConfig: [`AllowUsers ${account}`] });
 
     // ---- Server set-up, as the README says.
@@ -170,42 +172,9 @@ test("README: server set-up and device set-up work as written, through to two de
     const transcript = steps.map((s) => `[${(s.ms / 1000).toFixed(1)} s] ${s.who}$ ${s.command}${s.out ? `\n${s.out.replace(/^/gm, "    ")}` : ""}`).join("\n");
     t.diagnostic(`transcript:\n${transcript}`);
     if (process.env.CWS_README_TRANSCRIPT) await appendFile(process.env.CWS_README_TRANSCRIPT, transcript + "\n");
-    if (dataDir !== undefined) await run("su", ["-", account, "-c", `cd ${shellQuote(REPO_ROOT)} && bin/cws-server.mjs stop --data ${shellQuote(dataDir)}`], {}).catch(() => "");
+    if (dataDir !== undefined) await run("su", ["-", account, "-c", `cd ${shellQuote(REPO_ROOT)} && bin/cws-server.mjs stop --data ${shellQuote(dataDir)}`]).catch(() => "");
     await sshd?.stop();
-    await removeAccount(account);
+    await user?.remove();
     await rm(scratch, { recursive: true, force: true });
   }
 });
-
-/** Runs a command; resolves with stdout and stderr together, rejects with them on failure. */
-function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv }): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (piece: Buffer) => { out += piece.toString(); });
-    child.stderr.on("data", (piece: Buffer) => { out += piece.toString(); });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      // npm's engine warnings (the system node is older than the checkout's) are noise here.
-      const shown = out.split("\n").filter((line) => !line.startsWith("npm warn EBADENGINE") && !line.startsWith("npm notice")).join("\n");
-      if (code === 0) resolve(shown);
-      else reject(new Error(`${command} ${args.join(" ")} exited with ${code}:\n${shown}`));
-    });
-  });
-}
-
-/**
- * Removes the throw-away account and its home. The hub it started exits on `cws-server stop`
- * a moment later; userdel refuses while it runs, so a few attempts are made before forcing.
- */
-async function removeAccount(account: string): Promise<void> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      execFileSync("userdel", ["-r", account], { stdio: "ignore" });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-  execFileSync("userdel", ["-f", "-r", account], { stdio: "ignore" });
-}
