@@ -82,15 +82,20 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("<id>", "the item id (from `cws quarantine list`)")
     .option("--json", "print machine-readable output")
     .action(async (idText: string, flags: { json?: boolean }) => {
-      const shown = await withConnection(async (conn) => {
+      const { shown, numbers } = await withConnection(async (conn) => {
         const { showQuarantine, parseItemId } = await quarantineCode();
-        return showQuarantine(conn, parseItemId(idText));
+        const shown = await showQuarantine(conn, parseItemId(idText));
+        if (flags.json) return { shown, numbers: new Map<number, number>() };
+        // Items name snapshots by their hub-wide id; people know them by their number in the superproject.
+        const { snapshots } = await conn.call("listSnapshots", { slug: shown.item.slug, limit: 10_000 });
+        return { shown, numbers: new Map(snapshots.map((s) => [s.id, snapshotNumber(s)])) };
       });
       if (flags.json) return printJson({ ok: true, ...shown });
       const { item } = shown;
+      const number = (id: number | null, none: string): string => (id === null ? none : String(numbers.get(id) ?? `(id ${id}, no longer kept)`));
       println(itemHeadline(item));
-      println(`  pushed by ${item.deviceName} at ${when(item.createdAt)}, against snapshot ${item.baseSnapshot ?? "(none)"}; the rest of that push is snapshot ${item.snapshotId ?? "-"}`);
-      if (item.status !== "pending") println(`  ${item.status} by ${item.resolvedBy ?? "?"} at ${when(item.resolvedAt)}${item.resolvedSnapshot ? ` (snapshot ${item.resolvedSnapshot})` : ""}`);
+      println(`  pushed by ${item.deviceName} at ${when(item.createdAt)}, against snapshot ${number(item.baseSnapshot, "(none)")}; the rest of that push is snapshot ${number(item.snapshotId, "-")}`);
+      if (item.status !== "pending") println(`  ${item.status} by ${item.resolvedBy ?? "?"} at ${when(item.resolvedAt)}${item.resolvedSnapshot ? ` (snapshot ${number(item.resolvedSnapshot, "-")})` : ""}`);
       if (!item.contentAvailable) println("  its held content has been removed by `cws-server gc`");
       println("  metrics:");
       for (const [name, value] of Object.entries(item.metrics)) println(`    ${name}: ${Number.isInteger(value) ? value : Number(value.toFixed(4))}`);

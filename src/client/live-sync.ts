@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { CwsError, isCwsError } from "../errors.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
-import type { LeaseState } from "../protocol/messages.ts";
+import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { StateStore } from "./state.ts";
 import { syncSuperproject, type SyncSummary } from "./sync.ts";
@@ -104,7 +104,7 @@ export async function checkNotBehind(conn: AgentConnection, state: StateStore, s
   const binding = state.binding(slug);
   const { snapshot } = await conn.call("head", { slug });
   if (snapshot !== null && snapshot.id !== binding.base) {
-    throw new CwsError("BEHIND_SERVER", `This device's copy of ${slug} is behind the server (server at snapshot ${snapshot.id} from ${snapshot.deviceName}, this device at ${binding.base ?? "none"}). Run \`cws update-from-server ${slug}\` to bring it up to date, or \`cws override-current-state ${slug}\` to make this device's copy the server's state.`, {
+    throw new CwsError("BEHIND_SERVER", `This device's copy of ${slug} is behind the server (the server is at snapshot ${snapshotNumber(snapshot)} from ${snapshot.deviceName}; this device ${binding.base === null ? "never synced" : "is at an older one"}). Run \`cws update-from-server ${slug}\` to bring it up to date, or \`cws override-current-state ${slug}\` to make this device's copy the server's state.`, {
       data: { head: snapshot.id, base: binding.base },
     });
   }
