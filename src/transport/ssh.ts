@@ -126,7 +126,7 @@ export function classifyAgentFailure(
       "AGENT_MISSING",
       `Cannot start the cws agent on ${where} as the command was not found: ${JSON.stringify(command)}` +
         (said ? ` (the server said: ${said.slice(0, 500)})` : "") +
-        `. Give the agent command \`cws-server init --data <dir>\` printed on the server, e.g. ` +
+        `. Install cws on the server and give the agent command \`cws-server init --data <dir>\` printed there, e.g. ` +
         `--agent-command '~/cws-data/bin/cws-agent --stdio' (or '<node 24> <checkout>/server-agent/agent/main.ts --stdio --data <dir>'); ` +
         `remote commands get a minimal PATH, so name it by its path`,
       { cause: error, data: { command, exitCode: status.code, stderr: said.slice(0, 4096) } },
