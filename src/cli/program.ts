@@ -20,7 +20,6 @@ import type { AgentConnection } from "../transport/connection.ts";
 import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
-import { displayPath } from "../core/paths.ts";
 import { registerToolCommands } from "./tool-commands.ts";
 import { registerRecoveryCommands } from "./recovery-commands.ts";
 import { registerCodexCommands } from "./codex-commands.ts";
