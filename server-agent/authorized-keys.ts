@@ -11,6 +11,7 @@
  * OpenSSH knows only `\"` as an escape, so values holding `"` or `\` are refused rather than
  * escaped, as are control characters (a newline would start a new authorized_keys line).
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
@@ -91,13 +92,60 @@ export function authorizedKeysLine(options: AuthorizedKeysLineOptions): string {
  * working across updates and rollbacks.
  */
 export function authorizedKeysLineForThisInstall(options: Pick<AuthorizedKeysLineOptions, "publicKey" | "dataDir" | "deviceId">): string {
+  return authorizedKeysLine({ ...options, dataDir: path.resolve(options.dataDir), ...thisInstall() });
+}
+
+/**
+ * This cws installation: its checkout and the Node 24 to run it with (absolute paths); in the
+ * server install layout, the stable paths run.sh names (see above), so what is written with
+ * them (key lines, the `<data>/bin/cws-agent` launcher) keeps working across updates.
+ */
+export function thisInstall(): { repoDir: string; nodePath: string } {
   const { CWS_STABLE_ROOT: stableRoot, CWS_STABLE_NODE: stableNode } = process.env;
-  if (stableRoot && stableNode) {
-    return authorizedKeysLine({ ...options, dataDir: path.resolve(options.dataDir), repoDir: stableRoot, nodePath: stableNode });
-  }
+  if (stableRoot && stableNode) return { repoDir: stableRoot, nodePath: stableNode };
   const repoDir = path.resolve(import.meta.dirname, "..");
   const repoNode = path.join(repoDir, "node_modules", ".bin", "node");
-  return authorizedKeysLine({ ...options, dataDir: path.resolve(options.dataDir), repoDir, nodePath: existsSync(repoNode) ? repoNode : process.execPath });
+  return { repoDir, nodePath: existsSync(repoNode) ? repoNode : process.execPath };
+}
+
+/** OpenSSH's SHA256 fingerprint of a base64 key blob, as `ssh-keygen -l` prints it. */
+function keyFingerprint(base64Blob: string): string {
+  return `SHA256:${createHash("sha256").update(Buffer.from(base64Blob, "base64")).digest("base64").replace(/=+$/, "")}`;
+}
+
+/** The unrestricted line for a key, as `ssh-copy-id` writes it (the key line itself, checked). */
+export function plainAuthorizedKeysLine(publicKey: string): string {
+  const key = parsePublicKey(publicKey);
+  return `${key.type} ${key.blob}${key.comment ? ` ${key.comment}` : ""}`;
+}
+
+/**
+ * Removes the lines that let a revoked device in: the restricted lines pinned to its id, and
+ * any line (restricted or not) for its key, named by the SHA256 fingerprint recorded at
+ * enrollment. Other lines stay as they are; the file is replaced crash-safely.
+ *
+ * @returns How many lines were removed (0 also when the file does not exist).
+ */
+export async function removeAuthorizedKeys(file: string, match: { deviceId: string; keyFingerprint?: string | null }): Promise<{ removed: number }> {
+  let current: string;
+  try {
+    current = await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { removed: 0 };
+    throw error;
+  }
+  const pinned = new RegExp(`--device '?${match.deviceId.replace(/[.]/g, "\\.")}'?(?=[\\s"])`);
+  const kept: string[] = [];
+  let removed = 0;
+  for (const line of current.split("\n")) {
+    if (line.trim() === "") continue;
+    const blob = keyBlobOf(line);
+    const sameKey = blob !== undefined && match.keyFingerprint != null && keyFingerprint(blob) === match.keyFingerprint;
+    if (sameKey || (blob !== undefined && pinned.test(line))) removed++;
+    else kept.push(line);
+  }
+  if (removed > 0) await writeFileAtomic(file, kept.map((l) => `${l}\n`).join(""), { mode: 0o600 });
+  return { removed };
 }
 
 /**

@@ -15,6 +15,9 @@ import { connectHub } from "./hub/hub-client.ts";
 import { Store } from "./store/store.ts";
 import { checkBackupDir, copyBackup } from "./hub/backup-copy.ts";
 import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { writeFileAtomic } from "../src/fs-atomic.ts";
+import { removeAuthorizedKeys, shellQuote, thisInstall } from "./authorized-keys.ts";
 
 const program = new Command("cws-server")
   .description("Administer a cws server: its data dir, the hub process, and the store.")
@@ -50,8 +53,85 @@ program
     });
     const store = await Store.open(dataDir);
     await store.close?.();
-    process.stdout.write(`Initialised cws server data in ${dataDir}.\nDevices enroll with \`cws enroll-device\`; the agent command on this server is:\n  cws-agent --stdio --data ${dataDir}\n`);
+    const launcher = await writeAgentLauncher(resolve(dataDir));
+    process.stdout.write(
+      `Initialised cws server data in ${resolve(dataDir)}.\n` +
+        `Devices enroll with \`cws enroll-device\`; when it asks for the agent command on this server, give:\n` +
+        `  ${shellQuote(launcher)} --stdio\n`,
+    );
   });
+
+/**
+ * Writes `<data>/bin/cws-agent`, a small shell launcher that runs this checkout's agent with
+ * its Node 24 on this data dir, so the agent command exists right after `init` (without
+ * scripts/server/install.sh) and devices need not know where the checkout is. Written again by
+ * every `init --force`, e.g. after the checkout moved.
+ */
+async function writeAgentLauncher(dataDir: string): Promise<string> {
+  const { repoDir, nodePath } = thisInstall();
+  const file = join(dataDir, "bin", "cws-agent");
+  await mkdir(join(dataDir, "bin"), { recursive: true, mode: 0o700 });
+  const script = [
+    "#!/bin/sh",
+    "# The cws agent for this data dir, written by `cws-server init`; devices run it over SSH.",
+    `exec ${shellQuote(nodePath)} ${shellQuote(join(repoDir, "server-agent", "agent", "main.ts"))} --data ${shellQuote(dataDir)} "$@"`,
+    "",
+  ].join("\n");
+  await writeFileAtomic(file, script, { mode: 0o700 });
+  return file;
+}
+
+const devicesCommand = program
+  .command("devices")
+  .description("List enrolled devices (name, id, enrolled, last seen, revoked); `devices revoke <id or name>` stops one.")
+  .option(dataOption, dataHelp)
+  .option("--json", "print machine-readable output")
+  .action(async (flags: { data?: string; json?: boolean }) => {
+    const dataDir = flags.data ?? defaultServerDataDir();
+    const hub = await connectHub(dataDir);
+    try {
+      const { devices } = await hub.call("listDevices", {});
+      const lease = await hub.call("leaseStatus", {});
+      if (flags.json) {
+        process.stdout.write(JSON.stringify({ devices, lease }, null, 2) + "\n");
+        return;
+      }
+      if (devices.length === 0) process.stdout.write("no device is enrolled yet; devices enroll with `cws enroll-device`\n");
+      for (const d of devices) {
+        const state = d.revokedAt !== null ? `REVOKED ${iso(d.revokedAt)}` : lease.active && lease.deviceId === d.id ? `live-syncing ${lease.slug}` : "enrolled";
+        process.stdout.write(`${d.name}  ${d.id}  ${state}; enrolled ${iso(d.enrolledAt)}, last seen ${iso(d.lastSeenAt)}${d.keyFingerprint ? `, key ${d.keyFingerprint}` : ""}\n`);
+      }
+    } finally {
+      await hub.close();
+    }
+  });
+
+devicesCommand
+  .command("revoke")
+  .description("Revoke a device: it can no longer open a session, its lease is released, and its lines in authorized_keys (pinned to it, or for its key) are removed.")
+  .argument("<device>", "the device's id, or its name when no other enrolled device has it")
+  .option(dataOption, dataHelp)
+  .option("--authorized-keys <file>", "the authorized_keys file to remove its key from", join(homedir(), ".ssh", "authorized_keys"))
+  .option("--json", "print machine-readable output")
+  .action(async (device: string, flags: { data?: string; authorizedKeys: string; json?: boolean }) => {
+    // `devices revoke X --data D`: commander gives --data to `devices`, which declares it too.
+    const parent = devicesCommand.opts<{ data?: string; json?: boolean }>();
+    const dataDir = flags.data ?? parent.data ?? defaultServerDataDir();
+    flags.json ??= parent.json;
+    const hub = await connectHub(dataDir);
+    try {
+      const revoked = (await hub.call("revokeDevice", { device })).device;
+      const { removed } = await removeAuthorizedKeys(flags.authorizedKeys, { deviceId: revoked.id, keyFingerprint: revoked.keyFingerprint });
+      if (flags.json) process.stdout.write(JSON.stringify({ device: revoked, authorizedKeysLinesRemoved: removed }, null, 2) + "\n");
+      else process.stdout.write(`revoked ${revoked.name} (${revoked.id}); ${removed} line(s) removed from ${flags.authorizedKeys}\n`);
+    } finally {
+      await hub.close();
+    }
+  });
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+}
 
 program
   .command("serve")
@@ -271,6 +351,11 @@ async function askAndConfirm(): Promise<string> {
 }
 
 program.parseAsync().catch((error: unknown) => {
-  process.stderr.write(`cws-server: ${isCwsError(error) ? error.message : (error as Error)?.stack ?? String(error)}\n`);
-  process.exitCode = isCwsError(error) ? 1 : 70;
+  // A failed system call (a folder that does not exist, no permission) is the user's to fix:
+  // its message says which path and why; a stack trace would only hide that.
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const systemError = typeof code === "string" && /^E[A-Z]+$/.test(code);
+  const text = isCwsError(error) || systemError ? (error as Error).message : (error as Error)?.stack ?? String(error);
+  process.stderr.write(`cws-server: ${text}\n`);
+  process.exitCode = isCwsError(error) || systemError ? 1 : 70;
 });

@@ -218,3 +218,36 @@ test("crash handoff: A dies, B takes over after 120 s on the hub's clock, and A'
     await connB.close();
   }
 });
+
+test("take-over: B is shown A's lease and last heartbeat, takes it, and A's next push is refused while A's file stays on A", async () => {
+  const { a, b, rootA, rootB } = await cluster.pair("takeover");
+  await freeLease(a);
+  const logA = eventLog();
+  const runningA = runLiveSync({
+    state: await a.state(), slug: "takeover", connect: () => a.connect(),
+    quietMs: 30, heartbeatMs: 60_000, rescanMs: 60_000, onEvent: (e) => logA.push(e),
+  });
+  await logA.next((e) => e.type === "synced");
+  const shown: Array<{ deviceName: string | null; heartbeatAt: number | null; slug: string | null }> = [];
+  const logB = eventLog();
+  const controllerB = new AbortController();
+  const runningB = runLiveSync({
+    state: await b.state(), slug: "takeover", connect: () => b.connect(), signal: controllerB.signal,
+    quietMs: 30, heartbeatMs: 200, rescanMs: 60_000, onEvent: (e) => logB.push(e),
+    takeOver: async (holder) => { shown.push({ deviceName: holder.deviceName, heartbeatAt: holder.heartbeatAt, slug: holder.slug }); return true; },
+  });
+  await logB.next((e) => e.type === "started");
+  assert.equal(shown.length, 1);
+  assert.equal(shown[0].deviceName, (await a.state()).data.device?.name);
+  assert.equal(shown[0].slug, "takeover");
+  assert.equal(typeof shown[0].heartbeatAt, "number");
+  // A, not knowing yet, pushes its next change: refused by the fencing token.
+  await writeFile(join(rootA, "late-from-a.md"), "# A's late work\n");
+  const resultA = await runningA;
+  assert.equal(resultA.stoppedBy, "lease-lost");
+  assert.equal(await readFile(join(rootA, "late-from-a.md"), "utf8"), "# A's late work\n", "A's work stays on A");
+  controllerB.abort();
+  await runningB;
+  await b.sync("takeover");
+  await assert.rejects(readFile(join(rootB, "late-from-a.md")), "A's refused push never reached the server");
+});

@@ -134,7 +134,8 @@ test("a Markdown file cut to 10% is held, the server keeps the old version live,
   assert.match(shown.diffs[0].diff, /^-## Section 9$/m);
   const text = await b.cli(["quarantine", "show", String(id)]);
   assert.match(text.stdout, /markdown-drift/);
-  assert.match(text.stdout, /diff of files\/plan\.md/);
+  assert.match(text.stdout, /diff of plan\.md \(/);
+  assert.doesNotMatch(text.stdout, /files\//, "the internal files\/ prefix is not shown");
 
   // Rejecting keeps the server version; A gets it back, its cut version goes to its backups.
   const rejected = parseJson(await b.cli(["quarantine", "reject", String(id), "--json"]));

@@ -80,7 +80,7 @@ test("a restore brings back a deleted file on every device, as a new snapshot th
 
   const listed = json(await b.cli(["checkpoints", "list", slug, "--json"]));
   assert.deepEqual(listed.checkpoints.map((s: { id: number }) => s.id), [deleted.snapshot!.id, first.snapshot!.id]);
-  const restored = json(await b.cli(["restore", slug, "--checkpoint", String(first.snapshot!.id), "--json"]));
+  const restored = json(await b.cli(["restore", slug, "--checkpoint", String(first.snapshot!.number ?? first.snapshot!.id), "--json"]));
   assert.equal(restored.snapshot.kind, "restore");
   assert.equal(restored.previousHead, deleted.snapshot!.id);
   assert.equal(restored.snapshot.parent, deleted.snapshot!.id);

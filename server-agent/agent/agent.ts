@@ -48,6 +48,8 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   // The store is opened by the first request that needs it. Its staging folders are made now
   // (cheaply), since a client may upload into them before its first store request.
   const staging = { incoming: join(options.dataDir, "staging", "incoming"), outgoing: join(options.dataDir, "staging", "outgoing") };
+  // On a data dir that was never initialised (a wrong --data) the first request that needs the
+  // hub says so (see connectHub); bundles alone need only these folders.
   await Promise.all([staging.incoming, staging.outgoing].map((dir) => mkdir(dir, { recursive: true, mode: 0o700 })));
   let opening: Promise<Store> | undefined;
   const getStore = (): Promise<Store> => (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir)));
@@ -87,15 +89,20 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
 
   const handlers: { [M in MethodName]: (params: Params<M>) => Promise<unknown> } = {
     enroll: async (p) => {
-      const { deviceId } = await (await getHub()).call("registerDevice", { name: p.deviceName, passphrase: p.passphrase, keyFingerprint: p.keyFingerprint });
-      if (!p.restrictKey || p.publicKey === undefined) return { deviceId };
-      // The passphrase was right: the key this device logged in with is now locked to the
-      // agent and the staging folders, pinned to the new device id.
+      // A key pinned to a device (a restricted key) can only re-enroll that device.
+      const replaces = options.pinnedDeviceId ?? p.replacesDeviceId;
+      const { deviceId } = await (await getHub()).call("registerDevice", { name: p.deviceName, passphrase: p.passphrase, keyFingerprint: p.keyFingerprint, replaces });
+      if (p.publicKey === undefined || !(p.restrictKey || p.installKey)) return { deviceId };
+      // The passphrase was right. A restricted line locks the key to the agent and the staging
+      // folders, pinned to the device id; a plain line (installKey without restrictKey) is what
+      // ssh-copy-id would have added.
       const file = options.authorizedKeysFile ?? join(homedir(), ".ssh", "authorized_keys");
-      const { authorizedKeysLineForThisInstall, installAuthorizedKey } = await import("../authorized-keys.ts");
-      const { replaced } = await installAuthorizedKey(file, authorizedKeysLineForThisInstall({ publicKey: p.publicKey, dataDir: options.dataDir, deviceId }));
-      log(`restricted the key of device ${p.deviceName} (${deviceId}) in ${file}`);
-      return { deviceId, keyInstalled: { file, replaced } };
+      const { authorizedKeysLineForThisInstall, installAuthorizedKey, plainAuthorizedKeysLine } = await import("../authorized-keys.ts");
+      const restricted = p.restrictKey === true;
+      const line = restricted ? authorizedKeysLineForThisInstall({ publicKey: p.publicKey, dataDir: options.dataDir, deviceId }) : plainAuthorizedKeysLine(p.publicKey);
+      const { replaced } = await installAuthorizedKey(file, line);
+      log(`${restricted ? "restricted" : "installed"} the key of device ${p.deviceName} (${deviceId}) in ${file}`);
+      return { deviceId, keyInstalled: { file, replaced, restricted } };
     },
     open: async (p) => {
       if (options.pinnedDeviceId !== undefined && p.deviceId !== options.pinnedDeviceId) {
@@ -103,7 +110,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       }
       const device = await (await getHub()).call("device", { deviceId: p.deviceId });
       deviceId = device.id;
-      return { deviceName: device.name };
+      return { deviceName: device.name, enrolledAt: device.enrolledAt };
     },
     listSuperprojects: async () => { requireDevice(); return (await getHub()).call("listSuperprojects", {}); },
     createSuperproject: async (p) => { requireDevice(); return (await getHub()).call("createSuperproject", p); },
@@ -177,7 +184,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },
     leaseStatus: async () => { requireDevice(); return (await getHub()).call("leaseStatus", {}); },
-    acquireLease: async (p) => (await getHub()).call("acquireLease", { deviceId: requireDevice(), slug: p.slug }),
+    acquireLease: async (p) => (await getHub()).call("acquireLease", { deviceId: requireDevice(), slug: p.slug, takeOver: p.takeOver }),
     heartbeat: async (p) => (await getHub()).call("heartbeat", { deviceId: requireDevice(), token: p.token }),
     releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
     prepareBundle: async (p) => {

@@ -12,6 +12,7 @@ import { readLines } from "../../src/protocol/framing.ts";
 import { RpcCaller, type TableParams, type TableResult } from "../../src/protocol/rpc.ts";
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
 import { hubSocketPath } from "./hub-server.ts";
+import { serverConfigPath } from "../server-config.ts";
 
 export interface HubClient {
   call<M extends HubMethodName>(method: M, params: TableParams<typeof HubMethods, M>): Promise<TableResult<typeof HubMethods, M>>;
@@ -29,6 +30,9 @@ export async function connectHub(dataDir: string, options: { autoStart?: boolean
   const socketPath = hubSocketPath(dataDir);
   const first = await tryConnect(socketPath);
   if (first !== null) return wrap(first);
+  // A hub started on a data dir that `cws-server init` never made would only fail in its
+  // log; say so at once instead of waiting for it to come up.
+  await assertInitialised(dataDir);
   if (options.autoStart === false) {
     throw new CwsError("HUB_UNAVAILABLE", `The cws hub is not running for ${dataDir}. Start it with \`cws-server serve --data ${dataDir}\` (or the systemd unit).`);
   }
@@ -62,6 +66,22 @@ export async function connectHub(dataDir: string, options: { autoStart?: boolean
     // No log yet: the hub never got far enough to write one.
   }
   throw new CwsError("HUB_UNAVAILABLE", `The cws hub did not come up within ${HUB_START_TIMEOUT_MS / 1000} s for ${dataDir}.${logTail ? ` Its log ends with:\n${logTail}` : ""} Check ${join(dataDir, "logs", "hub.log")} or start it by hand with \`cws-server serve --data ${dataDir}\`.`);
+}
+
+/**
+ * @throws {CwsError} NOT_FOUND when `dataDir` holds no `server.json`: a wrong `--data`, or a
+ *   server where `cws-server init` has not run.
+ */
+export async function assertInitialised(dataDir: string): Promise<void> {
+  const present = await stat(serverConfigPath(dataDir)).then((info) => info.isFile(), () => false);
+  if (!present) {
+    throw new CwsError(
+      "NOT_FOUND",
+      `${dataDir} is not an initialised cws server data dir (it has no server.json). Run \`cws-server init --data ${dataDir}\` on the server, ` +
+        "or give the data dir it was initialised with (--data for cws-server, the agent command's --data for devices).",
+      { data: { dataDir } },
+    );
+  }
 }
 
 function tryConnect(socketPath: string): Promise<Socket | null> {

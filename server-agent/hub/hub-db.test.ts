@@ -104,3 +104,67 @@ test("the schema version is recorded and a database from a newer cws is refused"
     f.close();
   }
 });
+
+test("a take-over grants a held lease with a new token, and the old holder's next push and heartbeat are refused", () => {
+  const f = fixture();
+  try {
+    const old = f.db.acquireLease(f.a, "proj");
+    assert.throws(() => f.db.acquireLease(f.b, "proj"), (e: unknown) => isCwsError(e, "LEASE_HELD") && /--take-over/.test(e.message));
+    const taken = f.db.acquireLease(f.b, "proj", true);
+    assert.equal(taken.deviceId, f.b);
+    assert.equal(taken.token, old.token + 1);
+    assert.throws(() => f.commit(f.a, null, old.token), (e: unknown) => isCwsError(e, "LEASE_LOST"));
+    assert.throws(() => f.db.heartbeat(f.a, old.token), (e: unknown) => isCwsError(e, "LEASE_LOST"));
+    assert.equal(f.db.head("proj"), null, "the refused push moved nothing");
+    assert.equal(f.commit(f.b, null, taken.token).deviceId, f.b);
+  } finally {
+    f.close();
+  }
+});
+
+test("re-enrolling a device keeps its id and leaves no second record", () => {
+  const f = fixture();
+  try {
+    const again = f.db.registerDevice("A (new laptop)", "SHA256:new", f.a);
+    assert.equal(again, f.a);
+    const devices = f.db.listDevices();
+    assert.equal(devices.length, 2);
+    assert.deepEqual(devices.find((d) => d.id === f.a)?.name, "A (new laptop)");
+    assert.equal(devices.find((d) => d.id === f.a)?.keyFingerprint, "SHA256:new");
+  } finally {
+    f.close();
+  }
+});
+
+test("a revoked device cannot open a session, its lease is released, and its old token cannot push", () => {
+  const f = fixture();
+  try {
+    const lease = f.db.acquireLease(f.a, "proj");
+    const revoked = f.db.revokeDevice("A");
+    assert.equal(revoked.id, f.a);
+    assert.notEqual(revoked.revokedAt, null);
+    assert.equal(f.db.lease().active, false);
+    assert.throws(() => f.db.device(f.a), (e: unknown) => isCwsError(e, "NOT_ENROLLED") && /revoked/.test(e.message));
+    assert.throws(() => f.commit(f.a, null, lease.token), (e: unknown) => isCwsError(e));
+    // Re-enrolling under a revoked id makes a new device instead of reviving it.
+    assert.notEqual(f.db.registerDevice("A", undefined, f.a), f.a);
+    assert.throws(() => f.db.revokeDevice("nobody"), (e: unknown) => isCwsError(e, "NOT_FOUND"));
+  } finally {
+    f.close();
+  }
+});
+
+test("each superproject numbers its own snapshots from 1", () => {
+  const f = fixture();
+  try {
+    f.db.createSuperproject("other");
+    const first = f.commit(f.a, null);
+    const other = f.db.commit({ slug: "other", base: null, deviceId: f.a, kind: "push", manifestHash: "0123456789abcdef", files: 0, bytes: 0 });
+    const second = f.commit(f.a, first.id);
+    assert.deepEqual([first.number, second.number], [1, 2]);
+    assert.equal(other.number, 1);
+    assert.notEqual(other.id, first.id, "the global ids stay distinct");
+  } finally {
+    f.close();
+  }
+});

@@ -7,9 +7,12 @@
 import { DatabaseSync } from "node:sqlite";
 import { randomUUID } from "node:crypto";
 import { CwsError } from "../../src/errors.ts";
-import type { QuarantineItemInfo, QuarantineStatus, SnapshotInfo, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import type { DeviceInfo, QuarantineItemInfo, QuarantineStatus, SnapshotInfo, SuperprojectInfo } from "../../src/protocol/messages.ts";
 import type { QuarantineReason } from "../../src/core/policy.ts";
 import { MIGRATIONS } from "./migrations.ts";
+
+/** An enrolled device, revoked ones included. */
+export type DeviceRecord = DeviceInfo;
 
 /** The hub's clock, injectable so tests can move time without sleeping. */
 export type Clock = () => number;
@@ -42,6 +45,7 @@ export interface CommitInput {
 
 interface SnapshotRow {
   id: number;
+  number: number | null;
   slug: string;
   parent: number | null;
   device_id: string;
@@ -157,26 +161,58 @@ export class HubDatabase {
 
   // ---- devices ---------------------------------------------------------------------------
 
-  registerDevice(name: string, keyFingerprint: string | undefined): string {
-    const id = randomUUID();
+  /**
+   * Records a new device, or re-enrolls `replaces` (a device enrolling again with --force)
+   * under its old id, so a re-enrolled device leaves no second record behind and its history
+   * keeps its name. A revoked or unknown `replaces` gets a new id.
+   */
+  registerDevice(name: string, keyFingerprint: string | undefined, replaces?: string): string {
     const now = this.clock();
+    if (replaces !== undefined) {
+      const updated = this.db.prepare("UPDATE devices SET name = ?, key_fingerprint = ?, enrolled_at = ?, last_seen_at = ? WHERE id = ? AND revoked_at IS NULL").run(name, keyFingerprint ?? null, now, now, replaces);
+      if (Number(updated.changes) === 1) return replaces;
+    }
+    const id = randomUUID();
     this.db.prepare("INSERT INTO devices (id, name, key_fingerprint, enrolled_at, last_seen_at) VALUES (?, ?, ?, ?, ?)").run(id, name, keyFingerprint ?? null, now, now);
     return id;
   }
 
-  device(id: string): { id: string; name: string; keyFingerprint: string | null } {
-    const row = this.db.prepare("SELECT id, name, key_fingerprint FROM devices WHERE id = ?").get(id) as { id: string; name: string; key_fingerprint: string | null } | undefined;
+  device(id: string): { id: string; name: string; keyFingerprint: string | null; enrolledAt: number } {
+    const row = this.db.prepare("SELECT id, name, key_fingerprint, enrolled_at, revoked_at FROM devices WHERE id = ?").get(id) as { id: string; name: string; key_fingerprint: string | null; enrolled_at: number; revoked_at: number | null } | undefined;
     if (row === undefined) {
       throw new CwsError("NOT_ENROLLED", `This device (${id}) is not enrolled on the server. Run \`cws enroll-device\` again.`);
     }
+    if (row.revoked_at !== null) {
+      throw new CwsError("NOT_ENROLLED", `This device (${row.name}, ${id}) was revoked on the server at ${new Date(row.revoked_at).toISOString()}. Enroll it again with \`cws enroll-device --force\` if that was a mistake.`, { data: { revokedAt: row.revoked_at } });
+    }
     this.db.prepare("UPDATE devices SET last_seen_at = ? WHERE id = ?").run(this.clock(), id);
-    return { id: row.id, name: row.name, keyFingerprint: row.key_fingerprint };
+    return { id: row.id, name: row.name, keyFingerprint: row.key_fingerprint, enrolledAt: row.enrolled_at };
   }
 
-  listDevices(): Array<{ id: string; name: string; enrolledAt: number; lastSeenAt: number }> {
-    return (this.db.prepare("SELECT id, name, enrolled_at, last_seen_at FROM devices ORDER BY enrolled_at").all() as Array<{ id: string; name: string; enrolled_at: number; last_seen_at: number }>).map((r) => ({
-      id: r.id, name: r.name, enrolledAt: r.enrolled_at, lastSeenAt: r.last_seen_at,
-    }));
+  listDevices(): DeviceRecord[] {
+    const rows = this.db.prepare("SELECT id, name, key_fingerprint, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at").all() as Array<{ id: string; name: string; key_fingerprint: string | null; enrolled_at: number; last_seen_at: number; revoked_at: number | null }>;
+    return rows.map((r) => ({ id: r.id, name: r.name, keyFingerprint: r.key_fingerprint, enrolledAt: r.enrolled_at, lastSeenAt: r.last_seen_at, revokedAt: r.revoked_at }));
+  }
+
+  /**
+   * Revokes a device: it can no longer open a session, and the lease it holds is released
+   * (the token stays, so its next push with that token is refused). Idempotent.
+   *
+   * @throws {CwsError} NOT_FOUND when no device has this id or name, INVALID_ARGUMENT when a name is ambiguous.
+   */
+  revokeDevice(idOrName: string): DeviceRecord {
+    return this.transaction(() => {
+      const matches = this.listDevices().filter((d) => d.id === idOrName || (d.name === idOrName && d.revokedAt === null));
+      if (matches.length === 0) throw new CwsError("NOT_FOUND", `No device is enrolled with the id or name ${JSON.stringify(idOrName)}. \`cws-server devices\` lists them.`);
+      if (matches.length > 1) throw new CwsError("INVALID_ARGUMENT", `Several devices are named ${JSON.stringify(idOrName)}; name one by its id (${matches.map((d) => d.id).join(", ")}).`);
+      const device = matches[0];
+      if (device.revokedAt === null) {
+        device.revokedAt = this.clock();
+        this.db.prepare("UPDATE devices SET revoked_at = ? WHERE id = ?").run(device.revokedAt, device.id);
+      }
+      this.db.prepare("UPDATE lease SET device_id = NULL, slug = NULL, acquired_at = NULL, heartbeat_at = NULL, expires_at = NULL WHERE singleton = 1 AND device_id = ?").run(device.id);
+      return device;
+    });
   }
 
   // ---- superprojects ---------------------------------------------------------------------
@@ -234,12 +270,12 @@ export class HubDatabase {
 
   // ---- snapshots -------------------------------------------------------------------------
 
-  private static snapshotSelect = `SELECT s.id, s.slug, s.parent, s.device_id, d.name AS device_name, s.created_at, s.kind, s.manifest_hash, s.files, s.bytes
+  private static snapshotSelect = `SELECT s.id, s.number, s.slug, s.parent, s.device_id, d.name AS device_name, s.created_at, s.kind, s.manifest_hash, s.files, s.bytes
     FROM snapshots s LEFT JOIN devices d ON d.id = s.device_id`;
 
   private toInfo(row: SnapshotRow): SnapshotInfo {
     return {
-      id: row.id, parent: row.parent, deviceId: row.device_id, deviceName: row.device_name ?? "(removed device)",
+      id: row.id, number: row.number ?? row.id, parent: row.parent, deviceId: row.device_id, deviceName: row.device_name ?? "(removed device)",
       createdAt: row.created_at, kind: row.kind, manifestHash: row.manifest_hash, files: row.files, bytes: row.bytes,
     };
   }
@@ -466,8 +502,8 @@ export class HubDatabase {
   /** Adds a snapshot and makes it the head; callers hold the transaction. */
   insertSnapshot(input: Omit<CommitInput, "base" | "fencingToken">, parent: number | null): SnapshotInfo {
     const now = this.clock();
-    const result = this.db.prepare("INSERT INTO snapshots (slug, parent, device_id, created_at, kind, manifest_hash, files, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
-      input.slug, parent, input.deviceId, now, input.kind, input.manifestHash, input.files, input.bytes,
+    const result = this.db.prepare("INSERT INTO snapshots (slug, number, parent, device_id, created_at, kind, manifest_hash, files, bytes) VALUES (?, (SELECT COALESCE(MAX(number), 0) + 1 FROM snapshots WHERE slug = ?), ?, ?, ?, ?, ?, ?, ?)").run(
+      input.slug, input.slug, parent, input.deviceId, now, input.kind, input.manifestHash, input.files, input.bytes,
     );
     const id = Number(result.lastInsertRowid);
     this.db.prepare("UPDATE superprojects SET head = ? WHERE slug = ?").run(id, input.slug);
@@ -515,12 +551,14 @@ export class HubDatabase {
    * Every grant increments the fencing token, so a holder that lost the lease and wakes up
    * later can never commit with its old token.
    */
-  acquireLease(deviceId: string, slug: string): LeaseState {
+  acquireLease(deviceId: string, slug: string, takeOver = false): LeaseState {
     return this.transaction(() => {
       this.device(deviceId);
       const lease = this.lease();
-      if (lease.active && lease.deviceId !== deviceId) {
-        throw new CwsError("LEASE_HELD", `${lease.deviceName} holds the sync lease for ${lease.slug} since ${new Date(lease.acquiredAt ?? 0).toISOString()}; it expires at ${new Date(lease.expiresAt ?? 0).toISOString()} unless that device keeps sending heartbeats. Run \`cws turn-off-sync\` on ${lease.deviceName}, or wait for the expiry.`, {
+      // A take-over (the user confirmed it, having seen the holder and its last heartbeat)
+      // grants the lease anyway; the new token fences the old holder out of every commit.
+      if (lease.active && lease.deviceId !== deviceId && !takeOver) {
+        throw new CwsError("LEASE_HELD", `${lease.deviceName} holds the sync lease for ${lease.slug} since ${new Date(lease.acquiredAt ?? 0).toISOString()}; it expires at ${new Date(lease.expiresAt ?? 0).toISOString()} unless that device keeps sending heartbeats. Run \`cws turn-off-sync\` on ${lease.deviceName}, wait for the expiry, or take the lease over with \`cws turn-on-sync ${slug} --take-over\` if that device is gone.`, {
           data: { holder: lease.deviceId, holderName: lease.deviceName, slug: lease.slug, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt },
         });
       }

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { HashHex } from "../../src/core/manifest.ts";
-import { DeviceId, HeldItem, LeaseState, QuarantineItemId, QuarantineItemInfo, QuarantineQuery, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
+import { DeviceId, DeviceInfo, HeldItem, LeaseState, QuarantineItemId, QuarantineItemInfo, QuarantineQuery, SnapshotId, SnapshotInfo, SnapshotKind, Slug, SuperprojectInfo } from "../../src/protocol/messages.ts";
 
 /** A quarantine item as the hub reports it to agents: with the store object of its content. */
 export const QuarantineRecordSchema = QuarantineItemInfo.extend({ objectHash: HashHex });
@@ -28,11 +28,15 @@ export const HubMethods = {
   ping: { params: z.object({}), result: z.object({ pid: z.number().int(), now: z.number() }) },
   // registerDevice enrolls a device after checking the secondary passphrase.
   registerDevice: {
-    params: z.object({ name: z.string().min(1).max(128), passphrase: z.string().min(1).max(1024), keyFingerprint: z.string().max(256).optional() }),
+    params: z.object({ name: z.string().min(1).max(128), passphrase: z.string().min(1).max(1024), keyFingerprint: z.string().max(256).optional(), replaces: DeviceId.optional() }),
     result: z.object({ deviceId: DeviceId }),
   },
-  // device looks an enrolled device up (NOT_ENROLLED when unknown).
-  device: { params: z.object({ deviceId: DeviceId }), result: z.object({ id: DeviceId, name: z.string() }) },
+  // device looks an enrolled device up (NOT_ENROLLED when unknown or revoked).
+  device: { params: z.object({ deviceId: DeviceId }), result: z.object({ id: DeviceId, name: z.string(), enrolledAt: z.number() }) },
+  // listDevices lists every device ever enrolled, revoked ones included.
+  listDevices: { params: z.object({}), result: z.object({ devices: z.array(DeviceInfo) }) },
+  // revokeDevice stops a device (by id or name) from opening sessions and releases its lease.
+  revokeDevice: { params: z.object({ device: z.string().min(1).max(128) }), result: z.object({ device: DeviceInfo }) },
   listSuperprojects: { params: z.object({}), result: z.object({ superprojects: z.array(SuperprojectInfo) }) },
   createSuperproject: { params: z.object({ slug: Slug }), result: SuperprojectInfo },
   deleteSuperproject: { params: z.object({ slug: Slug }), result: z.object({}) },
@@ -53,7 +57,7 @@ export const HubMethods = {
     result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem) }),
   },
   leaseStatus: { params: z.object({}), result: LeaseStateSchema },
-  acquireLease: { params: z.object({ deviceId: DeviceId, slug: Slug }), result: LeaseStateSchema },
+  acquireLease: { params: z.object({ deviceId: DeviceId, slug: Slug, takeOver: z.boolean().optional() }), result: LeaseStateSchema },
   heartbeat: { params: z.object({ deviceId: DeviceId, token: z.number().int().nonnegative() }), result: LeaseStateSchema },
   releaseLease: { params: z.object({ deviceId: DeviceId, token: z.number().int().nonnegative() }), result: LeaseStateSchema },
   // quarantineList lists items, newest first (pending only unless status is "all").

@@ -88,18 +88,25 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       case "ping":
         return { pid: process.pid, now: db.clock() };
       case "registerDevice": {
-        const p = params as { name: string; passphrase: string; keyFingerprint?: string };
+        const p = params as { name: string; passphrase: string; keyFingerprint?: string; replaces?: string };
         const current = await readServerConfig(dataDir);
         if (!(await verifyPassphrase(p.passphrase, current.passphrase))) {
           throw new CwsError("AUTH_FAILED", "The secondary passphrase is wrong. Use the passphrase set with `cws-server init` on the server.");
         }
-        const deviceId = db.registerDevice(p.name, p.keyFingerprint);
-        log(`enrolled device ${p.name} (${deviceId})`);
+        const deviceId = db.registerDevice(p.name, p.keyFingerprint, p.replaces);
+        log(`${deviceId === p.replaces ? "re-enrolled" : "enrolled"} device ${p.name} (${deviceId})`);
         return { deviceId };
       }
       case "device": {
-        const { id, name } = db.device((params as { deviceId: string }).deviceId);
-        return { id, name };
+        const { id, name, enrolledAt } = db.device((params as { deviceId: string }).deviceId);
+        return { id, name, enrolledAt };
+      }
+      case "listDevices":
+        return { devices: db.listDevices() };
+      case "revokeDevice": {
+        const device = db.revokeDevice((params as { device: string }).device);
+        log(`revoked device ${device.name} (${device.id})`);
+        return { device };
       }
       case "listSuperprojects":
         return { superprojects: db.listSuperprojects() };
@@ -182,10 +189,12 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       case "leaseStatus":
         return db.lease();
       case "acquireLease": {
-        const p = params as { deviceId: string; slug: string };
+        const p = params as { deviceId: string; slug: string; takeOver?: boolean };
         db.superproject(p.slug);
-        const lease = db.acquireLease(p.deviceId, p.slug);
-        log(`lease granted to ${lease.deviceName} for ${p.slug} (token ${lease.token})`);
+        const before = db.lease();
+        const lease = db.acquireLease(p.deviceId, p.slug, p.takeOver === true);
+        const taken = before.active && before.deviceId !== p.deviceId ? `, taken over from ${before.deviceName}` : "";
+        log(`lease granted to ${lease.deviceName} for ${p.slug} (token ${lease.token}${taken})`);
         return lease;
       }
       case "heartbeat": {

@@ -72,4 +72,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX quarantine_by_content ON quarantine(slug, status, proposed_hash);
   ALTER TABLE superprojects ADD COLUMN retention TEXT NOT NULL DEFAULT '{}';
   `,
+  // 4: devices can be revoked: the row stays (snapshots and quarantine items name their
+  // device), but the device can no longer open a session.
+  `
+  ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+  `,
+  // 5: snapshots are numbered per superproject (1, 2, 3, … for each), the number people see
+  // and give to \`restore --checkpoint\`; the global id stays the key everything refers to.
+  `
+  ALTER TABLE snapshots ADD COLUMN number INTEGER;
+  UPDATE snapshots SET number = (SELECT COUNT(*) FROM snapshots s2 WHERE s2.slug = snapshots.slug AND s2.id <= snapshots.id);
+  CREATE UNIQUE INDEX snapshots_by_number ON snapshots(slug, number);
+  `,
 ];

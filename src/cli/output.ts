@@ -25,30 +25,75 @@ export function println(line = ""): void {
   process.stdout.write(line + "\n");
 }
 
-/** A single status line on a terminal, rewritten in place; silent when stderr is not a terminal. */
+/** The progress events of a sync (see src/client/sync.ts), kept structural so this file stays thin. */
+export type ProgressEvent =
+  | { type: "phase"; phase: string }
+  | { type: "scan-progress"; files: number; bytes: number }
+  | { type: "push-progress"; bytes: number; total: number; chunks?: number }
+  | { type: "pull-progress"; files: number; total: number };
+
+/**
+ * Progress on stderr, in the form that suits whoever reads it:
+ * - a terminal: one status line, rewritten in place and cleared at the end;
+ * - `--json`: one JSON object per line (`{"type":"progress",…}`), for programs to follow;
+ * - anything else (a log, CI): one plain line per phase, so long runs are not silent.
+ * stdout keeps only the result either way.
+ */
 export class Progress {
-  private readonly enabled: boolean;
+  private readonly mode: "terminal" | "json" | "lines";
+  private readonly write: (text: string) => void;
   private last = 0;
   private shown = false;
 
-  constructor(enabled = process.stderr.isTTY === true) {
-    this.enabled = enabled;
+  constructor(options: { json?: boolean; terminal?: boolean; write?: (text: string) => void } = {}) {
+    this.mode = options.json ? "json" : (options.terminal ?? process.stderr.isTTY === true) ? "terminal" : "lines";
+    this.write = options.write ?? ((text) => void process.stderr.write(text));
   }
 
+  /** Shows a status line (terminal only); `force` skips the 100 ms throttle. */
   update(text: string, force = false): void {
-    if (!this.enabled) return;
+    if (this.mode !== "terminal") return;
     const now = Date.now();
     if (!force && now - this.last < 100) return;
     this.last = now;
     this.shown = true;
-    process.stderr.write(`\r\x1b[2K${text.slice(0, (process.stderr.columns ?? 100) - 1)}`);
+    this.write(`\r\x1b[2K${text.slice(0, (process.stderr.columns ?? 100) - 1)}`);
+  }
+
+  /** Shows one event of a sync. */
+  syncEvent(event: ProgressEvent): void {
+    if (this.mode === "json") {
+      const now = Date.now();
+      // Phases always; counters at most four times a second.
+      if (event.type !== "phase" && now - this.last < 250) return;
+      if (event.type !== "phase") this.last = now;
+      const { type, ...fields } = event;
+      this.write(JSON.stringify({ type: "progress", event: type, ...fields, at: new Date(now).toISOString() }) + "\n");
+      return;
+    }
+    if (this.mode === "lines") {
+      if (event.type === "phase" && event.phase !== "done") this.write(`cws: ${PHASE_TEXT[event.phase] ?? event.phase}\n`);
+      return;
+    }
+    if (event.type === "scan-progress") this.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
+    else if (event.type === "push-progress") this.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
+    else if (event.type === "pull-progress") this.update(`writing: ${event.files} of ${event.total} files`);
+    else this.update(`${event.phase}…`, true);
   }
 
   done(): void {
-    if (this.enabled && this.shown) process.stderr.write("\r\x1b[2K");
+    if (this.mode === "terminal" && this.shown) this.write("\r\x1b[2K");
     this.shown = false;
   }
 }
+
+const PHASE_TEXT: Record<string, string> = {
+  scan: "scanning the folder",
+  plan: "comparing with the server",
+  push: "uploading changes",
+  commit: "committing on the server",
+  pull: "writing server changes",
+};
 
 /**
  * Prints an error for a person (or as JSON) and returns the exit code (see failure.ts for the
@@ -59,7 +104,9 @@ export async function reportError(error: unknown, json: boolean): Promise<number
   const failure = describeFailure(error, await logDir());
   if (json) {
     const wire = { code: failure.code, message: failure.message, ...(failure.data === undefined ? {} : { data: failure.data }) };
+    // With --json the error is printed once, as JSON on stdout, where the result would be.
     writeQuietly(process.stdout, JSON.stringify({ ok: false, error: wire }, null, 2) + "\n");
+    return failure.exitCode;
   }
   writeQuietly(process.stderr, `cws: ${failure.message}\n`);
   return failure.exitCode;

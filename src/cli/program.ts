@@ -17,6 +17,7 @@ import type { ServerTarget, StateStore } from "../client/state.ts";
 import type { ConnectOptions } from "../client/connect.ts";
 import type { SyncSummary } from "../client/sync.ts";
 import type { AgentConnection } from "../transport/connection.ts";
+import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
 import { formatBytes, printJson, println, Progress } from "./output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
@@ -43,7 +44,7 @@ interface EnrollFlags {
   user?: string;
   identity?: string;
   knownHosts?: string;
-  agentCommand: string;
+  agentCommand?: string;
   sshAgent: boolean;
   passwordFile?: string;
   trustHostKey?: string;
@@ -60,7 +61,7 @@ interface EnrollFlags {
 async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget; connectOptions: ConnectOptions; fingerprint: { value?: string } }> {
   const fingerprint: { value?: string } = {};
   if (flags.serverData) return { target: { transport: "local", dataDir: flags.serverData }, connectOptions: {}, fingerprint };
-  const { ask, confirm, readSecretFile } = await import("../terminal/prompt.ts");
+  const { ask, askSecret, confirm, readSecretFile } = await import("../terminal/prompt.ts");
   const { readSshConfigText, resolveSshTarget } = await import("../transport/ssh-config.ts");
   const host = flags.host ?? (await ask("Server host (name, address or ~/.ssh/config alias)"));
   if (!host) throw new CwsError("INVALID_ARGUMENT", "Say where the server is: --host <host> (SSH) or --server-data <dir> (a data dir on this machine).");
@@ -69,6 +70,7 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
     { host, port: flags.port === undefined ? undefined : Number(flags.port), user: flags.user, identityFiles: flags.identity ? [flags.identity] : undefined, knownHostsPath: flags.knownHosts },
     { configText, homeDir: homedir(), localUser: userInfo().username },
   );
+  const agentCommand = flags.agentCommand ?? (await ask("Agent command on the server, as `cws-server init` printed it", DEFAULT_AGENT_COMMAND));
   const target: ServerTarget = {
     transport: "ssh",
     host: resolved.host,
@@ -78,9 +80,15 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
     identitiesOnly: resolved.identitiesOnly,
     useAgents: flags.sshAgent,
     knownHostsPath: resolved.knownHostsFiles[0] ?? join(homedir(), ".ssh", "known_hosts"),
-    agentCommand: flags.agentCommand,
+    agentCommand,
   };
-  const password = flags.passwordFile ? await readSecretFile(flags.passwordFile) : undefined;
+  // Like ssh, the password is asked only once every key was refused; after a password login
+  // enrollment installs the device's key, so it is needed only this once.
+  const password = flags.passwordFile
+    ? await readSecretFile(flags.passwordFile)
+    : process.stdin.isTTY
+      ? () => askSecret(`Password of ${resolved.user}@${resolved.host} (used once, to install this device's key; Enter to skip)`, { allowEmpty: true })
+      : undefined;
   const connectOptions: ConnectOptions = {
     password,
     trustOnFirstUse: async (presented, details) => {
@@ -97,20 +105,30 @@ async function enrollTarget(flags: EnrollFlags): Promise<{ target: ServerTarget;
   return { target, connectOptions, fingerprint };
 }
 
-/** The SHA256 fingerprint of the device's public key (beside its private key), for the hub's records. */
-async function deviceKeyFingerprint(target: ServerTarget): Promise<string | undefined> {
-  if (target.transport !== "ssh" || target.identityFiles.length === 0) return undefined;
-  const { fingerprintSha256 } = await import("../transport/known-hosts.ts");
-  try {
-    const line = (await readFile(`${target.identityFiles[0]}.pub`, "utf8")).trim().split(/\s+/);
-    return fingerprintSha256(Buffer.from(line[1] ?? "", "base64"));
-  } catch {
-    return undefined;
+/** The agent command when none is given: the wrapper `scripts/server/install.sh` puts on the PATH. */
+const DEFAULT_AGENT_COMMAND = "cws-agent --stdio";
+
+/**
+ * The device's SSH key whose public half enrollment sends: the first key file to be tried
+ * (named, or OpenSSH's defaults in its order) that has its `.pub` beside it, as ssh-copy-id
+ * picks one. Undefined when there is none.
+ */
+async function deviceKey(target: ServerTarget): Promise<{ file: string; publicKey: string; fingerprint: string } | undefined> {
+  if (target.transport !== "ssh") return undefined;
+  const [{ identityFilesOf }, { DEFAULT_IDENTITY_FILE_NAMES }, { fingerprintSha256 }] = await Promise.all([
+    import("../client/connect.ts"), import("../transport/ssh-config.ts"), import("../transport/known-hosts.ts"),
+  ]);
+  for (const file of identityFilesOf(target, DEFAULT_IDENTITY_FILE_NAMES)) {
+    const text = await readFile(`${file}.pub`, "utf8").catch(() => undefined);
+    const words = text?.trim().split(/\s+/);
+    if (words === undefined || words.length < 2) continue;
+    return { file, publicKey: text!.trim(), fingerprint: fingerprintSha256(Buffer.from(words[1], "base64")) };
   }
+  return undefined;
 }
 
 /** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
-function interruptSignal(): AbortSignal {
+function processInterruptSignal(): AbortSignal {
   const controller = new AbortController();
   process.once("SIGINT", () => {
     process.stderr.write("\ncws: stopping after the current step (Ctrl+C again to quit now)\n");
@@ -126,6 +144,9 @@ function interruptSignal(): AbortSignal {
  * awaited (a connection nobody will use should not delay the error).
  */
 function openSession(state: StateStore, signal: AbortSignal): { connecting: Promise<AgentConnection>; close(): Promise<void> } {
+  // Before anything else looks at bindings: a device that is not enrolled is told to enroll
+  // first, not to attach a superproject it could not sync anyway.
+  state.enrolled();
   const abandon = new AbortController();
   const connecting = connect(state, { signal: AbortSignal.any([signal, abandon.signal]) });
   connecting.catch(() => {}); // seen by whoever awaits it; never an unhandled rejection
@@ -141,7 +162,10 @@ function openSession(state: StateStore, signal: AbortSignal): { connecting: Prom
   };
 }
 
-function slugArgument(positional: string | undefined, flags: { superproject?: string }): string {
+export function slugArgument(positional: string | undefined, flags: { superproject?: string }): string {
+  if (positional !== undefined && flags.superproject !== undefined && positional !== flags.superproject) {
+    throw new CwsError("INVALID_ARGUMENT", `Two superprojects were named: ${positional} and --superproject ${flags.superproject}. Name one.`);
+  }
   const slug = positional ?? flags.superproject;
   if (!slug) throw new CwsError("INVALID_ARGUMENT", "Name the superproject: `cws <command> <slug>` (or --superproject <slug>).");
   return slug;
@@ -193,10 +217,47 @@ export function conflictLine(summary: Pick<SyncSummary, "slug" | "root" | "dryRu
   return `${head}; yours is backed up at ${c.backup}, and the server's version is now${inFolder ? ` at ${where}` : " live"}`;
 }
 
+/** Shows who holds the lease and since when it is silent, and asks whether to take it over. */
+async function confirmTakeOver(holder: LeaseState, yes: boolean): Promise<boolean> {
+  const silent = holder.heartbeatAt === null ? "never sent a heartbeat" : `last heartbeat ${Math.round((holder.now - holder.heartbeatAt) / 1000)} s ago (${new Date(holder.heartbeatAt).toLocaleString()})`;
+  const text = `${holder.deviceName} (${holder.deviceId}) holds the sync lease for ${holder.slug} since ${new Date(holder.acquiredAt ?? 0).toLocaleString()}; ${silent}; it expires in ${Math.max(0, Math.round(((holder.expiresAt ?? 0) - holder.now) / 1000))} s.\n` +
+    `Taking it over stops that device's pushes (its next one is refused; its files stay on that device).`;
+  process.stderr.write(`${text}\n`);
+  if (yes) return true;
+  if (!process.stdin.isTTY) throw new CwsError("CANCELLED", "Nothing was changed: there is no terminal to confirm the take-over on. Add --yes to take the lease over.");
+  const { confirm } = await import("../terminal/prompt.ts");
+  return confirm(`Take the lease over from ${holder.deviceName}?`, false);
+}
+
+/** Shows what override-current-state would replace and asks; without a terminal, asks for --yes. */
+async function confirmOverride(preview: SyncSummary): Promise<boolean> {
+  const head = preview.snapshot;
+  const lines = [
+    head === null
+      ? `The server has no state of ${preview.slug} yet.`
+      : `This replaces the server's state of ${preview.slug}: snapshot ${snapshotNumber(head)} (${head.files} files), written by ${head.deviceName} on ${new Date(head.createdAt).toLocaleString()}. It stays as a checkpoint (\`cws restore ${preview.slug} --checkpoint ${snapshotNumber(head)}\`).`,
+    `${preview.pushed.files} file(s) would be written and ${preview.pushed.deleted} deleted on the server:`,
+    ...changeLines(preview.changes.push, preview.pushed.files + preview.pushed.deleted),
+  ];
+  if (!process.stdin.isTTY) {
+    throw new CwsError("CANCELLED", `${lines.join("\n")}\nNothing was changed: there is no terminal to confirm on. Run it again with --yes to go ahead.`);
+  }
+  process.stderr.write(lines.join("\n") + "\n");
+  const { confirm } = await import("../terminal/prompt.ts");
+  return confirm("Replace the server's state with this folder?", false);
+}
+
+/** The changed paths of a summary, one line each (`+`/`~` written, `-` deleted), with how many more there are. */
+export function changeLines(changes: SyncSummary["changes"]["push"], total: number): string[] {
+  const lines = changes.map((c) => `  ${c.deleted ? "-" : "~"} ${c.path}`);
+  if (total > changes.length) lines.push(`  … and ${total - changes.length} more`);
+  return lines;
+}
+
 export function printSyncSummary(summary: SyncSummary): void {
   const p = summary.pushed;
   const q = summary.pulled;
-  println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot?.id ?? "(none)"}`}`);
+  println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot ? snapshotNumber(summary.snapshot) : "(none)"}`}`);
   println(`  scanned ${summary.scanned.files} files (${summary.scanned.hashedFiles} hashed, ${formatBytes(summary.scanned.hashedBytes)})`);
   if (summary.dryRun) {
     // A dry run counts files; it reads no chunk, so it has no chunk or byte counts to show.
@@ -212,7 +273,11 @@ export function printSyncSummary(summary: SyncSummary): void {
   for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
   for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
   if (summary.leftoversRemoved > 0) println(`  removed ${summary.leftoversRemoved} temp file(s) left by an interrupted run`);
-  if (summary.backupDir) println(`  replaced or deleted local files were backed up in ${summary.backupDir}`);
+  if (summary.backupDir) {
+    println(`  ${summary.replaced.length} local file(s) replaced or deleted, each backed up first in ${summary.backupDir}:`);
+    for (const path of summary.replaced.slice(0, 200)) println(`    ${path}`);
+    if (summary.replaced.length > 200) println(`    … and ${summary.replaced.length - 200} more`);
+  }
   println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
   for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
   for (const line of quarantineLines(summary)) println(`  ${line}`);
@@ -227,7 +292,7 @@ type SyncFlags = FirstJoinFlags & { dryRun?: boolean; json?: boolean };
  * when the binding has no base yet (see first-join-prompt.ts).
  */
 async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: "sync" | "pull", signal: AbortSignal): Promise<{ summary: SyncSummary; firstJoin: FirstJoinRecord }> {
-  const progress = new Progress();
+  const progress = new Progress({ json: flags.json });
   // The connection opens while the folder is scanned (see sync.ts).
   const session = openSession(state, signal);
   try {
@@ -236,12 +301,7 @@ async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: 
     const firstJoin = firstJoinFor(state, slug, flags, { beforeAsk: () => progress.done() });
     const summary = await syncSuperproject({
       conn: session.connecting, state, slug, mode, dryRun: flags.dryRun, signal, firstJoin: firstJoin.hook,
-      onEvent: (event) => {
-        if (event.type === "scan-progress") progress.update(`scanning: ${event.files} files, ${formatBytes(event.bytes)}`);
-        else if (event.type === "push-progress") progress.update(`uploading: ${formatBytes(event.bytes)} of ${formatBytes(event.total)}`);
-        else if (event.type === "pull-progress") progress.update(`writing: ${event.files} of ${event.total} files`);
-        else if (event.type === "phase") progress.update(`${event.phase}…`, true);
-      },
+      onEvent: (event) => progress.syncEvent(event),
     });
     progress.done();
     return { summary, firstJoin: firstJoin.record };
@@ -261,7 +321,17 @@ async function printSyncResult(result: { summary: SyncSummary; firstJoin: FirstJ
   for (const line of firstJoinOutcomeLines(firstJoin, summary.root, summary.dryRun)) println(line);
 }
 
-export function buildProgram(): Command {
+/** How a program is built: `cws shell` hands each command its own interrupt signal. */
+export interface BuildOptions {
+  /**
+   * The signal that stops a command cleanly (live sync: final push, lease released). Without
+   * it, the first Ctrl+C of the process stops the command and a second one exits at once.
+   */
+  interrupt?: AbortSignal;
+}
+
+export function buildProgram(options: BuildOptions = {}): Command {
+  const interruptSignal = (): AbortSignal => options.interrupt ?? processInterruptSignal();
   const program = new Command("cws")
     .description("Keep Codex workspace context (superprojects and their Codex threads) in sync across your machines through your own server, over SSH.")
     .version(PACKAGE_VERSION)
@@ -275,43 +345,48 @@ export function buildProgram(): Command {
     .option("--user <user>", "the account on the server (default: from ~/.ssh/config, else your user name)")
     .option("--identity <file>", "the SSH private key to use (default: ~/.ssh/config's IdentityFile, else OpenSSH's default keys and your ssh-agent)")
     .option("--known-hosts <file>", "known_hosts file to check and record the server's key in (default: ~/.ssh/known_hosts)")
-    .option("--agent-command <command>", "how to start the agent on the server (absolute paths: the remote PATH is minimal)", "cws-agent --stdio")
+    .option("--agent-command <command>", `how to start the agent on the server, as \`cws-server init\` printed it (default: asked; ${DEFAULT_AGENT_COMMAND} with scripts/server/install.sh)`)
     .option("--no-ssh-agent", "do not ask ssh-agent / Pageant for keys")
-    .option("--password-file <file>", "an SSH password for the first login only, read from a file (- for stdin)")
+    .option("--password-file <file>", "the account's SSH password for this first login only, read from a file (- for stdin); without it, asked on a terminal when no key is accepted")
     .option("--trust-host-key <fingerprint>", "trust the server's host key if it has this SHA256:… fingerprint (for scripts)")
     .option("--yes", "trust an unknown host key without asking (only where you verified it otherwise)")
-    .option("--restrict-key", "lock the SSH key on the server to cws (the agent and its staging folders only; no shell) — use a key made for cws")
+    .option("--restrict-key", "lock this device's SSH key on the server to cws (the agent and its staging folders only; no shell), also when it already logs in; the default after a password login")
+    .option("--no-restrict-key", "after a password login, install the key unrestricted, as ssh-copy-id does")
     .option("--server-data <dir>", "use a server data dir on this machine through a local agent (demo, tests) instead of SSH")
     .option("--device-name <name>", "how this device is shown (default: the host name)")
     .option("--passphrase-file <file>", "read the server's secondary passphrase from this file (- for stdin) instead of asking")
-    .option("--force", "enroll again even if this device is already enrolled")
+    .option("--force", "enroll again even if this device is already enrolled (keeps its device id)")
     .option("--json", "print machine-readable output")
+    .addHelpText("after", `
+A key that logs in already is left as it is (unless --restrict-key). When no key is accepted,
+the account's password is used once (asked, or --password-file) and this device's key
+(--identity, else ~/.ssh/id_rsa, id_ecdsa or id_ed25519, the first with its .pub) is installed in
+the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key.`)
     .action(async (flags: EnrollFlags) => {
       const state = await openState();
       const { askSecret, confirm, readSecretFile } = await import("../terminal/prompt.ts");
       const { enrollDevice } = await import("../client/commands/enroll.ts");
       const { target, connectOptions, fingerprint } = await enrollTarget(flags);
-      const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
-      let publicKey: string | undefined;
-      if (flags.restrictKey) {
-        if (target.transport !== "ssh" || target.identityFiles.length === 0) {
-          throw new CwsError("INVALID_ARGUMENT", "--restrict-key needs --identity <key file> (its .pub beside it) so cws knows which key to restrict.");
-        }
-        publicKey = (await readFile(`${target.identityFiles[0]}.pub`, "utf8").catch(() => {
-          throw new CwsError("NOT_FOUND", `Cannot read ${target.identityFiles[0]}.pub, the public half of the key to restrict.`);
-        })).trim();
-        if (process.stdin.isTTY && !flags.yes && !(await confirm(`After enrollment, ${target.identityFiles[0]} will only run cws on the server (no shell). Continue?`, false))) {
-          throw new CwsError("CANCELLED", "Nothing was changed.");
-        }
+      const key = await deviceKey(target);
+      if (target.transport === "ssh" && key === undefined && (flags.restrictKey === true || typeof connectOptions.password === "string")) {
+        throw new CwsError("NOT_FOUND", `This device has no SSH key to install on the server (looked for ${target.identityFiles.length ? target.identityFiles.map((f) => `${f}.pub`).join(", ") : "~/.ssh/id_rsa.pub, id_ecdsa.pub, id_ed25519.pub"}). Create one with \`ssh-keygen -t ed25519\` and run this again.`);
       }
-      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: await deviceKeyFingerprint(target), publicKey, restrictKey: flags.restrictKey }, connectOptions);
+      const passphrase = flags.passphraseFile ? await readSecretFile(flags.passphraseFile) : await askSecret("Secondary passphrase (set with `cws-server init`)");
+      if (flags.restrictKey === true && process.stdin.isTTY && !flags.yes && !(await confirm(`After enrollment, ${key!.file} will only run cws on the server (no shell). Continue?`, false))) {
+        throw new CwsError("CANCELLED", "Nothing was changed.");
+      }
+      const result = await enrollDevice(state, { target, deviceName: flags.deviceName, passphrase, force: flags.force, keyFingerprint: key?.fingerprint, publicKey: key?.publicKey, restrictKey: flags.restrictKey }, connectOptions);
       if (target.transport === "ssh" && fingerprint.value) {
         await state.update((s) => { if (s.server?.transport === "ssh") s.server.hostKeyFingerprint = fingerprint.value; });
       }
       if (flags.json) printJson({ ok: true, ...result, hostKeyFingerprint: fingerprint.value ?? null });
       else {
         println(`Enrolled ${result.deviceName} (${result.deviceId}); the server runs cws ${result.agentVersion}.`);
-        if (result.keyInstalled) println(`The key is now restricted to cws on the server (${result.keyInstalled.file}).`);
+        if (result.keyInstalled) {
+          println(result.keyInstalled.restricted
+            ? `${key?.file ?? "The key"} is installed on the server, restricted to cws (${result.keyInstalled.file}).`
+            : `${key?.file ?? "The key"} is installed on the server (${result.keyInstalled.file}), unrestricted.`);
+        }
       }
     });
 
@@ -410,21 +485,31 @@ export function buildProgram(): Command {
       .argument("[slug]")
       .option("--superproject <slug>", "the older way to name it")
       .option("--dry-run", "show what would change without changing anything")
-      .option("--json", "print machine-readable output");
+      .option("--json", "print machine-readable output")
+      .option("--yes", mode === "override" ? "replace the server's state without asking (for scripts)" : "(accepted for symmetry; nothing is asked)");
     // update-from-server on a binding without a base asks how to join first, like sync.
     if (mode === "pull") addFirstJoinOptions(command);
-    command.action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
+    command.action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string; yes?: boolean }) => {
         const slug = slugArgument(positional, flags);
         const state = await openState();
         const signal = interruptSignal();
         if (mode === "pull") return printSyncResult(await runSync(state, slug, flags, "pull", signal), flags.json);
         const session = openSession(state, signal);
+        const progress = new Progress({ json: flags.json });
         try {
           const { overrideCurrentState } = await import("../client/commands/override.ts");
-          const summary = await overrideCurrentState(await session.connecting, state, slug, { dryRun: flags.dryRun, signal });
+          const summary = await overrideCurrentState(await session.connecting, state, slug, {
+            dryRun: flags.dryRun, signal, onEvent: (event) => progress.syncEvent(event),
+            confirm: flags.yes ? undefined : async (preview) => {
+              progress.done();
+              return confirmOverride(preview);
+            },
+          });
+          progress.done();
           if (flags.json) printJson({ ok: true, ...summary });
           else printSyncSummary(summary);
         } finally {
+          progress.done();
           await session.close();
         }
       });
@@ -440,9 +525,11 @@ export function buildProgram(): Command {
     .option("--quiet-ms <ms>", "push after the folder was quiet this long", String(DEFAULT_QUIET_MS))
     .option("--heartbeat-ms <ms>", "heartbeat period (the lease lives 120 s without one)", String(DEFAULT_HEARTBEAT_MS))
     .option("--rescan-ms <ms>", "full rescan period, a safety net for missed watcher events", String(DEFAULT_RESCAN_MS))
+    .option("--take-over", "when another device holds the lease (e.g. it is gone), show it and take the lease over after asking")
+    .option("--yes", "with --take-over: do not ask (for scripts)")
     .option("--json", "print events as JSON lines");
   addFirstJoinOptions(turnOn)
-    .action(async (positional: string | undefined, flags: FirstJoinFlags & { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean }) => {
+    .action(async (positional: string | undefined, flags: FirstJoinFlags & { superproject?: string; quietMs: string; heartbeatMs: string; rescanMs: string; json?: boolean; takeOver?: boolean; yes?: boolean }) => {
       const slug = slugArgument(positional, flags);
       const state = await openState();
       const { runLiveSync } = await import("../client/live-sync.ts");
@@ -464,6 +551,7 @@ export function buildProgram(): Command {
       const result = await runLiveSync({
         state, slug, signal,
         connect: () => connect(state),
+        takeOver: flags.takeOver ? (holder) => confirmTakeOver(holder, flags.yes === true) : undefined,
         quietMs: ms(flags.quietMs, "--quiet-ms", 10, 600_000),
         heartbeatMs: ms(flags.heartbeatMs, "--heartbeat-ms", 100, 60_000),
         rescanMs: ms(flags.rescanMs, "--rescan-ms", 100, 3_600_000),
@@ -477,7 +565,7 @@ export function buildProgram(): Command {
           else if (event.type === "synced") {
             const s = event.summary;
             if (s.pushed.files + s.pushed.deleted + s.pulled.files + s.pulled.deleted > 0 || s.conflicts.length > 0) {
-              println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot?.id ?? "-"}`);
+              println(`${time} pushed ${s.pushed.files} files and ${s.pushed.deleted} deletions (${formatBytes(s.pushed.bytes)}), pulled ${s.pulled.files}; now at snapshot ${s.snapshot ? snapshotNumber(s.snapshot) : "-"}`);
             }
             for (const c of s.conflicts) println(`${time} ${conflictLine(s, c)}`);
             // Only new holds are announced: items still waiting were announced when they were held.
@@ -534,31 +622,51 @@ export function buildProgram(): Command {
       const { runningLiveSyncs } = await import("../client/live-sync.ts");
       const { syncSuperproject } = await import("../client/sync.ts");
       const { readCodexConflicts } = await import("../client/codex/state.ts");
-      const conn = await connect(state);
+      const where = server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`;
+      let conn: AgentConnection;
       try {
-        const [{ superprojects }, lease, live] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state)]);
+        conn = await connect(state);
+      } catch (error) {
+        // Without the server, say what this device knows: its enrollment, its bindings and
+        // when each last synced, and why the server could not be asked.
+        const reason = error instanceof CwsError ? error : new CwsError("CONNECTION_LOST", (error as Error).message);
+        const live = await runningLiveSyncs(state);
+        const local = Object.entries(state.data.superprojects).map(([slug, b]) => ({ slug, root: b.root, base: b.base, lastSyncAt: b.lastSyncAt, live: live.some((m) => m.slug === slug) }));
+        if (flags.json) printJson({ ok: false, device, server, reachable: false, error: reason.toWire(), superprojects: local });
+        else {
+          println(`device: ${device.name} (${device.id}), enrolled with ${where}`);
+          println(`server: NOT reachable: ${reason.message}`);
+          for (const row of local) println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}; last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+        }
+        process.exitCode = 1;
+        return;
+      }
+      try {
+        const [{ superprojects }, lease, live, opened] = await Promise.all([conn.call("listSuperprojects", {}), conn.call("leaseStatus", {}), runningLiveSyncs(state), conn.call("open", { deviceId: device.id })]);
         const rows = [];
         for (const [slug, bound] of Object.entries(state.data.superprojects)) {
           const remote = superprojects.find((s) => s.slug === slug);
           let pending: { push: number; pull: number; conflicts: number } | null = null;
           let problem: string | null = null;
+          let headNumber: number | null = null;
           if (remote !== undefined) {
             try {
               const plan = await syncSuperproject({ conn, state, slug, dryRun: true });
               pending = { push: plan.pushed.files + plan.pushed.deleted, pull: countPulls(plan), conflicts: plan.conflicts.length };
+              headNumber = plan.snapshot === null ? null : snapshotNumber(plan.snapshot);
             } catch (error) {
               problem = (error as Error).message;
             }
           }
-          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug), quarantine: remote?.pendingQuarantine ?? 0, codexConflicts: await readCodexConflicts(state.home, slug) });
+          rows.push({ slug, root: bound.root, base: bound.base, serverHead: remote?.head ?? null, serverHeadNumber: headNumber, onServer: remote !== undefined, lastSyncAt: bound.lastSyncAt, pending, problem, live: live.some((m) => m.slug === slug), quarantine: remote?.pendingQuarantine ?? 0, codexConflicts: await readCodexConflicts(state.home, slug) });
         }
         const serverOnly = superprojects.filter((s) => !state.data.superprojects[s.slug]);
         if (flags.json) {
-          printJson({ ok: true, device, server, agentVersion: conn.hello.version, lease, superprojects: rows, serverOnly });
+          printJson({ ok: true, device: { ...device, enrolledAt: opened.enrolledAt ?? null, serverName: opened.deviceName }, server, agentVersion: conn.hello.version, lease, superprojects: rows, serverOnly });
           return;
         }
-        println(`device: ${device.name} (${device.id})`);
-        println(`server: ${server.transport === "ssh" ? `${server.user}@${server.host}:${server.port}` : `local ${server.dataDir}`}, reachable, cws ${conn.hello.version}`);
+        println(`device: ${device.name} (${device.id}), enrolled on the server as ${opened.deviceName}${opened.enrolledAt ? ` since ${new Date(opened.enrolledAt).toLocaleString()}` : ""}`);
+        println(`server: ${where}, reachable, cws ${conn.hello.version}${server.transport === "ssh" ? `, agent command ${JSON.stringify(server.agentCommand)}` : ""}`);
         if (lease.active) {
           const left = Math.max(0, Math.round(((lease.expiresAt ?? 0) - lease.now) / 1000));
           println(`lease: ${lease.deviceId === device.id ? "this device" : lease.deviceName} live-syncs ${lease.slug} since ${new Date(lease.acquiredAt ?? 0).toLocaleString()}, expires in ${left} s without heartbeats`);
@@ -566,7 +674,9 @@ export function buildProgram(): Command {
         for (const row of rows) {
           println(`${row.slug}${row.live ? " [live]" : ""}: ${row.root}`);
           if (!row.onServer) { println("  missing on the server"); continue; }
-          println(`  server head ${row.serverHead ?? "(empty)"}, this device at ${row.base ?? "(never synced)"}, last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
+          const where = row.serverHead === null ? "the server holds nothing yet" : `server at snapshot ${row.serverHeadNumber ?? row.serverHead}`;
+          const here = row.base === null ? "this device never synced" : row.base === row.serverHead ? "this device is there too" : "this device is at an older snapshot";
+          println(`  ${where}, ${here}; last sync ${row.lastSyncAt ? new Date(row.lastSyncAt).toLocaleString() : "never"}`);
           if (row.pending) println(`  pending: ${row.pending.push} local change(s) to push, ${row.pending.pull} server change(s) to pull, ${row.pending.conflicts} conflict(s)`);
           if (row.quarantine > 0) println(`  quarantine: ${row.quarantine} item(s) held for review; see \`cws quarantine list ${row.slug}\``);
           if (row.problem) println(`  cannot compare: ${row.problem}`);

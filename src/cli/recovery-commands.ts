@@ -7,8 +7,9 @@ import type { Command } from "commander";
 import { CwsError } from "../errors.ts";
 import type { StateStore } from "../client/state.ts";
 import type { AgentConnection } from "../transport/connection.ts";
-import type { QuarantineItemInfo } from "../protocol/messages.ts";
+import { snapshotNumber, type QuarantineItemInfo } from "../protocol/messages.ts";
 import { formatBytes, printJson, println } from "./output.ts";
+import { displayPath } from "../core/paths.ts";
 
 // Each command loads its code when it runs, so that other commands do not pay for it (see program.ts).
 const quarantineCode = () => import("../client/commands/quarantine.ts");
@@ -37,7 +38,7 @@ function when(ms: number | null): string {
 }
 
 function pathsLine(item: QuarantineItemInfo, max: number): string {
-  const shown = item.paths.slice(0, max);
+  const shown = item.paths.slice(0, max).map(displayPath);
   const more = item.pathCount - shown.length;
   return `${shown.join(", ")}${more > 0 ? `, … and ${more} more` : ""}`;
 }
@@ -81,15 +82,20 @@ export function registerRecoveryCommands(program: Command): void {
     .argument("<id>", "the item id (from `cws quarantine list`)")
     .option("--json", "print machine-readable output")
     .action(async (idText: string, flags: { json?: boolean }) => {
-      const shown = await withConnection(async (conn) => {
+      const { shown, numbers } = await withConnection(async (conn) => {
         const { showQuarantine, parseItemId } = await quarantineCode();
-        return showQuarantine(conn, parseItemId(idText));
+        const shown = await showQuarantine(conn, parseItemId(idText));
+        if (flags.json) return { shown, numbers: new Map<number, number>() };
+        // Items name snapshots by their hub-wide id; people know them by their number in the superproject.
+        const { snapshots } = await conn.call("listSnapshots", { slug: shown.item.slug, limit: 10_000 });
+        return { shown, numbers: new Map(snapshots.map((s) => [s.id, snapshotNumber(s)])) };
       });
       if (flags.json) return printJson({ ok: true, ...shown });
       const { item } = shown;
+      const number = (id: number | null, none: string): string => (id === null ? none : String(numbers.get(id) ?? `(id ${id}, no longer kept)`));
       println(itemHeadline(item));
-      println(`  pushed by ${item.deviceName} at ${when(item.createdAt)}, against snapshot ${item.baseSnapshot ?? "(none)"}; the rest of that push is snapshot ${item.snapshotId ?? "-"}`);
-      if (item.status !== "pending") println(`  ${item.status} by ${item.resolvedBy ?? "?"} at ${when(item.resolvedAt)}${item.resolvedSnapshot ? ` (snapshot ${item.resolvedSnapshot})` : ""}`);
+      println(`  pushed by ${item.deviceName} at ${when(item.createdAt)}, against snapshot ${number(item.baseSnapshot, "(none)")}; the rest of that push is snapshot ${number(item.snapshotId, "-")}`);
+      if (item.status !== "pending") println(`  ${item.status} by ${item.resolvedBy ?? "?"} at ${when(item.resolvedAt)}${item.resolvedSnapshot ? ` (snapshot ${number(item.resolvedSnapshot, "-")})` : ""}`);
       if (!item.contentAvailable) println("  its held content has been removed by `cws-server gc`");
       println("  metrics:");
       for (const [name, value] of Object.entries(item.metrics)) println(`    ${name}: ${Number.isInteger(value) ? value : Number(value.toFixed(4))}`);
@@ -98,11 +104,11 @@ export function registerRecoveryCommands(program: Command): void {
       for (const path of item.paths.slice(0, 200)) {
         const change = byPath.get(path);
         const what = change === undefined ? "" : change.proposed === null ? " (delete)" : change.previous === null ? " (add)" : ` (${change.previous.size} → ${change.proposed.size} bytes)`;
-        println(`    ${path}${what}`);
+        println(`    ${displayPath(path)}${what}`);
       }
       if (item.pathCount > 200) println(`    … and ${item.pathCount - 200} more (--json lists them all)`);
       for (const diff of shown.diffs) {
-        println(`  diff of ${diff.path} (live version → held version):`);
+        println(`  diff of ${displayPath(diff.path)} (live version → held version):`);
         if (diff.note) println(`    (${diff.note})`);
         for (const line of diff.diff.split("\n")) if (line !== "") println(`    ${line}`);
       }
@@ -121,7 +127,7 @@ export function registerRecoveryCommands(program: Command): void {
       });
       if (flags.json) return printJson({ ok: true, ...result });
       println(`Accepted #${result.item.id} (${result.item.reason}): ${result.item.summary}`);
-      println(`${result.item.slug} is now at snapshot ${result.snapshot.id}; devices get the change at their next sync (their copies are backed up first).`);
+      println(`${result.item.slug} is now at snapshot ${snapshotNumber(result.snapshot)}; devices get the change at their next sync (their copies are backed up first).`);
     });
 
   quarantine
@@ -151,23 +157,23 @@ export function registerRecoveryCommands(program: Command): void {
       if (flags.json) return printJson({ ok: true, slug, checkpoints: snapshots });
       if (snapshots.length === 0) return println(`${slug} has no checkpoint yet.`);
       for (const s of snapshots) {
-        println(`${String(s.id).padStart(6)}  ${when(s.createdAt)}  ${s.kind.padEnd(17)} ${s.deviceName}: ${s.files} files, ${formatBytes(s.bytes)}${s.id === snapshots[0].id ? "  (head)" : ""}`);
+        println(`${String(snapshotNumber(s)).padStart(6)}  ${when(s.createdAt)}  ${s.kind.padEnd(17)} ${s.deviceName}: ${s.files} files, ${formatBytes(s.bytes)}${s.id === snapshots[0].id ? "  (head)" : ""}`);
       }
-      println(`Restore one with \`cws restore ${slug} --checkpoint <id>\`.`);
+      println(`Restore one with \`cws restore ${slug} --checkpoint <number>\`.`);
     });
 
   program
     .command("restore")
     .description("Make an old checkpoint the superproject's state again, as a new snapshot (the current state stays a checkpoint). Devices get it at their next sync.")
     .argument("<slug>")
-    .requiredOption("--checkpoint <id>", "the checkpoint (from `cws checkpoints list`)")
+    .requiredOption("--checkpoint <number>", "the checkpoint's number (from `cws checkpoints list`; each superproject counts its own)")
     .option("--json", "print machine-readable output")
     .action(async (slug: string, flags: { checkpoint: string; json?: boolean }) => {
-      const result = await withConnection(async (conn, state) => (await checkpointsCode()).restoreCheckpoint(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
+      const result = await withConnection(async (conn, state) => (await checkpointsCode()).restoreCheckpointNumber(conn, state, slug, positiveInt(flags.checkpoint, "--checkpoint")));
       if (flags.json) return printJson({ ok: true, ...result });
-      if (result.unchanged) return println(`${slug} is already at checkpoint ${result.snapshot.id}; nothing was changed.`);
-      println(`${slug} is now at snapshot ${result.snapshot.id}, a copy of checkpoint ${flags.checkpoint}. Devices get it at their next sync (their changed files are backed up first).`);
-      if (result.previousHead !== null) println(`To undo: \`cws restore ${slug} --checkpoint ${result.previousHead}\`.`);
+      if (result.unchanged) return println(`${slug} is already at checkpoint ${snapshotNumber(result.snapshot)}; nothing was changed.`);
+      println(`${slug} is now at snapshot ${snapshotNumber(result.snapshot)}, a copy of checkpoint ${flags.checkpoint}. Devices get it at their next sync (their changed files are backed up first).`);
+      if (result.previousHeadNumber !== null) println(`To undo: \`cws restore ${slug} --checkpoint ${result.previousHeadNumber}\`.`);
     });
 
   const backups = program.command("backups").description("This device's local backups: every file a sync replaced or deleted here.");

@@ -9,7 +9,7 @@ import { printJson, println } from "./output.ts";
 const skillsCode = () => import("../client/commands/skills.ts");
 const openState = async () => (await import("../client/state.ts")).StateStore.open();
 
-export function registerToolCommands(program: Command, build: () => Command): void {
+export function registerToolCommands(program: Command, build: (options?: { interrupt?: AbortSignal }) => Command): void {
   program
     .command("delete-superproject-server")
     .description("Delete a superproject and its history from the server (local folders are left alone; chunks are reclaimed by the server's gc).")

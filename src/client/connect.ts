@@ -8,6 +8,8 @@ import type { AgentConnection } from "../transport/connection.ts";
 import { connectLocal } from "../transport/local.ts";
 import { askSecret } from "../terminal/prompt.ts";
 import type { ServerTarget, StateStore } from "./state.ts";
+import { homedir } from "node:os";
+import { join } from "node:path";
 
 export interface ConnectOptions {
   signal?: AbortSignal;
@@ -15,20 +17,20 @@ export interface ConnectOptions {
   askPassphrase?: (keyPath: string, attempt: number) => Promise<string | undefined>;
   /** Enrollment only: asks whether to trust an unknown host key (shown as SHA256:…). */
   trustOnFirstUse?: (fingerprint: string, details: { host: string; port: number; algorithm: string }) => Promise<boolean>;
-  /** Enrollment only: an SSH password, used once. */
-  password?: string;
+  /** Enrollment only: an SSH password, used once (or a prompt, asked only when every key was refused). */
+  password?: string | (() => Promise<string | undefined>);
 }
 
 /** Connects without identifying a device (enrollment). */
 export async function connectTarget(target: ServerTarget, options: ConnectOptions = {}): Promise<AgentConnection> {
   if (target.transport === "local") return connectLocal({ dataDir: target.dataDir }, { signal: options.signal });
-  const { connectSsh } = await import("../transport/ssh.ts");
+  const [{ connectSsh }, { DEFAULT_IDENTITY_FILE_NAMES }] = await Promise.all([import("../transport/ssh.ts"), import("../transport/ssh-config.ts")]);
   return connectSsh(
     {
       host: target.host,
       port: target.port,
       user: target.user,
-      identityFiles: target.identityFiles,
+      identityFiles: identityFilesOf(target, DEFAULT_IDENTITY_FILE_NAMES),
       defaultIdentityFiles: target.identityFiles.length === 0,
       identitiesOnly: target.identitiesOnly,
       agents: target.useAgents ? undefined : false,
@@ -40,6 +42,16 @@ export async function connectTarget(target: ServerTarget, options: ConnectOption
     },
     { signal: options.signal },
   );
+}
+
+/**
+ * The key files to try: the ones recorded at enrollment (from --identity or ~/.ssh/config's
+ * IdentityFile), else OpenSSH's default key files in its order, which ssh tries without being
+ * told (missing ones are skipped silently).
+ */
+export function identityFilesOf(target: Extract<ServerTarget, { transport: "ssh" }>, defaultNames: readonly string[], home: string = homedir()): string[] {
+  if (target.identityFiles.length > 0) return target.identityFiles;
+  return defaultNames.map((name) => join(home, ".ssh", name));
 }
 
 /** Asks for a key's passphrase on the terminal; without one, the key is skipped. */

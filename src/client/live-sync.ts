@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { CwsError, isCwsError } from "../errors.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
-import type { LeaseState } from "../protocol/messages.ts";
+import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { StateStore } from "./state.ts";
 import { syncSuperproject, type SyncSummary } from "./sync.ts";
@@ -45,6 +45,12 @@ export interface LiveSyncOptions {
   quietMs?: number;
   rescanMs?: number;
   onEvent?: (event: LiveEvent) => void;
+  /**
+   * Asked when another device holds the lease (shown its holder, superproject and last
+   * heartbeat); resolving true takes the lease over. Without it, a held lease is refused
+   * (LEASE_HELD). The old holder's next push is refused by its stale fencing token.
+   */
+  takeOver?: (holder: LeaseState) => Promise<boolean>;
 }
 
 export interface LiveSyncResult {
@@ -98,7 +104,7 @@ export async function checkNotBehind(conn: AgentConnection, state: StateStore, s
   const binding = state.binding(slug);
   const { snapshot } = await conn.call("head", { slug });
   if (snapshot !== null && snapshot.id !== binding.base) {
-    throw new CwsError("BEHIND_SERVER", `This device's copy of ${slug} is behind the server (server at snapshot ${snapshot.id} from ${snapshot.deviceName}, this device at ${binding.base ?? "none"}). Run \`cws update-from-server ${slug}\` to bring it up to date, or \`cws override-current-state ${slug}\` to make this device's copy the server's state.`, {
+    throw new CwsError("BEHIND_SERVER", `This device's copy of ${slug} is behind the server (the server is at snapshot ${snapshotNumber(snapshot)} from ${snapshot.deviceName}; this device ${binding.base === null ? "never synced" : "is at an older one"}). Run \`cws update-from-server ${slug}\` to bring it up to date, or \`cws override-current-state ${slug}\` to make this device's copy the server's state.`, {
       data: { head: snapshot.id, base: binding.base },
     });
   }
@@ -116,7 +122,16 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
   let lease: LeaseState;
   try {
     await checkNotBehind(conn, state, slug);
-    lease = await conn.call("acquireLease", { slug });
+    let takeOver = false;
+    if (options.takeOver !== undefined) {
+      const current = await conn.call("leaseStatus", {});
+      const deviceId = state.enrolled().device.id;
+      if (current.active && current.deviceId !== deviceId) {
+        if (!(await options.takeOver(current))) throw new CwsError("CANCELLED", `Nothing was changed: ${current.deviceName} keeps the lease.`);
+        takeOver = true;
+      }
+    }
+    lease = await conn.call("acquireLease", { slug, takeOver });
   } catch (error) {
     await conn.close();
     throw error;

@@ -30,9 +30,19 @@ import type { StateStore } from "./state.ts";
 import { checkHeld, maskHeld, nextHeldRecord, readHeld, recordHeld, writeHeld } from "./quarantine-held.ts";
 import type { HeldItem } from "../protocol/messages.ts";
 import type { FirstJoinHook } from "./first-join.ts";
+import { displayPath } from "../core/paths.ts";
 
 /** The least time between two scan-progress events, in milliseconds. */
 const PROGRESS_INTERVAL_MS = 100;
+
+/** One path a sync moves: written (new or changed) or deleted. */
+export interface ChangedPath {
+  path: string;
+  deleted: boolean;
+}
+
+/** How many changed paths a summary lists per direction. */
+export const MAX_LISTED_CHANGES = 200;
 
 export type SyncEvent =
   | { type: "phase"; phase: "scan" | "plan" | "push" | "commit" | "pull" | "done" }
@@ -124,6 +134,14 @@ export interface SyncSummary {
     /** Rejected items whose paths get the server's version back. */
     restoring: number[];
   };
+  /**
+   * The paths the plan moves, as the user knows them (folder paths without the manifest's
+   * internal `files/` prefix; Codex threads under `codex/`), at most {@link MAX_LISTED_CHANGES}
+   * of each; the counts above are complete.
+   */
+  changes: { push: ChangedPath[]; pull: ChangedPath[] };
+  /** Local files the pull replaced or deleted (each kept in `backupDir` first), relative to the folder. */
+  replaced: string[];
   wire: WireCounters;
   durationMs: number;
 }
@@ -245,6 +263,8 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     backupDir: null,
     codex: codex.summary(server),
     quarantine: { held: [], waiting: masked.waiting, restoring: masked.restoring },
+    changes: { push: listChanges(plan.push), pull: listChanges(plan.pull) },
+    replaced: [],
     wire: { sent: 0, received: 0 },
     durationMs: 0,
   };
@@ -321,6 +341,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   }
   await codex.finish(summary.codex);
   if (backup.saved.length > 0) summary.backupDir = backup.dir;
+  summary.replaced = [...backup.saved];
 
   // Files the pull wrote are not read by the next scan (their paths are matched against the
   // ignore rules then: they came from the server, not from a walk).
@@ -366,6 +387,16 @@ function countFiles(manifest: Manifest): number {
 }
 
 /** Counts planned files and deletions (a real pull replaces the pull counts with what it did). */
+function listChanges(actions: readonly PlanAction[]): ChangedPath[] {
+  const listed: ChangedPath[] = [];
+  for (const action of actions) {
+    if (listed.length >= MAX_LISTED_CHANGES) break;
+    if (action.type === "conflict" || (action.entry !== null && action.entry.kind !== "file")) continue;
+    listed.push({ path: displayPath(action.path), deleted: action.entry === null });
+  }
+  return listed;
+}
+
 function countPlan(plan: SyncPlan, summary: SyncSummary): void {
   for (const action of plan.push) {
     if (action.type !== "push") continue;

@@ -395,3 +395,13 @@ function quote(value: string): string {
 function truncate(value: string): string {
   return value.length > QUOTED_PATH_LENGTH ? `${value.slice(0, QUOTED_PATH_LENGTH)}…` : value;
 }
+
+/**
+ * A manifest path as the user knows it: the folder's own files lose the manifest's internal
+ * `files/` prefix (the folder itself shows as `.`); Codex threads keep their `codex/` prefix,
+ * which tells them apart from the folder's files.
+ */
+export function displayPath(manifestPath: string): string {
+  if (manifestPath === "files") return ".";
+  return manifestPath.startsWith("files/") ? manifestPath.slice("files/".length) : manifestPath;
+}

@@ -38,6 +38,7 @@ import { compileGlob, firstMatchingGlob, globProblem } from "./glob.ts";
 import { ManifestEntry, makeManifest, manifestIndex, sameContent } from "./manifest.ts";
 import type { Manifest } from "./manifest.ts";
 import { isMarkdownPath } from "./markdown.ts";
+import { displayPath } from "./paths.ts";
 import type { MarkdownStats } from "./markdown.ts";
 
 export { isMarkdownPath, markdownDiffSummary, markdownStats } from "./markdown.ts";
@@ -409,7 +410,7 @@ export function evaluatePush(input: PushInput): PolicyDecision {
       reason: "protected-delete",
       paths: [path],
       metrics: { bytes: (before.get(path) as ManifestEntry).size },
-      summary: `deletes ${what} ${path} (matches ${JSON.stringify(glob)})`,
+      summary: `deletes ${what} ${displayPath(path)} (matches ${JSON.stringify(glob)})`,
     });
   }
   const ordinary = changes.deleted.filter((path) => !protectedPaths.has(path));
@@ -491,7 +492,7 @@ export function evaluatePush(input: PushInput): PolicyDecision {
         beforeNonEmptyLines: stats.before.nonEmptyLines,
         afterNonEmptyLines: stats.after.nonEmptyLines,
       },
-      summary: `${path}: ${why.join(" and ")}`,
+      summary: `${displayPath(path)}: ${why.join(" and ")}`,
     });
   }
 
@@ -506,7 +507,7 @@ export function evaluatePush(input: PushInput): PolicyDecision {
     if (extendsOld) continue;
     const old = before.get(previousPath) as ManifestEntry;
     const now = after.get(path) as ManifestEntry;
-    const where = path === previousPath ? path : `${previousPath} → ${path}`;
+    const where = path === previousPath ? displayPath(path) : `${displayPath(previousPath)} → ${displayPath(path)}`;
     drafts.push({
       reason: "rollout-rewrite",
       paths: path === previousPath ? [path] : [previousPath, path].sort(byPath),
@@ -580,7 +581,7 @@ function emptiedFolders(changes: Changes, ordinary: readonly string[], settings:
       reason: "folder-emptied",
       paths,
       metrics: { folderFiles, deletedFiles, movedFiles, minFolderFiles: settings.minFolderFiles },
-      summary: `empties folder ${folder}: deletes ${deletedFiles} of its ${folderFiles} files${moved}`,
+      summary: `empties folder ${displayPath(folder)}: deletes ${deletedFiles} of its ${folderFiles} files${moved}`,
     });
   }
   return drafts;

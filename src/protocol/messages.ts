@@ -56,6 +56,8 @@ export const SnapshotKind = z.enum(["push", "override", "restore", "accept-quara
 
 export const SnapshotInfo = z.object({
   id: SnapshotId,
+  // number counts the superproject's own snapshots (1, 2, 3, …): what people see and type.
+  number: z.number().int().positive().optional(),
   parent: SnapshotId.nullable(),
   deviceId: z.string(),
   deviceName: z.string(),
@@ -66,6 +68,11 @@ export const SnapshotInfo = z.object({
   bytes: z.number().int().nonnegative(),
 });
 export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
+
+/** The number people see for a snapshot: its number within the superproject (the id from an older hub). */
+export function snapshotNumber(snapshot: Pick<SnapshotInfo, "id" | "number">): number {
+  return snapshot.number ?? snapshot.id;
+}
 
 export const SuperprojectInfo = z.object({
   slug: Slug,
@@ -95,6 +102,19 @@ export const LeaseState = z.object({
   now: z.number(),
 });
 export type LeaseState = z.infer<typeof LeaseState>;
+
+/** An enrolled device as the hub records it. */
+export const DeviceInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  // keyFingerprint is the SHA256 fingerprint of the device's SSH key, when it was known at enrollment.
+  keyFingerprint: z.string().nullable(),
+  // enrolledAt, lastSeenAt and revokedAt are hub clock times in ms since the epoch.
+  enrolledAt: z.number(),
+  lastSeenAt: z.number(),
+  revokedAt: z.number().nullable(),
+});
+export type DeviceInfo = z.infer<typeof DeviceInfo>;
 
 // ---- quarantine and checkpoints --------------------------------------------------------
 
@@ -201,17 +221,23 @@ export const Methods = {
       // restrictKey asks the server to replace the key's authorized_keys line by the restricted form
       // (forced command: the agent and jailed SFTP only, pinned to this device).
       restrictKey: z.boolean().optional(),
-    }).refine((p) => !p.restrictKey || p.publicKey !== undefined, { message: "restrictKey needs publicKey", path: ["publicKey"] }),
+      // installKey asks the server to add the key to authorized_keys as ssh-copy-id would (sent
+      // after a password login); restricted when restrictKey is also set, a plain line otherwise.
+      installKey: z.boolean().optional(),
+      // replacesDeviceId re-enrolls this device under its old id (enroll --force), so no orphan record stays.
+      replacesDeviceId: DeviceId.optional(),
+    }).refine((p) => !(p.restrictKey || p.installKey) || p.publicKey !== undefined, { message: "restrictKey and installKey need publicKey", path: ["publicKey"] }),
     result: z.object({
       deviceId: DeviceId,
-      // keyInstalled tells whether the restricted authorized_keys line was written, and where.
-      keyInstalled: z.object({ file: z.string(), replaced: z.number().int().nonnegative() }).optional(),
+      // keyInstalled tells whether an authorized_keys line was written, where, and whether it is restricted.
+      keyInstalled: z.object({ file: z.string(), replaced: z.number().int().nonnegative(), restricted: z.boolean().default(true) }).optional(),
     }),
   },
   // open binds the session to an enrolled device; every other data method needs it.
   open: {
     params: z.object({ deviceId: DeviceId }),
-    result: z.object({ deviceName: z.string() }),
+    // enrolledAt is when the hub recorded this device (hub clock, ms since the epoch).
+    result: z.object({ deviceName: z.string(), enrolledAt: z.number().optional() }),
   },
   // listSuperprojects lists what the server holds.
   listSuperprojects: {
@@ -273,7 +299,9 @@ export const Methods = {
   // leaseStatus tells who holds the global lease, if anyone.
   leaseStatus: { params: z.object({}), result: LeaseState },
   // acquireLease grants this device the global lease for a superproject (LEASE_HELD if another holds it).
-  acquireLease: { params: z.object({ slug: Slug }), result: LeaseState },
+  // takeOver grants it even while another device holds it (the user saw the holder and confirmed);
+  // the new token fences the old holder out.
+  acquireLease: { params: z.object({ slug: Slug, takeOver: z.boolean().optional() }), result: LeaseState },
   // heartbeat extends this device's lease; LEASE_LOST when the token is stale.
   heartbeat: { params: z.object({ token: z.number().int().nonnegative() }), result: LeaseState },
   // releaseLease gives the lease up (a no-op when the token is not the current one).

@@ -31,6 +31,11 @@ export interface WireCounters {
 export interface AgentConnection {
   /** The agent's handshake, already checked for protocol version. */
   readonly hello: Hello;
+  /**
+   * How the SSH connection logged in (`publickey`, `agent`, `password`, `keyboard-interactive`);
+   * undefined for the local transport. Enrollment installs the device key after a password login.
+   */
+  readonly authMethod?: string;
   /** Sends one request and waits for its result, validated against the method's schema. */
   call<M extends MethodName>(method: M, params: Params<M>, options?: { signal?: AbortSignal }): Promise<Result<M>>;
   /** Copies a local file to `<staging.incoming>/<name>` on the server. */

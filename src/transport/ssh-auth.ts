@@ -54,8 +54,12 @@ export interface SshAuthOptions {
    * @default {defaultAgents()}
    */
   agents?: readonly string[] | false;
-  /** A password, used only at enrollment to install the device's key. */
-  password?: string;
+  /**
+   * A password, used only at enrollment to install the device's key: the value, or a
+   * function that asks for it only once every key was refused (as ssh asks after its keys).
+   * Resolving undefined skips the password.
+   */
+  password?: string | (() => Promise<string | undefined>);
   /**
    * Asks the user for a key file's passphrase; resolves undefined when they decline.
    * `attempt` starts at 1. Without it, encrypted key files are skipped.
@@ -78,6 +82,8 @@ export interface SshAuth {
   attempts(): string[];
   /** The methods the server said it accepts, once known. */
   serverMethods(): string[] | undefined;
+  /** The kind of credential the server accepted (`publickey`, `agent`, `password`, …), once ready. */
+  acceptedMethod(): AuthenticationType | undefined;
   /** The AUTH_FAILED error to show when every credential was refused. */
   failure(host: string, port: number, reason?: string): CwsError;
 }
@@ -125,6 +131,9 @@ export function createSshAuth(options: SshAuthOptions): SshAuth {
   const records: AttemptRecord[] = [];
   let methods: string[] | undefined;
   let generator: AsyncGenerator<AnyAuthMethod, void, void> | undefined;
+  // ssh2 asks for the next credential only after a refusal, so the last one offered is the
+  // one the server accepted once the connection is ready.
+  let lastOffered: AuthenticationType | undefined;
 
   const record = (label: string, status: string): void => {
     records.push({ label, status });
@@ -185,14 +194,28 @@ export function createSshAuth(options: SshAuthOptions): SshAuth {
       yield { type: "publickey", username: user, key };
     }
 
-    if (password !== undefined) {
+    if (password !== undefined && (allowed("keyboard-interactive") || allowed("password"))) {
+      let value: string | undefined;
+      if (typeof password === "string") value = password;
+      else {
+        onInteraction?.(true);
+        try {
+          value = await password();
+        } finally {
+          onInteraction?.(false);
+        }
+      }
+      if (value === undefined || value === "") {
+        record("password", "not given");
+        return;
+      }
       if (allowed("keyboard-interactive")) {
         record("password (keyboard-interactive)", "refused by the server");
-        yield keyboardInteractive(user, password);
+        yield keyboardInteractive(user, value);
       }
       if (allowed("password")) {
         record("password", "refused by the server");
-        yield { type: "password", username: user, password };
+        yield { type: "password", username: user, password: value };
       }
     }
   }
@@ -201,7 +224,10 @@ export function createSshAuth(options: SshAuthOptions): SshAuth {
     if (Array.isArray(methodsLeft)) methods = [...methodsLeft];
     generator ??= candidates();
     void generator.next().then(
-      (step) => next(step.done === true ? (false as unknown as AnyAuthMethod) : step.value),
+      (step) => {
+        if (step.done !== true) lastOffered = step.value.type;
+        next(step.done === true ? (false as unknown as AnyAuthMethod) : step.value);
+      },
       (error: unknown) => {
         record("authentication", `failed: ${(error as Error).message}`);
         next(false as unknown as AnyAuthMethod);
@@ -213,6 +239,7 @@ export function createSshAuth(options: SshAuthOptions): SshAuth {
     authHandler,
     attempts: () => records.map((entry) => `${entry.label}: ${entry.status}`),
     serverMethods: () => (methods === undefined ? undefined : [...methods]),
+    acceptedMethod: () => lastOffered,
     failure(host, port, reason) {
       const tried = records.length === 0 ? "nothing" : records.map((entry) => `${entry.label}: ${entry.status}`).join("; ");
       const accepts = methods === undefined ? "" : ` The server accepts: ${methods.join(", ") || "nothing"}.`;
@@ -221,7 +248,7 @@ export function createSshAuth(options: SshAuthOptions): SshAuth {
         "AUTH_FAILED",
         `Cannot log in to ${user}@${host}:${port} as the server refused every credential${because}. ` +
           `Tried: ${tried}.${accepts} Make sure the device's public key is in ~/.ssh/authorized_keys of ` +
-          `"${user}" on the server (enrollment installs it), or name the right key with --identity`,
+          `"${user}" on the server (enrollment installs it when you log in once with the account's password), or name the right key with --identity`,
         { data: { host, port, user, tried: records.map((entry) => `${entry.label}: ${entry.status}`), serverMethods: methods } },
       );
     },

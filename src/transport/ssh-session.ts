@@ -51,8 +51,8 @@ export interface SshSessionTarget {
   hashKnownHosts?: boolean;
   /** Agents to ask (see {@link SshAuthOptions.agents}); `false` for none. */
   agents?: readonly string[] | false;
-  /** A password, used only at enrollment. */
-  password?: string;
+  /** A password (or a prompt for one, asked only once every key was refused), used only at enrollment. */
+  password?: SshAuthOptions["password"];
   /** Asks for a key file's passphrase; resolve undefined to skip the key. */
   passphrase?: (keyPath: string, attempt: number) => Promise<string | undefined>;
   /**
@@ -100,6 +100,8 @@ export interface SshSession {
   readonly client: InstanceType<typeof ssh2.Client>;
   /** The server's host key as checked (and, when `trustedNow`, just recorded). */
   readonly hostKey: { algorithm: string; fingerprint: string; trustedNow: boolean };
+  /** How this connection logged in: `publickey` or `agent` (a key), `password` or `keyboard-interactive`. */
+  readonly authMethod: string | undefined;
   /** Opens an exec channel running `command` through the user's remote shell. */
   exec(command: string): Promise<ClientChannel>;
   /** The connection's SFTP session, opened on first use and then shared. */
@@ -322,6 +324,7 @@ export async function openSshSession(target: SshSessionTarget, options: SshSessi
   return {
     client,
     hostKey: hostKey!,
+    authMethod: auth.acceptedMethod(),
     exec(command) {
       return new Promise((resolve, reject) => {
         if (isClosed) return reject(lostAfterReady(where));

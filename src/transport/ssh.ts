@@ -126,8 +126,9 @@ export function classifyAgentFailure(
       "AGENT_MISSING",
       `Cannot start the cws agent on ${where} as the command was not found: ${JSON.stringify(command)}` +
         (said ? ` (the server said: ${said.slice(0, 500)})` : "") +
-        `. Install cws on the server (see scripts/server/install.sh) or point to it with --agent-command ` +
-        `'/absolute/path/to/cws-agent --stdio'; remote commands get a minimal PATH, so use an absolute path`,
+        `. Install cws on the server and give the agent command \`cws-server init --data <dir>\` printed there, e.g. ` +
+        `--agent-command '~/cws-data/bin/cws-agent --stdio' (or '<node 24> <checkout>/server-agent/agent/main.ts --stdio --data <dir>'); ` +
+        `remote commands get a minimal PATH, so name it by its path`,
       { cause: error, data: { command, exitCode: status.code, stderr: said.slice(0, 4096) } },
     );
   }
@@ -154,6 +155,7 @@ export function classifyAgentFailure(
 
 class SshAgentConnection implements AgentConnection {
   readonly hello: AgentConnection["hello"];
+  readonly authMethod: string | undefined;
   readonly call: AgentConnection["call"];
   readonly #session: SshSession;
   readonly #agent: StartedAgent;
@@ -168,6 +170,7 @@ class SshAgentConnection implements AgentConnection {
     this.#tuning = tuning ?? {};
     this.#where = where;
     this.hello = agent.rpc.hello;
+    this.authMethod = session.authMethod;
     this.call = agent.rpc.call;
   }
 

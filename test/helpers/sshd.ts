@@ -65,8 +65,19 @@ export interface StartSshdOptions {
    * @default {10000}
    */
   startTimeoutMs?: number;
-  /** Extra sshd_config lines, appended after the defaults. */
+  /** Extra sshd_config lines, appended after the defaults (sshd keeps the first value of a keyword). */
   extraConfig?: string[];
+  /**
+   * sshd's AuthorizedKeysFile instead of the temp dir's file, e.g. `.ssh/authorized_keys`
+   * for each account's own (a test logging in as another account).
+   */
+  authorizedKeysFile?: string;
+  /**
+   * Accept passwords (sshd checks them against /etc/shadow itself; root only).
+   *
+   * @default {false}
+   */
+  passwordAuthentication?: boolean;
 }
 
 /** True when sshd and ssh-keygen are installed, so tests can skip with a clear message. */
@@ -157,7 +168,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<SshdHan
       const port = await freePort();
       await writeFile(
         configPath,
-        sshdConfig({ port, hostKeyPath, authorizedKeysPath, pidPath, extra: extraConfig }),
+        sshdConfig({ port, hostKeyPath, authorizedKeysPath: options.authorizedKeysFile ?? authorizedKeysPath, pidPath, extra: extraConfig, passwords: options.passwordAuthentication ?? false }),
         { mode: 0o600 },
       );
       const started = await launch(configPath, logPath, port, startTimeoutMs);
@@ -203,6 +214,7 @@ function sshdConfig(settings: {
   authorizedKeysPath: string;
   pidPath: string;
   extra: string[];
+  passwords: boolean;
 }): string {
   const pathForAgent = [path.join(REPO_ROOT, "node_modules", ".bin"), "/usr/local/bin", "/usr/bin", "/bin"].join(":");
   return [
@@ -212,7 +224,7 @@ function sshdConfig(settings: {
     `AuthorizedKeysFile ${settings.authorizedKeysPath}`,
     // The temp dir is not owned and moded the way sshd's strict checks want.
     "StrictModes no",
-    "PasswordAuthentication no",
+    `PasswordAuthentication ${settings.passwords ? "yes" : "no"}`,
     "KbdInteractiveAuthentication no",
     "UsePAM no",
     "PermitRootLogin prohibit-password",

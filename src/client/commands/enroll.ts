@@ -15,12 +15,16 @@ export interface EnrollOptions {
   keyFingerprint?: string;
   /** Replace an existing enrollment of this device. */
   force?: boolean;
-  /** The device key's public line, and whether the server should restrict that key to cws. */
+  /** The device key's public line. */
   publicKey?: string;
+  /**
+   * Restrict the key to cws on the server: true also when it logs in already, false never;
+   * undefined restricts it only when it is installed after a password login.
+   */
   restrictKey?: boolean;
 }
 
-export async function enrollDevice(state: StateStore, options: EnrollOptions, connectOptions: ConnectOptions = {}): Promise<{ deviceId: string; deviceName: string; agentVersion: string; keyInstalled?: { file: string; replaced: number } }> {
+export async function enrollDevice(state: StateStore, options: EnrollOptions, connectOptions: ConnectOptions = {}): Promise<{ deviceId: string; deviceName: string; agentVersion: string; keyInstalled?: { file: string; replaced: number; restricted: boolean } }> {
   if (state.data.device !== null && !options.force) {
     throw new CwsError("ALREADY_EXISTS", `This device is already enrolled as ${state.data.device.name} (${state.data.device.id}). Pass --force to enroll it again.`);
   }
@@ -28,8 +32,12 @@ export async function enrollDevice(state: StateStore, options: EnrollOptions, co
   if (deviceName === "" || deviceName.length > 128) throw new CwsError("INVALID_ARGUMENT", "The device name must have 1 to 128 characters.");
   const conn = await connectTarget(options.target, connectOptions);
   try {
+    // After a password login the key does not log in yet: install it, as ssh-copy-id would.
+    const installKey = options.publicKey !== undefined && (conn.authMethod === "password" || conn.authMethod === "keyboard-interactive");
+    const restrictKey = options.publicKey !== undefined && (options.restrictKey ?? installKey);
     const { deviceId, keyInstalled } = await conn.call("enroll", {
-      deviceName, passphrase: options.passphrase, keyFingerprint: options.keyFingerprint, publicKey: options.publicKey, restrictKey: options.restrictKey,
+      deviceName, passphrase: options.passphrase, keyFingerprint: options.keyFingerprint, publicKey: options.publicKey,
+      restrictKey, installKey, replacesDeviceId: state.data.device?.id,
     });
     await state.update((s) => {
       s.device = { id: deviceId, name: deviceName };

@@ -67,7 +67,7 @@ export interface ThreadsListing {
   root: string;
   /** Newest first. */
   threads: ThreadRow[];
-  /** Diverged local copies that were set aside (see codex-state.ts). */
+  /** Diverged local copies that were set aside (see codex/state.ts). */
   conflicts: CodexConflict[];
   problems: Array<{ path: string; reason: string }>;
   /** Whether Codex was asked: "asked", "not installed", "off" (sync off or CWS_CODEX=off) or why it failed. */
