@@ -291,7 +291,7 @@ function pullCancelled(): CwsError {
 }
 
 /** Raw bytes asked for per bundle: a few bundles in flight stay well inside the memory budget. */
-const DOWNLOAD_BUNDLE_BYTES = 8 * 1024 * 1024;
+const DOWNLOAD_BUNDLE_BYTES = 4 * 1024 * 1024;
 
 /** Bundles prepared and downloaded ahead of the one being applied. */
 const BUNDLES_AHEAD = 2;

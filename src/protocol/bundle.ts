@@ -435,7 +435,9 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
 }
 
 /**
- * Reads a bundle held in memory (plain or streamed), as `readBundle` reads a file.
+ * Reads a bundle held in memory (plain or streamed), as `readBundle` reads a file. Records
+ * are views into the reader's blocks (see `shareBlocks`): for callers that use each record
+ * before they take the next, as the pull does.
  */
 export async function* readBundleBytes(bytes: Uint8Array, name: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
   let position = 0;
@@ -445,7 +447,7 @@ export async function* readBundleBytes(bytes: Uint8Array, name: string, options:
     position += n;
     return n;
   };
-  yield* readRecords(await unstreamed(fromMemory, name), name, options);
+  yield* readRecords(await unstreamed(fromMemory, name), name, { ...options, shareBlocks: true });
 }
 
 /** Fills `into[offset, offset + length)` with the next bytes, returning how many (0 at the end). */
