@@ -404,7 +404,8 @@ function writeAllSync(fd: number, data: Uint8Array): void {
 
 function lstatOrNull(path: string): Stats | null {
   try {
-    return lstatSync(path);
+    // No exception for a missing file: a first pull asks this for every file it writes.
+    return lstatSync(path, { throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
   }

@@ -428,7 +428,7 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
       position += bytesRead;
       return bytesRead;
     };
-    yield* readRecords(await unstreamed(fromFile, name), name, options);
+    yield* readRecords(new BufferedReader(await unstreamed(fromFile, name), options.shareBlocks), name, options);
   } finally {
     await handle.close();
   }
@@ -436,18 +436,35 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
 
 /**
  * Reads a bundle held in memory (plain or streamed), as `readBundle` reads a file. Records
- * are views into the reader's blocks (see `shareBlocks`): for callers that use each record
- * before they take the next, as the pull does.
+ * (their stored bytes) are views into `bytes` or into the decompressed frames (as with `shareBlocks`).
  */
 export async function* readBundleBytes(bytes: Uint8Array, name: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
-  let position = 0;
-  const fromMemory: ByteSource = async (into, offset, length) => {
-    const n = Math.min(length, bytes.byteLength - position);
-    into.set(bytes.subarray(position, position + n), offset);
-    position += n;
-    return n;
-  };
-  yield* readRecords(await unstreamed(fromMemory, name), name, { ...options, shareBlocks: true });
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const streamed = data.byteLength >= STREAMED_MAGIC.byteLength && data.subarray(0, STREAMED_MAGIC.byteLength).equals(STREAMED_MAGIC);
+  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name) : [data].values()), name, options);
+}
+
+/** The decompressed frames of a streamed bundle held in memory, one at a time. */
+function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
+  let at = STREAMED_MAGIC.byteLength;
+  while (at < data.byteLength) {
+    if (at + 4 > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is cut short`);
+    const frameLength = data.readUInt32BE(at);
+    at += 4;
+    if (frameLength > MAX_STREAM_FRAME_BYTES) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit`);
+    if (at + frameLength > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
+    yield decompressFrame(data.subarray(at, at + frameLength), name);
+    at += frameLength;
+  }
+}
+
+function decompressFrame(compressed: Uint8Array, name: string): Buffer {
+  try {
+    // maxOutputLength bounds what a hostile frame can make us allocate.
+    return zlib.zstdDecompressSync(compressed, { maxOutputLength: MAX_STREAM_FRAME_BYTES });
+  } catch (error) {
+    throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
+  }
 }
 
 /** Fills `into[offset, offset + length)` with the next bytes, returning how many (0 at the end). */
@@ -496,12 +513,7 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
       if ((await readFully(source, compressed, frameLength)) !== frameLength) {
         throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
       }
-      try {
-        // maxOutputLength bounds what a hostile frame can make us allocate.
-        frame = zlib.zstdDecompressSync(compressed, { maxOutputLength: MAX_STREAM_FRAME_BYTES });
-      } catch (error) {
-        throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
-      }
+      frame = decompressFrame(compressed, name);
     }
     const n = Math.min(length, frame.byteLength);
     frame.copy(into, offset, 0, n);
@@ -510,9 +522,16 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
   };
 }
 
-async function* readRecords(source: ByteSource, name: string, options: ReadBundleOptions): AsyncGenerator<BundleRecord> {
-  const { maxRecords = MAX_BUNDLE_RECORDS, shareBlocks = false } = options;
-  const reader = new BufferedReader(source, shareBlocks);
+/** What `readRecords` reads from: the next `n` bytes, or null at the end. */
+interface RecordReader {
+  take(n: number): Promise<Buffer | null>;
+  /** Offset of the next byte `take` returns, from the start of the records. */
+  readonly position: number;
+}
+
+async function* readRecords(reader: RecordReader, name: string, options: ReadBundleOptions): AsyncGenerator<BundleRecord> {
+  const { maxRecords = MAX_BUNDLE_RECORDS } = options;
+  const shareBlocks = options.shareBlocks === true || reader instanceof MemoryReader;
   const magic = await reader.take(BUNDLE_MAGIC.byteLength);
   if (magic === null || !BUNDLE_MAGIC.equals(magic)) {
     throw corrupt(`Cannot read bundle "${name}" as it does not start with "${BUNDLE_MAGIC.toString("latin1")}"; it is not a cws bundle or was damaged`);
@@ -572,11 +591,50 @@ async function* readRecords(source: ByteSource, name: string, options: ReadBundl
 }
 
 /**
+ * A forward-only reader over buffers already in memory (a bundle, or its decompressed frames):
+ * `take(n)` returns a view into them, never reused, and copies only a piece that straddles two.
+ */
+class MemoryReader implements RecordReader {
+  #pieces: Iterator<Buffer>;
+  #current: Buffer = Buffer.alloc(0);
+  #at = 0;
+  position = 0;
+
+  constructor(pieces: Iterator<Buffer>) {
+    this.#pieces = pieces;
+  }
+
+  async take(n: number): Promise<Buffer | null> {
+    if (this.#current.byteLength - this.#at >= n) {
+      const view = this.#current.subarray(this.#at, this.#at + n);
+      this.#at += n;
+      this.position += n;
+      return view;
+    }
+    const joined = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (;;) {
+      const piece = Math.min(n - filled, this.#current.byteLength - this.#at);
+      this.#current.copy(joined, filled, this.#at, this.#at + piece);
+      filled += piece;
+      this.#at += piece;
+      if (filled === n) break;
+      const next = this.#pieces.next();
+      if (next.done) return null;
+      this.#current = next.value;
+      this.#at = 0;
+    }
+    this.position += n;
+    return joined;
+  }
+}
+
+/**
  * A forward-only reader over a byte source that fills a buffer with large reads. `take(n)`
  * returns a view valid until the next call, or for good when `freshBlocks` is set: the bytes
  * left over from one block are then moved into a new block instead of to the front of the old.
  */
-class BufferedReader {
+class BufferedReader implements RecordReader {
   #source: ByteSource;
   #freshBlocks: boolean;
   #buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
@@ -586,7 +644,7 @@ class BufferedReader {
   /** Offset of the next byte `take` returns, from the start of the records. */
   position = 0;
 
-  constructor(source: ByteSource, freshBlocks = false) {
+  constructor(source: ByteSource, freshBlocks: boolean = false) {
     this.#source = source;
     this.#freshBlocks = freshBlocks;
   }
