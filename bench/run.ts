@@ -273,15 +273,16 @@ async function runTool(
   record: (scenario: Scenario, result: Omit<ScenarioResult, "dataset" | "scenario" | "tool">) => void,
 ): Promise<void> {
   const where = `${dataset.name} · ${tool.name}`;
+  const scenarios = SCENARIOS.filter((scenario) => dataset.scenarios === undefined || dataset.scenarios.includes(scenario));
   const failAll = (message: string): void => {
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       record(scenario, { runs: [], error: message });
       log(`${where} · ${scenario}: ${tool.name}: failed: ${message}`);
     }
   };
   const unavailable = await tool.unavailable();
   if (unavailable !== undefined) {
-    for (const scenario of SCENARIOS) record(scenario, { runs: [], skipped: unavailable });
+    for (const scenario of scenarios) record(scenario, { runs: [], skipped: unavailable });
     log(`${where}: skipped: ${unavailable}`);
     return;
   }

@@ -114,7 +114,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     localSources.get(id)?.find((s) => s.path === target || !changing.has(s.path));
 
   const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
-  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), () => options.onProgress?.({ files: stats.files, total: totalFiles }));
+  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry));
   const workDir = await makeWorkDir("pull");
   const spool = new ChunkSpool(join(workDir, "spool"));
   try {
@@ -182,6 +182,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     const records = fetchRecords(conn, need, stats, signal);
     try {
       let sinceYield = 0;
+      let done = 0;
       for (const job of jobs) {
         if (signal?.aborted) throw pullCancelled();
         const next = async (ref: ChunkRef, i: number): Promise<Uint8Array> => {
@@ -210,10 +211,12 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
             continue;
           }
           stats.files++;
-          options.onProgress?.({ files: stats.files, total: totalFiles });
+          options.onProgress?.({ files: ++done, total: totalFiles });
           continue;
         }
         await writer.write(job.entry, job.file!, next);
+        // Progress counts files written (under their temp names): the renames at the end are quick.
+        options.onProgress?.({ files: ++done, total: totalFiles });
         // Back to the event loop now and then, so downloads, heartbeats and Ctrl+C go on.
         if (++sinceYield >= FILES_PER_YIELD) {
           sinceYield = 0;
@@ -442,13 +445,11 @@ class PullWriter {
   private readonly backup: BackupSession;
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
-  private readonly onProgress: () => void;
 
-  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, onProgress: () => void) {
+  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void) {
     this.backup = backup;
     this.stats = stats;
     this.onWritten = onWritten;
-    this.onProgress = onProgress;
   }
 
   tempName(target: string): string {
@@ -507,13 +508,14 @@ class PullWriter {
       dirs.add(dirname(file.absPath));
       if (++renamed === Math.ceil(batch.length / 2)) faultPoint("client-pull-mid-rename");
     }
+    // The folders this pull made must be durable in their parents too.
+    for (const made of this.madeDirs) dirs.add(dirname(made));
     durabilityBarrier([...dirs], "folders");
     this.pending = [];
     for (const file of batch) {
       const after = lstatSync(file.absPath);
       this.onWritten(file.entry.path, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino, hash: file.entry.hash, chunks: file.entry.chunks });
       this.stats.files++;
-      this.onProgress();
     }
   }
 
