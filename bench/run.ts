@@ -43,6 +43,7 @@ import {
   summarize,
 } from "./report.ts";
 import { RsyncRunner } from "./rsync-runner.ts";
+import { type SlowLink, type SlowLinkOptions, startSlowLink } from "./slow-link.ts";
 import { CIPHER, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
 import { UnisonRunner } from "./unison-runner.ts";
 
@@ -59,6 +60,10 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
                      1% change get --runs runs there too)
   --scale-factor N   file-count factor of the scale data set (default 10)
   --no-scale         skip the scale data set
+  --no-slow-link     skip the slow-link runs (initial push and pull of the base data set
+                     through a shaped relay, see --slow-link-mbit and --slow-link-rtt)
+  --slow-link-mbit N bandwidth of the slow link in Mbit/s, each direction (default 50)
+  --slow-link-rtt MS round-trip time of the slow link in milliseconds (default 20)
   --seed N           seed of the generated data (default 1)
   --tools LIST       comma-separated subset of: ${ALL_TOOLS.join(", ")} (rsync -a is always run: it is the baseline)
   --out DIR          where latest.json and latest.svg go (default bench/results)
@@ -78,6 +83,9 @@ interface Options {
   scaleRuns: number;
   scaleFactor: number;
   scale: boolean;
+  slowLink: boolean;
+  slowLinkMbit: number;
+  slowLinkRttMs: number;
   seed: number;
   tools: string[];
   out: string;
@@ -106,6 +114,9 @@ function parseOptions(argv: string[]): Options | undefined {
       "scale-runs": { type: "string" },
       "scale-factor": { type: "string" },
       "no-scale": { type: "boolean", default: false },
+      "no-slow-link": { type: "boolean", default: false },
+      "slow-link-mbit": { type: "string" },
+      "slow-link-rtt": { type: "string" },
       seed: { type: "string" },
       tools: { type: "string" },
       out: { type: "string" },
@@ -140,6 +151,9 @@ function parseOptions(argv: string[]): Options | undefined {
     scaleRuns: positiveInt("scale-runs", values["scale-runs"], 1),
     scaleFactor: positiveInt("scale-factor", values["scale-factor"], 10),
     scale: !values["no-scale"],
+    slowLink: !values["no-slow-link"],
+    slowLinkMbit: positiveInt("slow-link-mbit", values["slow-link-mbit"], 50),
+    slowLinkRttMs: positiveInt("slow-link-rtt", values["slow-link-rtt"], 20),
     seed,
     tools: ordered,
     out: path.resolve(values.out ?? path.join(REPO_ROOT, "bench", "results")),
@@ -243,6 +257,10 @@ interface DatasetRun {
   runs: number;
   /** Runs of the no-op and 1% change syncs (cheap, so the scale set gets as many as the base). */
   syncRuns: number;
+  /** The scenarios run on this data set (all when absent). */
+  scenarios?: readonly Scenario[];
+  /** When set, every tool reaches the server through a shaped relay (slow-link.ts). */
+  link?: SlowLinkOptions;
 }
 
 /** Runs every scenario of one tool on one data set; failures are recorded, never thrown. */
@@ -255,15 +273,16 @@ async function runTool(
   record: (scenario: Scenario, result: Omit<ScenarioResult, "dataset" | "scenario" | "tool">) => void,
 ): Promise<void> {
   const where = `${dataset.name} · ${tool.name}`;
+  const scenarios = SCENARIOS.filter((scenario) => dataset.scenarios === undefined || dataset.scenarios.includes(scenario));
   const failAll = (message: string): void => {
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       record(scenario, { runs: [], error: message });
       log(`${where} · ${scenario}: ${tool.name}: failed: ${message}`);
     }
   };
   const unavailable = await tool.unavailable();
   if (unavailable !== undefined) {
-    for (const scenario of SCENARIOS) record(scenario, { runs: [], skipped: unavailable });
+    for (const scenario of scenarios) record(scenario, { runs: [], skipped: unavailable });
     log(`${where}: skipped: ${unavailable}`);
     return;
   }
@@ -299,20 +318,25 @@ async function runTool(
   const pushed = await timed("push", dataset.runs, () => tool.resetServer(), () => tool.push());
   if (!pushed) {
     // Without a server copy, the later scenarios would only repeat the same failure.
-    for (const scenario of SCENARIOS.slice(1)) record(scenario, { runs: [], skipped: "not run, as the initial push failed" });
+    for (const scenario of SCENARIOS.slice(1)) {
+      if (dataset.scenarios === undefined || dataset.scenarios.includes(scenario)) record(scenario, { runs: [], skipped: "not run, as the initial push failed" });
+    }
     log(`${where}: no-op, 1% change and pull not run, as the initial push failed`);
     return;
   }
-  await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
-  await timed(
-    "change",
-    dataset.syncRuns,
-    async (run) => {
-      // The same seed per run for every tool, so every tool syncs the very same edits.
-      mutateOnePercent(deviceA, mutationSeed(options, run));
-    },
-    () => tool.sync(),
-  );
+  const runs = (scenario: Scenario): boolean => dataset.scenarios === undefined || dataset.scenarios.includes(scenario);
+  if (runs("noop")) await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
+  if (runs("change")) {
+    await timed(
+      "change",
+      dataset.syncRuns,
+      async (run) => {
+        // The same seed per run for every tool, so every tool syncs the very same edits.
+        mutateOnePercent(deviceA, mutationSeed(options, run));
+      },
+      () => tool.sync(),
+    );
+  }
   const pulled = await timed("pull", dataset.runs, () => tool.preparePull(), () => tool.pull());
   if (pulled) {
     const difference = compareTrees(deviceA, tool.secondDeviceRoot());
@@ -333,6 +357,16 @@ async function runTool(
 function warmUp(sshd: SshdHandle): void {
   const result = spawnSync("ssh", [...opensshArgs(sshd), `${sshd.user}@${sshd.host}`, "true"], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8", timeout: 30_000 });
   if (result.status !== 0) throw new Error(`Cannot log in to the benchmark's sshd with ssh: ${tail(withoutSshChatter(result.stderr ?? ""))}`);
+}
+
+/**
+ * The sshd handle as seen through a slow link: the relay's port, and a known_hosts file that
+ * names the host key for that port (OpenSSH keys known hosts by `[host]:port`).
+ */
+async function throughLink(sshd: SshdHandle, link: SlowLink, dir: string): Promise<SshdHandle> {
+  const knownHostsPath = path.join(dir, "known_hosts-slow-link");
+  await writeFile(knownHostsPath, `[${link.host}]:${link.port} ${sshd.hostPublicKey}\n`, { mode: 0o600 });
+  return { ...sshd, port: link.port, knownHostsPath };
 }
 
 function messageOf(error: unknown): string {
@@ -370,6 +404,11 @@ async function main(): Promise<number> {
   const datasets: DatasetRun[] = [{ name: "base", plan: basePlan, runs: options.runs, syncRuns: options.runs }];
   if (options.scale) {
     datasets.push({ name: `scale ×${options.scaleFactor}`, plan: scalePlan(basePlan, options.scaleFactor), runs: options.scaleRuns, syncRuns: options.runs });
+  }
+  if (options.slowLink) {
+    const link = { bitsPerSecond: options.slowLinkMbit * 1_000_000, rttMs: options.slowLinkRttMs };
+    // The base data set again (push and pull only), every tool through the same shaped link.
+    datasets.push({ name: `slow link ${options.slowLinkMbit} Mbit/s, ${options.slowLinkRttMs} ms RTT`, plan: basePlan, runs: options.scaleRuns, syncRuns: options.scaleRuns, scenarios: ["push", "pull"], link });
   }
   for (const d of datasets) {
     log(`data set ${d.name}: ${planFiles(d.plan)} files, about ${formatBytes(planBytes(d.plan))}; runs: ${d.runs} push/pull, ${d.syncRuns} no-op/change`);
@@ -410,6 +449,13 @@ async function main(): Promise<number> {
       const base = path.join(work, toolDirName(dataset.name));
       const pristine = path.join(base, "pristine");
       mkdirSync(base, { recursive: true });
+      let link: SlowLink | undefined;
+      let linkSshd = sshd;
+      if (dataset.link !== undefined) {
+        link = await startSlowLink(sshd, dataset.link);
+        linkSshd = await throughLink(sshd, link, base);
+        log(`${dataset.name}: relay on ${link.host}:${link.port} in front of sshd`);
+      }
       log(`generating ${dataset.name} …`);
       const summary = generateDataset(pristine, dataset.plan);
       const info: DatasetInfo = { name: dataset.name, files: summary.files, bytes: summary.bytes, folders: summary.folders, byKind: summary.byKind, generateMs: summary.generateMs, runs: dataset.runs, syncRuns: dataset.syncRuns };
@@ -420,7 +466,7 @@ async function main(): Promise<number> {
         await sshd.setAuthorizedKeys([sshd.clientPublicKey]);
         const toolDir = path.join(base, toolDirName(name));
         mkdirSync(toolDir, { recursive: true });
-        const context: ToolContext = { sshd, workDir: path.join(toolDir, "work"), timeoutMs: options.timeoutMs, repoRoot: REPO_ROOT, log };
+        const context: ToolContext = { sshd: linkSshd, workDir: path.join(toolDir, "work"), timeoutMs: options.timeoutMs, repoRoot: REPO_ROOT, log };
         mkdirSync(context.workDir, { recursive: true });
         const tool = makeTool(name, context);
         log(`${dataset.name} · ${name}: start`);
@@ -434,6 +480,7 @@ async function main(): Promise<number> {
         await rm(toolDir, { recursive: true, force: true });
       }
       await rm(pristine, { recursive: true, force: true });
+      await link?.close();
     }
   } finally {
     await cleanUp();

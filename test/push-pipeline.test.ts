@@ -24,7 +24,7 @@ import type { Hello } from "../src/protocol/messages.ts";
 function storeConnection(store: Store): AgentConnection & { uploads: number } {
   const conn = {
     uploads: 0,
-    hello: { type: "hello" } as unknown as Hello,
+    hello: { type: "hello", capabilities: ["bundles-stream"] } as unknown as Hello,
     async call(method: string, params: { ids?: string[]; name?: string }) {
       if (method === "missingChunks") return { missing: await store.missing(params.ids ?? []) };
       if (method === "ingestBundle") return store.ingestBundle(params.name ?? "");
@@ -35,6 +35,9 @@ function storeConnection(store: Store): AgentConnection & { uploads: number } {
       await copyFile(localPath, join(store.paths.incoming, name));
     },
     async download() {
+      throw new Error("unexpected download");
+    },
+    async downloadBytes(): Promise<Buffer> {
       throw new Error("unexpected download");
     },
     counters: () => ({ sent: 0, received: 0 }),

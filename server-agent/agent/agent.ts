@@ -40,7 +40,7 @@ export interface AgentOptions {
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
-export const AGENT_CAPABILITIES = ["bundles-zstd", "lease", "quarantine"];
+export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
@@ -189,7 +189,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
     prepareBundle: async (p) => {
       requireDevice();
-      const bundle = await (await getStore()).writeBundle(p.ids);
+      const bundle = await (await getStore()).writeBundle(p.ids, { stream: p.stream === true });
       prepared.add(bundle.name);
       return bundle;
     },

@@ -119,13 +119,13 @@ test("a second Store on the same folder sees chunks ingested by the first", asyn
   assert.deepEqual(Buffer.from(await second.readChunk(idOf(chunk))), Buffer.from(chunk));
 });
 
-test("writeBundle() gives back the original bytes through readBundle()", async (t) => {
+test("writeBundle() gives back the original bytes through readBundle(), plain and streamed", async (t) => {
   const store = await openStore(t);
   const chunks = [text(60_000, 1), randomBytes(256 * 1024), new Uint8Array(0), text(3, 4)];
   await store.ingestBundle(await stage(store, "in.cwsb", chunks));
   // Stored order (read back to back in one go) and reverse order (one read each).
-  for (const ids of [chunks.map(idOf), chunks.map(idOf).reverse()]) {
-    const { name, bytes } = await store.writeBundle([...ids, ids[0]]);
+  for (const [stream, ids] of [false, true].flatMap((s) => [[s, chunks.map(idOf)], [s, chunks.map(idOf).reverse()]] as const)) {
+    const { name, bytes } = await store.writeBundle([...ids, ids[0]], { stream });
     const path = join(store.paths.outgoing, name);
     assert.equal(bytes, (await readFile(path)).byteLength);
     const records = await Array.fromAsync(readBundle(path));
@@ -143,11 +143,11 @@ test("writeBundle() refuses an unknown chunk and writes nothing", async (t) => {
   const known = text(100, 1);
   await store.ingestBundle(await stage(store, "in.cwsb", [known]));
   const unknown = idOf(text(100, 2));
-  await assert.rejects(store.writeBundle([idOf(known), unknown], "out.cwsb"), (error) => {
+  await assert.rejects(store.writeBundle([idOf(known), unknown], { name: "out.cwsb" }), (error) => {
     return isCwsError(error, "NOT_FOUND") && (error.data?.missing as string[])[0] === unknown;
   });
   assert.deepEqual(await readdir(store.paths.outgoing), []);
-  await assert.rejects(store.writeBundle([idOf(known)], "../out"), (error) => isCwsError(error, "INVALID_PATH"));
+  await assert.rejects(store.writeBundle([idOf(known)], { name: "../out" }), (error) => isCwsError(error, "INVALID_PATH"));
 });
 
 test("readChunk() detects a stored chunk damaged on disk", async (t) => {

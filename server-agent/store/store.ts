@@ -325,13 +325,17 @@ export class Store {
   }
 
   /**
-   * Writes the given chunks into a bundle in `staging/outgoing`, copying their stored bytes
-   * without recompressing. The client verifies every hash when it reads the bundle.
+   * Writes the given chunks into a bundle in `staging/outgoing`, in the order given, copying
+   * their stored bytes without recompressing them one by one (a streamed bundle compresses
+   * the runs of small raw records as a whole). The client verifies every hash when it reads
+   * the bundle, and a bundle lost in a crash is asked for again, so it is not fsynced.
    *
-   * @param name A bare file name; a random one by default.
+   * @param options.name A bare file name; a random one by default.
+   * @param options.stream Write a streamed bundle (see bundle.ts).
    * @throws CwsError NOT_FOUND (with `data.missing`) if any chunk is unknown; nothing is written then.
    */
-  async writeBundle(ids: readonly string[], name?: string): Promise<{ name: string; bytes: number }> {
+  async writeBundle(ids: readonly string[], options: { name?: string; stream?: boolean } = {}): Promise<{ name: string; bytes: number }> {
+    const { name, stream = false } = options;
     const bundleName = name === undefined ? `out-${randomBytes(12).toString("hex")}.cwsb` : checkFileName(name, "bundle name");
     const path = inside(this.paths.outgoing, bundleName);
     const unique = [...new Set(ids)];
@@ -347,7 +351,7 @@ export class Store {
     if (await exists(path)) {
       throw new CwsError("ALREADY_EXISTS", `Cannot prepare bundle "${bundleName}" as a bundle of that name is already staged; release it first`);
     }
-    const writer = await BundleWriter.create(path);
+    const writer = await BundleWriter.create(path, { durable: false, stream });
     try {
       // Records stay in the requested order; neighbours in one pack are read together, which
       // matters for the thousands of small chunks of a workspace (one read each is ~5x slower).
@@ -363,8 +367,8 @@ export class Store {
         }
         for (const [i, entry] of run.entries()) await writer.addStored(entry.id, entry.flags, payloads[i]);
       }
-      const { bytes } = await writer.finish();
-      return { name: bundleName, bytes };
+      const { fileBytes } = await writer.finish();
+      return { name: bundleName, bytes: fileBytes };
     } catch (error) {
       await writer.abort();
       throw error;

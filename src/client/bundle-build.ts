@@ -33,16 +33,18 @@ export interface BuiltBundle {
 
 /**
  * Writes the chunks of `sources` whose ids are in `wanted` to a new bundle at `path`, each
- * once, in the order met. The bundle is a throw-away copy (the next run rebuilds it after a
+ * once, in the order met; a streamed bundle (`stream`, when the agent reads them) compresses
+ * the small chunks in runs. The bundle is a throw-away copy (the next run rebuilds it after a
  * crash), so it is not fsynced.
  *
  * @throws CwsError CORRUPT / NOT_FOUND when a file changed or vanished since the scan (from the
  *   sources' readers), CORRUPT when a wanted chunk was not met, CANCELLED on `signal`.
  */
-export async function buildBundle(path: string, sources: Iterable<BundleSource>, wanted: readonly string[], signal?: AbortSignal): Promise<BuiltBundle> {
+export async function buildBundle(path: string, sources: Iterable<BundleSource>, wanted: readonly string[], options: { stream: boolean; signal?: AbortSignal }): Promise<BuiltBundle> {
+  const { stream, signal } = options;
   if (wanted.length > MAX_BUNDLE_RECORDS) throw new RangeError(`A bundle plan of ${wanted.length} chunks exceeds ${MAX_BUNDLE_RECORDS}`);
   const left = new Set(wanted);
-  const writer = await BundleWriter.create(path, { durable: false });
+  const writer = await BundleWriter.create(path, { durable: false, stream });
   let raw = 0;
   try {
     for (const { entry, read } of sources) {
@@ -58,8 +60,8 @@ export async function buildBundle(path: string, sources: Iterable<BundleSource>,
     if (left.size > 0) {
       throw new CwsError("CORRUPT", `${left.size} chunk(s) could not be read back from the local files: they changed during the sync. Run the sync again.`);
     }
-    const { bytes, records } = await writer.finish();
-    return { path, chunks: records, raw, bytes };
+    const { fileBytes, records } = await writer.finish();
+    return { path, chunks: records, raw, bytes: fileBytes };
   } catch (error) {
     await writer.abort().catch(() => {});
     throw error;

@@ -1,30 +1,28 @@
 /**
- * The download half of a sync: fetch the chunks this device lacks in bundles, verify every
- * one, and write each pulled file to a temp name beside its target, fsync it, give it the
- * server's mtime and mode, and rename it into place. Chunks this device already has in
- * unchanged local files are copied from them instead of downloaded (an appended transcript
- * only downloads its new tail). Nothing is overwritten or deleted without a backup first.
+ * The download half of a sync: stream the chunks this device lacks from the server in
+ * bundles (a few in flight, each held in memory only while it is read), verify every one, and
+ * write each pulled file under a temp name beside its target as its chunks arrive; then make
+ * them all durable at once and rename them into place (see PullWriter). Chunks this device
+ * already has in unchanged local files are copied from them instead of downloaded (an appended
+ * transcript only downloads its new tail). Nothing is overwritten or deleted without a backup first.
  */
-import { open, readdir, rm, rmdir, type FileHandle } from "node:fs/promises";
+import { readdir, rm, rmdir } from "node:fs/promises";
 import { closeSync, fchmodSync, fsyncSync, futimesSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";
-import { faultPoint } from "../fault.ts";
 import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
-import { readBundle, verifyRecord } from "../protocol/bundle.ts";
+import { BUNDLE_MAGIC, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
+import { faultPoint } from "../fault.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
-
-/** Ask the agent for at most this many raw bytes per bundle. */
-const DOWNLOAD_BUNDLE_BYTES = 32 * 1024 * 1024;
 
 export interface PullStats {
   files: number;
@@ -115,27 +113,17 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
   const usableSource = (id: string, target: string): LocalSource | undefined =>
     localSources.get(id)?.find((s) => s.path === target || !changing.has(s.path));
 
-  const need = new Map<string, number>();
-  for (const action of actions) {
-    if (action.type !== "pull" || action.entry === null || action.entry.kind !== "file") continue;
-    for (const ref of action.entry.chunks) {
-      const id = chunkId(ref);
-      if (!usableSource(id, action.path)) need.set(id, ref[1]);
-    }
-  }
-
+  const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
+  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry));
   const workDir = await makeWorkDir("pull");
   const spool = new ChunkSpool(join(workDir, "spool"));
-  let writer: BatchedWriter | undefined;
   try {
     await spool.open();
-    await downloadInto(conn, [...need.keys()], need, workDir, spool, stats, signal);
-
-    const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
-    writer = new BatchedWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), () => options.onProgress?.({ files: stats.files, total: totalFiles }));
-    let sinceYield = 0;
+    // Deletions and folders come first in apply order; they are applied as met. Files are
+    // collected, in order, and written below.
+    const jobs: FileJob[] = [];
     for (const action of actions) {
-      if (signal?.aborted) throw new CwsError("CANCELLED", "The pull was cancelled; files already written are complete, the rest come with the next sync");
+      if (signal?.aborted) throw pullCancelled();
       if (action.type !== "pull") continue;
       const handler = handlerFor(options.handlers, action.path);
       if (handler !== undefined) {
@@ -146,60 +134,108 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
           continue;
         }
         if (action.entry.kind !== "file") continue; // handlers own flat namespaces: folders are implicit
-        const data = await assembleBytes(action.entry, spool, (id) => usableSource(id, action.path), stats);
-        const written = await handler.write(action.entry, data);
-        if (written.skipped !== undefined) {
-          stats.skipped.push({ path: action.path, reason: written.skipped });
-          continue;
-        }
-        stats.files++;
-        options.onProgress?.({ files: stats.files, total: totalFiles });
+        jobs.push({ entry: action.entry, handler });
         continue;
       }
       const absPath = diskPath(root, action.path);
       const relative = action.path.slice("files/".length);
-      if (action.entry === null || action.entry.kind === "dir") {
-        // Deletions and folders come before files in apply order; finish pending writes first
-        // so the order on disk is the order of the plan.
-        await writer.flush();
-        const existing = lstatOrNull(absPath);
-        if (action.entry === null) {
-          if (existing === null) continue;
-          if (existing.isDirectory()) {
-            if (!(await removeEmptiedFolder(absPath, relative, backup))) {
-              stats.skipped.push({ path: action.path, reason: "the folder still holds files that are not synced (ignored or new); it was left in place" });
-              continue;
-            }
-          } else {
-            await backup.remove(relative, absPath);
+      const existing = lstatOrNull(absPath);
+      if (action.entry === null) {
+        if (existing === null) continue;
+        if (existing.isDirectory()) {
+          if (!(await removeEmptiedFolder(absPath, relative, backup))) {
+            stats.skipped.push({ path: action.path, reason: "the folder still holds files that are not synced (ignored or new); it was left in place" });
+            continue;
           }
-          stats.deleted++;
-          continue;
+        } else {
+          await backup.remove(relative, absPath);
         }
+        stats.deleted++;
+        continue;
+      }
+      if (action.entry.kind === "dir") {
         if (existing !== null && !existing.isDirectory()) await backup.remove(relative, absPath);
         writer.ensureDir(absPath);
         continue;
       }
-      const entry = action.entry;
-      const existing = lstatOrNull(absPath);
       if (existing?.isDirectory()) {
         stats.skipped.push({ path: action.path, reason: "a folder of that name is still here with unsynced files in it" });
         continue;
       }
-      writer.ensureDir(dirname(absPath));
-      const temp = writeFileFromChunksSync(writer.tempName(absPath), entry, spool, (id) => usableSource(id, action.path), stats);
-      await writer.add({ temp, absPath, relative, entry, replaces: existing !== null });
-      if (++sinceYield >= FILES_PER_YIELD) {
-        sinceYield = 0;
-        await new Promise((resolve) => setImmediate(resolve));
+      jobs.push({ entry: action.entry, file: { absPath, relative, replaces: existing !== null } });
+    }
+
+    // Which chunks come from the network, in the order the files need them; a chunk needed
+    // again later (by a second file, or twice in one) is kept in the spool when it arrives.
+    const need = new Map<string, number>();
+    const keep = new Set<string>();
+    for (const job of jobs) {
+      job.local = new Uint8Array(job.entry.chunks.length);
+      for (const [i, ref] of job.entry.chunks.entries()) {
+        const id = chunkId(ref);
+        if (usableSource(id, job.entry.path) !== undefined) job.local[i] = 1;
+        else if (need.has(id)) keep.add(id);
+        else need.set(id, ref[1]);
       }
     }
-    await writer.flush();
+
+    const records = fetchRecords(conn, need, stats, signal);
+    try {
+      let sinceYield = 0;
+      let done = 0;
+      for (const job of jobs) {
+        if (signal?.aborted) throw pullCancelled();
+        const next = async (ref: ChunkRef, i: number): Promise<Uint8Array> => {
+          const id = chunkId(ref);
+          if (job.local![i] === 1) {
+            const source = usableSource(id, job.entry.path)!;
+            const data = source.absPath !== undefined ? readLocalChunkSync(source.absPath, source.offset, ref[1]) : await source.read!(ref[1]);
+            if (xxh64Hex(data) !== ref[0]) throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
+            stats.reusedChunks++;
+            return data;
+          }
+          const kept = spool.getSync(id);
+          if (kept !== undefined) return kept;
+          const record = await records.next();
+          if (record.done || record.value.id !== id) {
+            throw new CwsError("CORRUPT", `The server sent ${record.done ? "fewer chunks than asked for" : `chunk ${record.value.id} where ${id} was expected`}; run the sync again.`);
+          }
+          if (keep.has(id)) spool.put(id, record.value.raw);
+          return record.value.raw;
+        };
+        if (job.handler !== undefined) {
+          const data = await assembleInMemory(job.entry, next);
+          const written = await job.handler.write(job.entry, data);
+          if (written.skipped !== undefined) {
+            stats.skipped.push({ path: job.entry.path, reason: written.skipped });
+            continue;
+          }
+          stats.files++;
+          options.onProgress?.({ files: ++done, total: totalFiles });
+          continue;
+        }
+        await writer.write(job.entry, job.file!, next);
+        // Progress counts files written (under their temp names): the renames at the end are quick.
+        options.onProgress?.({ files: ++done, total: totalFiles });
+        // Back to the event loop now and then, so downloads, heartbeats and Ctrl+C go on.
+        if (++sinceYield >= FILES_PER_YIELD) {
+          sinceYield = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      const extra = await records.next();
+      if (!extra.done) throw new CwsError("CORRUPT", `The server sent chunk ${extra.value.id}, which was not asked for; the pull was stopped.`);
+    } finally {
+      await records.return(undefined);
+    }
+    faultPoint("client-pull-before-barrier");
+    // Every file is complete under its temp name: one barrier, then every rename.
+    await writer.commit();
     return stats;
   } catch (error) {
-    // Temp files of a batch that never got renamed would fill a full disk further and make
-    // every retry fail the same way: they go now, and only complete renamed files stay.
-    writer?.discard();
+    // Temp files that never got renamed would fill a full disk further and make every retry
+    // fail the same way: they go now, and only complete renamed files stay.
+    writer.discard();
     throw error;
   } finally {
     await spool.close();
@@ -241,76 +277,111 @@ async function removeEmptiedFolder(absPath: string, relative: string, backup: Ba
   }
 }
 
-async function downloadInto(conn: AgentConnection, ids: string[], lengths: Map<string, number>, workDir: string, spool: ChunkSpool, stats: PullStats, signal?: AbortSignal): Promise<void> {
-  let start = 0;
-  while (start < ids.length) {
-    let bytes = 0;
-    let end = start;
-    while (end < ids.length && end - start < MAX_IDS_PER_REQUEST && (end === start || bytes + lengths.get(ids[end])! <= DOWNLOAD_BUNDLE_BYTES)) {
-      bytes += lengths.get(ids[end])!;
-      end++;
+/** One file of the pull: written below the root, or handed to a namespace's handler. */
+interface FileJob {
+  entry: ManifestEntry;
+  file?: { absPath: string; relative: string; replaces: boolean };
+  handler?: PullHandler;
+  /** Per chunk: 1 when it is read from a file on this device, 0 when it comes from the server. */
+  local?: Uint8Array;
+}
+
+/** Gives the `i`-th chunk of the entry being written, verified. */
+type NextChunk = (ref: ChunkRef, i: number) => Promise<Uint8Array>;
+
+function pullCancelled(): CwsError {
+  return new CwsError("CANCELLED", "The pull was cancelled; nothing was replaced, the files come with the next sync");
+}
+
+/** Raw bytes asked for per bundle: a few bundles in flight stay well inside the memory budget. */
+const DOWNLOAD_BUNDLE_BYTES = 4 * 1024 * 1024;
+
+/** Bundles prepared and downloaded ahead of the one being applied. */
+const BUNDLES_AHEAD = 2;
+
+/**
+ * The chunks `need` lists, in its order, verified: bundles are prepared by the agent and
+ * downloaded into memory a few ahead of the one being read, so the server's work, the
+ * transfer and the writing of files overlap. Memory: at most BUNDLES_AHEAD + 1 bundles.
+ */
+async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal?: AbortSignal): AsyncGenerator<{ id: string; raw: Uint8Array }> {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const [id, length] of need) {
+    if (batch.length > 0 && (batch.length >= MAX_IDS_PER_REQUEST || bytes + length > DOWNLOAD_BUNDLE_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
     }
-    const batch = ids.slice(start, end);
-    start = end;
-    const { name } = await conn.call("prepareBundle", { ids: batch }, { signal });
-    const localBundle = join(workDir, `${randomUUID()}.bundle`);
-    try {
-      await conn.download(name, localBundle, { signal });
-    } finally {
-      await conn.call("releaseBundle", { name }).catch(() => {});
+    batch.push(id);
+    bytes += length;
+  }
+  if (batch.length > 0) batches.push(batch);
+  const stream = conn.hello.capabilities.includes("bundles-stream");
+  const inflight: Array<Promise<Buffer>> = [];
+  let started = 0;
+  const fill = (): void => {
+    while (inflight.length < BUNDLES_AHEAD + 1 && started < batches.length) {
+      const fetching = fetchBundle(conn, batches[started++], need, stream, signal);
+      fetching.catch(() => {}); // reported when its turn comes
+      inflight.push(fetching);
     }
-    const expected = new Set(batch);
-    for await (const record of readBundle(localBundle)) {
-      if (!expected.has(record.id)) throw new CwsError("CORRUPT", `The server sent chunk ${record.id}, which was not asked for; the download was stopped.`);
-      const raw = verifyRecord(record);
-      await spool.put(record.id, raw);
-      expected.delete(record.id);
-      stats.chunks++;
-      stats.bytes += raw.byteLength;
+  };
+  try {
+    for (const ids of batches) {
+      fill();
+      const data = await inflight.shift()!;
+      fill();
+      let index = 0;
+      for await (const record of readBundleBytes(data, "pull bundle")) {
+        if (record.id !== ids[index]) {
+          throw new CwsError("CORRUPT", `The server sent chunk ${record.id} where ${ids[index] ?? "no more chunks"} was asked for; the download was stopped.`);
+        }
+        const raw = verifyRecord(record);
+        index++;
+        stats.chunks++;
+        stats.bytes += raw.byteLength;
+        yield { id: record.id, raw };
+      }
+      if (index !== ids.length) throw new CwsError("CORRUPT", `The server's bundle lacked ${ids.length - index} chunk(s) that were asked for; run the sync again.`);
     }
-    if (expected.size > 0) throw new CwsError("CORRUPT", `The server's bundle lacked ${expected.size} chunk(s) that were asked for; run the sync again.`);
-    await rm(localBundle, { force: true });
+  } finally {
+    // Bundles still on their way are released by their own fetch; wait for them to end.
+    await Promise.allSettled(inflight);
   }
 }
 
-/**
- * Builds one file under a temp name beside its target, with its mode and mtime, and returns
- * that name. Synchronous on purpose: a pull of thousands of small files spends its time in
- * per-file system calls, and direct calls cost a fraction of thread-pool round trips. It is
- * not fsynced here: the batch it belongs to is made durable in one step (see BatchedWriter).
- */
-function writeFileFromChunksSync(temp: string, entry: ManifestEntry, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): string {
-  const fd = openSync(temp, "wx", 0o600);
-  const whole = createXxh64();
+/** The most bytes a bundle of these chunks can take (every record at its size cap). */
+function bundleBound(ids: readonly string[], lengths: ReadonlyMap<string, number>): number {
+  let bound = BUNDLE_MAGIC.byteLength + END_RECORD_BYTES;
+  for (const id of ids) bound += RECORD_HEADER_BYTES + lengths.get(id)! + MAX_STORED_OVERHEAD_BYTES;
+  return bound;
+}
+
+async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal?: AbortSignal): Promise<Buffer> {
+  const { name } = await conn.call("prepareBundle", stream ? { ids, stream } : { ids }, { signal });
   try {
-    for (const ref of entry.chunks) {
-      const id = chunkId(ref);
-      let data = spool.getSync(id);
-      if (data === undefined) {
-        const source = localSource(id);
-        if (source === undefined || source.absPath === undefined) throw new CwsError("INTERNAL", `Chunk ${id} of ${entry.path} is neither downloaded nor on this device`);
-        data = readLocalChunkSync(source.absPath, source.offset, ref[1]);
-        if (xxh64Hex(data) !== ref[0]) {
-          throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
-        }
-        stats.reusedChunks++;
-      }
-      whole.update(data);
-      writeAllSync(fd, data);
-    }
-    if (whole.digestHex() !== entry.hash) {
-      throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
-    }
-    if (process.platform !== "win32") fchmodSync(fd, entry.mode & 0o777);
-    const mtime = new Date(entry.mtimeMs);
-    futimesSync(fd, mtime, mtime);
-  } catch (error) {
-    closeSync(fd);
-    rmSync(temp, { force: true });
-    throw error;
+    return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths) });
+  } finally {
+    await conn.call("releaseBundle", { name }).catch(() => {});
   }
-  closeSync(fd);
-  return temp;
+}
+
+/** Assembles an entry's content in memory and checks its whole hash (for handlers). */
+async function assembleInMemory(entry: ManifestEntry, next: NextChunk): Promise<Uint8Array> {
+  const out = new Uint8Array(entry.size);
+  let at = 0;
+  for (const [i, ref] of entry.chunks.entries()) {
+    const data = await next(ref, i);
+    if (data.byteLength !== ref[1] || at + data.byteLength > out.length) throw new CwsError("CORRUPT", `${entry.path}: chunk ${chunkId(ref)} has the wrong length`);
+    out.set(data, at);
+    at += data.byteLength;
+  }
+  if (at !== entry.size || xxh64Hex(out) !== entry.hash) {
+    throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+  }
+  return out;
 }
 
 function readLocalChunkSync(absPath: string, offset: number, length: number): Uint8Array {
@@ -336,17 +407,15 @@ function writeAllSync(fd: number, data: Uint8Array): void {
 
 function lstatOrNull(path: string): Stats | null {
   try {
-    return lstatSync(path);
+    // No exception for a missing file: a first pull asks this for every file it writes.
+    return lstatSync(path, { throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
   }
 }
 
-/** Files written per durability barrier, and bytes: bounded so a crash loses little work. */
-const BATCH_FILES = 2000;
-const BATCH_BYTES = 256 * 1024 * 1024;
-/** Files written between two returns to the event loop (heartbeats, Ctrl+C). */
-const FILES_PER_YIELD = 200;
+/** Files written between two returns to the event loop (downloads, heartbeats, Ctrl+C). */
+const FILES_PER_YIELD = 64;
 
 interface PendingFile {
   temp: string;
@@ -357,41 +426,34 @@ interface PendingFile {
 }
 
 /**
- * Makes pulled files durable in batches instead of one fsync per file: a batch of temp files
- * is written, then one barrier makes all of their contents durable, and only then are they
- * renamed over their targets (old versions hard-linked into the backup first) and their
- * folders fsynced. A crash before the barrier leaves only temp files (never synced, and
- * removed by the next sync's scan, see leftovers.ts); a failure removes them at once; a crash after it leaves every renamed file complete. On Linux the
- * barrier is syncfs(2) on the superproject's file system (`sync -f`); elsewhere, or if that
- * fails, each temp file is fsynced.
+ * Writes the files of a pull durably with two barriers for the whole pull instead of one
+ * fsync per file: every file is written under a temp name beside its target (with its mode
+ * and mtime, its content hash checked); then one barrier makes all of their contents durable;
+ * then each is renamed over its target (the old version hard-linked into the backup first);
+ * then a second barrier makes the renames durable. Only after that does the caller record the
+ * new base. A crash before the renames leaves temp files only (never synced, and removed by
+ * the next sync's scan, see leftovers.ts) and the old tree; a crash among the renames leaves every
+ * renamed file complete, and the base still the old one, so the next sync finds them equal to
+ * the server's and converges. On Linux a barrier is one syncfs(2) of the superproject's file
+ * system (`sync -f`); elsewhere, or if that fails, each file and then each folder is fsynced.
  */
-class BatchedWriter {
+class PullWriter {
   private pending: PendingFile[] = [];
-  private pendingBytes = 0;
   private readonly madeDirs = new Set<string>();
   private readonly prefix = randomBytes(4).toString("hex");
   private counter = 0;
   private readonly backup: BackupSession;
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
-  private readonly onProgress: () => void;
 
-  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, onProgress: () => void) {
+  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void) {
     this.backup = backup;
     this.stats = stats;
     this.onWritten = onWritten;
-    this.onProgress = onProgress;
   }
 
   tempName(target: string): string {
     return join(dirname(target), treeTempName(this.prefix, this.counter++));
-  }
-
-  /** Removes the temp files of the batch not yet renamed (after a failure). */
-  discard(): void {
-    for (const file of this.pending) rmSync(file.temp, { force: true });
-    this.pending = [];
-    this.pendingBytes = 0;
   }
 
   ensureDir(dir: string): void {
@@ -400,97 +462,93 @@ class BatchedWriter {
     this.madeDirs.add(dir);
   }
 
-  async add(file: PendingFile): Promise<void> {
-    this.pending.push(file);
-    this.pendingBytes += file.entry.size;
-    if (this.pending.length >= BATCH_FILES || this.pendingBytes >= BATCH_BYTES) await this.flush();
+  /**
+   * Writes one file under a temp name from its chunks, checks its whole hash and gives it its
+   * mode and mtime. Synchronous system calls on purpose: a pull of thousands of small files
+   * spends its time in per-file calls, and direct calls cost a fraction of thread-pool round
+   * trips. Not fsynced here: `commit` makes every file durable at once.
+   */
+  async write(entry: ManifestEntry, target: { absPath: string; relative: string; replaces: boolean }, next: NextChunk): Promise<void> {
+    this.ensureDir(dirname(target.absPath));
+    const temp = this.tempName(target.absPath);
+    const fd = openSync(temp, "wx", 0o600);
+    this.pending.push({ temp, ...target, entry });
+    try {
+      const whole = createXxh64();
+      for (const [i, ref] of entry.chunks.entries()) {
+        const data = await next(ref, i);
+        whole.update(data);
+        writeAllSync(fd, data);
+        // Crash tests: a file half-written under its temp name (or the second file begun).
+        if (i === 0 && (entry.chunks.length > 1 || this.pending.length === 2)) faultPoint("client-pull-mid-write");
+      }
+      if (whole.digestHex() !== entry.hash) {
+        throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+      }
+      if (process.platform !== "win32") fchmodSync(fd, entry.mode & 0o777);
+      const mtime = new Date(entry.mtimeMs);
+      futimesSync(fd, mtime, mtime);
+    } finally {
+      closeSync(fd);
+    }
   }
 
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
+  /** The two barriers and the renames between them (see the class comment). */
+  async commit(): Promise<void> {
     const batch = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    try {
-      durabilityBarrier(batch.map((f) => f.temp));
-      faultPoint("client-mid-pull");
-      const dirs = new Set<string>();
-      for (const file of batch) {
-        if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);
-        renameSync(file.temp, file.absPath);
-        dirs.add(dirname(file.absPath));
-        const after = lstatSync(file.absPath);
-        this.onWritten(file.entry.path, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino, hash: file.entry.hash, chunks: file.entry.chunks });
-        this.stats.files++;
-        this.onProgress();
-      }
-      for (const dir of dirs) fsyncDir(dir);
-    } catch (error) {
-      for (const file of batch) rmSync(file.temp, { force: true });
-      throw error;
+    if (batch.length === 0) return;
+    durabilityBarrier(batch.map((f) => f.temp), "files");
+    faultPoint("client-mid-pull");
+    const dirs = new Set<string>();
+    let renamed = 0;
+    for (const file of batch) {
+      if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);
+      renameSync(file.temp, file.absPath);
+      file.temp = "";
+      dirs.add(dirname(file.absPath));
+      if (++renamed === Math.ceil(batch.length / 2)) faultPoint("client-pull-mid-rename");
     }
+    // The folders this pull made must be durable in their parents too.
+    for (const made of this.madeDirs) dirs.add(dirname(made));
+    durabilityBarrier([...dirs], "folders");
+    this.pending = [];
+    for (const file of batch) {
+      const after = lstatSync(file.absPath);
+      this.onWritten(file.entry.path, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino, hash: file.entry.hash, chunks: file.entry.chunks });
+      this.stats.files++;
+    }
+  }
+
+  /** Removes the temp files not renamed yet (after a failure). */
+  discard(): void {
+    for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
+    this.pending = [];
   }
 }
 
-function durabilityBarrier(files: readonly string[]): void {
-  if (files.length === 0) return;
+/**
+ * Makes `paths` durable (their contents, or for folders their entries): syncfs(2) of their
+ * file system on Linux, one fsync per path elsewhere or if that fails.
+ */
+function durabilityBarrier(paths: readonly string[], kind: "files" | "folders"): void {
+  if (paths.length === 0) return;
   if (process.platform === "linux") {
-    const result = spawnSync("sync", ["-f", files[0]], { stdio: "ignore", timeout: 120_000 });
+    const result = spawnSync("sync", ["-f", paths[0]], { stdio: "ignore", timeout: 120_000 });
     if (result.status === 0) return;
   }
-  for (const file of files) {
-    const fd = openSync(file, "r+");
+  for (const path of paths) {
     try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(path, kind === "files" ? "r+" : "r");
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (error) {
+      // Windows cannot fsync folders; NTFS journals renames itself. A file must be synced.
+      if (kind === "files") throw error;
     }
   }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // Windows cannot fsync folders; NTFS journals renames itself.
-  }
-}
-
-/** One chunk of an entry: downloaded, or read from a local file that holds it (and checked). */
-async function chunkData(entry: ManifestEntry, ref: ChunkRef, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): Promise<Uint8Array> {
-  const id = chunkId(ref);
-  let data = await spool.get(id);
-  if (data === undefined) {
-    const source = localSource(id);
-    if (source === undefined) throw new CwsError("INTERNAL", `Chunk ${id} of ${entry.path} is neither downloaded nor on this device`);
-    data = await readLocalChunk(source, ref[1]);
-    if (xxh64Hex(data) !== ref[0]) {
-      throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
-    }
-    stats.reusedChunks++;
-  }
-  return data;
-}
-
-/** Assembles an entry's content in memory and checks its whole hash (for handlers). */
-async function assembleBytes(entry: ManifestEntry, spool: ChunkSpool, localSource: (id: string) => LocalSource | undefined, stats: PullStats): Promise<Uint8Array> {
-  const out = new Uint8Array(entry.size);
-  let at = 0;
-  for (const ref of entry.chunks) {
-    const data = await chunkData(entry, ref, spool, localSource, stats);
-    if (data.byteLength !== ref[1] || at + data.byteLength > out.length) throw new CwsError("CORRUPT", `${entry.path}: chunk ${chunkId(ref)} has the wrong length`);
-    out.set(data, at);
-    at += data.byteLength;
-  }
-  if (at !== entry.size || xxh64Hex(out) !== entry.hash) {
-    throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
-  }
-  return out;
 }
 
 /**
@@ -500,53 +558,22 @@ async function assembleBytes(entry: ManifestEntry, spool: ChunkSpool, localSourc
 export async function fetchEntryContents(conn: AgentConnection, entries: readonly ManifestEntry[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
   const lengths = new Map<string, number>();
   for (const entry of entries) for (const ref of entry.chunks) lengths.set(chunkId(ref), ref[1]);
-  const result = new Map<string, Uint8Array>();
-  const workDir = await makeWorkDir("fetch");
-  const spool = new ChunkSpool(join(workDir, "spool"));
   const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
-  try {
-    await spool.open();
-    await downloadInto(conn, [...lengths.keys()], lengths, workDir, spool, stats, signal);
-    for (const entry of entries) result.set(entry.path, await assembleBytes(entry, spool, () => undefined, stats));
-    return result;
-  } finally {
-    await spool.close();
-    await rm(workDir, { recursive: true, force: true });
-  }
-}
-
-async function readLocalChunk(source: LocalSource, length: number): Promise<Uint8Array> {
-  if (source.read !== undefined) return source.read(length);
-  const handle = await open(source.absPath!, "r");
-  try {
-    const buffer = Buffer.allocUnsafe(length);
-    let read = 0;
-    while (read < length) {
-      const { bytesRead } = await handle.read(buffer, read, length - read, source.offset + read);
-      if (bytesRead === 0) break;
-      read += bytesRead;
-    }
-    return buffer.subarray(0, read);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < data.byteLength) {
-    const { bytesWritten } = await handle.write(data, written, data.byteLength - written);
-    written += bytesWritten;
-  }
+  // These are compared in memory anyway: their chunks are kept in memory too.
+  const chunks = new Map<string, Uint8Array>();
+  for await (const { id, raw } of fetchRecords(conn, lengths, stats, signal)) chunks.set(id, raw);
+  const result = new Map<string, Uint8Array>();
+  for (const entry of entries) result.set(entry.path, await assembleInMemory(entry, async (ref) => chunks.get(chunkId(ref))!));
+  return result;
 }
 
 /**
- * Downloaded chunks, appended to one temp file and indexed in memory by id, so memory stays
- * flat however much is pulled.
+ * Downloaded chunks needed more than once, appended to one temp file and indexed in memory by
+ * id, so memory stays flat however much is pulled.
  */
 class ChunkSpool {
   private readonly path: string;
-  private handle: FileHandle | undefined;
+  private fd: number | undefined;
   private size = 0;
   private readonly index = new Map<string, { offset: number; length: number }>();
 
@@ -555,13 +582,13 @@ class ChunkSpool {
   }
 
   async open(): Promise<void> {
-    this.handle = await open(this.path, "w+", 0o600);
+    this.fd = openSync(this.path, "w+", 0o600);
   }
 
-  async put(id: string, data: Uint8Array): Promise<void> {
+  put(id: string, data: Uint8Array): void {
     if (this.index.has(id)) return;
     let written = 0;
-    while (written < data.byteLength) written += writeSync(this.handle!.fd, data, written, data.byteLength - written, this.size + written);
+    while (written < data.byteLength) written += writeSync(this.fd!, data, written, data.byteLength - written, this.size + written);
     this.index.set(id, { offset: this.size, length: data.byteLength });
     this.size += data.byteLength;
   }
@@ -572,23 +599,15 @@ class ChunkSpool {
     const buffer = Buffer.allocUnsafe(at.length);
     let read = 0;
     while (read < at.length) {
-      const n = readSync(this.handle!.fd, buffer, read, at.length - read, at.offset + read);
+      const n = readSync(this.fd!, buffer, read, at.length - read, at.offset + read);
       if (n === 0) break;
       read += n;
     }
     return buffer;
   }
 
-  async get(id: string): Promise<Uint8Array | undefined> {
-    const at = this.index.get(id);
-    if (at === undefined) return undefined;
-    const buffer = Buffer.allocUnsafe(at.length);
-    await this.handle!.read(buffer, 0, at.length, at.offset);
-    return buffer;
-  }
-
   async close(): Promise<void> {
-    await this.handle?.close();
-    this.handle = undefined;
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 }

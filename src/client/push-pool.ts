@@ -17,6 +17,8 @@ export interface BuildJob {
   parts: DiskPart[];
   /** The chunk ids the bundle carries, each in one of `parts`. */
   wanted: string[];
+  /** Write a streamed bundle (the agent reads them). */
+  stream: boolean;
 }
 
 /** An error as it crosses from a worker to the main thread. */

@@ -110,6 +110,8 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     let pool = workers > 0 ? started : undefined;
     if (pool === undefined) await started?.close();
     workDir = await makeWorkDir("push");
+    // Streamed bundles (small chunks compressed in runs) for agents that read them.
+    const stream = conn.hello.capabilities.includes("bundles-stream");
 
     // Finished bundles upload two at a time (the round trips that open, sync and rename one
     // overlap the data of the other) and are ingested one after another, in the order they
@@ -149,7 +151,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     // would gain nothing.
     let inlineTail: Promise<void> = Promise.resolve();
     const buildInline = (path: string, plan: BundlePlan): Promise<BuiltBundle> => {
-      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, signal));
+      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, signal }));
       inlineTail = building.then(() => {}, () => {});
       return building;
     };
@@ -157,7 +159,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
       const onDisk = plan.parts.filter((part): part is DiskPart => "absPath" in part);
       if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan);
       try {
-        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted });
+        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream });
       } catch (error) {
         if (!(error instanceof PoolFailure)) throw error;
         // Workers that cannot start or crashed (not a build error such as a changed file):

@@ -327,6 +327,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       onProgress: (p) => emit({ type: "pull-progress", ...p }),
     });
     summary.pulled = pulled;
+    faultPoint("client-pull-before-base");
     const saved = new Set(backup.saved);
     for (const conflict of summary.conflicts) {
       if (codex.owns(conflict.path)) {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { chunkId, MAX_CHUNK_BYTES } from "../core/manifest.ts";
-import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, RECORD_HEADER_BYTES, readBundle, verifyRecord } from "./bundle.ts";
+import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, MIN_COMPRESSED_CHUNK_BYTES, RECORD_HEADER_BYTES, readBundle, readBundleBytes, verifyRecord } from "./bundle.ts";
 import type { BundleRecord } from "./bundle.ts";
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -212,4 +212,44 @@ test("readBundle({ shareBlocks }) yields records that stay intact after the read
   const records = await readAll(path, { shareBlocks: true });
   assert.deepEqual(records.map((record) => record.id), chunks.map(idOf));
   for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]));
+});
+
+test("a streamed bundle of several frames stores small chunks raw, compresses the run of them as a whole, and reads back from a file and from memory", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, "s.bundle");
+  // Many small notes (raw records: below the per-chunk compression size) and one large text chunk.
+  const chunks = [...Array.from({ length: 1000 }, (_, i) => text(2000 + i, i)), text(200 * 1024, 999), randomBytes(50_000)];
+  const writer = await BundleWriter.create(path, { stream: true, durable: false });
+  for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
+  const result = await writer.finish();
+  const file = await readFile(path);
+  assert.equal(result.fileBytes, file.byteLength);
+  assert.ok(result.bytes > 2 * 1024 * 1024, "more than one frame");
+  assert.ok(file.byteLength < result.bytes / 3, `the stream compresses the raw small records (${file.byteLength} of ${result.bytes} bytes)`);
+
+  for (const records of [await readAll(path), await Array.fromAsync(readBundleBytes(file, "s.bundle"))]) {
+    assert.deepEqual(records.map((r) => r.id), chunks.map(idOf));
+    for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]));
+    assert.equal(records[0].flags, 0, "a small chunk is stored raw");
+    assert.ok(chunks[0].byteLength < MIN_COMPRESSED_CHUNK_BYTES);
+    assert.equal(records[1000].flags, FLAG_ZSTD, "a large chunk keeps its own frame");
+  }
+});
+
+test("a streamed bundle cut short or inflated beyond its cap is refused as corrupt", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, "s.bundle");
+  const chunks = Array.from({ length: 50 }, (_, i) => randomBytes(3000 + i));
+  const writer = await BundleWriter.create(path, { stream: true, durable: false });
+  for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
+  await writer.finish();
+  const file = await readFile(path);
+  const cut = join(dir, "cut.bundle");
+  await writeFile(cut, file.subarray(0, file.byteLength - 40));
+  await assert.rejects(readAll(cut), (error) => isCwsError(error) && error.code === "CORRUPT");
+  await assert.rejects(Array.fromAsync(readBundleBytes(file.subarray(0, file.byteLength - 40), "cut")), (error) => isCwsError(error) && error.code === "CORRUPT");
+  // A frame whose declared length is beyond the cap is refused before anything is allocated for it.
+  const huge = Buffer.from(file);
+  huge.writeUInt32BE(0x7fffffff, 8);
+  await assert.rejects(Array.fromAsync(readBundleBytes(huge, "huge")), (error) => isCwsError(error) && error.code === "CORRUPT");
 });

@@ -16,6 +16,12 @@
  *   `stored` is the raw bytes and `storedLength === rawLength`. Other bits are reserved and refused.
  * - The end record and its count make truncation detectable: a bundle cut anywhere, even at a
  *   record boundary, fails to read.
+ * - A bundle that travels (not a pack) may be *streamed*: the whole of the above cut into
+ *   pieces of about 1 MiB, each compressed as one zstd frame:
+ *   `streamed = "CWSBNDZ1" (frameLength:u32 frame)*`, the frames' contents concatenated being
+ *   a plain bundle. Small chunks are stored raw in their records (one zstd call per small
+ *   chunk costs more than compressing it), so the frames compress runs of them with one
+ *   context; records of large chunks keep their own zstd frame, which passes through.
  * - Every length is capped before anything is allocated for it: `rawLength <= MAX_CHUNK_BYTES`,
  *   `storedLength <= rawLength + MAX_STORED_OVERHEAD_BYTES`.
  *
@@ -71,6 +77,26 @@ export const ZSTD_LEVEL = 3;
  */
 export const CHUNK_ZSTD_LEVEL = 1;
 
+/**
+ * Chunks below this size are stored raw in their record: a zstd call has a fixed cost (about
+ * 0.1 ms here, mostly setting up its context) that exceeds compressing a few KiB, and a
+ * workspace has thousands of such chunks (its small files). Streamed bundles compress them in
+ * runs instead (see STREAM_FRAME_BYTES).
+ */
+export const MIN_COMPRESSED_CHUNK_BYTES = 32 * 1024;
+
+/** A streamed bundle is compressed in frames of about this many bytes of records. */
+const STREAM_FRAME_BYTES = 1024 * 1024;
+
+/** zstd level of streamed bundles: the cheapest, as for chunks. */
+const STREAM_ZSTD_LEVEL = 1;
+
+/** The 8 bytes a streamed bundle starts with. */
+export const STREAMED_MAGIC = Buffer.from("CWSBNDZ1", "latin1");
+
+/** The most bytes one frame of a streamed bundle may hold, compressed or not. */
+const MAX_STREAM_FRAME_BYTES = 4 * 1024 * 1024;
+
 /** Compression is kept only if it saves at least this share of the raw bytes. */
 const MIN_SAVING = 0.05;
 
@@ -119,11 +145,11 @@ export interface AddOptions {
 }
 
 /**
- * Encodes a raw chunk into a record's payload: zstd-compressed when that saves at least 5%,
- * else raw. Shared by the writer and the store, which must make the same choice.
+ * Encodes a raw chunk into a record's payload: zstd-compressed when it is at least
+ * MIN_COMPRESSED_CHUNK_BYTES long and that saves at least 5%, else raw. Shared by the writer and the store, which must make the same choice.
  */
 export function encodeRecordPayload(raw: Uint8Array, compress = true): { flags: number; stored: Uint8Array } {
-  if (compress && raw.byteLength > 0) {
+  if (compress && raw.byteLength >= MIN_COMPRESSED_CHUNK_BYTES) {
     const compressed = zlib.zstdCompressSync(raw, {
       params: { [zlib.constants.ZSTD_c_compressionLevel]: CHUNK_ZSTD_LEVEL },
       // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
@@ -192,6 +218,14 @@ export interface CreateBundleOptions {
    * @default {true}
    */
   durable?: boolean;
+  /**
+   * Write a streamed bundle (compressed in zstd frames, see the module comment), for bundles
+   * that travel to a peer that reads them. Never for packs: the store reads their records at
+   * their offsets.
+   *
+   * @default {false}
+   */
+  stream?: boolean;
 }
 
 /**
@@ -208,16 +242,18 @@ export class BundleWriter {
   readonly path: string;
   #handle: FileHandle;
   #durable: boolean;
+  #stream: boolean;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #offset = 0;
   #records = 0;
   #state: "open" | "finished" | "aborted" = "open";
 
-  private constructor(path: string, handle: FileHandle, durable: boolean) {
+  private constructor(path: string, handle: FileHandle, durable: boolean, stream: boolean) {
     this.path = path;
     this.#handle = handle;
     this.#durable = durable;
+    this.#stream = stream;
     this.#push(BUNDLE_MAGIC);
   }
 
@@ -227,10 +263,10 @@ export class BundleWriter {
    */
   static async create(path: string, options: CreateBundleOptions = {}): Promise<BundleWriter> {
     const handle = await open(`${path}.tmp`, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-    return new BundleWriter(path, handle, options.durable ?? true);
+    return new BundleWriter(path, handle, options.durable ?? true, options.stream ?? false);
   }
 
-  /** Bytes written so far, counting buffered ones. */
+  /** Bytes of records written so far, counting buffered ones (before a streamed bundle's compression). */
   get bytes(): number {
     return this.#offset;
   }
@@ -273,12 +309,16 @@ export class BundleWriter {
     this.#push(header);
     this.#push(stored);
     this.#records++;
-    if (this.#pendingBytes >= WRITE_BUFFER_BYTES) await this.#flush();
+    if (this.#pendingBytes >= (this.#stream ? STREAM_FRAME_BYTES : WRITE_BUFFER_BYTES)) await this.#flush();
     return location;
   }
 
-  /** Writes the end record, fsyncs (unless created with `durable: false`), closes and renames the file to its final name. */
-  async finish(): Promise<{ bytes: number; records: number }> {
+  /**
+   * Writes the end record, fsyncs (unless created with `durable: false`), closes and renames
+   * the file to its final name. `bytes` is the size of the records; `fileBytes` that of the
+   * file (smaller for a streamed bundle).
+   */
+  async finish(): Promise<{ bytes: number; records: number; fileBytes: number }> {
     if (this.#state !== "open") throw new TypeError(`Cannot finish bundle ${basename(this.path)} as it is ${this.#state}`);
     const end = Buffer.alloc(END_RECORD_BYTES);
     end.writeUInt8(FLAG_END, 0);
@@ -294,7 +334,7 @@ export class BundleWriter {
       await this.abort();
       throw error;
     }
-    return { bytes: this.#offset, records: this.#records };
+    return { bytes: this.#offset, records: this.#records, fileBytes: this.#fileBytes };
   }
 
   /** Closes and removes the temp file. Safe to call more than once, and after a failure. */
@@ -313,10 +353,23 @@ export class BundleWriter {
     this.#offset += bytes.byteLength;
   }
 
+  #fileBytes = 0;
+  #frames = 0;
+
   async #flush(): Promise<void> {
     let pieces = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
+    if (this.#stream && pieces.length > 0) {
+      // One zstd frame per flush: one call (one context) for a run of records.
+      const frame = zlib.zstdCompressSync(pieces.length === 1 ? pieces[0] : Buffer.concat(pieces), {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
+      });
+      const length = Buffer.allocUnsafe(4);
+      length.writeUInt32BE(frame.byteLength, 0);
+      pieces = this.#frames++ === 0 ? [STREAMED_MAGIC, length, frame] : [length, frame];
+    }
+    for (const piece of pieces) this.#fileBytes += piece.byteLength;
     // writev may write less than asked (rarely, for files); loop until everything is out.
     while (pieces.length > 0) {
       const { bytesWritten } = await this.#handle.writev(pieces);
@@ -356,103 +409,247 @@ export interface ReadBundleOptions {
 
 /**
  * Reads a bundle record by record with bounded memory (one 1 MiB buffer plus the current
- * record). Validates the structure (magic, flags, length caps, end record and count) but not
- * the hashes: see `verifyRecord`. Refuses anything but a regular file, and never follows a
- * symlink at `path` (staging folders are writable by SFTP clients).
+ * record; a streamed bundle adds zstd's window). Validates the structure (magic, flags, length
+ * caps, end record and count) but not the hashes: see `verifyRecord`. Refuses anything but a
+ * regular file, and never follows a symlink at `path` (staging folders are writable by SFTP
+ * clients).
  *
  * @throws CwsError CORRUPT for a bad magic, a truncated file, a bad count or trailing data;
  *   FRAME_TOO_LARGE for a record beyond the caps or too many records.
  */
 export async function* readBundle(path: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
-  const { maxRecords = MAX_BUNDLE_RECORDS, shareBlocks = false } = options;
   const name = basename(path);
   const handle = await open(path, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
   try {
     if (!(await handle.stat()).isFile()) throw corrupt(`Cannot read bundle "${name}" as it is not a regular file`);
-    const reader = new BufferedReader(handle, shareBlocks);
-    const magic = await reader.take(BUNDLE_MAGIC.byteLength);
-    if (magic === null || !BUNDLE_MAGIC.equals(magic)) {
-      throw corrupt(`Cannot read bundle "${name}" as it does not start with "${BUNDLE_MAGIC.toString("latin1")}"; it is not a cws bundle or was damaged`);
-    }
-    let count = 0;
-    for (;;) {
-      const offset = reader.position;
-      const header = await reader.take(RECORD_HEADER_BYTES);
-      if (header === null) throw truncated(name, offset, count);
-      const flags = header.readUInt8(0);
-      const hash = header.toString("hex", 1, 9);
-      const rawLength = header.readUInt32BE(9);
-      const storedLength = header.readUInt32BE(13);
-      if (flags === FLAG_END) {
-        if (rawLength !== 0 || storedLength !== 0 || hash !== "0000000000000000") {
-          throw corrupt(`Cannot read bundle "${name}" as its end record at offset ${offset} is malformed`);
-        }
-        const tail = await reader.take(4);
-        if (tail === null) throw truncated(name, offset, count);
-        const declared = tail.readUInt32BE(0);
-        if (declared !== count) {
-          throw corrupt(`Cannot read bundle "${name}" as it declares ${declared} records but holds ${count}; it is damaged, send it again`);
-        }
-        if (await reader.take(1)) throw corrupt(`Cannot read bundle "${name}" as it has data after its end record`);
-        return;
-      }
-      if (flags !== 0 && flags !== FLAG_ZSTD) {
-        throw corrupt(`Cannot read bundle "${name}" as record ${count} at offset ${offset} has unknown flags 0x${flags.toString(16)}`);
-      }
-      if (rawLength > MAX_CHUNK_BYTES) {
-        throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
-      }
-      if (storedLength > rawLength + MAX_STORED_OVERHEAD_BYTES) {
-        throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${storedLength} stored bytes for ${rawLength} raw bytes`);
-      }
-      if (flags === 0 && storedLength !== rawLength) {
-        throw corrupt(`Cannot read bundle "${name}" as raw record ${count} stores ${storedLength} bytes for ${rawLength} raw bytes`);
-      }
-      if (count >= maxRecords) throw tooLarge(`Cannot read bundle "${name}" as it holds more than ${maxRecords} records`);
-      const body = await reader.take(storedLength);
-      if (body === null) throw truncated(name, offset, count);
-      // A copy unless blocks are shared: the reader's buffer is then reused for the next records.
-      const stored: Uint8Array = shareBlocks ? body : Uint8Array.prototype.slice.call(body);
-      const id = `${hash}-${rawLength}`;
-      let decoded: Uint8Array | undefined;
-      count++;
-      yield {
-        id,
-        hash,
-        rawLength,
-        flags,
-        stored,
-        offset,
-        raw: () => (decoded ??= decodeRecordPayload(flags, stored, rawLength, `chunk "${id}" of bundle "${name}"`)),
-      };
-    }
+    let position = 0;
+    const fromFile: ByteSource = async (into, offset, length) => {
+      const { bytesRead } = await handle.read(into, offset, length, position);
+      position += bytesRead;
+      return bytesRead;
+    };
+    yield* readRecords(new BufferedReader(await unstreamed(fromFile, name), options.shareBlocks), name, options);
   } finally {
     await handle.close();
   }
 }
 
 /**
- * A forward-only reader over a file handle that fills a buffer with large reads. `take(n)`
+ * Reads a bundle held in memory (plain or streamed), as `readBundle` reads a file. Records
+ * (their stored bytes) are views into `bytes` or into the decompressed frames (as with `shareBlocks`).
+ */
+export async function* readBundleBytes(bytes: Uint8Array, name: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const streamed = data.byteLength >= STREAMED_MAGIC.byteLength && data.subarray(0, STREAMED_MAGIC.byteLength).equals(STREAMED_MAGIC);
+  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name) : [data].values()), name, options);
+}
+
+/** The decompressed frames of a streamed bundle held in memory, one at a time. */
+function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
+  let at = STREAMED_MAGIC.byteLength;
+  while (at < data.byteLength) {
+    if (at + 4 > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is cut short`);
+    const frameLength = data.readUInt32BE(at);
+    at += 4;
+    if (frameLength > MAX_STREAM_FRAME_BYTES) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit`);
+    if (at + frameLength > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
+    yield decompressFrame(data.subarray(at, at + frameLength), name);
+    at += frameLength;
+  }
+}
+
+function decompressFrame(compressed: Uint8Array, name: string): Buffer {
+  try {
+    // maxOutputLength bounds what a hostile frame can make us allocate.
+    return zlib.zstdDecompressSync(compressed, { maxOutputLength: MAX_STREAM_FRAME_BYTES });
+  } catch (error) {
+    throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
+  }
+}
+
+/** Fills `into[offset, offset + length)` with the next bytes, returning how many (0 at the end). */
+type ByteSource = (into: Buffer, offset: number, length: number) => Promise<number>;
+
+/** Reads exactly `length` bytes, or fewer only at the end of the source. */
+async function readFully(source: ByteSource, into: Buffer, length: number): Promise<number> {
+  let filled = 0;
+  while (filled < length) {
+    const n = await source(into, filled, length - filled);
+    if (n === 0) break;
+    filled += n;
+  }
+  return filled;
+}
+
+/**
+ * The plain bundle a source holds: the source itself, or for a streamed bundle (see the
+ * module comment) the content of its frames, decompressed one frame at a time.
+ */
+async function unstreamed(source: ByteSource, name: string): Promise<ByteSource> {
+  const head = Buffer.allocUnsafe(STREAMED_MAGIC.byteLength);
+  const got = await readFully(source, head, head.byteLength);
+  let first: Buffer = head.subarray(0, got);
+  if (!(got === head.byteLength && head.equals(STREAMED_MAGIC))) {
+    // A plain bundle: its first bytes, then the rest of the source.
+    return async (into, offset, length) => {
+      if (first.byteLength === 0) return source(into, offset, length);
+      const n = Math.min(length, first.byteLength);
+      first.copy(into, offset, 0, n);
+      first = first.subarray(n);
+      return n;
+    };
+  }
+  let frame: Buffer = Buffer.alloc(0);
+  const lengthBytes = Buffer.allocUnsafe(4);
+  return async (into, offset, length) => {
+    if (frame.byteLength === 0) {
+      const got = await readFully(source, lengthBytes, 4);
+      if (got === 0) return 0;
+      const frameLength = got === 4 ? lengthBytes.readUInt32BE(0) : -1;
+      if (frameLength < 0 || frameLength > MAX_STREAM_FRAME_BYTES) {
+        throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${got === 4 ? `${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit` : "cut short"}`);
+      }
+      const compressed = Buffer.allocUnsafe(frameLength);
+      if ((await readFully(source, compressed, frameLength)) !== frameLength) {
+        throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
+      }
+      frame = decompressFrame(compressed, name);
+    }
+    const n = Math.min(length, frame.byteLength);
+    frame.copy(into, offset, 0, n);
+    frame = frame.subarray(n);
+    return n;
+  };
+}
+
+/** What `readRecords` reads from: the next `n` bytes, or null at the end. */
+interface RecordReader {
+  take(n: number): Promise<Buffer | null>;
+  /** Offset of the next byte `take` returns, from the start of the records. */
+  readonly position: number;
+}
+
+async function* readRecords(reader: RecordReader, name: string, options: ReadBundleOptions): AsyncGenerator<BundleRecord> {
+  const { maxRecords = MAX_BUNDLE_RECORDS } = options;
+  const shareBlocks = options.shareBlocks === true || reader instanceof MemoryReader;
+  const magic = await reader.take(BUNDLE_MAGIC.byteLength);
+  if (magic === null || !BUNDLE_MAGIC.equals(magic)) {
+    throw corrupt(`Cannot read bundle "${name}" as it does not start with "${BUNDLE_MAGIC.toString("latin1")}"; it is not a cws bundle or was damaged`);
+  }
+  let count = 0;
+  for (;;) {
+    const offset = reader.position;
+    const header = await reader.take(RECORD_HEADER_BYTES);
+    if (header === null) throw truncated(name, offset, count);
+    const flags = header.readUInt8(0);
+    const hash = header.toString("hex", 1, 9);
+    const rawLength = header.readUInt32BE(9);
+    const storedLength = header.readUInt32BE(13);
+    if (flags === FLAG_END) {
+      if (rawLength !== 0 || storedLength !== 0 || hash !== "0000000000000000") {
+        throw corrupt(`Cannot read bundle "${name}" as its end record at offset ${offset} is malformed`);
+      }
+      const tail = await reader.take(4);
+      if (tail === null) throw truncated(name, offset, count);
+      const declared = tail.readUInt32BE(0);
+      if (declared !== count) {
+        throw corrupt(`Cannot read bundle "${name}" as it declares ${declared} records but holds ${count}; it is damaged, send it again`);
+      }
+      if (await reader.take(1)) throw corrupt(`Cannot read bundle "${name}" as it has data after its end record`);
+      return;
+    }
+    if (flags !== 0 && flags !== FLAG_ZSTD) {
+      throw corrupt(`Cannot read bundle "${name}" as record ${count} at offset ${offset} has unknown flags 0x${flags.toString(16)}`);
+    }
+    if (rawLength > MAX_CHUNK_BYTES) {
+      throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
+    }
+    if (storedLength > rawLength + MAX_STORED_OVERHEAD_BYTES) {
+      throw tooLarge(`Cannot read bundle "${name}" as record ${count} declares ${storedLength} stored bytes for ${rawLength} raw bytes`);
+    }
+    if (flags === 0 && storedLength !== rawLength) {
+      throw corrupt(`Cannot read bundle "${name}" as raw record ${count} stores ${storedLength} bytes for ${rawLength} raw bytes`);
+    }
+    if (count >= maxRecords) throw tooLarge(`Cannot read bundle "${name}" as it holds more than ${maxRecords} records`);
+    const body = await reader.take(storedLength);
+    if (body === null) throw truncated(name, offset, count);
+    // A copy unless blocks are shared: the reader's buffer is then reused for the next records.
+    const stored: Uint8Array = shareBlocks ? body : Uint8Array.prototype.slice.call(body);
+    const id = `${hash}-${rawLength}`;
+    let decoded: Uint8Array | undefined;
+    count++;
+    yield {
+      id,
+      hash,
+      rawLength,
+      flags,
+      stored,
+      offset,
+      raw: () => (decoded ??= decodeRecordPayload(flags, stored, rawLength, `chunk "${id}" of bundle "${name}"`)),
+    };
+  }
+}
+
+/**
+ * A forward-only reader over buffers already in memory (a bundle, or its decompressed frames):
+ * `take(n)` returns a view into them, never reused, and copies only a piece that straddles two.
+ */
+class MemoryReader implements RecordReader {
+  #pieces: Iterator<Buffer>;
+  #current: Buffer = Buffer.alloc(0);
+  #at = 0;
+  position = 0;
+
+  constructor(pieces: Iterator<Buffer>) {
+    this.#pieces = pieces;
+  }
+
+  async take(n: number): Promise<Buffer | null> {
+    if (this.#current.byteLength - this.#at >= n) {
+      const view = this.#current.subarray(this.#at, this.#at + n);
+      this.#at += n;
+      this.position += n;
+      return view;
+    }
+    const joined = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (;;) {
+      const piece = Math.min(n - filled, this.#current.byteLength - this.#at);
+      this.#current.copy(joined, filled, this.#at, this.#at + piece);
+      filled += piece;
+      this.#at += piece;
+      if (filled === n) break;
+      const next = this.#pieces.next();
+      if (next.done) return null;
+      this.#current = next.value;
+      this.#at = 0;
+    }
+    this.position += n;
+    return joined;
+  }
+}
+
+/**
+ * A forward-only reader over a byte source that fills a buffer with large reads. `take(n)`
  * returns a view valid until the next call, or for good when `freshBlocks` is set: the bytes
  * left over from one block are then moved into a new block instead of to the front of the old.
  */
-class BufferedReader {
-  #handle: FileHandle;
+class BufferedReader implements RecordReader {
+  #source: ByteSource;
   #freshBlocks: boolean;
   #buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   #start = 0;
   #end = 0;
-  #filePosition = 0;
   #eof = false;
-  /** File offset of the next byte `take` returns. */
+  /** Offset of the next byte `take` returns, from the start of the records. */
   position = 0;
 
-  constructor(handle: FileHandle, freshBlocks = false) {
-    this.#handle = handle;
+  constructor(source: ByteSource, freshBlocks: boolean = false) {
+    this.#source = source;
     this.#freshBlocks = freshBlocks;
   }
 
-  /** Returns the next `n` bytes, or null when the file ends first. */
+  /** Returns the next `n` bytes, or null when the source ends first. */
   async take(n: number): Promise<Buffer | null> {
     while (this.#end - this.#start < n) {
       if (this.#eof) return null;
@@ -468,10 +665,9 @@ class BufferedReader {
         this.#end -= this.#start;
         this.#start = 0;
       }
-      const { bytesRead } = await this.#handle.read(this.#buffer, this.#end, this.#buffer.byteLength - this.#end, this.#filePosition);
+      const bytesRead = await this.#source(this.#buffer, this.#end, this.#buffer.byteLength - this.#end);
       if (bytesRead === 0) this.#eof = true;
       this.#end += bytesRead;
-      this.#filePosition += bytesRead;
     }
     const view = this.#buffer.subarray(this.#start, this.#start + n);
     this.#start += n;

@@ -291,9 +291,10 @@ export const Methods = {
     // head may be unchanged); held lists those items (absent from older agents: nothing held).
     result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem).optional() }),
   },
-  // prepareBundle writes the requested chunks into a bundle in the outgoing staging folder.
+  // prepareBundle writes the requested chunks into a bundle in the outgoing staging folder, in
+  // the order asked; `stream` asks for a streamed bundle (agent capability "bundles-stream").
   prepareBundle: {
-    params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST) }),
+    params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST), stream: z.boolean().optional() }),
     result: z.object({ name: BundleName, bytes: z.number().int().nonnegative() }),
   },
   // leaseStatus tells who holds the global lease, if anyone.

@@ -42,6 +42,11 @@ export interface AgentConnection {
   upload(localPath: string, name: string, options?: TransferOptions): Promise<void>;
   /** Copies `<staging.outgoing>/<name>` from the server to a local file. */
   download(name: string, localPath: string, options?: TransferOptions): Promise<void>;
+  /**
+   * Reads `<staging.outgoing>/<name>` from the server into memory; a file larger than
+   * `maxBytes` is refused (FRAME_TOO_LARGE) before it is read.
+   */
+  downloadBytes(name: string, options: TransferOptions & { maxBytes: number }): Promise<Buffer>;
   /** Bytes on the wire so far (for the local transport: what would have crossed it). */
   counters(): WireCounters;
   /** Ends the session: closes channels and waits for the agent to exit. */

@@ -5,7 +5,7 @@
  * client can see (same agent, same protocol, same staging), minus the network.
  */
 import { spawn } from "node:child_process";
-import { copyFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delayed } from "node:timers";
 import { CwsError, isCwsError } from "../errors.ts";
@@ -75,6 +75,25 @@ export async function connectLocal(target: LocalTarget, options: { signal?: Abor
       const { size } = await stat(localPath);
       fileReceived += size;
       transfer.onProgress?.({ bytes: size, total: size });
+    },
+    async downloadBytes(name: string, transfer: TransferOptions & { maxBytes: number }) {
+      const handle = await open(join(session.hello.staging.outgoing, name), "r");
+      try {
+        const { size } = await handle.stat();
+        if (size > transfer.maxBytes) throw new CwsError("FRAME_TOO_LARGE", `Cannot download bundle "${name}" as it has ${size} bytes, more than the ${transfer.maxBytes} expected`);
+        const data = Buffer.allocUnsafe(size);
+        let filled = 0;
+        while (filled < size) {
+          const { bytesRead } = await handle.read(data, filled, size - filled, filled);
+          if (bytesRead === 0) throw new CwsError("CORRUPT", `Cannot download bundle "${name}" as it shrank while it was read`);
+          filled += bytesRead;
+        }
+        fileReceived += size;
+        transfer.onProgress?.({ bytes: size, total: size });
+        return data;
+      } finally {
+        await handle.close();
+      }
     },
     counters() {
       const rpcCounters = session.counters();

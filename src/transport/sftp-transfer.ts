@@ -140,7 +140,8 @@ export async function downloadFile(
       throw localError(error, partPath, "write");
     });
     try {
-      await pipelinedRead(sftp, handle, local, { size, concurrency, chunkSize, signal, onProgress, remotePath });
+      const sink = (buffer: Buffer, length: number, offset: number) => local.write(buffer, 0, length, offset).then(() => undefined);
+      await pipelinedRead(sftp, handle, sink, { size, concurrency, chunkSize, signal, onProgress, remotePath });
       await local.sync();
     } finally {
       await local.close();
@@ -151,6 +152,38 @@ export async function downloadFile(
   } catch (error) {
     await rm(partPath, { force: true });
     throw error;
+  } finally {
+    await sftpCall<void>(remotePath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+  }
+}
+
+/**
+ * Reads `remotePath` into memory, refusing a file larger than `maxBytes` before reading it:
+ * for bundles the client parses at once and throws away (no temp file, no fsync).
+ *
+ * @throws {CwsError} NOT_FOUND, CONNECTION_LOST, FRAME_TOO_LARGE, CORRUPT (the file changed size meanwhile), CANCELLED.
+ */
+export async function downloadToMemory(
+  sftp: SFTPWrapper,
+  remotePath: string,
+  options: SftpTransferOptions & { maxBytes: number },
+): Promise<Buffer> {
+  const { concurrency = DEFAULT_CONCURRENCY, signal, onProgress, maxBytes } = options;
+  const chunkSize = Math.min(options.chunkSize ?? DEFAULT_CHUNK_BYTES, serverLimit(sftp, "read"));
+  checkTuning(concurrency, chunkSize);
+  if (signal?.aborted) throw cancelled(remotePath);
+  const handle = await sftpCall<Buffer>(remotePath, (cb) => sftp.open(remotePath, "r", cb));
+  try {
+    const { size } = await sftpCall<Stats>(remotePath, (cb) => sftp.fstat(handle, cb));
+    if (size > maxBytes) {
+      throw new CwsError("FRAME_TOO_LARGE", `Cannot download "${remotePath}" as it has ${size} bytes, more than the ${maxBytes} expected`);
+    }
+    const data = Buffer.allocUnsafe(size);
+    const sink = async (buffer: Buffer, length: number, offset: number): Promise<void> => {
+      buffer.copy(data, offset, 0, length);
+    };
+    await pipelinedRead(sftp, handle, sink, { size, concurrency, chunkSize, signal, onProgress, remotePath });
+    return data;
   } finally {
     await sftpCall<void>(remotePath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
   }
@@ -273,8 +306,11 @@ function pipelinedWrite(
   });
 }
 
-/** Reads the remote file with at most `concurrency` reads in flight, writing each at its offset. */
-function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, settings: PipeSettings): Promise<void> {
+/** Where {@link pipelinedRead} puts each piece: `length` bytes of `buffer` belong at `offset`. */
+type ReadSink = (buffer: Buffer, length: number, offset: number) => Promise<void>;
+
+/** Reads the remote file with at most `concurrency` reads in flight, handing each piece to `sink`. */
+function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settings: PipeSettings): Promise<void> {
   const { size, concurrency, chunkSize, signal, onProgress, remotePath } = settings;
   let next = 0;
   let done = 0;
@@ -303,7 +339,7 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, local: FileHandle, set
           finishIfIdle();
           return;
         }
-        local.write(buffer, 0, bytesRead, offset).then(
+        sink(buffer, bytesRead, offset).then(
           () => {
             spare.push(buffer);
             inflight--;

@@ -5,7 +5,8 @@
  *   trip took ~44 ms instead of ~0.3 ms on loopback), and handed to ssh2 as `sock`;
  * - the host key is checked against known_hosts; an unknown host is trusted only through the
  *   `trustOnFirstUse` callback (enrollment), which records it; a changed key is refused;
- * - AES-GCM ciphers first (Node's own crypto; ssh2's optional native addon is not built);
+ * - AES-GCM ciphers first (Node's own crypto; ssh2's optional native addon is not built, see
+ *   docs/performance.md "The SSH layer" for the measurement behind that choice);
  * - credentials from {@link createSshAuth} (agent, key files, password at enrollment);
  * - every failure becomes a CwsError: CONNECTION_LOST (DNS, refused, timeout, dropped),
  *   HOST_KEY_MISMATCH, AUTH_FAILED, CANCELLED;

@@ -18,7 +18,7 @@ import { CwsError, isCwsError } from "../errors.ts";
 import { BundleName } from "../protocol/messages.ts";
 import type { AgentConnection, TransferOptions } from "./connection.ts";
 import { openRpc, type RpcSession } from "./rpc-client.ts";
-import { downloadFile, uploadResumable, type SftpTransferOptions } from "./sftp-transfer.ts";
+import { downloadFile, downloadToMemory, uploadResumable, type SftpTransferOptions } from "./sftp-transfer.ts";
 import { openSshSession, type SshProgressEvent, type SshSession, type SshSessionTarget } from "./ssh-session.ts";
 
 /** Where the agent is and how to start it, on top of how to reach the server. */
@@ -182,6 +182,11 @@ class SshAgentConnection implements AgentConnection {
   async download(name: string, localPath: string, options: TransferOptions = {}): Promise<void> {
     const remote = path.posix.join(this.hello.staging.outgoing, checkName(name));
     await downloadFile(await this.#openSftp(), remote, localPath, { ...this.#tuning, ...options });
+  }
+
+  async downloadBytes(name: string, options: TransferOptions & { maxBytes: number }): Promise<Buffer> {
+    const remote = path.posix.join(this.hello.staging.outgoing, checkName(name));
+    return downloadToMemory(await this.#openSftp(), remote, { ...this.#tuning, ...options });
   }
 
   counters(): { sent: number; received: number } {
