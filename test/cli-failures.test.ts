@@ -11,27 +11,13 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { makeCluster, REPO, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
+import { oneSentence } from "./helpers/one-sentence.ts";
 
 let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
 after(async () => { await cluster.close(); });
 
 const isRoot = process.getuid?.() === 0;
-
-/** The phase lines of src/cli/output.ts's Progress on a non-terminal. */
-const PROGRESS_LINE = /^cws: (scanning the folder|comparing with the server|uploading changes|committing on the server|writing server changes)$/;
-
-/**
- * Asserts a failure is one line on stderr, without a stack trace, and returns it. The progress
- * lines a sync writes before it (one per phase when stderr is not a terminal) are not part of it.
- */
-function oneSentence(result: { stderr: string }): string {
-  const lines = result.stderr.trim().split("\n").filter((line) => !PROGRESS_LINE.test(line));
-  assert.equal(lines.length, 1, `one line expected, got:\n${result.stderr}`);
-  assert.doesNotMatch(result.stderr, /^\s+at /m, "no stack trace");
-  assert.match(lines[0], /^cws: /);
-  return lines[0];
-}
 
 test("roots that must never be synced are refused with what to do instead", async () => {
   const a = await cluster.device("roots");

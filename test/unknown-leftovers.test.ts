@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCluster, REPO, stopHub, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
 import { deadPid } from "./helpers/dead-pid.ts";
+import { oneSentence } from "./helpers/one-sentence.ts";
 
 let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
@@ -102,7 +103,7 @@ test("an unreadable file is never pushed as a delete, never pulled over, and syn
   const denied = await cliAsNobody(a, ["sync", slug]);
   await chmod(rootA, 0o755);
   assert.equal(denied.code, 4, denied.stderr);
-  assert.match(denied.stderr.trim(), /^cws: Cannot .* as permission was denied \(EACCES\): give your user access to it/);
+  assert.match(oneSentence(denied), /^cws: Cannot .* as permission was denied \(EACCES\): give your user access to it/);
   assert.doesNotMatch(denied.stderr, /^\s+at /m);
   assert.equal((await syncJson(a, slug)).pulled.files, 1, "the retry pulls it once it may");
 });
