@@ -41,7 +41,7 @@ export interface AgentOptions {
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
-export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine"];
+export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine", "manifest-delta"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
@@ -130,6 +130,13 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       requireDevice();
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
       return { manifest: await (await manifestObjects()).getManifest(await getStore(), snapshot.manifestHash) };
+    },
+    fetchManifestDelta: async (p) => {
+      requireDevice();
+      const hub = await getHub();
+      const [{ snapshot }, { snapshot: since }] = await Promise.all([hub.call("snapshot", { slug: p.slug, id: p.snapshotId }), hub.call("snapshot", { slug: p.slug, id: p.since })]);
+      const { ManifestTrees } = await manifestTree();
+      return { delta: await new ManifestTrees(await getStore()).diff(since.manifestHash, snapshot.manifestHash) };
     },
     missingChunks: async (p) => {
       requireDevice();

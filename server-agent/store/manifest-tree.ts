@@ -16,7 +16,7 @@
  * first time a commit builds on it (lazily, once per head).
  */
 import { CwsError } from "../../src/errors.ts";
-import { MANIFEST_FORMAT, ManifestEntry, sameEntry, type Manifest, type ManifestDelta } from "../../src/core/manifest.ts";
+import { diffManifests, MANIFEST_FORMAT, ManifestEntry, sameEntry, type Manifest, type ManifestDelta } from "../../src/core/manifest.ts";
 import { isPlainManifestEntry, safeParseManifest } from "../../src/core/manifest-check.ts";
 import { byPath, type PushView } from "../../src/core/push-view.ts";
 import type { TravelLookup } from "../../src/core/portable-names.ts";
@@ -400,6 +400,20 @@ export class ManifestTrees {
           pathsBelow: (path) => below.get(path) ?? [],
         };
       },
+    };
+  }
+
+  /**
+   * What turns the manifest `from` into `to` (either stored form). Two trees are compared
+   * folder by folder, descending only where hashes differ; a whole manifest of an earlier
+   * version is compared whole (nothing is written on this read path).
+   */
+  async diff(from: string, to: string): Promise<ManifestDelta> {
+    if (!(await this.isTree(from)) || !(await this.isTree(to))) return diffManifests(await this.getManifest(from), await this.getManifest(to));
+    const { changes } = await this.pushView(from, to);
+    return {
+      upserts: changes.flatMap((c) => (c.after === undefined ? [] : [c.after])),
+      removes: changes.flatMap((c) => (c.after === undefined ? [c.path] : [])),
     };
   }
 
