@@ -10,11 +10,13 @@ import { CwsError } from "../../src/errors.ts";
 import { chunkId, ManifestEntry } from "../../src/core/manifest.ts";
 import {
   evaluatePushView,
+  pushMayHold,
   markdownStats,
   pushChecksNeeded,
   resolvePolicySettings,
   type MarkdownStats,
   type PolicySettings,
+  type QuarantineItemDraft,
 } from "../../src/core/policy.ts";
 import type { HeldItem, SnapshotInfo } from "../../src/protocol/messages.ts";
 import type { Store } from "../store/store.ts";
@@ -90,6 +92,13 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   // compared by descending only into folders whose hashes differ: the work grows with the push.
   const after = await manifests.treeRoot(request.manifestHash);
   const before = head === null ? null : await manifests.treeRoot(head.manifestHash);
+  const settings = superprojectPolicy(sp.settings, request.slug);
+  if (before === null || !pushMayHold((await manifests.counts(before)).files)) {
+    // Only adds (a first push): no rule can hold anything, so the trees are not compared and no
+    // entry list is built; the tree is read folder by folder for its chunk ids.
+    await requireTreeChunks(manifests, after);
+    return finishCommit(ctx, request, { head, before, after, accepted: after, held: [], items: [] });
+  }
   const view = await manifests.pushView(before, after);
 
   // The agent checked this already, but gc may have run since; under the head lock this
@@ -97,14 +106,8 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   // retained snapshot), so only what this push brings needs asking about.
   const ids = new Set<string>();
   for (const change of view.changes) for (const ref of change.after?.chunks ?? []) ids.add(chunkId(ref));
-  const missing = await store.missing([...ids]);
-  if (missing.length > 0) {
-    throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
-      data: { missing: missing.slice(0, 20) },
-    });
-  }
+  await requireChunks(store, [...ids]);
 
-  const settings = superprojectPolicy(sp.settings, request.slug);
   const checks = pushChecksNeeded(view);
   const markdown = new Map<string, { before: MarkdownStats; after: MarkdownStats }>();
   for (const path of checks.markdown) {
@@ -129,17 +132,27 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
       items.push({ reason: held.reason, summary: held.summary, metrics: held.metrics, paths: held.paths, objectHash });
     }
   }
-  const totals = await manifests.counts(acceptedHash);
+  return finishCommit(ctx, request, { head, before, after, accepted: acceptedHash, held: decision.held, items });
+}
+
+/** Records the evaluated push: the accepted tree becomes the head (unless nothing landed), held items are stored. */
+async function finishCommit(
+  ctx: PolicyContext,
+  request: CommitRequest,
+  push: { head: SnapshotInfo | null; before: string | null; after: string; accepted: string; held: QuarantineItemDraft[]; items: NewQuarantineItem[] },
+): Promise<{ snapshot: SnapshotInfo; held: HeldItem[] }> {
+  const { db, manifests } = ctx;
+  const totals = await manifests.counts(push.accepted);
   const result = db.commitEvaluated({
     ...request,
-    manifestHash: acceptedHash,
+    manifestHash: push.accepted,
     files: totals.files,
     bytes: totals.bytes,
     // Trees are canonical: the same entries (mtimes and modes included) have the same root.
-    newSnapshot: head === null || acceptedHash !== before,
-    items,
+    newSnapshot: push.head === null || push.accepted !== push.before,
+    items: push.items,
   });
-  const held: HeldItem[] = decision.held.map((item, i) => ({
+  const held: HeldItem[] = push.held.map((item, i) => ({
     id: result.items[i].id,
     reason: item.reason,
     summary: item.summary,
@@ -150,6 +163,31 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   const snapshot = result.snapshot;
   ctx.log(`${request.slug}: ${result.created ? `snapshot ${snapshot.id} (${request.kind})` : `head stays at ${snapshot.id}`} by ${snapshot.deviceName}, ${snapshot.files} files${held.length > 0 ? `; held ${held.map((h) => `#${h.id} ${h.reason}${h.duplicate ? " (again)" : ""}`).join(", ")}` : ""}`);
   return { snapshot, held };
+}
+
+/** Refuses the commit when the store lacks any of `ids`. */
+async function requireChunks(store: Store, ids: string[]): Promise<void> {
+  const missing = await store.missing(ids);
+  if (missing.length > 0) {
+    throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
+      data: { missing: missing.slice(0, 20) },
+    });
+  }
+}
+
+/** `requireChunks` for every chunk of a tree, asked in batches of ids gathered folder by folder. */
+async function requireTreeChunks(manifests: ManifestTrees, root: string): Promise<void> {
+  let batch = new Set<string>();
+  const pending: string[][] = [];
+  await manifests.walk(root, (node) => {
+    for (const entry of node.entries.values()) for (const ref of entry.chunks) batch.add(chunkId(ref));
+    if (batch.size >= 10_000) {
+      pending.push([...batch]);
+      batch = new Set();
+    }
+  });
+  pending.push([...batch]);
+  for (const ids of pending) await requireChunks(manifests.store, ids);
 }
 
 /**

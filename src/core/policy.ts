@@ -283,7 +283,8 @@ function classify(view: PushView): Changes {
   const contentKey = (entry: ManifestEntry): string => `${entry.hash}:${entry.size}`;
   const byContent = new Queues();
   const byContentAndName = new Queues();
-  for (const path of added) {
+  // Only a removed file can pair with an added one: without any, no queue is needed.
+  for (const path of removed.length > 0 ? added : []) {
     const key = contentKey(after.get(path) as ManifestEntry);
     // Rollouts pair only with rollouts of the same name (below), never by content alone.
     if (!isRolloutPath(path)) byContent.add(key, path);
@@ -312,7 +313,7 @@ function classify(view: PushView): Changes {
 
   // Pair the remaining deleted and added rollouts by file name without the compression suffix.
   const addedRollouts = new Queues();
-  for (const path of added) {
+  for (const path of removed.length > 0 ? added : []) {
     if (!taken.has(path) && isRolloutPath(path)) addedRollouts.add(rolloutStem(path), path);
   }
   const transitions: RolloutCheck[] = [];
@@ -343,6 +344,16 @@ export interface PushChecks {
    * `rolloutExtends.set(check.path, newStartsWithOld)`.
    */
   rollouts: RolloutCheck[];
+}
+
+/**
+ * True when a push onto a tree with `beforeFiles` files may hold anything. Every rule judges a
+ * file the head already has (deleted, modified, rewritten): onto a tree without files a push
+ * only adds, and nothing is held. The hub skips comparing the trees of such a push (a first
+ * push of 50,000 files) rather than listing every entry as added to find nothing.
+ */
+export function pushMayHold(beforeFiles: number): boolean {
+  return beforeFiles > 0;
 }
 
 /** Lists, for a push, the content checks {@linkcode evaluatePush} needs answered. */
