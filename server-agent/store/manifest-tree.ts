@@ -171,8 +171,13 @@ export class ManifestTrees {
     this.store = store;
   }
 
-  /** Reads a folder's object (cached). `path` is where it sits; entries carry full paths. */
-  async node(hash: string, path: string): Promise<TreeNode> {
+  /**
+   * Reads a folder's object. `path` is where it sits; entries carry full paths. Kept in the
+   * cache unless `remember` is false: a walk over a whole tree (a first push, gc, verify) reads
+   * each folder once, and keeping them would only move garbage into the old generation, which
+   * V8 does not hand back to the system (the hub's resident memory would stay high for hours).
+   */
+  async node(hash: string, path: string, remember = true): Promise<TreeNode> {
     const key = `${hash}\u0000${path}`;
     const hit = this.#cache.get(key);
     if (hit !== undefined) {
@@ -182,7 +187,7 @@ export class ManifestTrees {
     }
     const stored = await this.#read(hash, path);
     if (stored.kind !== "tree") throw corrupt(hash, "a whole manifest where a folder object was expected");
-    this.#remember(key, stored.root);
+    if (remember) this.#remember(key, stored.root);
     return stored.root;
   }
 
@@ -322,7 +327,7 @@ export class ManifestTrees {
     }
     const descend = async (hash: string, path: string, expected: TreeCounts | null): Promise<void> => {
       if (seen.has(hash) && expected === null) return;
-      const node = await this.node(hash, path);
+      const node = await this.node(hash, path, false);
       if (expected !== null) {
         const actual = nodeCounts(node);
         if (actual.entries !== expected.entries || actual.files !== expected.files || actual.bytes !== expected.bytes) {
