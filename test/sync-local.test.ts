@@ -243,3 +243,41 @@ test("a commit delta is checked like a whole manifest: evil paths and unknown ch
   assert.equal(second.pushed.files, 1);
   assert.ok(second.wire.sent < 4000, `a one-file push sent ${second.wire.sent} bytes`);
 });
+
+test("a pull onto a device with a base asks for the delta since it; a lost base falls back to the whole manifest", async () => {
+  const { a, b, rootA, rootB } = await cluster.pair("pull-delta");
+  await mkdir(join(rootA, "many"), { recursive: true });
+  for (let i = 0; i < 300; i++) await writeFile(join(rootA, "many", `n-${String(i).padStart(3, "0")}-with-a-longer-name.md`), `# ${i}\n`);
+  await a.sync("pull-delta");
+  await b.sync("pull-delta");
+  const baseB = await b.sync("pull-delta");
+  await writeFile(join(rootA, "many", "n-007-with-a-longer-name.md"), "# seven, edited\n");
+  const pushed = await a.sync("pull-delta");
+
+  // The delta since B's base: one entry, not the 300 of the whole manifest.
+  const conn = await b.connect();
+  try {
+    assert.ok(conn.hello.capabilities.includes("manifest-delta"));
+    const { delta } = await conn.call("fetchManifestDelta", { slug: "pull-delta", snapshotId: pushed.snapshot!.id, since: baseB.snapshot!.id });
+    assert.deepEqual(delta.upserts.map((e) => e.path), ["files/many/n-007-with-a-longer-name.md"]);
+    assert.deepEqual(delta.removes, []);
+  } finally {
+    await conn.close();
+  }
+  const pulled = await b.sync("pull-delta");
+  assert.equal(pulled.pulled.files, 1);
+  assert.ok(pulled.wire.received < 6000, `a one-file pull received ${pulled.wire.received} bytes`);
+  assert.equal(await readFile(join(rootB, "many", "n-007-with-a-longer-name.md"), "utf8"), "# seven, edited\n");
+
+  // B's base file damaged to a smaller tree: the delta does not add up to the head's totals, so
+  // the whole manifest is fetched and the pull is still right (nothing deleted on B).
+  await writeFile(join(rootA, "many", "n-008-with-a-longer-name.md"), "# eight, edited\n");
+  await a.sync("pull-delta");
+  const state = await b.state();
+  const base = await state.readBase("pull-delta");
+  await state.writeBase("pull-delta", { format: 1, entries: base.entries.filter((e) => !e.path.endsWith("n-100-with-a-longer-name.md")) });
+  await b.sync("pull-delta");
+  assert.equal(await readFile(join(rootB, "many", "n-008-with-a-longer-name.md"), "utf8"), "# eight, edited\n");
+  assert.equal(await readFile(join(rootB, "many", "n-100-with-a-longer-name.md"), "utf8"), "# 100\n");
+  assert.deepEqual(await snapshotTree(rootA), await snapshotTree(rootB));
+});

@@ -13,9 +13,9 @@ import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { serveRpc } from "../../src/protocol/rpc.ts";
 import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
 import type { QuarantineRecord } from "../hub/hub-db.ts";
-import { applyManifestDelta, Manifest, manifestChunkIds } from "../../src/core/manifest.ts";
+import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
-import { checkTravellingTree } from "../../src/core/portable-names.ts";
+import { changedTravelProblems, checkTravellingTree, refuseTravelProblems } from "../../src/core/portable-names.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
 import type { Store } from "../store/store.ts";
 import type { HubClient } from "../hub/hub-client.ts";
@@ -27,6 +27,7 @@ import { agentLogPath, openAgentLog } from "./agent-log.ts";
 // store (whose open reads every pack index, a tenth of a second on a large store), the hub
 // client's code and the code of rarer requests are loaded when first needed.
 const manifestObjects = () => import("../store/manifest-objects.ts");
+const manifestTree = () => import("../store/manifest-tree.ts");
 
 export interface AgentOptions {
   dataDir: string;
@@ -40,7 +41,7 @@ export interface AgentOptions {
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
-export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine"];
+export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine", "manifest-delta"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
@@ -130,6 +131,13 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
       return { manifest: await (await manifestObjects()).getManifest(await getStore(), snapshot.manifestHash) };
     },
+    fetchManifestDelta: async (p) => {
+      requireDevice();
+      const hub = await getHub();
+      const [{ snapshot }, { snapshot: since }] = await Promise.all([hub.call("snapshot", { slug: p.slug, id: p.snapshotId }), hub.call("snapshot", { slug: p.slug, id: p.since })]);
+      const { ManifestTrees } = await manifestTree();
+      return { delta: await new ManifestTrees(await getStore()).diff(since.manifestHash, snapshot.manifestHash) };
+    },
     missingChunks: async (p) => {
       requireDevice();
       // Forget packs a gc in the hub removed since this session began: a chunk that is gone
@@ -147,31 +155,30 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     commit: async (p) => {
       const device = requireDevice();
       const store = await getStore();
-      let manifest: Manifest;
+      const { ManifestTrees } = await manifestTree();
+      const trees = new ManifestTrees(store);
       let ids: string[];
+      let stage: () => Promise<string>;
       if (p.delta !== undefined) {
-        // The base snapshot's manifest is already on the server: rebuild the proposal from it.
-        // Only what the delta brings is new, so only its paths and chunks need checking.
+        // The base snapshot's manifest is already on the server, as a tree of folder objects:
+        // the delta rewrites only the folders on its paths, and only what it brings (its paths,
+        // entries and chunks) needs checking. The entries were checked by the schema on the way
+        // in; the tree keeps them sorted and unique by construction.
         for (const entry of p.delta.upserts) checkManifestPath(entry.path);
         for (const path of p.delta.removes) checkManifestPath(path);
         const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.base! });
-        const base = await (await manifestObjects()).getManifest(store, snapshot.manifestHash);
-        try {
-          manifest = applyManifestDelta(base, p.delta);
-        } catch (error) {
-          throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: ${(error as Error).message}`);
-        }
-        const checked = Manifest.safeParse(manifest);
-        if (!checked.success) throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: the delta makes an invalid manifest (${checked.error.issues[0]?.message})`);
+        const edit = await trees.editDelta(await trees.treeRoot(snapshot.manifestHash), p.delta);
         // Names that travel: what the delta brings, judged against the tree it makes (an
         // entry an older version let into the base is left to the restore that removes it).
-        checkTravellingTree(manifest, new Set(p.delta.upserts.map((entry) => entry.path)));
+        refuseTravelProblems(changedTravelProblems(p.delta.upserts, await edit.travelLookup(p.delta.upserts)));
         ids = [...manifestChunkIds({ format: 1, entries: p.delta.upserts })];
+        stage = () => edit.write();
       } else {
-        manifest = p.manifest!;
+        const manifest = p.manifest!;
         checkManifestPaths(manifest);
         checkTravellingTree(manifest);
         ids = [...manifestChunkIds(manifest)];
+        stage = () => trees.putManifest(manifest);
       }
       const missing = await store.missing(ids);
       if (missing.length > 0) {
@@ -179,7 +186,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
           data: { missing: missing.slice(0, 20) },
         });
       }
-      const manifestHash = await (await manifestObjects()).putManifest(store, manifest);
+      const manifestHash = await stage();
       faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },

@@ -17,7 +17,8 @@ import { Store } from "../store/store.ts";
 import { resolvePolicySettings } from "../../src/core/policy.ts";
 import { resolveRetentionSettings } from "../../src/core/retention.ts";
 import { Serial } from "./serial.ts";
-import { commitWithPolicy, ManifestCache, superprojectPolicy, type PolicyContext } from "./push-policy.ts";
+import { commitWithPolicy, superprojectPolicy, type PolicyContext } from "./push-policy.ts";
+import { ManifestTrees } from "../store/manifest-tree.ts";
 import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 import { acquireHubLock } from "./hub-lock.ts";
@@ -67,7 +68,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const store = await Store.open(dataDir);
   await adoptRestoredBackup(dataDir, db, log);
   const idleExitMs = options.idleExitMs ?? config.hubIdleExitMs;
-  const ctx: PolicyContext = { db, store, manifests: new ManifestCache(store), log };
+  const ctx: PolicyContext = { db, store, manifests: new ManifestTrees(store), log };
   // Everything that moves a head runs one at a time under `heads`; gc takes it too, so it never
   // collects a chunk a commit is about to reference. `maintenance` keeps gc, verify and the
   // start of a backup apart (gc takes it first, then `heads`; nothing takes them the other way

@@ -16,7 +16,6 @@ import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { chunkId, manifestChunkIds, type ManifestEntry } from "../../src/core/manifest.ts";
 import { decideRetention, resolveRetentionSettings, type RetentionSettings } from "../../src/core/retention.ts";
-import { getManifest } from "../store/manifest-objects.ts";
 import type { RepackResult } from "../store/store.ts";
 import { getQuarantineContent, type PolicyContext } from "./push-policy.ts";
 
@@ -85,9 +84,15 @@ export async function runGc(ctx: PolicyContext, options: GcOptions = {}): Promis
   // Everything kept must be readable before anything is removed: gc never collects on a guess.
   const liveObjects = new Set<string>();
   const liveChunks = new Set<string>();
+  // A snapshot's manifest is a tree of folder objects: every one of them is live. Snapshots
+  // share most folders, so each is read once.
+  const seen = new Set<string>();
   for (const hash of new Set(kept.map((s) => s.manifestHash))) {
     liveObjects.add(hash);
-    for (const id of manifestChunkIds(await getManifest(store, hash))) liveChunks.add(id);
+    await ctx.manifests.walk(hash, (node, nodeHash) => {
+      liveObjects.add(nodeHash);
+      for (const entry of node.entries.values()) addChunks(liveChunks, entry);
+    }, { seen });
   }
   for (const item of keptItems) {
     liveObjects.add(item.objectHash);
@@ -152,11 +157,15 @@ export async function runVerify(ctx: PolicyContext): Promise<VerifyReport> {
     const name = `${snapshot.slug}@${snapshot.id}`;
     if (!checked.has(snapshot.manifestHash)) {
       try {
-        const manifest = await getManifest(store, snapshot.manifestHash);
-        const missing = await store.missing([...manifestChunkIds(manifest)]);
-        for (const entry of manifest.entries) {
-          for (const ref of entry.chunks) if (damaged.has(chunkId(ref))) note(chunkId(ref), `${name} ${entry.path}`);
-        }
+        // Every folder object of the tree, with the counts each parent keeps checked against it.
+        const ids = new Set<string>();
+        await ctx.manifests.walk(snapshot.manifestHash, (node) => {
+          for (const entry of node.entries.values()) {
+            addChunks(ids, entry);
+            for (const ref of entry.chunks) if (damaged.has(chunkId(ref))) note(chunkId(ref), `${name} ${entry.path}`);
+          }
+        }, { checkCounts: true });
+        const missing = await store.missing([...ids]);
         checked.set(snapshot.manifestHash, missing.length > 0 ? `lacks ${missing.length} chunk(s), e.g. ${missing[0]}` : null);
       } catch (error) {
         checked.set(snapshot.manifestHash, `its manifest ${snapshot.manifestHash} cannot be read: ${(error as Error).message}`);

@@ -7,18 +7,20 @@
  */
 import { z } from "zod";
 import { CwsError } from "../../src/errors.ts";
-import { emptyManifest, manifestChunkIds, manifestIndex, ManifestEntry, type Manifest } from "../../src/core/manifest.ts";
+import { chunkId, ManifestEntry } from "../../src/core/manifest.ts";
 import {
-  evaluatePush,
+  evaluatePushView,
+  pushMayHold,
   markdownStats,
   pushChecksNeeded,
   resolvePolicySettings,
   type MarkdownStats,
   type PolicySettings,
+  type QuarantineItemDraft,
 } from "../../src/core/policy.ts";
 import type { HeldItem, SnapshotInfo } from "../../src/protocol/messages.ts";
 import type { Store } from "../store/store.ts";
-import { getManifest, putManifest } from "../store/manifest-objects.ts";
+import { ManifestTrees } from "../store/manifest-tree.ts";
 import type { HubDatabase, NewQuarantineItem } from "./hub-db.ts";
 import { MAX_MARKDOWN_READ_BYTES, readEntry, rolloutExtends } from "./stored-content.ts";
 
@@ -47,44 +49,11 @@ export async function getQuarantineContent(store: Store, hash: string): Promise<
   return parsed.data;
 }
 
-/**
- * Manifests read back from the store, the last few kept in memory: a commit's "before" is
- * almost always the manifest the previous commit stored, and parsing a 50,000-file manifest
- * costs more than the rest of a small push.
- */
-export class ManifestCache {
-  #entries = new Map<string, Manifest>();
-  readonly #store: Store;
-  readonly #size: number;
-
-  constructor(store: Store, size = 4) {
-    this.#store = store;
-    this.#size = size;
-  }
-
-  async get(hash: string): Promise<Manifest> {
-    const hit = this.#entries.get(hash);
-    if (hit !== undefined) {
-      this.#entries.delete(hash);
-      this.#entries.set(hash, hit);
-      return hit;
-    }
-    const manifest = await getManifest(this.#store, hash);
-    this.remember(hash, manifest);
-    return manifest;
-  }
-
-  remember(hash: string, manifest: Manifest): void {
-    this.#entries.delete(hash);
-    this.#entries.set(hash, manifest);
-    while (this.#entries.size > this.#size) this.#entries.delete(this.#entries.keys().next().value as string);
-  }
-}
-
 export interface PolicyContext {
   db: HubDatabase;
   store: Store;
-  manifests: ManifestCache;
+  /** The store's manifests as trees, with recently read folders kept in memory. */
+  manifests: ManifestTrees;
   log: (line: string) => void;
 }
 
@@ -108,15 +77,6 @@ export function superprojectPolicy(settingsJson: string, slug: string): PolicySe
   return resolvePolicySettings(raw);
 }
 
-/** True when two manifests hold the same entries (content, kind, mode and mtime alike). */
-function sameManifest(a: Manifest, b: Manifest): boolean {
-  if (a.entries.length !== b.entries.length) return false;
-  return a.entries.every((x, i) => {
-    const y = b.entries[i];
-    return x.path === y.path && x.kind === y.kind && x.size === y.size && x.hash === y.hash && x.mtimeMs === y.mtimeMs && x.mode === y.mode;
-  });
-}
-
 /**
  * Commits a push: the policy decides what lands; the accepted manifest becomes the head (no
  * new snapshot when nothing landed) and every held change becomes a quarantine item. Call
@@ -128,56 +88,71 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   db.assertWriter(request.deviceId, request.fencingToken);
   db.assertHead(request.slug, request.base);
   const head = sp.head === null ? null : db.snapshot(request.slug, sp.head);
-  const after = await manifests.get(request.manifestHash);
-  const before = head === null ? emptyManifest() : await manifests.get(head.manifestHash);
+  // Both sides as trees (a head stored whole by an earlier version is turned into one, once),
+  // compared by descending only into folders whose hashes differ: the work grows with the push.
+  const after = await manifests.treeRoot(request.manifestHash);
+  const before = head === null ? null : await manifests.treeRoot(head.manifestHash);
+  const settings = superprojectPolicy(sp.settings, request.slug);
+  if (before === null || !pushMayHold((await manifests.counts(before)).files)) {
+    // Only adds (a first push): no rule can hold anything, so the trees are not compared and no
+    // entry list is built; the tree is read folder by folder for its chunk ids.
+    await requireTreeChunks(manifests, after);
+    return finishCommit(ctx, request, { head, before, after, accepted: after, held: [], items: [] });
+  }
+  const view = await manifests.pushView(before, after);
 
   // The agent checked this already, but gc may have run since; under the head lock this
-  // answer stands until the head has moved.
-  const missing = await store.missing([...manifestChunkIds(after)]);
-  if (missing.length > 0) {
-    throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
-      data: { missing: missing.slice(0, 20) },
-    });
-  }
+  // answer stands until the head has moved. The head's own chunks are kept by gc (it is a
+  // retained snapshot), so only what this push brings needs asking about.
+  const ids = new Set<string>();
+  for (const change of view.changes) for (const ref of change.after?.chunks ?? []) ids.add(chunkId(ref));
+  await requireChunks(store, [...ids]);
 
-  const settings = superprojectPolicy(sp.settings, request.slug);
-  const checks = pushChecksNeeded(before, after);
-  const beforeIndex = checks.markdown.length + checks.rollouts.length > 0 ? manifestIndex(before) : new Map<string, ManifestEntry>();
-  const afterIndex = checks.markdown.length + checks.rollouts.length > 0 ? manifestIndex(after) : new Map<string, ManifestEntry>();
+  const checks = pushChecksNeeded(view);
   const markdown = new Map<string, { before: MarkdownStats; after: MarkdownStats }>();
   for (const path of checks.markdown) {
-    const old = beforeIndex.get(path) as ManifestEntry;
+    const old = view.before(path) as ManifestEntry;
     if (old.size < settings.minMarkdownBytes) continue;
-    markdown.set(path, await markdownPair(ctx, old, afterIndex.get(path) as ManifestEntry));
+    markdown.set(path, await markdownPair(ctx, old, view.after(path) as ManifestEntry));
   }
   const rollouts = new Map<string, boolean>();
   for (const check of checks.rollouts) {
-    rollouts.set(check.path, await rolloutExtends(store, beforeIndex.get(check.previousPath) as ManifestEntry, afterIndex.get(check.path) as ManifestEntry));
+    rollouts.set(check.path, await rolloutExtends(store, view.before(check.previousPath) as ManifestEntry, view.after(check.path) as ManifestEntry));
   }
-  const decision = evaluatePush({ before, after, settings, markdown, rolloutExtends: rollouts });
+  const decision = evaluatePushView({ view, settings, markdown, rolloutExtends: rollouts });
 
-  let accepted = after;
-  let acceptedHash = request.manifestHash;
+  let acceptedHash = after;
   const items: NewQuarantineItem[] = [];
   if (decision.held.length > 0) {
-    accepted = decision.accepted;
-    acceptedHash = await putManifest(store, accepted);
+    const upserts = [...decision.reverts.values()].filter((entry): entry is ManifestEntry => entry !== null);
+    const removes = [...decision.reverts].filter(([, entry]) => entry === null).map(([path]) => path);
+    acceptedHash = (await manifests.applyDelta(after, { upserts, removes })).root;
     for (const held of decision.held) {
       const objectHash = await putQuarantineContent(store, { proposed: held.proposed, previous: held.previous });
       items.push({ reason: held.reason, summary: held.summary, metrics: held.metrics, paths: held.paths, objectHash });
     }
   }
-  const files = accepted.entries.filter((e) => e.kind === "file");
+  return finishCommit(ctx, request, { head, before, after, accepted: acceptedHash, held: decision.held, items });
+}
+
+/** Records the evaluated push: the accepted tree becomes the head (unless nothing landed), held items are stored. */
+async function finishCommit(
+  ctx: PolicyContext,
+  request: CommitRequest,
+  push: { head: SnapshotInfo | null; before: string | null; after: string; accepted: string; held: QuarantineItemDraft[]; items: NewQuarantineItem[] },
+): Promise<{ snapshot: SnapshotInfo; held: HeldItem[] }> {
+  const { db, manifests } = ctx;
+  const totals = await manifests.counts(push.accepted);
   const result = db.commitEvaluated({
     ...request,
-    manifestHash: acceptedHash,
-    files: files.length,
-    bytes: files.reduce((sum, e) => sum + e.size, 0),
-    newSnapshot: head === null || !sameManifest(accepted, before),
-    items,
+    manifestHash: push.accepted,
+    files: totals.files,
+    bytes: totals.bytes,
+    // Trees are canonical: the same entries (mtimes and modes included) have the same root.
+    newSnapshot: push.head === null || push.accepted !== push.before,
+    items: push.items,
   });
-  manifests.remember(acceptedHash, accepted);
-  const held: HeldItem[] = decision.held.map((item, i) => ({
+  const held: HeldItem[] = push.held.map((item, i) => ({
     id: result.items[i].id,
     reason: item.reason,
     summary: item.summary,
@@ -188,6 +163,31 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   const snapshot = result.snapshot;
   ctx.log(`${request.slug}: ${result.created ? `snapshot ${snapshot.id} (${request.kind})` : `head stays at ${snapshot.id}`} by ${snapshot.deviceName}, ${snapshot.files} files${held.length > 0 ? `; held ${held.map((h) => `#${h.id} ${h.reason}${h.duplicate ? " (again)" : ""}`).join(", ")}` : ""}`);
   return { snapshot, held };
+}
+
+/** Refuses the commit when the store lacks any of `ids`. */
+async function requireChunks(store: Store, ids: string[]): Promise<void> {
+  const missing = await store.missing(ids);
+  if (missing.length > 0) {
+    throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
+      data: { missing: missing.slice(0, 20) },
+    });
+  }
+}
+
+/** `requireChunks` for every chunk of a tree, asked in batches of ids gathered folder by folder. */
+async function requireTreeChunks(manifests: ManifestTrees, root: string): Promise<void> {
+  let batch = new Set<string>();
+  const pending: string[][] = [];
+  await manifests.walk(root, (node) => {
+    for (const entry of node.entries.values()) for (const ref of entry.chunks) batch.add(chunkId(ref));
+    if (batch.size >= 10_000) {
+      pending.push([...batch]);
+      batch = new Set();
+    }
+  });
+  pending.push([...batch]);
+  for (const ids of pending) await requireChunks(manifests.store, ids);
 }
 
 /**

@@ -9,7 +9,6 @@ import { CwsError } from "../../src/errors.ts";
 import { emptyManifest, manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
 import { applyItem } from "../../src/core/policy.ts";
 import type { SnapshotInfo } from "../../src/protocol/messages.ts";
-import { putManifest } from "../store/manifest-objects.ts";
 import type { QuarantineRecord } from "./hub-db.ts";
 import { getQuarantineContent, type PolicyContext } from "./push-policy.ts";
 
@@ -55,11 +54,11 @@ export async function acceptQuarantineItem(ctx: PolicyContext, request: ActorReq
   db.assertWriter(request.deviceId, request.fencingToken);
   const sp = db.superproject(item.slug);
   const head = sp.head === null ? null : db.snapshot(item.slug, sp.head);
-  const headManifest = head === null ? emptyManifest() : await ctx.manifests.get(head.manifestHash);
+  const headManifest = head === null ? emptyManifest() : await ctx.manifests.getManifest(head.manifestHash);
   const content = await getQuarantineContent(store, item.objectHash);
   const manifest = applyItem(headManifest, content);
   await requireChunks(ctx, manifest, `accept quarantine item ${item.id}`);
-  const manifestHash = await putManifest(store, manifest);
+  const manifestHash = await ctx.manifests.putManifest(manifest);
   const snapshot = db.advanceHead({
     slug: item.slug,
     deviceId: request.deviceId,
@@ -70,7 +69,6 @@ export async function acceptQuarantineItem(ctx: PolicyContext, request: ActorReq
     expectedHead: sp.head,
     also: (made) => db.markAccepted(item.id, request.deviceId, made.id),
   });
-  ctx.manifests.remember(manifestHash, manifest);
   ctx.log(`${item.slug}: quarantine item ${item.id} (${item.reason}) accepted by ${snapshot.deviceName} as snapshot ${snapshot.id}`);
   return { item: db.quarantineItem(item.id), snapshot };
 }
@@ -94,7 +92,7 @@ export async function restoreCheckpoint(ctx: PolicyContext, request: ActorReques
   const target = db.snapshot(request.slug, request.snapshotId);
   const sp = db.superproject(request.slug);
   if (sp.head === target.id) return { snapshot: target, previousHead: sp.head, unchanged: true };
-  const manifest = await ctx.manifests.get(target.manifestHash);
+  const manifest = await ctx.manifests.getManifest(target.manifestHash);
   await requireChunks(ctx, manifest, `restore checkpoint ${target.id}`);
   const snapshot = db.advanceHead({
     slug: request.slug,

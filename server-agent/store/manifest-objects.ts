@@ -1,20 +1,19 @@
 /**
- * Manifests stored as objects: canonical JSON, content-addressed by its xxh64, validated with
- * the Manifest schema whenever read back, so a damaged object is reported, never used.
+ * Manifests stored as objects: a tree of folder objects (manifest-tree.ts), each validated
+ * whenever read back, so a damaged object is reported, never used. Manifests stored whole by
+ * earlier versions are still read. These two calls are for whole manifests (a first push, a
+ * pull of a whole tree, tests); commits work on the tree itself through `ManifestTrees`.
  */
-import { CwsError } from "../../src/errors.ts";
-import { Manifest } from "../../src/core/manifest.ts";
+import type { Manifest } from "../../src/core/manifest.ts";
+import { ManifestTrees } from "./manifest-tree.ts";
 import type { Store } from "./store.ts";
 
+/** Stores a whole manifest as a tree; returns its root's hash (what a snapshot names). */
 export async function putManifest(store: Store, manifest: Manifest): Promise<string> {
-  return store.putObject(Buffer.from(JSON.stringify(manifest)));
+  return new ManifestTrees(store).putManifest(manifest);
 }
 
+/** Reads the whole manifest a snapshot names, from either stored form. */
 export async function getManifest(store: Store, hash: string): Promise<Manifest> {
-  const raw = await store.getObject(hash);
-  const parsed = Manifest.safeParse(JSON.parse(Buffer.from(raw).toString("utf8")));
-  if (!parsed.success) {
-    throw new CwsError("CORRUPT", `Stored manifest ${hash} is not a valid manifest (${parsed.error.issues[0]?.message}). Run \`cws-server verify\`.`);
-  }
-  return parsed.data;
+  return new ManifestTrees(store).getManifest(hash);
 }

@@ -7,7 +7,7 @@
  */
 import { initHash } from "../core/hash.ts";
 import { faultPoint } from "../fault.ts";
-import { diffManifests, emptyManifest, type Manifest } from "../core/manifest.ts";
+import { applyManifestDelta, diffManifests, emptyManifest, type Manifest } from "../core/manifest.ts";
 import { orderForApply, planSync, type PlanAction, type SyncPlan } from "../core/plan.ts";
 import { findCaseCollisions } from "../core/paths.ts";
 import { holdNamesThatCannotTravel } from "./held-names.ts";
@@ -213,7 +213,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   let server: Manifest;
   if (head === null) server = { format: 1, entries: [] };
   else if (head.id === binding.base) server = base;
-  else server = (await conn.call("fetchManifest", { slug, snapshotId: head.id }, { signal })).manifest;
+  else server = await fetchServerManifest(conn, slug, head, binding.base === null ? null : { id: binding.base, manifest: base }, signal);
 
   let mode = options.mode ?? "sync";
   // Override plans against the server itself as base: every difference is then a local change
@@ -372,6 +372,27 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
   summary.snapshot = headAfter;
   emit({ type: "phase", phase: "done" });
   return finish(summary, conn, wireAtStart, started);
+}
+
+/**
+ * The manifest of the server head. With a base on this device and an agent that offers it, only
+ * what changed since the base travels (a delta the agent reads from the folders that differ);
+ * the result is checked against the head's file and byte totals, and anything that does not add
+ * up (a base file lost or damaged here) falls back to the whole manifest.
+ */
+async function fetchServerManifest(conn: AgentConnection, slug: string, head: SnapshotInfo, base: { id: number; manifest: Manifest } | null, signal: AbortSignal | undefined): Promise<Manifest> {
+  if (base !== null && base.manifest.entries.length > 0 && conn.hello.capabilities.includes("manifest-delta")) {
+    const { delta } = await conn.call("fetchManifestDelta", { slug, snapshotId: head.id, since: base.id }, { signal });
+    try {
+      const manifest = applyManifestDelta(base.manifest, delta);
+      let bytes = 0;
+      for (const entry of manifest.entries) bytes += entry.size;
+      if (countFiles(manifest) === head.files && bytes === head.bytes) return manifest;
+    } catch {
+      // A delta that does not fit this base: the whole manifest below.
+    }
+  }
+  return (await conn.call("fetchManifest", { slug, snapshotId: head.id }, { signal })).manifest;
 }
 
 function finish(summary: SyncSummary, conn: AgentConnection, wireAtStart: WireCounters, started: number): SyncSummary {

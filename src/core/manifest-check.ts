@@ -23,7 +23,7 @@ function isPlainManifest(json: unknown): json is Manifest {
   if (format !== MANIFEST_FORMAT || !Array.isArray(entries)) return false;
   let previous: string | null = null;
   for (const entry of entries as unknown[]) {
-    if (!isPlainEntry(entry)) return false;
+    if (!isPlainManifestEntry(entry)) return false;
     const path = (entry as { path: string }).path;
     // Sorted by code units without duplicates, as the schema's refinement demands.
     if (previous !== null && !(previous < path)) return false;
@@ -32,7 +32,8 @@ function isPlainManifest(json: unknown): json is Manifest {
   return true;
 }
 
-function isPlainEntry(value: unknown): boolean {
+/** True when `value` is a valid manifest entry with no key the schema would strip. */
+export function isPlainManifestEntry(value: unknown): boolean {
   if (!isObject(value) || keyCount(value) !== 7) return false;
   const { path, kind, size, mtimeMs, mode, hash, chunks } = value as Record<string, unknown>;
   if (typeof path !== "string" || path.length === 0 || path.length > MAX_PATH_LENGTH) return false;

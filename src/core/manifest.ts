@@ -115,7 +115,8 @@ export const ManifestDelta = z.object({
 });
 export type ManifestDelta = z.infer<typeof ManifestDelta>;
 
-function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+/** True when two entries are equal in every field (content, kind, mode and mtime alike). */
+export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
   if (a.kind !== b.kind || a.size !== b.size || a.hash !== b.hash || a.mtimeMs !== b.mtimeMs || a.mode !== b.mode || a.chunks.length !== b.chunks.length) return false;
   for (let i = 0; i < a.chunks.length; i++) {
     if (a.chunks[i][0] !== b.chunks[i][0] || a.chunks[i][1] !== b.chunks[i][1]) return false;

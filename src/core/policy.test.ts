@@ -4,6 +4,7 @@ import { isCwsError } from "../errors.ts";
 import { Manifest, makeManifest } from "./manifest.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import {
+  pushMayHold,
   DEFAULT_POLICY,
   PolicySettings,
   PolicySettingsOverrides,
@@ -561,5 +562,25 @@ describe("PolicySettings", () => {
     const settings = resolvePolicySettings({ maxDeleteCount: 500, shrinkRatio: undefined });
     assert.equal(settings.maxDeleteCount, 500);
     assert.equal(settings.shrinkRatio, DEFAULT_POLICY.shrinkRatio);
+  });
+});
+
+describe("pushes onto a tree without files", () => {
+  it("hold nothing, whatever they add, as pushMayHold(0) tells the hub", () => {
+    assert.equal(pushMayHold(0), false);
+    assert.equal(pushMayHold(1), true);
+    const entry = (path: string, kind: "file" | "dir" = "file"): ManifestEntry =>
+      kind === "dir" ? { path, kind, size: 0, mtimeMs: 1, mode: 0o755, hash: "", chunks: [] } : { path, kind, size: 1, mtimeMs: 1, mode: 0o644, hash: "0123456789abcdef", chunks: [["0123456789abcdef", 1]] };
+    const before = makeManifest([entry("files/a", "dir"), entry("files/b", "dir")]);
+    const after = makeManifest([
+      entry("files/a", "dir"),
+      ...Array.from({ length: 200 }, (_, i) => entry(`files/a/n-${i}.md`)),
+      entry("codex/sessions/rollout-1.jsonl"),
+      entry("files/b.md"),
+    ]);
+    const strict = { protectedGlobs: ["**"], maxDeleteCount: 0, maxDeleteShare: 0, minFolderFiles: 1 };
+    const decision = evaluatePush({ before, after, settings: strict });
+    assert.deepEqual(decision.held, []);
+    assert.deepEqual(decision.accepted, after);
   });
 });

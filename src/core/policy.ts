@@ -36,6 +36,7 @@ import { z } from "zod";
 import { CwsError } from "../errors.ts";
 import { compileGlob, firstMatchingGlob, globProblem } from "./glob.ts";
 import { ManifestEntry, makeManifest, manifestIndex, sameContent } from "./manifest.ts";
+import { ancestorFolders as ancestors, byPath, manifestPushView, pathsUnder as entriesUnder, type PushView } from "./push-view.ts";
 import type { Manifest } from "./manifest.ts";
 import { isMarkdownPath } from "./markdown.ts";
 import { displayPath } from "./paths.ts";
@@ -223,17 +224,6 @@ function rolloutStem(path: string): string {
   return basename(path).replace(/\.jsonl(?:\.zst)?$/i, "");
 }
 
-/** Every proper ancestor folder of a path, outermost first: `files/a/b.md` → `files`, `files/a`. */
-function ancestors(path: string): string[] {
-  const result: string[] = [];
-  for (let i = path.indexOf("/"); i !== -1; i = path.indexOf("/", i + 1)) result.push(path.slice(0, i));
-  return result;
-}
-
-function byPath(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** Lists of candidate paths per key, handed out front first, skipping paths already taken. */
 class Queues {
   #lists = new Map<string, { paths: string[]; next: number }>();
@@ -254,10 +244,9 @@ class Queues {
 
 /** The changes of a push, sorted out into what the rules look at. */
 interface Changes {
-  before: Map<string, ManifestEntry>;
-  after: Map<string, ManifestEntry>;
-  /** The paths of `after`, sorted. */
-  afterPaths: string[];
+  view: PushView;
+  before: { get(path: string): ManifestEntry | undefined; has(path: string): boolean };
+  after: { get(path: string): ManifestEntry | undefined; has(path: string): boolean };
   beforeFiles: number;
   /** Files of `before` that are not files in `after` and are neither renamed nor transitioned. */
   deleted: string[];
@@ -269,22 +258,23 @@ interface Changes {
   transitions: RolloutCheck[];
 }
 
-function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
-  const before = manifestIndex(beforeManifest);
-  const after = manifestIndex(afterManifest);
+function classify(view: PushView): Changes {
+  const before = { get: (path: string) => view.before(path), has: (path: string) => view.before(path) !== undefined };
+  const after = { get: (path: string) => view.after(path), has: (path: string) => view.after(path) !== undefined };
+  // Only changed paths can be removed, modified or added: the view lists them in path order.
   const removed: string[] = [];
   const modified: string[] = [];
-  let beforeFiles = 0;
-  for (const entry of beforeManifest.entries) {
-    if (entry.kind !== "file") continue;
-    beforeFiles++;
-    const now = after.get(entry.path);
-    if (now?.kind !== "file") removed.push(entry.path);
-    else if (!sameContent(entry, now)) modified.push(entry.path);
+  const added: string[] = [];
+  for (const path of view.changed) {
+    const old = view.before(path);
+    const now = view.after(path);
+    if (old?.kind === "file") {
+      if (now?.kind !== "file") removed.push(path);
+      else if (!sameContent(old, now)) modified.push(path);
+    } else if (now?.kind === "file") {
+      added.push(path);
+    }
   }
-  const added = afterManifest.entries
-    .filter((entry) => entry.kind === "file" && before.get(entry.path)?.kind !== "file")
-    .map((entry) => entry.path);
 
   // Pair renames one to one, so deleting a hundred identical `.gitkeep` files and adding one is
   // still a hundred deletes. Same-name pairs go first (a move keeps its name), then the rest.
@@ -293,7 +283,8 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
   const contentKey = (entry: ManifestEntry): string => `${entry.hash}:${entry.size}`;
   const byContent = new Queues();
   const byContentAndName = new Queues();
-  for (const path of added) {
+  // Only a removed file can pair with an added one: without any, no queue is needed.
+  for (const path of removed.length > 0 ? added : []) {
     const key = contentKey(after.get(path) as ManifestEntry);
     // Rollouts pair only with rollouts of the same name (below), never by content alone.
     if (!isRolloutPath(path)) byContent.add(key, path);
@@ -322,7 +313,7 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
 
   // Pair the remaining deleted and added rollouts by file name without the compression suffix.
   const addedRollouts = new Queues();
-  for (const path of added) {
+  for (const path of removed.length > 0 ? added : []) {
     if (!taken.has(path) && isRolloutPath(path)) addedRollouts.add(rolloutStem(path), path);
   }
   const transitions: RolloutCheck[] = [];
@@ -337,8 +328,7 @@ function classify(beforeManifest: Manifest, afterManifest: Manifest): Changes {
   }
 
   const deleted = removed.filter((path) => !renamed.has(path) && !transitioned.has(path));
-  const afterPaths = afterManifest.entries.map((entry) => entry.path);
-  return { before, after, afterPaths, beforeFiles, deleted, renamed, modified, transitions };
+  return { view, before, after, beforeFiles: view.beforeFiles, deleted, renamed, modified, transitions };
 }
 
 /** What the caller must compute from content before calling {@linkcode evaluatePush}. */
@@ -356,10 +346,24 @@ export interface PushChecks {
   rollouts: RolloutCheck[];
 }
 
+/**
+ * True when a push onto a tree with `beforeFiles` files may hold anything. Every rule judges a
+ * file the head already has (deleted, modified, rewritten): onto a tree without files a push
+ * only adds, and nothing is held. The hub skips comparing the trees of such a push (a first
+ * push of 50,000 files) rather than listing every entry as added to find nothing.
+ */
+export function pushMayHold(beforeFiles: number): boolean {
+  return beforeFiles > 0;
+}
+
 /** Lists, for a push, the content checks {@linkcode evaluatePush} needs answered. */
-export function pushChecksNeeded(before: Manifest, after: Manifest): PushChecks {
-  const changes = classify(before, after);
+export function pushChecksNeeded(before: Manifest | PushView, after?: Manifest): PushChecks {
+  const changes = classify(viewOf(before, after));
   return { markdown: changes.modified.filter(isMarkdownPath), rollouts: rolloutChecks(changes) };
+}
+
+function viewOf(before: Manifest | PushView, after: Manifest | undefined): PushView {
+  return "changed" in before ? before : manifestPushView(before, after as Manifest);
 }
 
 function rolloutChecks(changes: Changes): RolloutCheck[] {
@@ -392,10 +396,35 @@ interface Draft {
  * @throws {TypeError} when `markdown` or `rolloutExtends` lacks an entry the rules need.
  */
 export function evaluatePush(input: PushInput): PolicyDecision {
+  const { held, reverts } = evaluatePushView({ ...input, view: manifestPushView(input.before, input.after) });
+  return { accepted: reverts.size === 0 ? input.after : applyReverts(input.after, reverts), held };
+}
+
+function applyReverts(after: Manifest, reverts: ReadonlyMap<string, ManifestEntry | null>): Manifest {
+  const accepted = manifestIndex(after);
+  for (const [path, old] of reverts) {
+    if (old === null) accepted.delete(path);
+    else accepted.set(path, old);
+  }
+  return makeManifest(accepted.values());
+}
+
+/** What {@linkcode evaluatePushView} decides: the held items, and what reverting them changes in `after`. */
+export interface PolicyViewDecision {
+  held: QuarantineItemDraft[];
+  /** Path → its entry before the push (null: absent then) for every held path; applied to `after`, this gives the new head. */
+  reverts: Map<string, ManifestEntry | null>;
+}
+
+/**
+ * {@linkcode evaluatePush} on a view of the push (push-view.ts): reads only the changed paths,
+ * their folders and per-folder file counts, so its cost grows with the push, not the tree.
+ */
+export function evaluatePushView(input: Omit<PushInput, "before" | "after"> & { view: PushView }): PolicyViewDecision {
   const settings = resolvePolicySettings(input.settings ?? {});
   const { markdown = new Map(), rolloutExtends = new Map() } = input;
   const globs = settings.protectedGlobs.map(compileGlob);
-  const changes = classify(input.before, input.after);
+  const changes = classify(input.view);
   const { before, after } = changes;
   const drafts: Draft[] = [];
 
@@ -521,36 +550,26 @@ export function evaluatePush(input: PushInput): PolicyDecision {
   held.sort((a, b) => order.indexOf(a.reason) - order.indexOf(b.reason) || byPath(a.paths[0], b.paths[0]));
 
   // The new head: `after` with every held path (folder entries included) put back as it was.
-  const accepted = new Map(after);
+  const reverts = new Map<string, ManifestEntry | null>();
   for (const item of held) {
-    for (const path of Object.keys(item.proposed)) {
-      const old = before.get(path);
-      if (old === undefined) accepted.delete(path);
-      else accepted.set(path, old);
-    }
+    for (const path of Object.keys(item.proposed)) reverts.set(path, before.get(path) ?? null);
   }
-  return { accepted: makeManifest(accepted.values()), held };
+  return { held, reverts };
 }
 
 /** The outermost folders whose files were deleted (not moved) down to none, one item each. */
 function emptiedFolders(changes: Changes, ordinary: readonly string[], settings: PolicySettings): Draft[] {
-  const filesIn = new Map<string, number>();
-  for (const [path, entry] of changes.before) {
-    if (entry.kind !== "file") continue;
-    for (const folder of ancestors(path)) filesIn.set(folder, (filesIn.get(folder) ?? 0) + 1);
-  }
+  // Only folders that lost a file can have been emptied: their file counts come from the view.
   const deletedIn = new Map<string, number>();
   for (const path of changes.deleted) {
     for (const folder of ancestors(path)) deletedIn.set(folder, (deletedIn.get(folder) ?? 0) + 1);
   }
-  const stillFilled = new Set<string>();
-  for (const [path, entry] of changes.after) {
-    if (entry.kind === "file") for (const folder of ancestors(path)) stillFilled.add(folder);
-  }
+  const filesIn = new Map<string, number>();
+  for (const folder of deletedIn.keys()) filesIn.set(folder, changes.view.filesUnder("before", folder));
   const emptied = [...deletedIn.keys()]
     .filter(
       (folder) =>
-        !stillFilled.has(folder) &&
+        changes.view.filesUnder("after", folder) === 0 &&
         (filesIn.get(folder) ?? 0) >= settings.minFolderFiles &&
         (deletedIn.get(folder) ?? 0) >= settings.minFolderFiles,
     )
@@ -600,7 +619,7 @@ function emptiedFolders(changes: Changes, ordinary: readonly string[], settings:
  * handles that.
  */
 function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
-  const { before, after, afterPaths } = changes;
+  const { before, after, view } = changes;
   const proposed = new Map<string, ManifestEntry | null>();
   const restored: string[] = [];
   const hold = (path: string): void => {
@@ -618,7 +637,7 @@ function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
       if ((old?.kind === "dir" && now?.kind !== "dir") || (old === undefined && now?.kind === "file")) hold(folder);
     }
     if (before.get(path)?.kind === "file") {
-      for (const inside of entriesUnder(afterPaths, path)) hold(inside);
+      for (const inside of view.afterPathsUnder(path)) hold(inside);
     }
   }
   const keys = [...proposed.keys()].sort(byPath);
@@ -630,21 +649,6 @@ function closeItem(draft: Draft, changes: Changes): QuarantineItemDraft {
     proposed: Object.fromEntries(keys.map((path) => [path, proposed.get(path) ?? null])),
     previous: Object.fromEntries(keys.map((path) => [path, before.get(path) ?? null])),
   };
-}
-
-/** The paths under `folder` in a list sorted by code unit, found by binary search. */
-function entriesUnder(sortedPaths: readonly string[], folder: string): string[] {
-  const prefix = `${folder}/`;
-  let low = 0;
-  let high = sortedPaths.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (sortedPaths[mid] < prefix) low = mid + 1;
-    else high = mid;
-  }
-  const result: string[] = [];
-  for (let i = low; i < sortedPaths.length && sortedPaths[i].startsWith(prefix); i++) result.push(sortedPaths[i]);
-  return result;
 }
 
 // ---- accepting -------------------------------------------------------------------------

@@ -107,14 +107,39 @@ function treeProblems(entries: readonly ManifestEntry[], only: ReadonlySet<strin
   return [...problems.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
+/** What `changedTravelProblems` reads of the tree a commit makes. */
+export interface TravelLookup {
+  /** The entry at `path` of the new tree; asked for the ancestor folders of changed paths. */
+  entry(path: string): ManifestEntry | undefined;
+  /** The paths of the new tree under `path`, sorted; asked for changed files. */
+  pathsBelow(path: string): readonly string[];
+}
+
 /**
- * Refuses a tree (or the `changed` part of one) that does not travel.
- *
- * @throws {CwsError} INVALID_PATH naming the first bad path and its rule (`data.path`, `data.rule`),
- *   with how many entries break a rule (`data.count`).
+ * `travelProblems` of a tree restricted to `changed` (a commit's upserts), read from a lookup
+ * instead of the whole sorted tree: the same problems, found from the changed entries, their
+ * ancestors and what lies below changed files.
  */
-export function checkTravellingTree(manifest: Manifest, changed?: ReadonlySet<string>): void {
-  const problems = travelProblems(manifest.entries, changed);
+export function changedTravelProblems(changed: readonly ManifestEntry[], tree: TravelLookup): TravelProblem[] {
+  const problems = new Map<string, TravelProblem>();
+  for (const entry of changed) {
+    const problem = nameTravelProblem(entry.path);
+    if (problem !== null) problems.set(entry.path, problem);
+  }
+  const underFile = (below: string, file: string) => ({ path: below, rule: "file-under-file" as const, reason: `it lies under "${clip(file)}", which is a file` });
+  for (const entry of changed) {
+    for (let i = entry.path.indexOf("/"); i !== -1; i = entry.path.indexOf("/", i + 1)) {
+      const folder = entry.path.slice(0, i);
+      if (tree.entry(folder)?.kind === "file" && !problems.has(entry.path)) problems.set(entry.path, underFile(entry.path, folder));
+    }
+    if (entry.kind !== "file") continue;
+    for (const below of tree.pathsBelow(entry.path)) if (!problems.has(below)) problems.set(below, underFile(below, entry.path));
+  }
+  return [...problems.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Throws the INVALID_PATH of `checkTravellingTree` for `problems`, if any. */
+export function refuseTravelProblems(problems: readonly TravelProblem[]): void {
   if (problems.length === 0) return;
   const [first] = problems;
   const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
@@ -123,6 +148,16 @@ export function checkTravellingTree(manifest: Manifest, changed?: ReadonlySet<st
     `Cannot accept commit: ${JSON.stringify(clip(first.path))} cannot travel to every device (${first.rule}): ${first.reason}${more}. Rename it on the device that sent it and sync again.`,
     { data: { path: clip(first.path), rule: first.rule, count: problems.length } },
   );
+}
+
+/**
+ * Refuses a tree (or the `changed` part of one) that does not travel.
+ *
+ * @throws {CwsError} INVALID_PATH naming the first bad path and its rule (`data.path`, `data.rule`),
+ *   with how many entries break a rule (`data.count`).
+ */
+export function checkTravellingTree(manifest: Manifest, changed?: ReadonlySet<string>): void {
+  refuseTravelProblems(travelProblems(manifest.entries, changed));
 }
 
 /** Entries kept out of a sync because they cannot travel, by where they were found. */

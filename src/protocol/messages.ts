@@ -264,6 +264,13 @@ export const Methods = {
     params: z.object({ slug: Slug, snapshotId: SnapshotId }),
     result: z.object({ manifest: Manifest }),
   },
+  // fetchManifestDelta returns what turns the manifest of snapshot `since` into that of
+  // `snapshotId` (agents with the "manifest-delta" capability): a pull onto a device whose base
+  // is `since` reads the folders that changed, not the whole tree.
+  fetchManifestDelta: {
+    params: z.object({ slug: Slug, snapshotId: SnapshotId, since: SnapshotId }),
+    result: z.object({ delta: ManifestDelta }),
+  },
   // missingChunks returns which of the given chunk ids the server's store lacks.
   missingChunks: {
     params: z.object({ ids: z.array(ChunkIdString).max(MAX_IDS_PER_REQUEST) }),
