@@ -120,7 +120,7 @@ test("a file edited while live sync runs reaches the server and then device B; s
 
 /** Starts `cws turn-on-sync` as a child process of a device and waits until it holds the lease. */
 async function startLiveChild(device: TestDevice, slug: string) {
-  const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.ts"), "turn-on-sync", slug, "--json", "--quiet-ms", "30", "--heartbeat-ms", "200"], {
+  const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.mjs"), "turn-on-sync", slug, "--json", "--quiet-ms", "30", "--heartbeat-ms", "200"], {
     env: { ...process.env, CWS_HOME: device.home },
     stdio: ["ignore", "pipe", "pipe"],
   });

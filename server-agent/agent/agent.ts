@@ -1,8 +1,12 @@
 /**
- * The agent: one per SSH session (or per local-transport child), serving the client protocol
- * over stdio. It moves chunks between the staging folders and the store itself and asks the
- * hub for everything that lives in the database. It refuses data requests until the session
- * is bound to an enrolled device, and refuses every path that could leave the data dir.
+ * The agent: serves one client session (one SSH connection, or one local-transport child). It
+ * runs inside the hub (hub-sessions.ts), which hands it the session's byte stream after the
+ * relay's preamble, the hub's own store and manifest cache, and a direct line to the hub's
+ * request handler. It moves chunks between the staging folders and the store and asks the hub
+ * for everything that lives in the database. It refuses data requests until the session is
+ * bound to an enrolled device, and refuses every path that could leave the data dir.
+ *
+ * Run on its own (tests may), it opens the store itself and connects to the hub's socket.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,10 +27,16 @@ import { explainFailure } from "../failures.ts";
 import { sweepStaging } from "../store/staging-sweep.ts";
 import { agentLogPath, openAgentLog } from "./agent-log.ts";
 
-// An agent starts for every session, and a no-op sync only asks the hub two questions: the
-// store (whose open reads every pack index, a tenth of a second on a large store), the hub
-// client's code and the code of rarer requests are loaded when first needed.
+// On its own, a no-op sync only asks the hub two questions: the store (whose open reads every
+// pack index, a tenth of a second on a large store), the hub client's code and the code of
+// rarer requests are loaded when first needed.
 const manifestObjects = () => import("../store/manifest-objects.ts");
+
+/** Stored manifests, read and written (the hub passes its cache, so a manifest is parsed once). */
+export interface ManifestAccess {
+  get(hash: string): Promise<Manifest>;
+  put(manifest: Manifest): Promise<string>;
+}
 
 export interface AgentOptions {
   dataDir: string;
@@ -37,6 +47,12 @@ export interface AgentOptions {
   /** Where `enroll --restrict-key` writes the key's line (default ~/.ssh/authorized_keys). */
   authorizedKeysFile?: string;
   log?: (line: string) => void;
+  /** The hub to ask (inside the hub: its own handler); else a connection to its socket. */
+  hub?: HubClient;
+  /** The store to use (inside the hub: the hub's, never closed here); else opened on first use. */
+  store?: Store;
+  /** How manifests are read and stored; else straight from the store. */
+  manifests?: ManifestAccess;
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
@@ -52,9 +68,15 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   // hub says so (see connectHub); bundles alone need only these folders.
   await Promise.all([staging.incoming, staging.outgoing].map((dir) => mkdir(dir, { recursive: true, mode: 0o700 })));
   let opening: Promise<Store> | undefined;
-  const getStore = (): Promise<Store> => (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir)));
+  const shared = { store: options.store, hub: options.hub };
+  const getStore = (): Promise<Store> => (shared.store !== undefined ? Promise.resolve(shared.store) : (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir))));
+  const manifests: ManifestAccess = options.manifests ?? {
+    get: async (hash) => (await manifestObjects()).getManifest(await getStore(), hash),
+    put: async (manifest) => (await manifestObjects()).putManifest(await getStore(), manifest),
+  };
   let connecting: Promise<HubClient> | undefined;
   const getHub = (): Promise<HubClient> => {
+    if (shared.hub !== undefined) return Promise.resolve(shared.hub);
     if (connecting === undefined) {
       const attempt = import("../hub/hub-client.ts").then(({ connectHub }) => connectHub(options.dataDir));
       connecting = attempt;
@@ -128,7 +150,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     fetchManifest: async (p) => {
       requireDevice();
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
-      return { manifest: await (await manifestObjects()).getManifest(await getStore(), snapshot.manifestHash) };
+      return { manifest: await manifests.get(snapshot.manifestHash) };
     },
     missingChunks: async (p) => {
       requireDevice();
@@ -155,7 +177,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         for (const entry of p.delta.upserts) checkManifestPath(entry.path);
         for (const path of p.delta.removes) checkManifestPath(path);
         const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.base! });
-        const base = await (await manifestObjects()).getManifest(store, snapshot.manifestHash);
+        const base = await manifests.get(snapshot.manifestHash);
         try {
           manifest = applyManifestDelta(base, p.delta);
         } catch (error) {
@@ -179,7 +201,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
           data: { missing: missing.slice(0, 20) },
         });
       }
-      const manifestHash = await (await manifestObjects()).putManifest(store, manifest);
+      const manifestHash = await manifests.put(manifest);
       faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });
     },
