@@ -55,12 +55,12 @@ export function summarizeProfile(profile: CpuProfile, repoRoot: string): { total
     if (functionName === "(idle)") bucket = "idle (waiting: I/O, the peer)";
     else if (functionName === "(garbage collector)") bucket = "garbage collection";
     else if (functionName === "(program)") bucket = "V8/Node native (start-up, compiling)";
-    else if (url.startsWith(repoUrl) && url.includes("/node_modules/")) bucket = `dependency ${url.split("/node_modules/")[1]!.split("/")[0]}`;
+    else if (url.includes("/node_modules/")) bucket = `dependency ${url.split("/node_modules/")[1]!.split("/")[0]}`;
     else if (url.startsWith(repoUrl)) bucket = url.slice(repoUrl.length).replace(/\/[^/]*$/, "/…");
     else if (url.startsWith("node:")) bucket = "Node internals (module loading, streams, fs)";
     else bucket = url === "" ? "native functions" : "other";
     buckets.set(bucket, (buckets.get(bucket) ?? 0) + ms);
-    const where = url.startsWith(repoUrl) ? `${url.slice(repoUrl.length)}:${lineNumber + 1}` : url || "native";
+    const where = url.includes("/node_modules/") ? url.split("/node_modules/")[1]! : url.startsWith(repoUrl) ? `${url.slice(repoUrl.length)}:${lineNumber + 1}` : url || "native";
     const key = `${functionName || "(anonymous)"} ${where}`;
     functions.set(key, (functions.get(key) ?? 0) + ms);
   }
@@ -87,9 +87,14 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv): { ms: num
   return { ms, stdout: result.stdout };
 }
 
+/**
+ * The main thread's profile of the newest process in `dir` (named CPU.<date>.<time>.<pid>.<thread>.<n>;
+ * worker threads of the same process write their own, with another thread number).
+ */
 function newest(dir: string): string | undefined {
-  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).sort() : [];
-  return files.length > 0 ? path.join(dir, files[files.length - 1]!) : undefined;
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
+  const mains = files.filter((f) => f.split(".")[4] === "0").sort();
+  return mains.length > 0 ? path.join(dir, mains[mains.length - 1]!) : undefined;
 }
 
 async function main(): Promise<void> {

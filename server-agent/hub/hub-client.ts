@@ -24,7 +24,7 @@ const HUB_START_TIMEOUT_MS = 20_000;
 /** A start lock older than this is stale: its owner died before the hub came up. */
 const START_LOCK_STALE_MS = 30_000;
 
-const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.ts");
+const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.mjs");
 
 export async function connectHub(dataDir: string, options: { autoStart?: boolean } = {}): Promise<HubClient> {
   return wrap(await connectHubSocket(dataDir, options));
