@@ -151,6 +151,8 @@ async function main(): Promise<void> {
       const agent = newest(agentProfiles);
       if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
     }
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
+    if (hwm !== undefined) console.log(`\nhub peak RSS over these syncs: ${Math.round(Number(hwm) / 1024)} MiB`);
     process.kill(hub, "SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const hubProfile = newest(hubProfiles);

@@ -20,6 +20,7 @@ import type { QuarantineRecord } from "../hub/hub-db.ts";
 import { applyManifestDelta, Manifest, manifestChunkIds } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
 import { checkTravellingTree } from "../../src/core/portable-names.ts";
+import { safeParseManifest } from "../../src/core/manifest-check.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
 import type { Store } from "../store/store.ts";
 import type { HubClient } from "../hub/hub-client.ts";
@@ -183,7 +184,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         } catch (error) {
           throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: ${(error as Error).message}`);
         }
-        const checked = Manifest.safeParse(manifest);
+        const checked = safeParseManifest(manifest);
         if (!checked.success) throw new CwsError("INVALID_ARGUMENT", `Cannot accept commit: the delta makes an invalid manifest (${checked.error.issues[0]?.message})`);
         // Names that travel: what the delta brings, judged against the tree it makes (an
         // entry an older version let into the base is left to the restore that removes it).

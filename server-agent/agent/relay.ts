@@ -19,16 +19,30 @@ export interface RelayOptions extends SessionPreamble {
   output: Writable;
 }
 
+/** The start of the agent's hello line, the first line of every session the hub serves. */
+const HELLO_MARK = '"magic":"cws-agent"';
+
 /** Relays one session; resolves with the exit code once the hub's side has closed. */
 export async function relaySession(options: RelayOptions): Promise<number> {
   const { dataDir, input, output, ...preamble } = options;
-  const socket = (await quickConnect(hubSocketPath(dataDir))) ?? (await (await import("../hub/hub-client.ts")).connectHubSocket(dataDir));
-  socket.setNoDelay(true);
-  // The preamble goes out before the first byte of the client's: see session-preamble.ts.
-  socket.write(encodeSessionPreamble(preamble));
+  let opened = await openSession(dataDir, preamble, await quickConnect(hubSocketPath(dataDir)));
+  if (!opened.hello.includes(HELLO_MARK)) {
+    // A hub of an older cws (still running after an update) does not serve sessions: it
+    // answers the preamble as a bad request. Ask it to exit, and start a current one.
+    opened.socket.destroy();
+    await retireHub(dataDir);
+    opened = await openSession(dataDir, preamble, null);
+    if (!opened.hello.includes(HELLO_MARK)) {
+      opened.socket.destroy();
+      throw new Error(`the cws hub for ${dataDir} does not serve sessions (it answered ${JSON.stringify(opened.hello.subarray(0, 200).toString())}); stop it with \`cws-server stop --data ${dataDir}\` and try again`);
+    }
+  }
+  const { socket } = opened;
+  output.write(opened.hello);
   input.pipe(socket);
   socket.pipe(output);
   return new Promise((resolve) => {
+    if (socket.closed) return resolve(1);
     let failed = false;
     socket.on("error", () => { failed = true; });
     socket.once("close", () => {
@@ -39,6 +53,53 @@ export async function relaySession(options: RelayOptions): Promise<number> {
       else output.end(() => resolve(1));
     });
   });
+}
+
+/**
+ * Sends the preamble on `socket` (or on a connection to a hub started as needed) and reads the
+ * hub's first line: the agent's hello when the hub serves the session. Returns the line with its
+ * newline and anything after it, to be passed on to the client first.
+ */
+async function openSession(dataDir: string, preamble: SessionPreamble, socket: Socket | null): Promise<{ socket: Socket; hello: Buffer }> {
+  socket ??= await (await import("../hub/hub-client.ts")).connectHubSocket(dataDir);
+  socket.setNoDelay(true);
+  // The preamble goes out before the first byte of the client's: see session-preamble.ts.
+  socket.write(encodeSessionPreamble(preamble));
+  const connection = socket;
+  const hello = await new Promise<Buffer>((resolve) => {
+    const pieces: Buffer[] = [];
+    let size = 0;
+    const onData = (piece: Buffer) => {
+      pieces.push(piece);
+      size += piece.byteLength;
+      if (piece.includes(10) || size > 65536) done();
+    };
+    const done = () => {
+      connection.off("data", onData);
+      connection.off("end", done);
+      connection.off("error", done);
+      connection.pause();
+      resolve(Buffer.concat(pieces));
+    };
+    connection.on("data", onData);
+    connection.once("end", done);
+    connection.once("error", done);
+  });
+  return { socket: connection, hello };
+}
+
+/** Asks the running hub to exit and waits until its socket stops answering. */
+async function retireHub(dataDir: string): Promise<void> {
+  const { connectHub } = await import("../hub/hub-client.ts");
+  const hub = await connectHub(dataDir, { autoStart: false }).catch(() => null);
+  await hub?.call("shutdown", {}).catch(() => {});
+  await hub?.close().catch(() => {});
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    const probe = await quickConnect(hubSocketPath(dataDir));
+    if (probe === null) return;
+    probe.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Connects to a running hub, or null when none answers (so the relay must start one). */
