@@ -61,7 +61,7 @@ export async function relaySession(options: RelayOptions): Promise<number> {
  * newline and anything after it, to be passed on to the client first.
  */
 async function openSession(dataDir: string, preamble: SessionPreamble, socket: Socket | null): Promise<{ socket: Socket; hello: Buffer }> {
-  socket ??= await (await import("../hub/hub-client.ts")).connectHubSocket(dataDir);
+  socket ??= await startHubAndConnect(dataDir);
   socket.setNoDelay(true);
   // The preamble goes out before the first byte of the client's: see session-preamble.ts.
   socket.write(encodeSessionPreamble(preamble));
@@ -86,6 +86,22 @@ async function openSession(dataDir: string, preamble: SessionPreamble, socket: S
     connection.once("error", done);
   });
   return { socket: connection, hello };
+}
+
+/** Connects to the hub, starting it first when it is not running (under the data dir's start lock). */
+async function startHubAndConnect(dataDir: string): Promise<Socket> {
+  const [{ connectHubSocket }, { CwsError }, { access }, { join }] = await Promise.all([
+    import("../hub/hub-client.ts"),
+    import("../../src/errors.ts"),
+    import("node:fs/promises"),
+    import("node:path"),
+  ]);
+  try {
+    await access(join(dataDir, "server.json"));
+  } catch {
+    throw new CwsError("NOT_FOUND", `There is no cws server data in ${dataDir} (no server.json). Run \`cws-server init --data ${dataDir}\` on the server, or give the agent the data dir it uses with --data.`);
+  }
+  return connectHubSocket(dataDir);
 }
 
 /** Asks the running hub to exit and waits until its socket stops answering. */
