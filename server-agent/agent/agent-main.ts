@@ -35,6 +35,9 @@ async function run(flags: AgentFlags): Promise<void> {
     ...(flags.authorizedKeys === undefined ? {} : { authorizedKeysFile: flags.authorizedKeys }),
     ...(process.env.CWS_FAULT ? { fault: process.env.CWS_FAULT } : {}),
   });
+  // Crash tests: a fault point ends the session in the hub; this process then ends the way the
+  // agent process itself used to at that point, killed, so clients see the same failure.
+  if (code !== 0 && process.env.CWS_FAULT) process.kill(process.pid, "SIGKILL");
   // The session is over once the hub's side closed, even if the client has not closed stdin.
   process.exit(code);
 }

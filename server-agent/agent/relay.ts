@@ -22,37 +22,60 @@ export interface RelayOptions extends SessionPreamble {
 /** The start of the agent's hello line, the first line of every session the hub serves. */
 const HELLO_MARK = '"magic":"cws-agent"';
 
-/** Relays one session; resolves with the exit code once the hub's side has closed. */
+/**
+ * Relays one session; resolves once the hub's side has closed, with 0 when the client ended the
+ * session (it closed its side first and the hub finished answering), else 1: the hub ended it
+ * (a fault point, a protocol error) or the connection broke.
+ */
 export async function relaySession(options: RelayOptions): Promise<number> {
   const { dataDir, input, output, ...preamble } = options;
   let opened = await openSession(dataDir, preamble, await quickConnect(hubSocketPath(dataDir)));
-  if (!opened.hello.includes(HELLO_MARK)) {
+  if (isOldHubAnswer(opened.hello)) {
     // A hub of an older cws (still running after an update) does not serve sessions: it
     // answers the preamble as a bad request. Ask it to exit, and start a current one.
     opened.socket.destroy();
     await retireHub(dataDir);
     opened = await openSession(dataDir, preamble, null);
-    if (!opened.hello.includes(HELLO_MARK)) {
+    if (isOldHubAnswer(opened.hello)) {
       opened.socket.destroy();
       throw new Error(`the cws hub for ${dataDir} does not serve sessions (it answered ${JSON.stringify(opened.hello.subarray(0, 200).toString())}); stop it with \`cws-server stop --data ${dataDir}\` and try again`);
     }
   }
   const { socket } = opened;
-  output.write(opened.hello);
+  if (opened.hello.byteLength > 0) output.write(opened.hello);
+  let inputEnded = false;
+  input.once("end", () => { inputEnded = true; });
   input.pipe(socket);
   socket.pipe(output);
   return new Promise((resolve) => {
-    if (socket.closed) return resolve(1);
     let failed = false;
-    socket.on("error", () => { failed = true; });
-    socket.once("close", () => {
+    const finish = () => {
       input.unpipe(socket);
-      // The hub ended the session on purpose (the client closed, or a fault point) or the
-      // connection broke: either way there is nothing left to relay.
-      if (output.writableEnded) resolve(failed ? 1 : 0);
-      else output.end(() => resolve(1));
-    });
+      // Either way there is nothing left to relay.
+      const code = inputEnded && !failed ? 0 : 1;
+      if (output.writableEnded) resolve(code);
+      else output.end(() => resolve(code));
+    };
+    if (socket.closed) return finish();
+    socket.on("error", () => { failed = true; });
+    socket.once("close", finish);
   });
+}
+
+/**
+ * True when the hub answered the preamble as a hub of an older cws does: with an error envelope
+ * (it took the line for a malformed request) instead of the agent's hello. Nothing at all (the
+ * session ended before its hello) is not that.
+ */
+function isOldHubAnswer(first: Buffer): boolean {
+  if (first.byteLength === 0 || first.includes(HELLO_MARK)) return false;
+  const newline = first.indexOf(10);
+  try {
+    const line = JSON.parse(first.subarray(0, newline < 0 ? first.byteLength : newline).toString("utf8")) as { ok?: unknown };
+    return line.ok === false;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import { CwsError } from "../../src/errors.ts";
 import { withFaultScope } from "../../src/fault.ts";
 import type { Manifest } from "../../src/core/manifest.ts";
 import { serveAgent, type ManifestAccess } from "../agent/agent.ts";
+import { openAgentLog } from "../agent/agent-log.ts";
 import { MAX_PREAMBLE_BYTES, parseSessionPreamble, type SessionPreamble } from "../session-preamble.ts";
 import { putManifest } from "../store/manifest-objects.ts";
 import type { Store } from "../store/store.ts";
@@ -107,7 +108,8 @@ export async function serveSession(socket: Socket, preamble: SessionPreamble, ho
       hub,
       store: host.store,
       manifests,
-      log: (line) => host.log(`session: ${line}`),
+      // The agent's log (which INTERNAL errors name), echoed into the hub's.
+      log: openAgentLog(host.dataDir, (line) => host.log(`session: ${line}`)),
     }),
   );
 }
