@@ -41,7 +41,8 @@ export interface ManifestAccess {
 
 export interface AgentOptions {
   dataDir: string;
-  input: NodeJS.ReadableStream;
+  /** The session's bytes (a stream, or an iterator over one). */
+  input: AsyncIterable<Uint8Array | string>;
   output: NodeJS.WritableStream;
   /** When set (by the forced command of an enrolled key), the session may only open this device. */
   pinnedDeviceId?: string;
@@ -249,7 +250,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   try {
     await serveRpc({
       table: Methods,
-      lines: readLines(options.input as AsyncIterable<Uint8Array>),
+      lines: readLines(options.input),
       output: options.output,
       // A full disk ends in one sentence with the next step; a real bug in INTERNAL naming the
       // log that holds its stack trace.

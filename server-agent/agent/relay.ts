@@ -45,6 +45,9 @@ export async function relaySession(options: RelayOptions): Promise<number> {
   if (opened.hello.byteLength > 0) output.write(opened.hello);
   let inputEnded = false;
   input.once("end", () => { inputEnded = true; });
+  // The last piece from the hub: a session the hub ends says why in its last line.
+  let last: Buffer = opened.hello;
+  socket.on("data", (piece: Buffer) => { last = piece; });
   input.pipe(socket);
   socket.pipe(output);
   return new Promise((resolve) => {
@@ -53,6 +56,10 @@ export async function relaySession(options: RelayOptions): Promise<number> {
       input.unpipe(socket);
       // Either way there is nothing left to relay.
       const code = inputEnded && !failed ? 0 : 1;
+      if (code !== 0) {
+        const reason = sessionEndReason(last);
+        if (reason !== undefined) process.stderr.write(`cws-agent: ${reason}\n`);
+      }
       if (output.writableEnded) resolve(code);
       else output.end(() => resolve(code));
     };
@@ -60,6 +67,19 @@ export async function relaySession(options: RelayOptions): Promise<number> {
     socket.on("error", () => { failed = true; });
     socket.once("close", finish);
   });
+}
+
+/** The message of an error of id null ending `tail` (how the hub ends a session it cannot go on with). */
+function sessionEndReason(tail: Buffer): string | undefined {
+  const text = tail.toString("utf8").trimEnd();
+  const line = text.slice(text.lastIndexOf("\n") + 1);
+  if (!line.startsWith('{"id":null,"ok":false')) return undefined;
+  try {
+    const message = (JSON.parse(line) as { error?: { message?: unknown } }).error?.message;
+    return typeof message === "string" ? message : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -9,7 +9,7 @@
  * hub protocol from their first line; a line that is not a preamble is handed back to them.
  */
 import type { Socket } from "node:net";
-import { CwsError } from "../../src/errors.ts";
+import { CwsError, toCwsError } from "../../src/errors.ts";
 import { withFaultScope } from "../../src/fault.ts";
 import type { Manifest } from "../../src/core/manifest.ts";
 import { serveAgent, type ManifestAccess } from "../agent/agent.ts";
@@ -97,11 +97,31 @@ export async function serveSession(socket: Socket, preamble: SessionPreamble, ho
       return hash;
     },
   };
-  const stop = () => socket.destroy();
-  await withFaultScope({ fault: preamble.fault, stop }, () =>
-    serveAgent({
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    socket.destroy();
+  };
+  try {
+    await withFaultScope({ fault: preamble.fault, stop }, () => runAgent());
+  } catch (error) {
+    // A session the agent cannot go on with (a line over the cap, a broken stream) ends with an
+    // error of id null, which the protocol reads as the end of the session, and which the relay
+    // repeats on its stderr, as the agent process did when it ran on its own.
+    if (stopped || socket.destroyed || !socket.writable) throw error;
+    const wire = toCwsError(error, "The session").toWire();
+    socket.end(`${JSON.stringify({ id: null, ok: false, error: wire })}\n`);
+    // What the client still sends is read and dropped: closing with unread data would reset the
+    // connection, and the reset would discard the line above before the relay reads it.
+    socket.resume();
+  }
+
+  function runAgent(): Promise<void> {
+    return serveAgent({
       dataDir: host.dataDir,
-      input: socket,
+      // Read without destroying the socket when reading stops early (a line over the cap),
+      // so the session can still say why it ends.
+      input: { [Symbol.asyncIterator]: () => socket.iterator({ destroyOnReturn: false }) },
       output: socket,
       pinnedDeviceId: preamble.pinnedDeviceId,
       authorizedKeysFile: preamble.authorizedKeysFile,
@@ -110,6 +130,6 @@ export async function serveSession(socket: Socket, preamble: SessionPreamble, ho
       manifests,
       // The agent's log (which INTERNAL errors name), echoed into the hub's.
       log: openAgentLog(host.dataDir, (line) => host.log(`session: ${line}`)),
-    }),
-  );
+    });
+  }
 }
