@@ -93,7 +93,7 @@ describe("authorized_keys line", () => {
     process.env.CWS_STABLE_NODE = "/opt/codex-workspace-sync/current/runtime/node_modules/.bin/node";
     try {
       const line = authorizedKeysLineForThisInstall({ publicKey: KEY, dataDir: "/srv/cws", deviceId: "d1" });
-      assert.ok(line.startsWith(`restrict,command="exec /opt/codex-workspace-sync/current/runtime/node_modules/.bin/node /opt/codex-workspace-sync/current/server-agent/forced-command.ts --data /srv/cws`), line);
+      assert.ok(line.startsWith(`restrict,command="exec /opt/codex-workspace-sync/current/runtime/node_modules/.bin/node /opt/codex-workspace-sync/current/server-agent/forced-command.mjs --data /srv/cws`), line);
     } finally {
       for (const [key, value] of [["CWS_STABLE_ROOT", saved.root], ["CWS_STABLE_NODE", saved.node]] as const) {
         if (value === undefined) delete process.env[key];

@@ -131,19 +131,12 @@ async function openSession(dataDir: string, preamble: SessionPreamble, socket: S
   return { socket: connection, hello };
 }
 
-/** Connects to the hub, starting it first when it is not running (under the data dir's start lock). */
+/**
+ * Connects to the hub, starting it first when it is not running (under the data dir's start
+ * lock); a data dir `cws-server init` never made is reported with the command that makes one.
+ */
 async function startHubAndConnect(dataDir: string): Promise<Socket> {
-  const [{ connectHubSocket }, { CwsError }, { access }, { join }] = await Promise.all([
-    import("../hub/hub-client.ts"),
-    import("../../src/errors.ts"),
-    import("node:fs/promises"),
-    import("node:path"),
-  ]);
-  try {
-    await access(join(dataDir, "server.json"));
-  } catch {
-    throw new CwsError("NOT_FOUND", `There is no cws server data in ${dataDir} (no server.json). Run \`cws-server init --data ${dataDir}\` on the server, or give the agent the data dir it uses with --data.`);
-  }
+  const { connectHubSocket } = await import("../hub/hub-client.ts");
   return connectHubSocket(dataDir);
 }
 
