@@ -6,12 +6,12 @@
  * Expected interface (the client's state dir is chosen by `CWS_HOME=<dir>`):
  *
  *   node server-agent/server-main.ts init --data <serverDataDir> --passphrase-file <file>
- *   node src/cli/cws.ts enroll-device --host 127.0.0.1 --port <p> --user <u> --identity <key>
+ *   node src/cli/cws.mjs enroll-device --host 127.0.0.1 --port <p> --user <u> --identity <key>
  *        --known-hosts <file> --device-name <name> --passphrase-file <file>
- *        --agent-command "<abs node> <repo>/server-agent/agent/main.ts --stdio --data <dir>" --yes
- *   node src/cli/cws.ts create-superproject <slug> --root <dir>      (first device)
- *   node src/cli/cws.ts attach-superproject <slug> --root <dir>      (second device)
- *   node src/cli/cws.ts sync <slug> --json      → stdout: { "wire": { "sent": n, "received": n }, … }
+ *        --agent-command "<abs node> <repo>/server-agent/agent/main.mjs --stdio --data <dir>" --yes
+ *   node src/cli/cws.mjs create-superproject <slug> --root <dir>      (first device)
+ *   node src/cli/cws.mjs attach-superproject <slug> --root <dir>      (second device)
+ *   node src/cli/cws.mjs sync <slug> --json      → stdout: { "wire": { "sent": n, "received": n }, … }
  *
  * Scenario mapping: initial push = create-superproject + sync on a freshly initialised server
  * (both timed, as both are part of getting the data onto the server); no-op and 1% change =
@@ -95,7 +95,7 @@ export class CwsRunner implements Tool {
     this.#passphraseFile = inWork(context, "passphrase.txt");
     this.#serverRss = inWork(context, "server-rss.txt");
     this.#clientRss = inWork(context, "client-rss.txt");
-    this.#cli = path.join(context.repoRoot, "src", "cli", "cws.ts");
+    this.#cli = path.join(context.repoRoot, "src", "cli", "cws.mjs");
     this.#serverMain = path.join(context.repoRoot, "server-agent", "server-main.ts");
   }
 
@@ -105,7 +105,7 @@ export class CwsRunner implements Tool {
   }
 
   async prepare(deviceA: string): Promise<void> {
-    for (const file of [this.#cli, this.#serverMain, path.join(this.#context.repoRoot, "server-agent", "agent", "main.ts")]) {
+    for (const file of [this.#cli, this.#serverMain, path.join(this.#context.repoRoot, "server-agent", "agent", "main.mjs")]) {
       if (!existsSync(file)) throw new Error(`${path.relative(this.#context.repoRoot, file)} does not exist yet`);
     }
     this.#deviceA = deviceA;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `cws-agent`: runs server-agent/agent/main.ts with Node 24 (see launch.mjs).
+// `cws-agent`: runs server-agent/agent/main.mjs with Node 24 (see launch.mjs).
 import { launch } from "./launch.mjs";
 
-await launch("server-agent/agent/main.ts");
+await launch("server-agent/agent/main.mjs");

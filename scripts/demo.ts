@@ -28,7 +28,7 @@ function heading(text: string): void {
 
 /** Runs a cws command as a device (its own client state dir) and shows it like a terminal would. */
 function run(device: "A" | "B" | "server", args: string[]): string {
-  const [bin, rest] = device === "server" ? ["cws-server", join(REPO, "server-agent", "server-main.ts")] : ["cws", join(REPO, "src", "cli", "cws.ts")];
+  const [bin, rest] = device === "server" ? ["cws-server", join(REPO, "server-agent", "server-main.ts")] : ["cws", join(REPO, "src", "cli", "cws.mjs")];
   process.stdout.write(`\x1b[2m[${device}] $ ${bin} ${args.join(" ")}\x1b[0m\n`);
   const result = spawnSync(process.execPath, [rest, ...args], {
     env: { ...process.env, CWS_HOME: join(dir, `home-${device}`) },

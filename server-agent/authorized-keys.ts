@@ -2,7 +2,7 @@
  * The `authorized_keys` line that confines an enrolled device's SSH key to cws, and the
  * crash-safe edit that installs it.
  *
- *   restrict,command="exec '<node>' '<repo>/server-agent/forced-command.ts' --data '<dir>' --device '<id>'" <type> <base64> [comment]
+ *   restrict,command="exec '<node>' '<repo>/server-agent/forced-command.mjs' --data '<dir>' --device '<id>'" <type> <base64> [comment]
  *
  * `restrict` turns off port, agent and X11 forwarding, ptys and ~/.ssh/rc; `command` makes
  * sshd run the forced command for every exec and subsystem request, with the client's request
@@ -27,7 +27,7 @@ export interface AuthorizedKeysLineOptions {
   deviceId: string;
   /** The Node 24 binary on the server (absolute: sshd gives commands a minimal PATH). */
   nodePath: string;
-  /** The cws installation on the server (absolute), holding `server-agent/forced-command.ts`. */
+  /** The cws installation on the server (absolute), holding `server-agent/forced-command.mjs`. */
   repoDir: string;
 }
 
@@ -68,7 +68,7 @@ export function authorizedKeysLine(options: AuthorizedKeysLineOptions): string {
     }
     return value;
   };
-  const entry = path.posix.join(checked("cws installation folder", options.repoDir), "server-agent", "forced-command.ts");
+  const entry = path.posix.join(checked("cws installation folder", options.repoDir), "server-agent", "forced-command.mjs");
   const command = [
     "exec",
     shellQuote(checked("Node binary path", options.nodePath)),

@@ -21,6 +21,8 @@ describe("forced command: what a request may run", () => {
     ["/opt/cws/bin/cws-agent --stdio --data /elsewhere --device someone-else", "agent"],
     ["'/srv/cws/node_modules/.bin/node' '/srv/cws/server-agent/agent/main.ts' --stdio --data '/x y'", "agent"],
     ["node --no-warnings /srv/cws/server-agent/agent/main.ts --stdio", "agent"],
+    ["'/srv/cws/node_modules/.bin/node' '/srv/cws/server-agent/agent/main.mjs' --stdio --data /srv/cws", "agent"],
+    ["node /srv/cws/server-agent/agent/main.mjs", "refused"],
     ["internal-sftp", "sftp"],
     ["/usr/lib/openssh/sftp-server -l INFO -u 022", "sftp"],
     ["sftp-server", "sftp"],
@@ -73,13 +75,13 @@ describe("authorized_keys line", () => {
   it("restricts the key to the forced command with the pinned data dir and device", () => {
     assert.equal(
       authorizedKeysLine(base),
-      `restrict,command="exec /usr/bin/node /opt/cws/server-agent/forced-command.ts --data '/srv/cws data' --device 0b5e7c1a-1111-4222-8333-944445555666" ${KEY}`,
+      `restrict,command="exec /usr/bin/node /opt/cws/server-agent/forced-command.mjs --data '/srv/cws data' --device 0b5e7c1a-1111-4222-8333-944445555666" ${KEY}`,
     );
   });
 
   it("points at this installation's forced command and Node", () => {
     const line = authorizedKeysLineForThisInstall({ publicKey: KEY, dataDir: "/srv/cws", deviceId: "d1" });
-    const entry = path.join(path.resolve(import.meta.dirname, ".."), "server-agent", "forced-command.ts");
+    const entry = path.join(path.resolve(import.meta.dirname, ".."), "server-agent", "forced-command.mjs");
     assert.ok(line.includes(entry), line);
     assert.ok(line.includes(` --data /srv/cws --device d1" ${KEY}`), line);
     assert.match(line, /^restrict,command="exec '?\/[^"]*node'? /);
@@ -91,7 +93,7 @@ describe("authorized_keys line", () => {
     process.env.CWS_STABLE_NODE = "/opt/codex-workspace-sync/current/runtime/node_modules/.bin/node";
     try {
       const line = authorizedKeysLineForThisInstall({ publicKey: KEY, dataDir: "/srv/cws", deviceId: "d1" });
-      assert.ok(line.startsWith(`restrict,command="exec /opt/codex-workspace-sync/current/runtime/node_modules/.bin/node /opt/codex-workspace-sync/current/server-agent/forced-command.ts --data /srv/cws`), line);
+      assert.ok(line.startsWith(`restrict,command="exec /opt/codex-workspace-sync/current/runtime/node_modules/.bin/node /opt/codex-workspace-sync/current/server-agent/forced-command.mjs --data /srv/cws`), line);
     } finally {
       for (const [key, value] of [["CWS_STABLE_ROOT", saved.root], ["CWS_STABLE_NODE", saved.node]] as const) {
         if (value === undefined) delete process.env[key];

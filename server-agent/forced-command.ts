@@ -2,7 +2,7 @@
 /**
  * The forced command of an enrolled device's SSH key (see authorized-keys.ts):
  *
- *   node server-agent/forced-command.ts --data <dir> --device <id>
+ *   node server-agent/forced-command.mjs --data <dir> --device <id>    (the entry: runs this file)
  *
  * With `command="…"` on a key, sshd runs this for every exec *and* subsystem request and puts
  * what the client asked for in SSH_ORIGINAL_COMMAND: the exec command line, or for the sftp
@@ -10,7 +10,7 @@
  * `/usr/lib/openssh/sftp-server -l INFO`, arguments included). Checked against OpenSSH 9.2.
  *
  *   SSH_ORIGINAL_COMMAND                         runs
- *   `[node] …/cws-agent|…/agent/main.ts --stdio …` the agent, in this process, pinned to --device
+ *   `[node] …/cws-agent|…/agent/main.{mjs,ts} --stdio …` a session, relayed to the hub, pinned to --device
  *   `internal-sftp …`, `…/sftp-server …`          the restricted SFTP server (staging folders only)
  *   anything else, or nothing (a shell)           nothing: a refusal on stderr, exit 1
  *
@@ -22,8 +22,6 @@
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { parseArgs } from "node:util";
-
-export { authorizedKeysLine, authorizedKeysLineForThisInstall, installAuthorizedKey } from "./authorized-keys.ts";
 
 /** What the client asked for, as far as this key allows it. */
 export type OriginalCommand = { kind: "agent" } | { kind: "sftp" } | { kind: "refused"; reason: string };
@@ -44,14 +42,14 @@ export function classifyOriginalCommand(command: string | undefined): OriginalCo
   if (first === "internal-sftp" || path.posix.basename(first) === "sftp-server") return { kind: "sftp" };
 
   // `cws-agent --stdio …`, or the agent run by a Node binary (as test and bench set-ups do):
-  // `/path/node [--node-options] /path/server-agent/agent/main.ts --stdio …`.
+  // `/path/node [--node-options] /path/server-agent/agent/main.mjs --stdio …` (or main.ts).
   let at = 0;
   if (/^node(\d+)?(\.exe)?$/.test(path.posix.basename(first))) {
     at = 1;
     while (at < words.length && words[at].startsWith("-")) at++;
   }
   const program = words[at] ?? "";
-  const isAgent = program === "cws-agent" || program.endsWith("/cws-agent") || program === "agent/main.ts" || program.endsWith("/agent/main.ts");
+  const isAgent = program === "cws-agent" || program.endsWith("/cws-agent") || ["agent/main.ts", "agent/main.mjs"].some((entry) => program === entry || program.endsWith(`/${entry}`));
   if (isAgent) {
     return words.slice(at + 1).includes("--stdio") ? { kind: "agent" } : { kind: "refused", reason: `${shown} (the agent runs only with --stdio)` };
   }
@@ -83,10 +81,10 @@ export async function runForcedCommand(options: ForcedCommandOptions): Promise<n
   const request = classifyOriginalCommand(options.originalCommand);
   switch (request.kind) {
     case "agent": {
-      // Imported only here, so an SFTP session does not load the agent, the store and zod.
-      const { serveAgent } = await import("./agent/agent.ts");
-      await serveAgent({ dataDir: options.dataDir, input: options.input, output: options.output, pinnedDeviceId: options.deviceId });
-      return 0;
+      // The hub serves the session; the pin travels in the relay's preamble, written before
+      // any byte of the client's, so the client cannot change it (see session-preamble.ts).
+      const { relaySession } = await import("./agent/relay.ts");
+      return relaySession({ dataDir: options.dataDir, input: options.input, output: options.output, pinnedDeviceId: options.deviceId });
     }
     case "sftp": {
       const { serveRestrictedSftp } = await import("./sftp/restricted-sftp-server.ts");
@@ -146,7 +144,8 @@ export function splitWords(command: string): string[] | undefined {
   return words.length > 0 ? words : undefined;
 }
 
-async function main(): Promise<void> {
+/** The forced command's process: reads its argv and SSH_ORIGINAL_COMMAND (forced-command.mjs runs it). */
+export async function forcedCommandMain(): Promise<void> {
   let dataDir: string | undefined;
   let deviceId: string | undefined;
   try {
@@ -165,7 +164,7 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  process.exitCode = await runForcedCommand({
+  const code = await runForcedCommand({
     dataDir,
     deviceId,
     originalCommand: process.env.SSH_ORIGINAL_COMMAND,
@@ -173,12 +172,19 @@ async function main(): Promise<void> {
     output: process.stdout,
     stderr: process.stderr,
   });
+  // A relayed session is over once the hub's side closed, even if the client has not closed
+  // its side; stdout (a pipe or socket from sshd) is written synchronously, so nothing is lost.
+  process.exit(code);
 }
 
-if (import.meta.main) {
-  main().catch((error: unknown) => {
+/** Runs {@link forcedCommandMain}, reporting a failure briefly on stderr. */
+export function runForcedCommandProcess(): void {
+  forcedCommandMain().catch((error: unknown) => {
     // Details stay on the server side of the channel only as far as sshd's stderr goes: keep it short.
     process.stderr.write(`cws forced command: ${(error as Error)?.message ?? String(error)}\n`);
     process.exitCode = 1;
   });
 }
+
+// authorized_keys lines written before forced-command.mjs name this file directly.
+if (import.meta.main) runForcedCommandProcess();

@@ -6,7 +6,6 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { homedir } from "node:os";
 import { z } from "zod";
 import { CwsError } from "../src/errors.ts";
 import { writeFileAtomic } from "../src/fs-atomic.ts";
@@ -78,8 +77,4 @@ export async function writeServerConfig(dataDir: string, config: ServerConfig): 
 }
 
 /** The data dir when none is given: $CWS_DATA_DIR, else $XDG_DATA_HOME/cws-server, else ~/.local/share/cws-server. */
-export function defaultServerDataDir(env: NodeJS.ProcessEnv = process.env, home = homedir()): string {
-  if (env.CWS_DATA_DIR) return env.CWS_DATA_DIR;
-  const base = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith("/") ? env.XDG_DATA_HOME : join(home, ".local", "share");
-  return join(base, "cws-server");
-}
+export { defaultServerDataDir } from "./data-dir.ts";

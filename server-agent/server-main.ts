@@ -74,7 +74,7 @@ async function writeAgentLauncher(dataDir: string): Promise<string> {
   const script = [
     "#!/bin/sh",
     "# The cws agent for this data dir, written by `cws-server init`; devices run it over SSH.",
-    `exec ${shellQuote(nodePath)} ${shellQuote(join(repoDir, "server-agent", "agent", "main.ts"))} --data ${shellQuote(dataDir)} "$@"`,
+    `exec ${shellQuote(nodePath)} ${shellQuote(join(repoDir, "server-agent", "agent", "main.mjs"))} --data ${shellQuote(dataDir)} "$@"`,
     "",
   ].join("\n");
   await writeFileAtomic(file, script, { mode: 0o700 });

@@ -3,7 +3,13 @@
  * point, the process kills itself with SIGKILL on reaching it, exactly like a power cut or an
  * OOM kill would stop it there. Without the variable this is a no-op. Tests use it to prove
  * that a sync interrupted at any point leaves the server consistent and resumes cleanly.
+ *
+ * Agent sessions run inside the hub, which serves many of them, so a fault there ends only its
+ * own session: the session runs in a fault scope (set from its relay's CWS_FAULT) whose stop()
+ * drops the connection, and the handler that reached the point goes no further.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
+
 export type FaultPoint =
   | "client-after-first-bundle" // the client, after the first bundle of a push was ingested
   | "client-before-commit" // the client, with every chunk uploaded, before asking to commit
@@ -16,6 +22,27 @@ export type FaultPoint =
   | "client-pull-mid-rename" // the client, pulling: half of the files renamed into place
   | "client-pull-before-base"; // the client, pulling: every file in place and durable, the base not yet recorded
 
+/** The fault of one session served inside a longer-lived process. */
+export interface FaultScope {
+  fault: string | undefined;
+  /** Ends the session at once, as killing its process would. */
+  stop(): void;
+}
+
+const scopes = new AsyncLocalStorage<FaultScope>();
+
+/** Runs `work` (and everything it starts) with faults decided by `scope` instead of CWS_FAULT. */
+export function withFaultScope<T>(scope: FaultScope, work: () => T): T {
+  return scopes.run(scope, work);
+}
+
 export function faultPoint(point: FaultPoint): void {
-  if (process.env.CWS_FAULT === point) process.kill(process.pid, "SIGKILL");
+  const scope = scopes.getStore();
+  if (scope === undefined) {
+    if (process.env.CWS_FAULT === point) process.kill(process.pid, "SIGKILL");
+    return;
+  }
+  if (scope.fault !== point) return;
+  scope.stop();
+  throw new Error(`fault point ${point} reached: the session was ended`);
 }

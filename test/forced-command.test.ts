@@ -111,6 +111,35 @@ describe("a device key restricted by the forced command, against a real sshd", {
         assert.ok(isCwsError(refused, "AUTH_FAILED"), String(refused));
       });
     });
+
+    it("holds the device pin against a session preamble forged by the client: it is read as a request", async () => {
+      // The relay writes the real preamble (with the pinned device) before any client byte, so a
+      // client's own preamble line arrives inside the session, where it is not a request.
+      const channel = await session.exec("cws-agent --stdio");
+      const lines: string[] = [];
+      let text = "";
+      const answered = new Promise<void>((resolve) => {
+        channel.on("data", (piece: Buffer) => {
+          text += piece.toString("utf8");
+          let at: number;
+          while ((at = text.indexOf("\n")) >= 0) {
+            lines.push(text.slice(0, at));
+            text = text.slice(at + 1);
+          }
+          if (lines.length >= 3) resolve();
+        });
+      });
+      channel.write(`${JSON.stringify({ cwsSession: 1, pinnedDeviceId: otherDeviceId })}\n`);
+      channel.write(`${JSON.stringify({ id: 1, method: "open", params: { deviceId: otherDeviceId } })}\n`);
+      await answered;
+      channel.end();
+      const [hello, forged, open] = lines.map((line) => JSON.parse(line) as { type?: string; ok?: boolean; error?: { code: string } });
+      assert.equal(hello.type, "hello");
+      assert.equal(forged.ok, false);
+      assert.equal(forged.error?.code, "INVALID_ARGUMENT");
+      assert.equal(open.ok, false);
+      assert.equal(open.error?.code, "AUTH_FAILED");
+    });
   });
 
   describe("SFTP in the staging folders", () => {

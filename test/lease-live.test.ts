@@ -119,8 +119,8 @@ test("a file edited while live sync runs reaches the server and then device B; s
 });
 
 /** Starts `cws turn-on-sync` as a child process of a device and waits until it holds the lease. */
-async function startLiveChild(device: TestDevice, slug: string) {
-  const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.ts"), "turn-on-sync", slug, "--json", "--quiet-ms", "30", "--heartbeat-ms", "200"], {
+async function startLiveChild(device: TestDevice, slug: string, quietMs = 30) {
+  const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.mjs"), "turn-on-sync", slug, "--json", "--quiet-ms", String(quietMs), "--heartbeat-ms", "200"], {
     env: { ...process.env, CWS_HOME: device.home },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -250,4 +250,34 @@ test("take-over: B is shown A's lease and last heartbeat, takes it, and A's next
   await runningB;
   await b.sync("takeover");
   await assert.rejects(readFile(join(rootB, "late-from-a.md")), "A's refused push never reached the server");
+});
+
+test("cws sync during a live sync of the same superproject is run by the live session, on its lease", async () => {
+  const { a, b, rootA, rootB } = await cluster.pair("asked");
+  await freeLease(a);
+  // A quiet period far longer than the test: only the handed-off request can push the new file.
+  const live = await startLiveChild(a, "asked", 600_000);
+  await writeFile(join(rootA, "asked-for.md"), "# synced on request\n");
+  const run = await a.cli(["sync", "asked", "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  const summary = JSON.parse(run.stdout) as { via?: string; pushed: { files: number } };
+  assert.equal(summary.via, "live-sync");
+  assert.equal(summary.pushed.files, 1);
+  await live.until((e) => e.type === "synced" && (e.summary as { pushed: { files: number } }).pushed.files === 1);
+  // A dry run is answered by the live session too, and changes nothing.
+  const dry = await a.cli(["sync", "asked", "--dry-run", "--json"]);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.equal((JSON.parse(dry.stdout) as { via?: string }).via, "live-sync");
+  await b.sync("asked");
+  assert.equal(await readFile(join(rootB, "asked-for.md"), "utf8"), "# synced on request\n");
+  live.child.kill("SIGINT");
+  assert.equal((await live.exited).code, 0, live.stderr());
+  // Once live sync is off, cws sync opens its own session again.
+  await writeFile(join(rootA, "after.md"), "# after live sync\n");
+  const own = await a.cli(["sync", "asked", "--json"]);
+  assert.equal(own.code, 0, own.stderr);
+  const ownSummary = JSON.parse(own.stdout) as { via?: string; pushed: { files: number } };
+  assert.equal(ownSummary.via, undefined);
+  assert.equal(ownSummary.pushed.files, 1);
+  assert.deepEqual((await readdir(join(a.home, "live"))).filter((name) => name.endsWith(".sock")), [], "the socket is removed");
 });

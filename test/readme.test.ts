@@ -163,7 +163,7 @@ test("README: server set-up and device set-up work as written, through to two de
     const authorized = await readFile(path.join(accountHome, ".ssh", "authorized_keys"), "utf8");
     const lines = authorized.trim().split("\n");
     assert.equal(lines.length, 2, authorized);
-    for (const line of lines) assert.match(line, /^restrict,command="exec .*forced-command\.ts'? --data .* --device /);
+    for (const line of lines) assert.match(line, /^restrict,command="exec .*forced-command\.mjs'? --data .* --device /);
     const devices = await asAccount(`bin/cws-server.mjs devices --data ${shellQuote(dataDir!)}`);
     assert.match(devices, /laptop|desktop|enrolled/);
     const status = await laptop.sh("cws status");

@@ -188,17 +188,24 @@ describe("the agent's answers to what a client or an intruder in staging can do"
     await createSuperproject(conn0, await device.state(), { slug: "broken", root: dir });
     await conn0.close();
     await device.sync("broken");
-    // The store's objects folder replaced by a file: opening the store fails (EEXIST from
-    // mkdir), a failure no client input can cause.
-    const objects = join(cluster.dataDir, "store", "objects");
-    await rename(objects, `${objects}.moved`);
-    await writeFile(objects, "");
+    // Sessions run in the hub, which keeps the manifests it has read: stop it, so the next
+    // session's hub must read the head's manifest object, and replace that object by a folder.
+    // Reading it then fails (EISDIR), a failure no client input can cause.
+    await stopHub(cluster.dataDir);
+    const head = (await (await device.state()).binding("broken")).base;
+    const probe = await device.connect();
+    const { snapshot: headSnapshot } = await probe.call("head", { slug: "broken" });
+    await probe.close();
+    assert.equal(headSnapshot?.id, head);
+    const hash = headSnapshot!.manifestHash;
+    const object = join(cluster.dataDir, "store", "objects", hash.slice(0, 2), hash);
+    await rename(object, `${object}.moved`);
+    await mkdir(object);
     let incident = "";
     try {
       const conn = await device.connect();
       try {
-        const { snapshot } = await conn.call("head", { slug: "broken" });
-        await assert.rejects(conn.call("fetchManifest", { slug: "broken", snapshotId: snapshot!.id }), (error: unknown) => {
+        await assert.rejects(conn.call("fetchManifest", { slug: "broken", snapshotId: headSnapshot!.id }), (error: unknown) => {
           assert.ok(isCwsError(error, "INTERNAL"), String(error));
           const log = agentLogPath(cluster.dataDir);
           assert.ok((error as Error).message.includes(log), (error as Error).message);
@@ -210,11 +217,11 @@ describe("the agent's answers to what a client or an intruder in staging can do"
         await conn.close();
       }
     } finally {
-      await rm(objects, { force: true });
-      await rename(`${objects}.moved`, objects);
+      await rm(object, { recursive: true, force: true });
+      await rename(`${object}.moved`, object);
     }
     const logText = await readFile(agentLogPath(cluster.dataDir), "utf8");
-    assert.match(logText, new RegExp(`internal error ${incident} in fetchManifest: Error: EEXIST`));
+    assert.match(logText, new RegExp(`internal error ${incident} in fetchManifest: Error: EISDIR`));
   });
 
   it("removes bundles prepared and never released when the session ends", async () => {

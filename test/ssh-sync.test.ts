@@ -88,7 +88,7 @@ test("enroll-device over SSH, then a full sync A → server → B gives byte-ide
   // would let that pipe fill and stall sshd's handshakes.
   const { spawn } = await import("node:child_process");
   const cli = (args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [join(import.meta.dirname, "..", "src", "cli", "cws.ts"), ...args], { env: { ...process.env, CWS_HOME: homeA, SSH_AUTH_SOCK: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [join(import.meta.dirname, "..", "src", "cli", "cws.mjs"), ...args], { env: { ...process.env, CWS_HOME: homeA, SSH_AUTH_SOCK: "" }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (piece) => { stdout += piece; });
@@ -227,7 +227,7 @@ test("enroll-device --restrict-key locks the device key to cws, and syncs keep w
   assert.equal(result.keyInstalled?.file, authorizedKeys);
   const lines = (await readFile(authorizedKeys, "utf8")).trim().split("\n");
   const restricted = lines.find((line) => line.includes(publicKey.split(" ")[1]))!;
-  assert.match(restricted, /^restrict,command="exec .*forced-command\.ts --data .* --device '?[0-9a-f-]{36}'?" ssh-ed25519 /);
+  assert.match(restricted, /^restrict,command="exec .*forced-command\.mjs --data .* --device '?[0-9a-f-]{36}'?" ssh-ed25519 /);
   assert.ok(lines.includes(sshd.clientPublicKey), "other keys are kept");
   // The same key now reaches only the agent: a sync round trip works, a shell command does not.
   const device = deviceAt("restricted", home);

@@ -15,6 +15,8 @@ import { after, before, describe, it } from "node:test";
 import { isCwsError, type CwsError, type ErrorCode } from "../src/errors.ts";
 import { downloadFile, uploadResumable, RESUME_WINDOW_BYTES } from "../src/transport/sftp-transfer.ts";
 import { connectSsh } from "../src/transport/ssh.ts";
+import { connectHub } from "../server-agent/hub/hub-client.ts";
+import { hashPassphrase, writeServerConfig } from "../server-agent/server-config.ts";
 import { openSshSession, runRemoteCommand, type SshSessionTarget } from "../src/transport/ssh-session.ts";
 import {
   agentCommandLine,
@@ -33,6 +35,17 @@ const skip = !sshdAvailable() && process.env.CI === undefined ? SSHD_MISSING_MES
 
 let sshd: SshdHandle;
 let work: string;
+/** Server data dirs made by the tests, whose hubs are stopped at the end. */
+const dataDirs: string[] = [];
+
+/** A server data dir with its config, ready for the hub a session starts (agent/relay.ts). */
+async function serverDataDir(name: string): Promise<string> {
+  const dataDir = path.join(work, name);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeServerConfig(dataDir, { format: 1, passphrase: await hashPassphrase("ssh transport test"), leaseTtlMs: 120_000, hubIdleExitMs: 60_000 });
+  dataDirs.push(dataDir);
+  return dataDir;
+}
 
 function baseTarget(overrides: Partial<SshSessionTarget> = {}): SshSessionTarget {
   return sessionTarget(sshd, overrides);
@@ -59,6 +72,11 @@ describe("SSH transport against a real sshd", { skip }, () => {
 
   after(async () => {
     await sshd?.stop();
+    for (const dataDir of dataDirs) {
+      const hub = await connectHub(dataDir, { autoStart: false }).catch(() => null);
+      await hub?.call("shutdown", {}).catch(() => {});
+      await hub?.close();
+    }
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
@@ -313,7 +331,7 @@ describe("SSH transport against a real sshd", { skip }, () => {
 
   describe("connectSsh() with the agent", () => {
     it("starts the agent, round-trips a call, and moves bundles through its staging folders", async () => {
-      const dataDir = path.join(work, "agent-data");
+      const dataDir = await serverDataDir("agent-data");
       const connection = await connectSsh({ ...baseTarget(), agentCommand: agentCommandLine(dataDir) });
       try {
         assert.equal(connection.hello.magic, "cws-agent");
@@ -351,7 +369,7 @@ describe("SSH transport against a real sshd", { skip }, () => {
     });
 
     it("reaches the agent and SFTP through a forced-command key restricted like enrollment's", async () => {
-      const dataDir = path.join(work, "forced-data");
+      const dataDir = await serverDataDir("forced-data");
       // SFTP on a forced-command key arrives as the forced command with the subsystem in
       // SSH_ORIGINAL_COMMAND, so the forced command dispatches between the two.
       const dispatcher = path.join(work, "cws-dispatch.sh");

@@ -7,8 +7,8 @@ set -eu
 release=$(cd -P "$(dirname "$0")/../.." && pwd)
 node=${CWS_NODE:-$release/runtime/node_modules/.bin/node}
 case "${1:-}" in
-  cws-server) entry=server-agent/server-main.ts ;;
-  cws-agent) entry=server-agent/agent/main.ts ;;
+  cws-server) entry=server-agent/server-main.mjs ;;
+  cws-agent) entry=server-agent/agent/main.mjs ;;
   *) echo "run.sh: name the entry point: cws-server or cws-agent" >&2; exit 2 ;;
 esac
 shift

@@ -68,7 +68,7 @@ function Invoke-CwsLogged {
     try {
         Write-Host "cws $($CwsArguments -join ' ')   (log: $logFile)"
         $node = Get-CwsNode
-        $cli = Join-Path $script:CwsRepo 'src\cli\cws.ts'
+        $cli = Join-Path $script:CwsRepo 'src\cli\cws.mjs'
         & $node $cli @CwsArguments
         $code = $LASTEXITCODE
     }

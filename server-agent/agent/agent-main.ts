@@ -1,16 +1,15 @@
 #!/usr/bin/env node
 /**
- * `cws-agent --stdio`: the server-side agent, started once per SSH session (or as a child of
- * the local transport). It speaks the protocol on stdin/stdout; stdout carries nothing else,
+ * `cws-agent --stdio`: what `cws` runs on the server for each session (over SSH, or as a child of
+ * the local transport). It is a relay (relay.ts): the hub serves the session, so this process
+ * loads almost nothing and starts in tens of milliseconds. It speaks nothing on stdout itself,
  * so everything it has to say to a human goes to stderr.
  *
  * Its start-up is part of every sync, so the arguments `cws` and the forced command pass are
  * read directly; commander (and its help, version and errors) is loaded only for anything else.
  */
-import { serveAgent } from "./agent.ts";
-import { defaultServerDataDir } from "../server-config.ts";
-import { PACKAGE_VERSION } from "../../src/version.ts";
-import { isCwsError } from "../../src/errors.ts";
+import { defaultServerDataDir } from "../data-dir.ts";
+import { relaySession } from "./relay.ts";
 
 interface AgentFlags {
   stdio?: boolean;
@@ -28,7 +27,19 @@ async function run(flags: AgentFlags): Promise<void> {
   const dataDir = flags.data ?? defaultServerDataDir();
   // Without a device pin from the command line, the forced-command dispatcher may pass one.
   const pinned = flags.device ?? (process.env.CWS_PINNED_DEVICE || undefined);
-  await serveAgent({ dataDir, input: process.stdin, output: process.stdout, pinnedDeviceId: pinned, authorizedKeysFile: flags.authorizedKeys });
+  const code = await relaySession({
+    dataDir,
+    input: process.stdin,
+    output: process.stdout,
+    ...(pinned === undefined ? {} : { pinnedDeviceId: pinned }),
+    ...(flags.authorizedKeys === undefined ? {} : { authorizedKeysFile: flags.authorizedKeys }),
+    ...(process.env.CWS_FAULT ? { fault: process.env.CWS_FAULT } : {}),
+  });
+  // Crash tests: a fault point ends the session in the hub; this process then ends the way the
+  // agent process itself used to at that point, killed, so clients see the same failure.
+  if (code !== 0 && process.env.CWS_FAULT) process.kill(process.pid, "SIGKILL");
+  // The session is over once the hub's side closed, even if the client has not closed stdin.
+  process.exit(code);
 }
 
 /**
@@ -56,9 +67,9 @@ function usualFlags(args: readonly string[]): AgentFlags | null {
 async function main(): Promise<void> {
   const quick = usualFlags(process.argv.slice(2));
   if (quick !== null) return run(quick);
-  const { Command } = await import("commander");
+  const [{ Command }, { PACKAGE_VERSION }] = await Promise.all([import("commander"), import("../../src/version.ts")]);
   await new Command("cws-agent")
-    .description("Serve the cws protocol on stdin/stdout for one client session (started over SSH by `cws`).")
+    .description("Relay one client session on stdin/stdout to the cws hub, starting the hub when it is not running (started over SSH by `cws`).")
     .version(PACKAGE_VERSION)
     .option("--stdio", "speak the protocol on stdin/stdout (the only mode)")
     .option("--data <dir>", "server data dir (default: $CWS_DATA_DIR or ~/.local/share/cws-server)")
@@ -68,7 +79,9 @@ async function main(): Promise<void> {
     .parseAsync();
 }
 
-main().catch((error: unknown) => {
+main().catch(async (error: unknown) => {
+  // A CwsError (e.g. the hub did not come up) carries a message for people; anything else its stack.
+  const { isCwsError } = await import("../../src/errors.ts");
   process.stderr.write(`cws-agent: ${isCwsError(error) ? error.message : (error as Error)?.stack ?? String(error)}\n`);
   process.exitCode = 1;
 });

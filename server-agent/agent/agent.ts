@@ -1,8 +1,12 @@
 /**
- * The agent: one per SSH session (or per local-transport child), serving the client protocol
- * over stdio. It moves chunks between the staging folders and the store itself and asks the
- * hub for everything that lives in the database. It refuses data requests until the session
- * is bound to an enrolled device, and refuses every path that could leave the data dir.
+ * The agent: serves one client session (one SSH connection, or one local-transport child). It
+ * runs inside the hub (hub-sessions.ts), which hands it the session's byte stream after the
+ * relay's preamble, the hub's own store and manifest cache, and a direct line to the hub's
+ * request handler. It moves chunks between the staging folders and the store and asks the hub
+ * for everything that lives in the database. It refuses data requests until the session is
+ * bound to an enrolled device, and refuses every path that could leave the data dir.
+ *
+ * Run on its own (tests may), it opens the store itself and connects to the hub's socket.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,26 +22,34 @@ import { checkManifestPath } from "../../src/core/paths.ts";
 import { changedTravelProblems, checkTravellingTree, refuseTravelProblems } from "../../src/core/portable-names.ts";
 import { AGENT_MAGIC, PACKAGE_VERSION, PROTOCOL_VERSION } from "../../src/version.ts";
 import type { Store } from "../store/store.ts";
+import type { ManifestTrees } from "../store/manifest-tree.ts";
 import type { HubClient } from "../hub/hub-client.ts";
 import { explainFailure } from "../failures.ts";
 import { sweepStaging } from "../store/staging-sweep.ts";
 import { agentLogPath, openAgentLog } from "./agent-log.ts";
 
-// An agent starts for every session, and a no-op sync only asks the hub two questions: the
-// store (whose open reads every pack index, a tenth of a second on a large store), the hub
-// client's code and the code of rarer requests are loaded when first needed.
-const manifestObjects = () => import("../store/manifest-objects.ts");
+// On its own, a no-op sync only asks the hub two questions: the store (whose open reads every
+// pack index, a tenth of a second on a large store), the hub client's code and the code of
+// rarer requests are loaded when first needed.
 const manifestTree = () => import("../store/manifest-tree.ts");
+
 
 export interface AgentOptions {
   dataDir: string;
-  input: NodeJS.ReadableStream;
+  /** The session's bytes (a stream, or an iterator over one). */
+  input: AsyncIterable<Uint8Array | string>;
   output: NodeJS.WritableStream;
   /** When set (by the forced command of an enrolled key), the session may only open this device. */
   pinnedDeviceId?: string;
   /** Where `enroll --restrict-key` writes the key's line (default ~/.ssh/authorized_keys). */
   authorizedKeysFile?: string;
   log?: (line: string) => void;
+  /** The hub to ask (inside the hub: its own handler); else a connection to its socket. */
+  hub?: HubClient;
+  /** The store to use (inside the hub: the hub's, never closed here); else opened on first use. */
+  store?: Store;
+  /** The store's manifests as trees (inside the hub: the hub's, whose folder cache sessions share); else made on first use. */
+  manifests?: ManifestTrees;
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
@@ -53,9 +65,14 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   // hub says so (see connectHub); bundles alone need only these folders.
   await Promise.all([staging.incoming, staging.outgoing].map((dir) => mkdir(dir, { recursive: true, mode: 0o700 })));
   let opening: Promise<Store> | undefined;
-  const getStore = (): Promise<Store> => (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir)));
+  const shared = { store: options.store, hub: options.hub };
+  const getStore = (): Promise<Store> => (shared.store !== undefined ? Promise.resolve(shared.store) : (opening ??= import("../store/store.ts").then(({ Store }) => Store.open(options.dataDir))));
+  let trees: Promise<ManifestTrees> | undefined;
+  const getTrees = (): Promise<ManifestTrees> =>
+    options.manifests !== undefined ? Promise.resolve(options.manifests) : (trees ??= Promise.all([manifestTree(), getStore()]).then(([{ ManifestTrees }, store]) => new ManifestTrees(store)));
   let connecting: Promise<HubClient> | undefined;
   const getHub = (): Promise<HubClient> => {
+    if (shared.hub !== undefined) return Promise.resolve(shared.hub);
     if (connecting === undefined) {
       const attempt = import("../hub/hub-client.ts").then(({ connectHub }) => connectHub(options.dataDir));
       connecting = attempt;
@@ -129,14 +146,13 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     fetchManifest: async (p) => {
       requireDevice();
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
-      return { manifest: await (await manifestObjects()).getManifest(await getStore(), snapshot.manifestHash) };
+      return { manifest: await (await getTrees()).getManifest(snapshot.manifestHash) };
     },
     fetchManifestDelta: async (p) => {
       requireDevice();
       const hub = await getHub();
       const [{ snapshot }, { snapshot: since }] = await Promise.all([hub.call("snapshot", { slug: p.slug, id: p.snapshotId }), hub.call("snapshot", { slug: p.slug, id: p.since })]);
-      const { ManifestTrees } = await manifestTree();
-      return { delta: await new ManifestTrees(await getStore()).diff(since.manifestHash, snapshot.manifestHash) };
+      return { delta: await (await getTrees()).diff(since.manifestHash, snapshot.manifestHash) };
     },
     missingChunks: async (p) => {
       requireDevice();
@@ -155,8 +171,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     commit: async (p) => {
       const device = requireDevice();
       const store = await getStore();
-      const { ManifestTrees } = await manifestTree();
-      const trees = new ManifestTrees(store);
+      const trees = await getTrees();
       let ids: string[];
       let stage: () => Promise<string>;
       if (p.delta !== undefined) {
@@ -233,7 +248,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   try {
     await serveRpc({
       table: Methods,
-      lines: readLines(options.input as AsyncIterable<Uint8Array>),
+      lines: readLines(options.input),
       output: options.output,
       // A full disk ends in one sentence with the next step; a real bug in INTERNAL naming the
       // log that holds its stack trace.

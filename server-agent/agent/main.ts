@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `cws-agent` entry point: turns on Node's compile cache (one agent starts per SSH session, so
- * its start-up time is part of every sync) and loads the real entry.
+ * The `cws-agent` entry point of earlier installs, which enrolled devices may still name in their
+ * agent command. It does what main.mjs does (the entry point to use: plain JavaScript, so Node
+ * does not load its TypeScript stripper first).
  */
 import { enableCompileCache } from "node:module";
 

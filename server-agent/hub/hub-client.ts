@@ -11,7 +11,7 @@ import { CwsError } from "../../src/errors.ts";
 import { readLines } from "../../src/protocol/framing.ts";
 import { RpcCaller, type TableParams, type TableResult } from "../../src/protocol/rpc.ts";
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
-import { hubSocketPath } from "./hub-server.ts";
+import { hubSocketPath } from "../data-dir.ts";
 import { serverConfigPath } from "../server-config.ts";
 
 export interface HubClient {
@@ -24,12 +24,20 @@ const HUB_START_TIMEOUT_MS = 20_000;
 /** A start lock older than this is stale: its owner died before the hub came up. */
 const START_LOCK_STALE_MS = 30_000;
 
-const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.ts");
+const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.mjs");
 
 export async function connectHub(dataDir: string, options: { autoStart?: boolean } = {}): Promise<HubClient> {
+  return wrap(await connectHubSocket(dataDir, options));
+}
+
+/**
+ * A connection to the hub's socket, starting the hub first when it is not running (unless
+ * autoStart is false). The relay of a client session uses it when its own quick connect fails.
+ */
+export async function connectHubSocket(dataDir: string, options: { autoStart?: boolean } = {}): Promise<Socket> {
   const socketPath = hubSocketPath(dataDir);
   const first = await tryConnect(socketPath);
-  if (first !== null) return wrap(first);
+  if (first !== null) return first;
   // A hub started on a data dir that `cws-server init` never made would only fail in its
   // log; say so at once instead of waiting for it to come up.
   await assertInitialised(dataDir);
@@ -43,7 +51,7 @@ export async function connectHub(dataDir: string, options: { autoStart?: boolean
       try {
         // Another agent may have started the hub between our connect and our lock.
         const again = await tryConnect(socketPath);
-        if (again !== null) return wrap(again);
+        if (again !== null) return again;
         spawnHub(dataDir);
         startedHere = true;
       } catch (error) {
@@ -55,7 +63,7 @@ export async function connectHub(dataDir: string, options: { autoStart?: boolean
     const socket = await tryConnect(socketPath);
     if (socket !== null) {
       if (startedHere) await releaseStartLock(dataDir);
-      return wrap(socket);
+      return socket;
     }
   }
   if (startedHere) await releaseStartLock(dataDir);
@@ -119,10 +127,12 @@ function spawnHub(dataDir: string): void {
   const logDir = join(dataDir, "logs");
   // Synchronous-enough: the log folder is created before the child opens it below.
   void mkdir(logDir, { recursive: true, mode: 0o700 });
+  // A fault point meant for one session (crash tests) must not follow the hub around.
+  const { CWS_FAULT: _fault, ...env } = process.env;
   const child = spawn(process.execPath, [SERVER_MAIN, "serve", "--data", dataDir, "--started-by-agent"], {
     detached: true,
     stdio: "ignore",
-    env: process.env,
+    env,
   });
   child.unref();
 }

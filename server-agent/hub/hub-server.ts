@@ -17,15 +17,15 @@ import { Store } from "../store/store.ts";
 import { resolvePolicySettings } from "../../src/core/policy.ts";
 import { resolveRetentionSettings } from "../../src/core/retention.ts";
 import { Serial } from "./serial.ts";
+import { hubSocketPath } from "../data-dir.ts";
+import { serveSession, takeSessionPreamble, type SessionHost } from "./hub-sessions.ts";
 import { commitWithPolicy, superprojectPolicy, type PolicyContext } from "./push-policy.ts";
 import { ManifestTrees } from "../store/manifest-tree.ts";
 import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 import { acquireHubLock } from "./hub-lock.ts";
 
-export function hubSocketPath(dataDir: string): string {
-  return join(dataDir, "hub.sock");
-}
+export { hubSocketPath };
 
 export function hubDatabasePath(dataDir: string): string {
   return join(dataDir, "hub.sqlite");
@@ -212,12 +212,13 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     }
   };
 
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    lastActivity = Date.now();
-    socket.on("close", () => { sockets.delete(socket); lastActivity = Date.now(); });
-    socket.on("error", () => socket.destroy());
-    serveRpc({
+  const sessionHost: SessionHost = { dataDir, store, manifests: ctx.manifests, handle, log };
+  const serveConnection = async (socket: Socket): Promise<void> => {
+    // A relay's connection starts with a session preamble (hub-sessions.ts); anything else
+    // speaks the hub protocol from its first line.
+    const preamble = await takeSessionPreamble(socket);
+    if (preamble !== null) return serveSession(socket, preamble, sessionHost);
+    return serveRpc({
       table: HubMethods,
       lines: readLines(socket),
       output: socket,
@@ -227,7 +228,20 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         throw explainFailure(error, { what: method, dataDir, logFile: `${join(dataDir, "logs", "hub.log")} (or the hub service's journal)`, log });
       }),
       onInternalError: (what, error) => log(`internal error in ${what}: ${(error as Error)?.stack ?? String(error)}`),
-    }).catch(() => socket.destroy()).finally(() => socket.end());
+    });
+  };
+
+  // Half-open connections are allowed so that a session whose client has finished sending
+  // still gets its last answers.
+  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    lastActivity = Date.now();
+    socket.on("close", () => { sockets.delete(socket); lastActivity = Date.now(); });
+    socket.on("error", () => socket.destroy());
+    serveConnection(socket).catch((error: unknown) => {
+      if (!socket.destroyed) log(`connection ended by an error: ${(error as Error)?.message ?? String(error)}`);
+      socket.destroy();
+    }).finally(() => socket.end());
   });
 
   // The socket is created under a restrictive umask, then chmod-ed, so no other account can

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /**
- * `cws` entry point. It only turns on Node's compile cache (which keeps the type-stripped and
- * compiled form of our modules between runs, cutting start-up roughly in half) and then loads
- * the real entry, because static imports would be evaluated before the cache is on.
+ * The `cws` entry point of earlier installs and scripts. It does what cws.mjs does (the entry
+ * point to use: plain JavaScript, so Node does not load its TypeScript stripper first).
  */
 import { enableCompileCache } from "node:module";
 

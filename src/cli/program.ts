@@ -475,7 +475,20 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
     .action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
       const slug = slugArgument(positional, flags);
       const state = await openState();
-      await printSyncResult(await runSync(state, slug, flags, "sync", interruptSignal()), flags.json);
+      const signal = interruptSignal();
+      // A live sync of this superproject on this device runs the sync on its own connection
+      // and lease (live-handoff.ts); without one, this command opens its own session.
+      const { handOffSync, liveSocketPath } = await import("../client/live-handoff.ts");
+      const handedOff = await handOffSync(liveSocketPath(state.home, slug), { type: "sync", dryRun: flags.dryRun === true }, signal);
+      if (handedOff !== null) {
+        if (flags.json) printJson({ ok: true, via: "live-sync", ...handedOff });
+        else {
+          println(`(run by the live sync of ${slug} on this device)`);
+          printSyncSummary(handedOff);
+        }
+        return;
+      }
+      await printSyncResult(await runSync(state, slug, flags, "sync", signal), flags.json);
     });
 
   const syncLike = (name: string, description: string, mode: "pull" | "override") => {

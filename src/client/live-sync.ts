@@ -19,6 +19,7 @@ import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { StateStore } from "./state.ts";
 import { syncSuperproject, type SyncSummary } from "./sync.ts";
+import { listenForHandoffs, liveSocketPath, type HandoffReply, type HandoffRequest } from "./live-handoff.ts";
 
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "./live-sync-defaults.ts";
 
@@ -155,14 +156,20 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
   };
 
   /** Runs one sync; reconnects once if the connection dropped. */
-  const syncOnce = async (): Promise<void> => {
+  const syncOnce = async (dryRun = false): Promise<HandoffReply> => {
     try {
-      const summary = await syncSuperproject({ conn, state, slug, fencingToken: token });
-      syncs++;
-      emit({ type: "synced", summary });
+      const summary = await syncSuperproject({ conn, state, slug, fencingToken: token, dryRun });
+      if (!dryRun) {
+        syncs++;
+        emit({ type: "synced", summary });
+      }
+      return { ok: true, summary };
     } catch (error) {
       const failure = isCwsError(error) ? error : new CwsError("INTERNAL", `Live sync failed: ${(error as Error)?.message}`, { cause: error });
-      if (failure.code === "LEASE_LOST" || failure.code === "LEASE_HELD") return stop("lease-lost", failure);
+      if (failure.code === "LEASE_LOST" || failure.code === "LEASE_HELD") {
+        stop("lease-lost", failure);
+        return { ok: false, error: failure.toWire() };
+      }
       emit({ type: "sync-failed", error: failure });
       if (failure.code === "CONNECTION_LOST" || failure.code === "HUB_UNAVAILABLE") {
         await conn.close().catch(() => {});
@@ -171,8 +178,20 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
           return conn;
         });
       }
+      return { ok: false, error: failure.toWire() };
     }
   };
+
+  // `cws sync` of this superproject hands its request here (live-handoff.ts); the requests run
+  // in the loop below, between this session's own syncs, on its connection and lease.
+  const handoffs: Array<{ request: HandoffRequest; answer: (reply: HandoffReply) => void }> = [];
+  const handoffServer = await listenForHandoffs(liveSocketPath(state.home, slug), (request) => {
+    if (stopReason !== undefined) return Promise.resolve({ ok: false, unavailable: "live sync is stopping" });
+    return new Promise<HandoffReply>((answer) => {
+      handoffs.push({ request, answer });
+      wake?.();
+    });
+  });
 
   let dirty = true;
   let lastChange = 0;
@@ -208,6 +227,13 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
 
   try {
     while (stopReason === undefined) {
+      const handoff = handoffs.shift();
+      if (handoff !== undefined) {
+        // A requested sync runs now, quiet period or not: the person asked for it.
+        if (!handoff.request.dryRun) dirty = false;
+        handoff.answer(await syncOnce(handoff.request.dryRun));
+        continue;
+      }
       const quietFor = Date.now() - lastChange;
       if (dirty && quietFor >= quietMs) {
         dirty = false;
@@ -215,9 +241,14 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
         continue;
       }
       // Sleep until a watcher event, a timer, or the end of the quiet period.
+      // The timer is cleared when something else wakes the loop: left running, it would keep
+      // the process alive for up to a quiet period after live sync stopped.
       await new Promise<void>((resolve) => {
-        wake = resolve;
-        if (dirty) setTimeout(resolve, Math.max(quietMs - quietFor, 10));
+        const timer = dirty ? setTimeout(resolve, Math.max(quietMs - quietFor, 10)) : undefined;
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
       wake = undefined;
     }
@@ -227,6 +258,8 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
     clearInterval(stopPoll);
     watcher?.close();
     options.signal?.removeEventListener("abort", onAbort);
+    await handoffServer?.close();
+    for (const { answer } of handoffs.splice(0)) answer({ ok: false, unavailable: "live sync is stopping" });
   }
 
   let released = false;

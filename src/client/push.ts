@@ -220,8 +220,9 @@ export function nextBundleBytes(targetBytes: number, sequence: number, remaining
 /**
  * Splits the missing chunks into bundles (sized by `nextBundleBytes`, at most
  * MAX_BUNDLE_RECORDS records), each chunk in the bundle of the first file that holds it. A file
- * on disk too big for the rest of a bundle is split at a chunk boundary, so each bundle reads
- * only its part; content produced in memory is split only at the record limit. Lazy, so only
+ * on disk too big for the rest of a bundle is split at a chunk boundary, and each bundle reads
+ * only the chunks from the first to the last it wants of a file; content produced in memory is
+ * split only at the record limit. Lazy, so only
  * the plans being built are in memory. Deletes what it plans from `missing`.
  */
 function* planBundles(files: readonly PushFile[], missing: Set<string>, sizes: { target: number; total: number; builders: number }): Generator<BundlePlan> {
@@ -232,27 +233,29 @@ function* planBundles(files: readonly PushFile[], missing: Set<string>, sizes: {
   let limit = nextBundleBytes(sizes.target, sequence, sizes.total, sizes.builders);
   for (const file of files) {
     const { chunks } = file.entry;
-    let from = 0;
-    let taken = false;
+    // The part of the file this bundle reads: from its first missing chunk to its last, so a
+    // file that only grew (its old chunks are on the server) is read from where it grew.
+    let from = -1;
+    let to = 0;
     for (let i = 0; i < chunks.length; i++) {
       const id = chunkId(chunks[i]);
       if (!missing.delete(id)) continue;
       plan.wanted.push(id);
       raw += chunks[i][1];
-      taken = true;
+      if (from < 0) from = i;
+      to = i + 1;
       const full = plan.wanted.length >= MAX_BUNDLE_RECORDS || ("absPath" in file && raw >= limit);
       if (full) {
-        plan.parts.push(part(file, from, i + 1));
+        plan.parts.push(part(file, from, to));
         yield plan;
         planned += raw;
         limit = nextBundleBytes(sizes.target, ++sequence, sizes.total - planned, sizes.builders);
         plan = { parts: [], wanted: [] };
         raw = 0;
-        from = i + 1;
-        taken = false;
+        from = -1;
       }
     }
-    if (taken) plan.parts.push(part(file, from, chunks.length));
+    if (from >= 0) plan.parts.push(part(file, from, to));
   }
   if (plan.wanted.length > 0) yield plan;
 }

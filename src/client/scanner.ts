@@ -33,6 +33,7 @@ import { Chunker, chunkLengths } from "../core/chunker.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
 import { chunkId, makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
+import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
 
 /** The namespace prefix of the superproject folder's entries. */
@@ -234,11 +235,13 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   // memory stays flat however big the tree is. Tasks never reject; a failure is a problem.
   const freeReaders: Array<{ buffer: Buffer; chunker: Chunker }> = [];
   const inFlight = new Set<Promise<void>>();
-  const hashLater = (entryPath: string, absPath: string): void => {
+  const hashLater = (entryPath: string, absPath: string, cached: StatCacheEntry | undefined): void => {
     const task = (async () => {
       const reader = freeReaders.pop() ?? { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), chunker: new Chunker() };
       try {
-        record(entryPath, await hashFile(absPath, reader.buffer, reader.chunker, signal));
+        // A file that only grew (a rollout with a new turn) has only its tail chunked: append-hash.ts.
+        const appended = cached === undefined ? undefined : await hashAppendedFile(absPath, cached, reader.buffer, reader.chunker, signal);
+        record(entryPath, appended !== undefined ? { ok: true, ...appended } : await hashFile(absPath, reader.buffer, reader.chunker, signal));
       } catch (error) {
         // Cancellation is reported once, by scanTree itself, after every task has settled.
         if (!signal?.aborted) problems.push({ path: entryPath, reason: `it could not be read: ${describe(error)}`, unknown: true });
@@ -343,7 +346,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         }
         // The file grew past the buffer since the walk saw it: stream it like a big file.
       }
-      hashLater(entryPath, absPath);
+      hashLater(entryPath, absPath, mayBeAppended(cached, stats) ? cached : undefined);
       if (inFlight.size >= HASH_CONCURRENCY) await Promise.race(inFlight);
     }
   };

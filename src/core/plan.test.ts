@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CwsError } from "../errors.ts";
 import { Manifest, type ManifestEntry, makeManifest } from "./manifest.ts";
-import { orderForApply, type PlanAction, planSync, type SyncPlan } from "./plan.ts";
+import { orderForApply, type PlanAction, planChangedPaths, planEveryPath, planSync, type SyncPlan } from "./plan.ts";
 
 // ---- a tiny notation for manifests ------------------------------------------------------
 //
@@ -461,5 +461,63 @@ describe("planSync() over random trees", () => {
       }
       for (const p of plan.kept) assert.ok(!plan.pull.some((a) => a.path === p), context);
     }
+  });
+});
+
+describe("planSync() narrowed to the changed paths", () => {
+  // planSync plans a sync with few changes over the changed paths, their listed ancestors and
+  // everything listed below them (planChangedPaths); it must decide exactly what the plan over
+  // every path decides, implicit folders and names that sort around "/" included.
+  const outcome = (plan: () => SyncPlan | null) => {
+    try {
+      return plan();
+    } catch (error) {
+      return { error: `${(error as { code?: string }).code}: ${(error as Error).message}` };
+    }
+  };
+  /** Unchanged entries around the random part, as in a real 1% change, some sorting around "/". */
+  const withFiller = (tree: Map<string, ManifestEntry>) => {
+    const copy = new Map(tree);
+    for (const name of ["a-1", "a.b", "b0", "zz"]) copy.set(`files/${name}`, file(`files/${name}`, "1"));
+    copy.set("files/zy", dir("files/zy"));
+    for (let n = 0; n < 40; n++) copy.set(`files/zy/${n}`, file(`files/zy/${n}`, String(n % 3)));
+    return copy;
+  };
+
+  it("gives the same plan, merged manifest and counts as the plan over every path", () => {
+    let narrowed = 0;
+    for (let seed = 1; seed <= 3000; seed++) {
+      const random = prng(seed);
+      const implicit = seed % 2 === 0;
+      const baseTree = randomTree(random, new Map(), 0);
+      const localTree = randomTree(random, baseTree, 0.9);
+      const serverTree = randomTree(random, baseTree, 0.9);
+      const shape = (tree: Map<string, ManifestEntry>) => makeManifest((implicit ? dropSomeDirs(random, withFiller(tree)) : withFiller(tree)).values());
+      const [local, server, base] = [shape(localTree), shape(serverTree), shape(baseTree)];
+      const expected = outcome(() => planEveryPath(local, server, base));
+      assert.deepEqual(outcome(() => planSync(local, server, base)), expected, `seed ${seed}`);
+      const direct = outcome(() => planChangedPaths(local, server, base));
+      if (direct !== null && !("error" in direct)) {
+        assert.deepEqual(direct, expected, `seed ${seed}, narrowed`);
+        if (direct.push.length + direct.pull.length + direct.conflicts.length > 0) narrowed++;
+      }
+    }
+    assert.ok(narrowed > 1000, `most random cases were planned narrowed, with something to do (${narrowed})`);
+  });
+
+  it("plans a 1% change at 50,000 paths the same way", () => {
+    const entries: ManifestEntry[] = [];
+    for (let d = 0; d < 500; d++) {
+      entries.push(dir(`files/d${d}`));
+      for (let f = 0; f < 100; f++) entries.push(file(`files/d${d}/f${f}.md`, String(d * 100 + f)));
+    }
+    const base = makeManifest(entries);
+    const changed = new Map(base.entries.map((e) => [e.path, e]));
+    for (let n = 0; n < 500; n++) changed.set(`files/d${n}/f${n % 100}.md`, file(`files/d${n}/f${n % 100}.md`, `changed ${n}`));
+    const local = makeManifest(changed.values());
+    const narrowed = planChangedPaths(local, base, base);
+    assert.ok(narrowed !== null, "narrowed");
+    assert.deepEqual(narrowed, planEveryPath(local, base, base));
+    assert.equal(narrowed.push.length, 500);
   });
 });

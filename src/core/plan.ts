@@ -107,7 +107,14 @@ export function planSync(local: Manifest, server: Manifest, base: Manifest, opti
   if (unknown.size === 0) {
     const unchangedPaths = countWhenAllEqual(local, server, base);
     if (unchangedPaths !== null) return { push: [], pull: [], conflicts: [], merged: server, unchanged: unchangedPaths, kept: [] };
+    const narrowed = planChangedPaths(local, server, base);
+    if (narrowed !== null) return narrowed;
   }
+  return planEveryPath(local, server, base, unknown);
+}
+
+/** The plan over every path of the three manifests (what planSync computes, without shortcuts). */
+export function planEveryPath(local: Manifest, server: Manifest, base: Manifest, unknown: ReadonlySet<string> = new Set()): SyncPlan {
   const isUnknown = (p: string) => unknown.has(p) || ancestors(p).some((q) => unknown.has(q));
   const sides = {
     local: indexSide(unknown.size === 0 ? local : withBaseForUnknown(local, base, isUnknown), "local scan"),
@@ -284,6 +291,100 @@ function countWhenAllEqual(local: Manifest, server: Manifest, base: Manifest): n
   }
   if (fileAncestorProblem(s) !== null) return null;
   return s.length;
+}
+
+/** Above this share of changed paths, planning every path costs no more than narrowing first. */
+const MAX_NARROWED_SHARE = 0.25;
+
+/**
+ * The plan of a sync where few paths changed, computed over those paths only (what a 1% change
+ * finds): the same result as planEveryPath, which indexes every path of all three manifests.
+ *
+ * Why it is the same: a path whose entries are equal in all three manifests is "none", and the
+ * folder rules (R1–R3) only ever act on a pair of an ancestor and a descendant where the
+ * ancestor is a push or pull (R1, R2) or the descendant a push (R3), never on two "none" paths.
+ * So the plan over the changed paths D, the listed ancestors of D and everything listed below D
+ * decides exactly what the full plan decides. Everything listed below a changed path also keeps
+ * the folders a manifest holds only implicitly (`a/b` without `a`) implicit in the smaller
+ * manifests. Paths outside that set keep the server's entry in the merged manifest.
+ *
+ * Used only when no local path is unknown: kept paths (R4) are decided over every path.
+ *
+ * @returns null when the inputs are not all strictly sorted and consistent (the full plan then
+ *   reports the problem) or when too many paths changed for narrowing to pay.
+ */
+export function planChangedPaths(local: Manifest, server: Manifest, base: Manifest): SyncPlan | null {
+  const sides = [local.entries, server.entries, base.entries];
+  for (const entries of sides) if (!isStrictlySorted(entries) || fileAncestorProblem(entries) !== null) return null;
+  const [l, s, b] = sides;
+  const limit = Math.max(l.length, s.length, b.length) * MAX_NARROWED_SHARE;
+  // The paths whose listed entries differ (a superset of those whose decision is not "none":
+  // a folder listed on one side and implicit on another is in it, and planned like the rest).
+  const changed: string[] = [];
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < l.length || j < s.length || k < b.length) {
+    let path = i < l.length ? l[i].path : undefined;
+    if (j < s.length && (path === undefined || s[j].path < path)) path = s[j].path;
+    if (k < b.length && (path === undefined || b[k].path < path)) path = b[k].path;
+    const le = i < l.length && l[i].path === path ? l[i++] : undefined;
+    const se = j < s.length && s[j].path === path ? s[j++] : undefined;
+    const be = k < b.length && b[k].path === path ? b[k++] : undefined;
+    if (le === undefined || se === undefined || be === undefined || !sameContent(le, se) || !sameContent(le, be)) {
+      changed.push(path!);
+      if (changed.length > limit) return null;
+    }
+  }
+  const listed = (path: string) => sides.some((entries) => indexOf(entries, path) >= 0);
+  const keep = new Set<string>();
+  for (const path of changed) {
+    keep.add(path);
+    for (const q of ancestors(path)) if (!keep.has(q) && listed(q)) keep.add(q);
+    const below = `${path}/`;
+    for (const entries of sides) {
+      for (let at = lowerBound(entries, below); at < entries.length && entries[at].path.startsWith(below); at++) keep.add(entries[at].path);
+    }
+    if (keep.size > limit) return null;
+  }
+  const narrow = (manifest: Manifest): Manifest => ({ format: manifest.format, entries: manifest.entries.filter((e) => keep.has(e.path)) });
+  const plan = planEveryPath(narrow(local), narrow(server), narrow(base));
+  // The merged manifest: the server's entries outside the planned paths, and the plan's inside.
+  const merged: ManifestEntry[] = [];
+  const planned = plan.merged.entries;
+  let unchanged = plan.unchanged;
+  let m = 0;
+  for (const entry of s) {
+    if (keep.has(entry.path)) continue;
+    while (m < planned.length && planned[m].path < entry.path) merged.push(planned[m++]);
+    merged.push(entry);
+    unchanged++;
+  }
+  while (m < planned.length) merged.push(planned[m++]);
+  const problem = fileAncestorProblem(merged);
+  if (problem !== null) {
+    // The rules exist to make this impossible; reaching it is a bug in this module.
+    throw new CwsError("INTERNAL", `Cannot plan the sync: the merged manifest would be invalid (${problem})`);
+  }
+  return { ...plan, merged: { format: MANIFEST_FORMAT, entries: merged }, unchanged };
+}
+
+/** The index of the first entry of sorted `entries` whose path is not before `path` in code-unit order. */
+function lowerBound(entries: readonly ManifestEntry[], path: string): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid].path < path) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The index of `path` in sorted `entries`, or -1. */
+function indexOf(entries: readonly ManifestEntry[], path: string): number {
+  const at = lowerBound(entries, path);
+  return at < entries.length && entries[at].path === path ? at : -1;
 }
 
 /** True when both entries are absent, or both present with the same content. */

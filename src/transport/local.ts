@@ -13,7 +13,7 @@ import type { AgentConnection, TransferOptions } from "./connection.ts";
 import { openRpc } from "./rpc-client.ts";
 
 /** The agent's entry point in this checkout, started with the same Node binary as the client. */
-export const LOCAL_AGENT_MAIN = join(import.meta.dirname, "..", "..", "server-agent", "agent", "main.ts");
+export const LOCAL_AGENT_MAIN = join(import.meta.dirname, "..", "..", "server-agent", "agent", "main.mjs");
 
 export interface LocalTarget {
   dataDir: string;

@@ -123,7 +123,7 @@ function makeDevice(name: string, home: string): TestDevice {
     },
     cli(args, env = {}) {
       return new Promise((resolve) => {
-        const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.ts"), ...args], {
+        const child = spawn(process.execPath, [join(REPO, "src", "cli", "cws.mjs"), ...args], {
           env: { ...process.env, CWS_HOME: home, ...env },
           stdio: ["ignore", "pipe", "pipe"],
         });

@@ -94,7 +94,7 @@ export const SSHD_MISSING_MESSAGE =
  * minimal PATH. Paths are single-quoted for the remote shell.
  */
 export function agentCommandLine(dataDir: string, extraArgs: string[] = []): string {
-  const main = path.join(REPO_ROOT, "server-agent", "agent", "main.ts");
+  const main = path.join(REPO_ROOT, "server-agent", "agent", "main.mjs");
   return [REPO_NODE, main, "--stdio", "--data", dataDir, ...extraArgs].map(shellQuote).join(" ");
 }
 

@@ -1,0 +1,185 @@
+/**
+ * `npm run bench:profile`: where the time of a no-op sync and of a 1% change goes, for one cws
+ * checkout, over the benchmark's own sshd and data set (bench/dataset.ts). It sets up a server
+ * and one device, pushes the data set once, then runs the no-op and 1%-change syncs with
+ * `node --cpu-prof` on the client and on the hub, and prints for each: wall time, the client's
+ * and the hub's CPU time split by where it was spent (Node start-up and module loading, our
+ * source files, dependencies, garbage collection, idle), and the hottest functions.
+ *
+ *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR]
+ *
+ * `--repo` profiles another checkout (e.g. an older commit unpacked with `git archive`), so a
+ * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
+ * readable in Chrome DevTools) are kept in `--keep DIR` when given.
+ *
+ * This is not a test: `npm test` does not run it.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { REPO_ROOT, REPO_NODE, shellQuote, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
+import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dataset.ts";
+import { findProcesses } from "./measure.ts";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Milliseconds of samples per bucket and per function, from one .cpuprofile. */
+export function summarizeProfile(profile: CpuProfile, repoRoot: string): { totalMs: number; buckets: Map<string, number>; functions: Map<string, number> } {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const selfMs = new Map<number, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const delta = (profile.timeDeltas[i + 1] ?? 0) / 1000;
+    selfMs.set(profile.samples[i], (selfMs.get(profile.samples[i]) ?? 0) + delta);
+  }
+  const buckets = new Map<string, number>();
+  const functions = new Map<string, number>();
+  const repoUrl = `file://${repoRoot}/`;
+  for (const [id, ms] of selfMs) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    let bucket: string;
+    if (functionName === "(idle)") bucket = "idle (waiting: I/O, the peer)";
+    else if (functionName === "(garbage collector)") bucket = "garbage collection";
+    else if (functionName === "(program)") bucket = "V8/Node native (start-up, compiling)";
+    else if (url.includes("/node_modules/")) bucket = `dependency ${url.split("/node_modules/")[1]!.split("/")[0]}`;
+    else if (url.startsWith(repoUrl)) bucket = url.slice(repoUrl.length).replace(/\/[^/]*$/, "/…");
+    else if (url.startsWith("node:")) bucket = "Node internals (module loading, streams, fs)";
+    else bucket = url === "" ? "native functions" : "other";
+    buckets.set(bucket, (buckets.get(bucket) ?? 0) + ms);
+    const where = url.includes("/node_modules/") ? url.split("/node_modules/")[1]! : url.startsWith(repoUrl) ? `${url.slice(repoUrl.length)}:${lineNumber + 1}` : url || "native";
+    const key = `${functionName || "(anonymous)"} ${where}`;
+    functions.set(key, (functions.get(key) ?? 0) + ms);
+  }
+  return { totalMs: (profile.endTime - profile.startTime) / 1000, buckets, functions };
+}
+
+function printSummary(title: string, file: string, repoRoot: string): void {
+  const { totalMs, buckets, functions } = summarizeProfile(JSON.parse(readFileSync(file, "utf8")) as CpuProfile, repoRoot);
+  console.log(`  ${title}: ${totalMs.toFixed(0)} ms profiled`);
+  for (const [bucket, ms] of [...buckets].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
+    if (ms >= 2) console.log(`    ${ms.toFixed(0).padStart(6)} ms  ${bucket}`);
+  }
+  console.log("    hottest functions (self time):");
+  for (const [fn, ms] of [...functions].sort((a, b) => b[1] - a[1]).filter(([name]) => !name.startsWith("(")).slice(0, 8)) {
+    console.log(`    ${ms.toFixed(0).padStart(6)} ms  ${fn}`);
+  }
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): { ms: number; stdout: string } {
+  const started = performance.now();
+  const result = spawnSync(command, args, { env, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const ms = performance.now() - started;
+  if (result.status !== 0) throw new Error(`${args.join(" ")} exited with ${result.status}: ${result.stderr}`);
+  return { ms, stdout: result.stdout };
+}
+
+/**
+ * The main thread's profile of the newest process in `dir` (named CPU.<date>.<time>.<pid>.<thread>.<n>;
+ * worker threads of the same process write their own, with another thread number).
+ */
+function newest(dir: string): string | undefined {
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
+  const mains = files.filter((f) => f.split(".")[4] === "0").sort();
+  return mains.length > 0 ? path.join(dir, mains[mains.length - 1]!) : undefined;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" }, repo: { type: "string" }, keep: { type: "string" } },
+  });
+  const repo = path.resolve(values.repo ?? REPO_ROOT);
+  const files = Number(values.files);
+  const runs = Number(values.runs);
+  const work = await mkdtemp(path.join(os.tmpdir(), "cws-profile-"));
+  const profiles = values.keep ? path.resolve(values.keep) : path.join(work, "profiles");
+  mkdirSync(profiles, { recursive: true });
+  const cliEntry = ["cws.mjs", "cws.ts"].map((f) => path.join(repo, "src", "cli", f)).find(existsSync)!;
+  const agentEntry = ["main.mjs", "main.ts"].map((f) => path.join(repo, "server-agent", "agent", f)).find(existsSync)!;
+  const serverMain = path.join(repo, "server-agent", "server-main.ts");
+  const dataDir = path.join(work, "server");
+  const home = path.join(work, "home");
+  const root = path.join(work, "device-a");
+  let sshd: SshdHandle | undefined;
+  const env = { ...process.env, CWS_HOME: home };
+  try {
+    sshd = await startSshd();
+    const base = planDataset({ seed: 1, totalBytes: Number(values.mib) * 2 ** 20, files: Math.min(files, 5000) });
+    const plan = files > 5000 ? scalePlan(base, Math.round(files / 5000)) : base;
+    const summary = generateDataset(root, plan);
+    console.log(`${repo}: ${summary.files} files, ${(summary.bytes / 2 ** 20).toFixed(0)} MiB`);
+    await writeFile(path.join(work, "pass.txt"), "profile-passphrase\n", { mode: 0o600 });
+    run(REPO_NODE, [serverMain, "init", "--data", dataDir, "--passphrase-file", path.join(work, "pass.txt")], env);
+    const agentProfiles = path.join(profiles, "agent");
+    const agentCommand = [REPO_NODE, `--cpu-prof-dir=${agentProfiles}`, "--cpu-prof", agentEntry, "--stdio", "--data", dataDir].map(shellQuote).join(" ");
+    run(REPO_NODE, [cliEntry, "enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
+      "--known-hosts", sshd.knownHostsPath, "--device-name", "profile", "--passphrase-file", path.join(work, "pass.txt"), "--agent-command", agentCommand, "--yes"], env);
+    run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
+    console.log(`initial push: ${(run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env).ms / 1000).toFixed(2)} s`);
+    // The hub from here on runs under the profiler: stop the one the push started, start ours.
+    for (const { pid } of findProcesses(dataDir)) process.kill(pid, "SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const hubProfiles = path.join(profiles, "hub");
+    const hub = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"]);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
+    for (const scenario of ["no-op", "1% change"] as const) {
+      const times: number[] = [];
+      const clientDir = path.join(profiles, scenario === "no-op" ? "noop" : "change");
+      for (let i = 0; i < runs; i++) {
+        if (scenario === "1% change") mutateOnePercent(root, 100 + i);
+        spawnSync("sync");
+        times.push(run(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${clientDir}`, cliEntry, "sync", "p", "--json"], env).ms);
+      }
+      times.sort((a, b) => a - b);
+      console.log(`\n${scenario}: ${times.map((t) => `${(t / 1000).toFixed(2)} s`).join(", ")} (median ${(times[Math.floor(times.length / 2)]! / 1000).toFixed(2)} s)`);
+      const last = newest(clientDir);
+      if (last) printSummary("client, last run", last, repo);
+      const agent = newest(agentProfiles);
+      if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
+    }
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
+    if (hwm !== undefined) console.log(`\nhub peak RSS over these syncs: ${Math.round(Number(hwm) / 1024)} MiB`);
+    process.kill(hub, "SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const hubProfile = newest(hubProfiles);
+    if (hubProfile) {
+      console.log("");
+      printSummary(`hub, all ${runs * 2 + 1} syncs together`, hubProfile, repo);
+    }
+    if (values.keep) console.log(`\nprofiles kept in ${profiles}`);
+  } finally {
+    for (const { pid } of findProcesses(dataDir)) {
+      try { process.kill(pid, "SIGTERM"); } catch { /* gone already */ }
+    }
+    await sshd?.stop();
+    await rm(work, { recursive: true, force: true }).catch(() => rmSync(work, { recursive: true, force: true }));
+  }
+}
+
+function spawnSyncDetached(command: string, args: string[]): number {
+  const { spawn } = process.getBuiltinModule("node:child_process");
+  const child = spawn(command, args, { detached: true, stdio: "ignore" });
+  child.unref();
+  return child.pid!;
+}
+
+if (import.meta.main) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}
