@@ -19,7 +19,7 @@ import { MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import { buildBundle, diskSource, type BuiltBundle, type BundleSource, type DiskPart } from "./bundle-build.ts";
 import { BuildPool, PoolFailure } from "./push-pool.ts";
-import { CwsError } from "../errors.ts";
+import { CwsError, isCwsError } from "../errors.ts";
 import { faultPoint } from "../fault.ts";
 import { makeWorkDir } from "./leftovers.ts";
 
@@ -187,8 +187,12 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
   } catch (error) {
     // Stop the builds, and let uploads and ingests under way end before their files go.
     await started?.close(error instanceof Error ? error : cancelled());
-    await Promise.allSettled(pending);
-    throw error;
+    const settled = await Promise.allSettled(pending);
+    // A full server disk also fails the bundle uploaded beside the one that filled it, often
+    // first, and with only the SFTP server's bare "Failure" (its own check then finds space
+    // again, as the other part was removed): the full disk is what the user must hear.
+    const full = settled.find((result): result is PromiseRejectedResult => result.status === "rejected" && isCwsError(result.reason, "DISK_FULL"));
+    throw full !== undefined && !isCwsError(error, "DISK_FULL") ? full.reason : error;
   } finally {
     signal?.removeEventListener("abort", stop);
     await started?.close();

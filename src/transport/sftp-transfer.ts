@@ -93,6 +93,9 @@ export async function uploadResumable(
   try {
     const { size } = await local.stat();
     const partPath = `${remotePath}.part`;
+    // The free space before the upload, in case a failed write leaves the SFTP channel unable to
+    // answer afterwards (a pipeline that stops on the first failure may close it meanwhile).
+    const freeBefore = remoteFreeBytes(sftp, parentOf(partPath));
     const existing = await sftpCall<Stats | undefined>(remotePath, (cb) =>
       sftp.stat(partPath, (error, stats) => cb(isNoSuchFile(error) ? undefined : error, isNoSuchFile(error) ? undefined : stats)),
     );
@@ -109,7 +112,7 @@ export async function uploadResumable(
       }
       await renameOver(sftp, partPath, remotePath);
     } catch (error) {
-      throw await explainWriteFailure(sftp, error, partPath, size);
+      throw await explainWriteFailure(sftp, error, partPath, size, freeBefore);
     }
     return { bytes: size, resumedFrom };
   } finally {
@@ -396,10 +399,17 @@ async function fsyncIfSupported(sftp: SFTPWrapper, handle: Buffer): Promise<void
  * fails so, the free space of the remote folder (statvfs@openssh.com) tells whether the disk
  * is full. Then the part is removed, since resuming it cannot help and it holds the space.
  */
-async function explainWriteFailure(sftp: SFTPWrapper, error: unknown, partPath: string, size: number): Promise<unknown> {
+async function explainWriteFailure(sftp: SFTPWrapper, error: unknown, partPath: string, size: number, freeBefore: Promise<number | undefined>): Promise<unknown> {
   if (!isCwsError(error, "INTERNAL") || (error.cause as { code?: unknown } | undefined)?.code !== SFTP_FAILURE) return error;
-  const folder = partPath.slice(0, Math.max(1, partPath.lastIndexOf("/")));
-  const free = await new Promise<number | undefined>((resolve) => {
+  const free = (await remoteFreeBytes(sftp, parentOf(partPath))) ?? (await freeBefore);
+  if (free === undefined || free >= size) return error;
+  await sftpCall<void>(partPath, (cb) => sftp.unlink(partPath, cb)).catch(() => undefined);
+  return new CwsError("DISK_FULL", `The server's disk is full: "${partPath}" could not be written (${free} bytes free, ${size} needed). Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+}
+
+/** The bytes free in a remote folder (statvfs@openssh.com), or undefined when the server cannot say. */
+function remoteFreeBytes(sftp: SFTPWrapper, folder: string): Promise<number | undefined> {
+  return new Promise<number | undefined>((resolve) => {
     try {
       sftp.ext_openssh_statvfs(folder, (statError, info: { f_bavail?: number; f_frsize?: number; f_bsize?: number } | undefined) => {
         const blocks = info?.f_bavail;
@@ -409,9 +419,10 @@ async function explainWriteFailure(sftp: SFTPWrapper, error: unknown, partPath: 
       resolve(undefined); // The server has no statvfs extension.
     }
   });
-  if (free === undefined || free >= size) return error;
-  await sftpCall<void>(partPath, (cb) => sftp.unlink(partPath, cb)).catch(() => undefined);
-  return new CwsError("DISK_FULL", `The server's disk is full: "${partPath}" could not be written (${free} bytes free, ${size} needed). Free space on the server (\`cws-server gc\` removes old snapshots and leftovers) and sync again.`, { cause: error });
+}
+
+function parentOf(remotePath: string): string {
+  return remotePath.slice(0, Math.max(1, remotePath.lastIndexOf("/")));
 }
 
 /** Renames, replacing an existing target (posix-rename@openssh.com, else unlink + rename). */
