@@ -17,25 +17,15 @@ import { LOCAL_AGENT_MAIN } from "../src/transport/local.ts";
 import { checkManifestPath } from "../src/core/paths.ts";
 import { travelProblems } from "../src/core/portable-names.ts";
 import { MAX_IDS_PER_REQUEST } from "../src/protocol/messages.ts";
-import { Store } from "../server-agent/store/store.ts";
 import { makeCluster, type TestCluster } from "./helpers/cluster.ts";
 import { createSuperproject } from "../src/client/commands/superprojects.ts";
+import { prng } from "./helpers/prng.ts";
+import { verifyStore } from "./helpers/verify-store.ts";
 
 const FRAMES = Number(process.env.CWS_FUZZ_FRAMES ?? 3000);
 const SEED = Number(process.env.CWS_FUZZ_SEED ?? 0x5eed11);
 const EMPTY_HASH = "ef46db3751d8e999";
 
-/** mulberry32: small, fast and reproducible from one 32-bit seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   readonly next: () => number;
@@ -239,14 +229,7 @@ it(`the agent survives ${FRAMES} hostile frames (seed ${SEED}) without INTERNAL,
   agent.child.stdin.end();
   const code = await new Promise((resolve) => agent.child.once("exit", resolve));
   assert.equal(code, 0, agent.stderr().slice(-2000));
-  const store = await Store.open(cluster.dataDir);
-  try {
-    const problems: unknown[] = [];
-    await store.verifyAll((problem) => problems.push(problem));
-    assert.deepEqual(problems, []);
-  } finally {
-    await store.close();
-  }
+  await verifyStore(cluster.dataDir);
   console.log(`fault-fuzz: seed ${SEED}, ${counts.frames} frames, ${counts.ok} ok, ${counts.commitsAccepted} commits accepted, errors ${JSON.stringify(counts.errors)}, kinds ${JSON.stringify(counts.kinds)}, INTERNAL 0, crashes 0, head ${head}`);
 });
 

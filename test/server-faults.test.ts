@@ -14,7 +14,6 @@ import { after, before, describe, it } from "node:test";
 import { isCwsError } from "../src/errors.ts";
 import { openRpc } from "../src/transport/rpc-client.ts";
 import { AGENT_MAGIC } from "../src/version.ts";
-import { Store } from "../server-agent/store/store.ts";
 import { agentLogPath } from "../server-agent/agent/agent-log.ts";
 import { isDiskFull } from "../server-agent/failures.ts";
 import { DatabaseSync } from "node:sqlite";
@@ -26,20 +25,10 @@ import { createSuperproject } from "../src/client/commands/superprojects.ts";
 import { connectAsDevice } from "../src/client/connect.ts";
 import { syncSuperproject } from "../src/client/sync.ts";
 import { oneSentence } from "./helpers/one-sentence.ts";
+import { verifyStore } from "./helpers/verify-store.ts";
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 const STACK_LINE = /\n\s+at .*:\d+/;
-
-async function verifyStore(dataDir: string): Promise<void> {
-  const store = await Store.open(dataDir);
-  try {
-    const problems: unknown[] = [];
-    await store.verifyAll((problem) => problems.push(problem));
-    assert.deepEqual(problems, []);
-  } finally {
-    await store.close();
-  }
-}
 
 /**
  * A cluster whose server data dir is a 3 MB tmpfs (a real ENOSPC, from the kernel), made

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { CwsError } from "../errors.ts";
 import { Manifest, type ManifestEntry, makeManifest } from "./manifest.ts";
 import { orderForApply, type PlanAction, planChangedPaths, planEveryPath, planSync, type SyncPlan } from "./plan.ts";
+import { prng } from "../../test/helpers/prng.ts";
 
 // ---- a tiny notation for manifests ------------------------------------------------------
 //
@@ -271,17 +272,6 @@ describe("orderForApply()", () => {
 
 // ---- properties over random trees -------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = ["a", "b", "c"];
 const CONTENTS = ["1", "2", "3"];

@@ -27,6 +27,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { makeCluster, REPO, type TestDevice } from "../helpers/cluster.ts";
 import { connectHub } from "../../server-agent/hub/hub-client.ts";
+import { prng } from "../helpers/prng.ts";
 
 /** How a round kills its sync. */
 export const KILL_METHODS = [
@@ -157,17 +158,6 @@ export async function runFaultRounds(options: FaultRunOptions): Promise<FaultFig
   return figures;
 }
 
-/** A seeded generator of floats in [0, 1) (mulberry32). */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Mostly small files, some large enough for several chunks and bundles. */
 function sizeOf(random: () => number): number {
