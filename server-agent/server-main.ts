@@ -11,7 +11,7 @@ import { PACKAGE_VERSION } from "../src/version.ts";
 import { askSecret, readSecretFile } from "../src/terminal/prompt.ts";
 import { defaultServerDataDir, hashPassphrase, readServerConfig, serverConfigPath, writeServerConfig } from "./server-config.ts";
 import { startHub } from "./hub/hub-server.ts";
-import { connectHub } from "./hub/hub-client.ts";
+import { connectHub, type HubClient } from "./hub/hub-client.ts";
 import { Store } from "./store/store.ts";
 import { checkBackupDir, copyBackup } from "./hub/backup-copy.ts";
 import { existsSync, readFileSync } from "node:fs";
@@ -81,6 +81,16 @@ async function writeAgentLauncher(dataDir: string): Promise<string> {
   return file;
 }
 
+/** Runs one command's requests on the hub of a data dir and closes the connection however they end. */
+async function withHub<T>(dataDir: string, work: (hub: HubClient) => Promise<T>, options: { autoStart?: boolean } = {}): Promise<T> {
+  const hub = await connectHub(dataDir, options);
+  try {
+    return await work(hub);
+  } finally {
+    await hub.close();
+  }
+}
+
 const devicesCommand = program
   .command("devices")
   .description("List enrolled devices (name, id, enrolled, last seen, revoked); `devices revoke <id or name>` stops one.")
@@ -88,8 +98,7 @@ const devicesCommand = program
   .option("--json", "print machine-readable output")
   .action(async (flags: { data?: string; json?: boolean }) => {
     const dataDir = flags.data ?? defaultServerDataDir();
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const { devices } = await hub.call("listDevices", {});
       const lease = await hub.call("leaseStatus", {});
       if (flags.json) {
@@ -101,9 +110,7 @@ const devicesCommand = program
         const state = d.revokedAt !== null ? `REVOKED ${iso(d.revokedAt)}` : lease.active && lease.deviceId === d.id ? `live-syncing ${lease.slug}` : "enrolled";
         process.stdout.write(`${d.name}  ${d.id}  ${state}; enrolled ${iso(d.enrolledAt)}, last seen ${iso(d.lastSeenAt)}${d.keyFingerprint ? `, key ${d.keyFingerprint}` : ""}\n`);
       }
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 devicesCommand
@@ -118,15 +125,12 @@ devicesCommand
     const parent = devicesCommand.opts<{ data?: string; json?: boolean }>();
     const dataDir = flags.data ?? parent.data ?? defaultServerDataDir();
     flags.json ??= parent.json;
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const revoked = (await hub.call("revokeDevice", { device })).device;
       const { removed } = await removeAuthorizedKeys(flags.authorizedKeys, { deviceId: revoked.id, keyFingerprint: revoked.keyFingerprint });
       if (flags.json) process.stdout.write(JSON.stringify({ device: revoked, authorizedKeysLinesRemoved: removed }, null, 2) + "\n");
       else process.stdout.write(`revoked ${revoked.name} (${revoked.id}); ${removed} line(s) removed from ${flags.authorizedKeys}\n`);
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 function iso(ms: number): string {
@@ -165,8 +169,7 @@ program
   .option("--json", "print machine-readable output")
   .action(async (flags: { data?: string; json?: boolean }) => {
     const dataDir = flags.data ?? defaultServerDataDir();
-    const hub = await connectHub(dataDir, { autoStart: false });
-    try {
+    await withHub(dataDir, async (hub) => {
       const ping = await hub.call("ping", {});
       const lease = await hub.call("leaseStatus", {});
       const { superprojects } = await hub.call("listSuperprojects", {});
@@ -179,9 +182,7 @@ program
         ? `lease: ${lease.deviceName} on ${lease.slug}, token ${lease.token}, expires ${new Date(lease.expiresAt ?? 0).toISOString()}\n`
         : "lease: free\n");
       for (const sp of superprojects) process.stdout.write(`superproject ${sp.slug}: head ${sp.head ?? "(empty)"}\n`);
-    } finally {
-      await hub.close();
-    }
+    }, { autoStart: false });
   });
 
 program
@@ -227,8 +228,7 @@ program
   .action(async (flags: { data?: string; grace: string; dryRun?: boolean; json?: boolean }) => {
     const dataDir = flags.data ?? defaultServerDataDir();
     const graceMs = parseDuration(flags.grace, "--grace");
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const report = await hub.call("gc", { graceMs, dryRun: flags.dryRun });
       if (flags.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + "\n");
@@ -242,9 +242,7 @@ program
         const r = report.repack;
         process.stdout.write(`store: ${r.chunksDropped} chunk(s) and ${r.objectsRemoved} object(s) removed, ${r.packsRewritten} pack(s) rewritten, ${r.packsRemoved} removed, ${r.packsYoung} too young to touch; ${r.bytesFreed} bytes freed\n`);
       }
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 program
@@ -254,8 +252,7 @@ program
   .option("--json", "print machine-readable output")
   .action(async (flags: { data?: string; json?: boolean }) => {
     const dataDir = flags.data ?? defaultServerDataDir();
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const report = await hub.call("verify", {});
       if (flags.json) process.stdout.write(JSON.stringify({ ok: report.problems.length === 0, ...report }, null, 2) + "\n");
       else {
@@ -264,9 +261,7 @@ program
         process.stdout.write(report.problems.length === 0 ? "everything checks out\n" : `${report.problems.length} problem(s); see docs/recovery.md\n`);
       }
       if (report.problems.length > 0) process.exitCode = 1;
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 program
@@ -279,8 +274,7 @@ program
     const dataDir = flags.data ?? defaultServerDataDir();
     const target = resolve(dir);
     await checkBackupDir(target);
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const snapshot = await hub.call("backupBegin", {});
       let report;
       try {
@@ -290,9 +284,7 @@ program
       }
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else process.stdout.write(`backed up to ${report.dir}: ${report.packs} pack(s), ${report.objects} object(s), ${report.bytes} bytes (${report.linked} file(s) hard-linked)\n`);
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 program
@@ -305,8 +297,7 @@ program
   .option("--json", "print machine-readable output")
   .action(async (slug: string, flags: { data?: string; quarantine?: string; retention?: string; json?: boolean }) => {
     const dataDir = flags.data ?? defaultServerDataDir();
-    const hub = await connectHub(dataDir);
-    try {
+    await withHub(dataDir, async (hub) => {
       const result = await hub.call("settings", { slug, quarantine: parseJsonOption(flags.quarantine, "--quarantine"), retention: parseJsonOption(flags.retention, "--retention") });
       if (flags.json) {
         process.stdout.write(JSON.stringify(result, null, 2) + "\n");
@@ -319,9 +310,7 @@ program
           process.stdout.write(`  ${key}: ${JSON.stringify(value)}${set}\n`);
         }
       }
-    } finally {
-      await hub.close();
-    }
+    });
   });
 
 /**
