@@ -17,12 +17,14 @@ import { join } from "node:path";
 import { makeCluster, REPO, stopHub, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
 import { deadPid } from "./helpers/dead-pid.ts";
 import { oneSentence } from "./helpers/one-sentence.ts";
+import { letOthersReachCheckout } from "./helpers/account.ts";
 
 let cluster: TestCluster;
 before(async () => { cluster = await makeCluster(); });
 after(async () => { await cluster.close(); });
 
 const canDropPrivileges = process.getuid?.() === 0 && spawnSync("runuser", ["-u", "nobody", "--", "true"]).status === 0;
+if (canDropPrivileges) letOthersReachCheckout();
 
 interface CliResult { code: number | null; stdout: string; stderr: string }
 

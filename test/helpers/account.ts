@@ -3,7 +3,9 @@
  * only): `useradd` with its own HOME and a password, removed again by `remove()`.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { sshdAvailable } from "./sshd.ts";
 
 /** True when this process may create accounts and run sshd for them (root, useradd, OpenSSH). */
@@ -19,7 +21,26 @@ export interface TestAccount {
   remove(): Promise<void>;
 }
 
+/**
+ * Lets other accounts reach this checkout, whose code the tests run as a throw-away account or
+ * as nobody: a clone inside a private folder (`mktemp -d` makes 0700 ones) would refuse them.
+ * Only the search bit for others (o+x, never read) is added, to each folder above the checkout
+ * that lacks it. It is not taken away again: test files run in parallel processes, and one
+ * could take it from under another still running.
+ */
+export function letOthersReachCheckout(): void {
+  let dir = fileURLToPath(new URL("../..", import.meta.url));
+  for (;;) {
+    const mode = statSync(dir).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(dir, mode | 0o001);
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
+}
+
 export function createAccount(prefix: string, home: string): TestAccount {
+  letOthersReachCheckout();
   const name = `${prefix}${process.pid % 100_000}`;
   const password = `pw-${Math.random().toString(36).slice(2)}`;
   execFileSync("useradd", ["-m", "-d", home, "-s", "/bin/bash", name]);
