@@ -439,7 +439,7 @@ function hostKeyOrder(known: string[]): string[] {
  * SFTP write of 255 KiB (eight SSH packets) cost about thirty. The socket is corked at the first
  * write of a tick and uncorked before the event loop goes on, so nothing waits any longer.
  */
-function coalesceWrites(sock: net.Socket): void {
+export function coalesceWrites(sock: net.Socket): void {
   const write = sock.write.bind(sock);
   let corked = false;
   const uncork = (): void => {
