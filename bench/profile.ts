@@ -6,7 +6,13 @@
  * and the hub's CPU time split by where it was spent (Node start-up and module loading, our
  * source files, dependencies, garbage collection, idle), and the hottest functions.
  *
- *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR]
+ *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push]
+ *
+ * `--push` profiles the initial push instead (create-superproject and a sync onto an empty
+ * server, as the benchmark's push): the hub runs under the profiler from the start, the client
+ * sync under `--cpu-prof` (its push worker threads write profiles of their own), and the
+ * client's peak RSS is read through GNU time. It prints the wall time, then where the client's
+ * main thread, each worker thread and the hub spent their CPU time.
  *
  * `--repo` profiles another checkout (e.g. an older commit unpacked with `git archive`), so a
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
@@ -22,7 +28,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { REPO_ROOT, REPO_NODE, shellQuote, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dataset.ts";
-import { findProcesses } from "./measure.ts";
+import { parseCwsSummary } from "./cws-runner.ts";
+import { findProcesses, runTimed } from "./measure.ts";
 
 interface ProfileNode {
   id: number;
@@ -99,7 +106,10 @@ function newest(dir: string): string | undefined {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" }, repo: { type: "string" }, keep: { type: "string" } },
+    options: {
+      files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" },
+      repo: { type: "string" }, keep: { type: "string" }, push: { type: "boolean", default: false },
+    },
   });
   const repo = path.resolve(values.repo ?? REPO_ROOT);
   const files = Number(values.files);
@@ -127,6 +137,10 @@ async function main(): Promise<void> {
     const agentCommand = [REPO_NODE, `--cpu-prof-dir=${agentProfiles}`, "--cpu-prof", agentEntry, "--stdio", "--data", dataDir].map(shellQuote).join(" ");
     run(REPO_NODE, [cliEntry, "enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
       "--known-hosts", sshd.knownHostsPath, "--device-name", "profile", "--passphrase-file", path.join(work, "pass.txt"), "--agent-command", agentCommand, "--yes"], env);
+    if (values.push) {
+      await profilePush({ repo, cliEntry, serverMain, dataDir, root, profiles, env });
+      return;
+    }
     run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
     console.log(`initial push: ${(run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env).ms / 1000).toFixed(2)} s`);
     // The hub from here on runs under the profiler: stop the one the push started, start ours.
@@ -168,6 +182,39 @@ async function main(): Promise<void> {
     await sshd?.stop();
     await rm(work, { recursive: true, force: true }).catch(() => rmSync(work, { recursive: true, force: true }));
   }
+}
+
+/**
+ * The initial push under the profiler: a hub that profiles itself is started before the push
+ * (the agent uses a running hub), then create-superproject and the profiled sync run.
+ */
+async function profilePush(setup: { repo: string; cliEntry: string; serverMain: string; dataDir: string; root: string; profiles: string; env: NodeJS.ProcessEnv }): Promise<void> {
+  const { repo, cliEntry, serverMain, dataDir, root, profiles, env } = setup;
+  // The enrollment started a hub of its own: it goes first (only one hub may hold the store).
+  for (const { pid } of findProcesses(dataDir)) process.kill(pid, "SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const hubProfiles = path.join(profiles, "hub");
+  const hub = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"]);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  spawnSync("sync");
+  const clientDir = path.join(profiles, "push");
+  const created = run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
+  const pushed = await runTimed(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${clientDir}`, cliEntry, "sync", "p", "--json"], { rssFile: path.join(profiles, "client-rss.txt"), env });
+  if (pushed.code !== 0) throw new Error(`the push exited with ${pushed.code}: ${pushed.stderr}`);
+  const sent = parseCwsSummary(pushed.stdout)?.payload?.sent ?? 0;
+  console.log(`initial push: ${((created.ms + pushed.wallMs) / 1000).toFixed(2)} s (create-superproject ${(created.ms / 1000).toFixed(2)} s), ` +
+    `client peak RSS ${Math.round((pushed.clientRssKiB ?? 0) / 1024)} MiB, ${(sent / 2 ** 20).toFixed(0)} MiB sent`);
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
+  if (hwm !== undefined) console.log(`hub peak RSS: ${Math.round(Number(hwm) / 1024)} MiB`);
+  process.kill(hub, "SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const threads = readdirSync(clientDir).filter((f) => f.endsWith(".cpuprofile")).sort();
+  for (const file of threads) {
+    const thread = file.split(".")[4];
+    printSummary(thread === "0" ? "client main thread" : `client worker thread ${thread}`, path.join(clientDir, file), repo);
+  }
+  const hubProfile = newest(hubProfiles);
+  if (hubProfile) printSummary("hub", hubProfile, repo);
 }
 
 function spawnSyncDetached(command: string, args: string[]): number {

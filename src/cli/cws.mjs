@@ -4,8 +4,20 @@
  * (about a tenth of a second) before it can turn on the compile cache, which then keeps the
  * stripped and compiled form of every module between runs; the real entry is loaded only after
  * that, because static imports would be evaluated before the cache is on.
+ *
+ * V8 flags for the CLI are set here too, before anything allocates much. Only flags that V8
+ * reads while it runs take effect this way: `--max-semi-space-size`, for one, is read when the
+ * heap is set up and is silently ignored here (measured: no change in a push's peak RSS).
+ *
+ * `--semi-space-growth-factor=1` keeps V8's young generation at its start size instead of
+ * letting it grow to tens of MiB. A scan and a push keep most of what they allocate (manifest
+ * entries) or hand it to the kernel at once (Buffers), so a large young generation mostly held
+ * memory: a 50,000-file push peaked at 334 MiB with the flag, 437–469 MiB without, at the same
+ * CPU time (18.3 s against 18.4–19.0 s).
  */
 import { enableCompileCache } from "node:module";
+import { setFlagsFromString } from "node:v8";
 
+setFlagsFromString("--semi-space-growth-factor=1");
 enableCompileCache();
 await import("./cws-main.ts");

@@ -35,7 +35,8 @@ export interface ErrorMessage {
 
 export type BuildReply = { id: number; built: BuiltBundle } | { id: number; error: ErrorMessage };
 
-const WORKER_MAIN = new URL("./push-worker.ts", import.meta.url);
+/** The worker's plain-JavaScript entry, which turns on the compile cache before push-worker.ts loads. */
+const WORKER_MAIN = new URL("./push-worker.mjs", import.meta.url);
 
 /**
  * A worker's young generation, in MiB. Almost everything a worker allocates (read buffers,

@@ -279,14 +279,17 @@ function cancelled(): CwsError {
 }
 
 /**
- * Worker threads for a push of `total` missing bytes: none for a small push, else one per core,
- * at most MAX_PUSH_WORKERS (the main thread mostly waits on the agent, so it needs no core of
- * its own). CWS_PUSH_WORKERS overrides both (0: everything on the main thread; tests set it to
- * run small pushes through the workers).
+ * Worker threads for a push of `total` missing bytes: none for a small push, else one per core
+ * but one, at least one and at most MAX_PUSH_WORKERS. The main thread needs a core of its own:
+ * it encrypts every byte that leaves (ssh2's cipher path) and writes it to the socket, which
+ * kept it about 90% busy while the workers compressed. On 2 cores one worker finished a
+ * 5,000-file push sooner than two (which only took turns with the main thread, sshd and the
+ * hub) or none, and each worker costs about 45 MiB. CWS_PUSH_WORKERS overrides all of this (0:
+ * everything on the main thread; tests set it to run small pushes through the workers).
  */
 function pushWorkerCount(total: number): number {
   const fromEnv = Number(process.env.CWS_PUSH_WORKERS);
   if (process.env.CWS_PUSH_WORKERS !== undefined && Number.isInteger(fromEnv) && fromEnv >= 0) return Math.min(fromEnv, 16);
   if (total < MIN_BYTES_FOR_WORKERS) return 0;
-  return Math.max(1, Math.min(MAX_PUSH_WORKERS, availableParallelism()));
+  return Math.max(1, Math.min(MAX_PUSH_WORKERS, availableParallelism() - 1));
 }
