@@ -7,7 +7,6 @@
  * beside it because they are large and change on every sync.
  */
 import { mkdir, readFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { Low, type Adapter } from "lowdb";
 import { z } from "zod";
@@ -16,6 +15,11 @@ import { writeFileAtomic } from "../fs-atomic.ts";
 import { type Manifest, emptyManifest } from "../core/manifest.ts";
 import { safeParseManifest } from "../core/manifest-check.ts";
 import { decodeManifestRows, encodeManifestRows, isManifestRows } from "../core/manifest-rows.ts";
+import { clientHome } from "./home.ts";
+
+// Kept importable from here, where it always was; it lives in home.ts so that the hand-off path
+// of `cws sync` (src/cli/kept-sync.ts) can find the state folder without loading zod and lowdb.
+export { clientHome };
 
 export const ServerTarget = z.discriminatedUnion("transport", [
   z.object({
@@ -63,15 +67,6 @@ export const ClientState = z.object({
   superprojects: z.record(z.string(), BoundSuperproject),
 });
 export type ClientState = z.infer<typeof ClientState>;
-
-/** Where the client keeps its files: $CWS_HOME, else the platform's app-data folder. */
-export function clientHome(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, home = homedir()): string {
-  if (env.CWS_HOME) return env.CWS_HOME;
-  if (platform === "win32") return join(env.LOCALAPPDATA ?? join(home, "AppData", "Local"), "CodexWorkspaceSync");
-  if (platform === "darwin") return join(home, "Library", "Application Support", "CodexWorkspaceSync");
-  const base = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith("/") ? env.XDG_STATE_HOME : join(home, ".local", "state");
-  return join(base, "codex-workspace-sync");
-}
 
 /** A lowdb adapter that validates on read and writes crash-safely. */
 class ValidatedJsonFile<T> implements Adapter<T> {
