@@ -108,6 +108,12 @@ export function keptSessionsEnabled(env: NodeJS.ProcessEnv = process.env): boole
 const SYNC_ENV_NAMES = ["CODEX_HOME", "HOME", "USERPROFILE", "PATH", "Path", "XDG_DATA_HOME"];
 
 /**
+ * cws variables that do not change what a sync does: the kept session's own idle time, and the
+ * fault point of crash tests (it kills the one process it was given to, which is the point).
+ */
+const UNCOMPARED_ENV_NAMES = ["CWS_KEEP_SESSION", "CWS_FAULT"];
+
+/**
  * The part of an environment a sync depends on, with the umask (new folders a pull makes get
  * it). A kept session runs a request only when the command's is the same as its own, so a
  * request never runs with another CODEX_HOME, fault point or PATH than the command would use.
@@ -115,7 +121,7 @@ const SYNC_ENV_NAMES = ["CODEX_HOME", "HOME", "USERPROFILE", "PATH", "Path", "XD
 export function syncEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const picked: Record<string, string> = {};
   for (const name of Object.keys(env).sort()) {
-    if ((name.startsWith("CWS_") && name !== "CWS_KEEP_SESSION") || SYNC_ENV_NAMES.includes(name)) picked[name] = env[name] ?? "";
+    if ((name.startsWith("CWS_") && !UNCOMPARED_ENV_NAMES.includes(name)) || SYNC_ENV_NAMES.includes(name)) picked[name] = env[name] ?? "";
   }
   // NOTE: process.umask() without an argument is deprecated only in the documentation (DEP0139);
   // setting it and back would open a moment with another umask for this whole process.
