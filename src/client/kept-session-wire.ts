@@ -1,6 +1,7 @@
 /**
  * The command's side of a kept session (kept-session.ts): where its socket is, what a request
- * looks like, and the hand-off itself. Loads nothing but Node's `net`, `fs` and `crypto`: a
+ * looks like, and the hand-off itself. Loads nothing but Node's `net` and `fs` (not even
+ * `crypto`, a twentieth of a second to load): a
  * `cws sync` that a kept session runs must not pay for zod, ssh2 or commander.
  *
  * One connection per request, JSON lines:
@@ -24,7 +25,6 @@
  * `{"type":"stopping"}` and the connection stays open until the session has finished its
  * current sync and is about to exit.
  */
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CwsError, type WireError } from "../errors.ts";
@@ -127,11 +127,6 @@ export function syncEnvironment(env: NodeJS.ProcessEnv = process.env): Record<st
   // setting it and back would open a moment with another umask for this whole process.
   picked["(umask)"] = process.umask().toString(8);
   return picked;
-}
-
-/** A short digest of an environment, for the session's log (the values may be private). */
-export function environmentDigest(env: Record<string, string>): string {
-  return createHash("sha256").update(JSON.stringify(env)).digest("hex").slice(0, 12);
 }
 
 /** What became of a request handed to a kept session. */

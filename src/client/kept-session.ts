@@ -41,6 +41,7 @@
  *   again, temp files of the pull are removed as leftovers (leftovers.ts), and every file a pull
  *   replaced was backed up first.
  */
+import { createHash } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -52,7 +53,7 @@ import { syncSuperproject } from "./sync.ts";
 import { runningLiveSyncs } from "./live-sync.ts";
 import { listenOnSocket, SocketLines, writeLine } from "./session-socket.ts";
 import {
-  codeIdentity, environmentDigest, keptLockPath, processAlive, keptSocketPath, syncEnvironment, type KeptMode, type KeptStatus, type KeptSyncRequest,
+  codeIdentity, keptLockPath, processAlive, keptSocketPath, syncEnvironment, type KeptMode, type KeptStatus, type KeptSyncRequest,
 } from "./kept-session-wire.ts";
 
 /** How often an idle kept session checks its connection and state.json. */
@@ -303,6 +304,11 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     log(`kept session stopped: ${stopReason} (${syncs} sync(s))`);
   }
   return { reason: stopReason ?? "stopped", syncs };
+}
+
+/** A short digest of an environment, for the session's log (the values may be private). */
+export function environmentDigest(env: Record<string, string>): string {
+  return createHash("sha256").update(JSON.stringify(env)).digest("hex").slice(0, 12);
 }
 
 /** The device and server a kept session serves, as a string to compare. */
