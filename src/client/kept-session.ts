@@ -51,6 +51,7 @@ import type { AgentConnection } from "../transport/connection.ts";
 import { StateStore } from "./state.ts";
 import { syncSuperproject } from "./sync.ts";
 import { runningLiveSyncs } from "./live-sync.ts";
+import { keepParsedFiles } from "./file-memo.ts";
 import { listenOnSocket, SocketLines, writeLine } from "./session-socket.ts";
 import {
   codeIdentity, keptLockPath, processAlive, keptSocketPath, syncEnvironment, type KeptMode, type KeptStatus, type KeptSyncRequest,
@@ -103,6 +104,8 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
   const code = codeIdentity();
   const stamp = sourceStamp(code);
   const environment = syncEnvironment();
+  // The base manifest and stat cache of each sync are read again only when their files changed.
+  keepParsedFiles();
 
   const early = (reason: string): KeptSessionEnd => {
     log(`kept session not started: ${reason}`);
