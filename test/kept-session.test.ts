@@ -3,7 +3,7 @@
  * `cws sync` starts it, the next syncs go through it and converge with another device, it sees
  * what commands run directly changed, a kept session killed in the middle of a pull leaves the
  * command to finish the sync itself (no temp file left), a stale socket is ignored, it exits
- * by itself after its idle time, and its socket admits only its owner.
+ * by itself after its idle time, its socket admits only its owner, and a live sync stops it.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -17,6 +17,7 @@ import { enrollDevice } from "../src/client/commands/enroll.ts";
 import { attachSuperproject, createSuperproject } from "../src/client/commands/superprojects.ts";
 import { connectAsDevice } from "../src/client/connect.ts";
 import { syncSuperproject } from "../src/client/sync.ts";
+import { runLiveSync } from "../src/client/live-sync.ts";
 import { keptLockPath, keptSessionPid, keptSocketPath } from "../src/client/kept-session-wire.ts";
 
 const skip = !sshdAvailable() && !process.env.CI ? SSHD_MISSING_MESSAGE : false;
@@ -219,3 +220,41 @@ test("a stale socket is ignored, and a kept session exits by itself after its id
   assert.match(await readFile(join(a.home, "logs", "kept-session.log"), "utf8"), /kept session stopped: no request for 1 s/);
 
 });
+
+test("a live sync starting on this device stops the kept session first, and a sync of that superproject then goes to the live sync", { skip, timeout: 180_000 }, async () => {
+  const a = await device("live-a", "live", true);
+  await writeFile(join(a.root, "note.md"), "# note\n");
+  json(await a.cli(["sync", "live", "--json"]));
+  await until("the kept session answers", async () => (await status(a.cli)).running);
+  const keptPid = await keptSessionPid(a.home);
+
+  const stop = new AbortController();
+  const state = await StateStore.open(a.home);
+  let started!: () => void;
+  const startedLive = new Promise<void>((resolve) => { started = resolve; });
+  const live = runLiveSync({ state, slug: "live", signal: stop.signal, connect: () => connectAsDevice(state), quietMs: 50, onEvent: (event) => { if (event.type === "started") started(); } });
+  try {
+    await startedLive;
+    // It answered its last request (the stop) just before it exited.
+    assert.equal((await status(a.cli)).running, false, "the kept session stopped before the lease was taken");
+    assert.ok(keptPid !== null);
+    await until("the kept session's process is gone", async () => !(await processAlive(keptPid)));
+    assert.match(await readFile(join(a.home, "logs", "kept-session.log"), "utf8"), /kept session stopped: asked to stop/);
+
+    await writeFile(join(a.root, "second.md"), "# second\n");
+    const handed = json(await a.cli(["sync", "live", "--json"]));
+    assert.equal(handed.via, "live-sync");
+  } finally {
+    stop.abort();
+  }
+  assert.equal((await live).stoppedBy, "interrupt");
+});
+
+async function processAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
