@@ -1,8 +1,8 @@
 /**
  * The command's side of a kept session (kept-session.ts): where its socket is, what a request
  * looks like, and the hand-off itself. Loads nothing but Node's `net` and `fs` (not even
- * `crypto`, a twentieth of a second to load): a
- * `cws sync` that a kept session runs must not pay for zod, ssh2 or commander.
+ * `crypto`, which took a twentieth of a second to load): a `cws sync` that a kept session runs
+ * must not pay for zod, ssh2 or commander.
  *
  * One connection per request, JSON lines:
  *

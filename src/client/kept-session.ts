@@ -15,11 +15,12 @@
  *
  * Safety: why a sync run here is the sync the command would have run.
  *
- * - Nothing is remembered between requests. Every request opens state.json afresh; the base
- *   manifest and the stat cache are read from their files by the sync itself. So whatever a
- *   command run directly changed (update-from-server, override-current-state, disconnect,
- *   attach, enroll-device) is what the next request sees; a kept session never writes back an
- *   older state it held.
+ * - Nothing is trusted from memory. Every request opens state.json afresh; the base manifest
+ *   and the stat cache are read by the sync itself, and a parsed copy kept from the last sync is
+ *   used only while the file on disk is the very file it came from (same inode, size and
+ *   nanosecond times: file-memo.ts). So whatever a command run directly changed
+ *   (update-from-server, override-current-state, disconnect, attach, enroll-device) is what the
+ *   next request sees; a kept session never writes back an older state it held.
  * - It holds no lease, like a one-shot sync: its pushes carry no fencing token, and the hub
  *   treats them as it treats any one-shot push (refused while another device live-syncs).
  * - It refuses (answers "unavailable", so the command syncs on its own) what it must not run:
@@ -198,7 +199,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
       return { reason: "the state file cannot be read" };
     }
     if (identityOf(state.data) !== identity) return { reason: "this device's enrollment or server changed", end: true };
-    const binding = state.data.superprojects[request.slug];
+    const binding = Object.hasOwn(state.data.superprojects, request.slug) ? state.data.superprojects[request.slug] : undefined;
     if (binding === undefined) return { reason: "not bound on this device" };
     // The first sync of a binding may have to ask how the folder joins: only the command can.
     if (binding.base === null) return { reason: "the first sync of a binding runs in the command" };
