@@ -183,6 +183,11 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
       socket.destroy();
       return;
     }
+    // Stopped meanwhile: the loop that answers queued requests may be gone already.
+    if (stopReason !== null) {
+      socket.end(`${JSON.stringify({ type: "unavailable", reason: "the kept session is stopping" })}\n`);
+      return;
+    }
     jobs.push({ request, socket, lines });
     wake?.();
   }
