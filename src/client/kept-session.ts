@@ -173,7 +173,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     }
     const request = message ? parseRequest(message) : undefined;
     if (request === undefined || stopReason !== null) {
-      socket.end(`${JSON.stringify({ type: "unavailable", reason: request === undefined ? "not a request this kept session understands" : "the kept session is stopping" })}\n`);
+      refuse(socket, request === undefined ? "not a request this kept session understands" : STOPPING);
       return;
     }
     writeLine(socket, { type: "accepted" });
@@ -185,7 +185,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     }
     // Stopped meanwhile: the loop that answers queued requests may be gone already.
     if (stopReason !== null) {
-      socket.end(`${JSON.stringify({ type: "unavailable", reason: "the kept session is stopping" })}\n`);
+      refuse(socket, STOPPING);
       return;
     }
     jobs.push({ request, socket, lines });
@@ -243,7 +243,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     const checked = await refusal(request);
     if ("reason" in checked) {
       log(`request for ${request.slug} not run here: ${checked.reason}`);
-      socket.end(`${JSON.stringify({ type: "unavailable", reason: checked.reason })}\n`);
+      refuse(socket, checked.reason);
       if (checked.end) stop(checked.reason);
       return;
     }
@@ -305,7 +305,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     // connection of a `cws session stop` stays open until the very end.
     server_.close();
     // Requests that were never started: their commands sync on their own.
-    for (const job of jobs.splice(0)) job.socket.end(`${JSON.stringify({ type: "unavailable", reason: "the kept session is stopping" })}\n`);
+    for (const job of jobs.splice(0)) refuse(job.socket, STOPPING);
     await conn?.close().catch(() => {});
     await rm(keptSocketPath(home), { force: true });
     await rm(keptLockPath(home), { force: true });
@@ -318,6 +318,13 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
 /** A short digest of an environment, for the session's log (the values may be private). */
 export function environmentDigest(env: Record<string, string>): string {
   return createHash("sha256").update(JSON.stringify(env)).digest("hex").slice(0, 12);
+}
+
+const STOPPING = "the kept session is stopping";
+
+/** Answers that this request did not and will not run here (the command then syncs on its own), and hangs up. */
+function refuse(socket: Socket, reason: string): void {
+  socket.end(`${JSON.stringify({ type: "unavailable", reason })}\n`);
 }
 
 /** The device and server a kept session serves, as a string to compare. */
