@@ -283,7 +283,35 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     })();
   }, CHECK_INTERVAL_MS);
 
+  /**
+   * Runs a dry run of every superproject it may sync, once, right after it started: the code of
+   * a sync is then loaded and compiled, and the base manifests and stat caches parsed, before
+   * the first request comes, which then costs what every later one does. A dry run changes
+   * nothing (`cws status` runs the same), beyond the stat cache a scan keeps up to date anyway.
+   */
+  async function warmUp(): Promise<void> {
+    const state = await StateStore.open(home).catch(() => null);
+    if (state === null || identityOf(state.data) !== identity) return;
+    const live = new Set((await runningLiveSyncs(state)).map((marker) => marker.slug));
+    for (const [slug, binding] of Object.entries(state.data.superprojects)) {
+      if (stopReason !== null || jobs.length > 0) return;
+      if (binding.base === null || live.has(slug)) continue;
+      const abort = new AbortController();
+      running = { slug, abort };
+      const started = Date.now();
+      try {
+        await syncSuperproject({ conn: conn!, state, slug, dryRun: true, signal: abort.signal });
+        log(`warmed up with a dry run of ${slug} in ${Date.now() - started} ms`);
+      } catch (error) {
+        log(`dry run of ${slug} failed: ${(error as Error).message}`);
+      } finally {
+        running = null;
+      }
+    }
+  }
+
   try {
+    await warmUp();
     armIdle();
     while (stopReason === null) {
       const job = jobs.shift();
