@@ -23,16 +23,25 @@
  * through /proc/PID/clear_refs before each measurement) is counted too, and it is stopped by
  * PID at the end.
  *
+ * Kept session: after a sync that ran on its own, cws keeps a session with the server open in
+ * the background (src/client/kept-session.ts), as a user's device would; the next syncs hand
+ * their work to it. After each push and pull the runner waits (untimed) until that session
+ * answers, as it would have long before a user's next sync. Its peak RSS (VmHWM, reset before
+ * each measurement like the hub's) counts in the client RSS column. The tool "cws-cold" runs
+ * with CWS_KEEP_SESSION=0: every sync opens its own session, the cost of a first sync after a
+ * while; it is measured in the no-op and 1% change scenarios only.
+ *
  * Bytes: cws counts its own channel bytes (`wire.sent`/`wire.received`, the payload inside
  * SSH). If it also reports the SSH connection's socket bytes as `wire.sshSent`/
  * `wire.sshReceived`, those fill the SSH-bytes column, comparable to OpenSSH's counter.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { agentCommandLine, REPO_NODE, shellQuote } from "../test/helpers/sshd.ts";
-import { type ByteCounts, findProcesses, type Measurement, resetPeakRss, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
+import { type ByteCounts, findProcesses, type Measurement, peakRssOf, resetPeakRss, resetPeakRssOf, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
+import type { Scenario } from "./report.ts";
 import { inWork, type Tool, type ToolContext } from "./tool.ts";
 
 /** The superproject's slug in the benchmark. */
@@ -72,8 +81,16 @@ export function parseCwsSummary(stdout: string): { payload?: ByteCounts; ssh?: B
   return undefined;
 }
 
+/** The options of a cws tool in the benchmark. */
+export interface CwsRunnerOptions {
+  /** No kept session (CWS_KEEP_SESSION=0): the tool "cws-cold". @default false */
+  cold?: boolean;
+}
+
 export class CwsRunner implements Tool {
-  readonly name = "cws";
+  readonly name: string;
+  readonly scenarios: readonly Scenario[] | undefined;
+  readonly #cold: boolean;
   readonly #context: ToolContext;
   #deviceA = "";
   readonly #server: string;
@@ -86,7 +103,10 @@ export class CwsRunner implements Tool {
   readonly #cli: string;
   readonly #serverMain: string;
 
-  constructor(context: ToolContext) {
+  constructor(context: ToolContext, options: CwsRunnerOptions = {}) {
+    this.#cold = options.cold === true;
+    this.name = this.#cold ? "cws-cold" : "cws";
+    this.scenarios = this.#cold ? ["noop", "change"] : undefined;
     this.#context = context;
     this.#server = inWork(context, "server-data");
     this.#homeA = inWork(context, "home-a");
@@ -116,16 +136,19 @@ export class CwsRunner implements Tool {
 
   async resetServer(): Promise<void> {
     this.#stopHubs();
+    this.#stopKeptSessions();
     for (const dir of [this.#server, this.#homeA]) await rm(dir, { recursive: true, force: true });
     await this.#step("cws-server init", this.#serverMain, ["init", "--data", this.#server, "--passphrase-file", this.#passphraseFile]);
     await this.#enroll(this.#homeA, "bench-device-a");
   }
 
   async push(): Promise<Measurement> {
-    return this.#measured(this.#homeA, [
+    const measured = await this.#measured(this.#homeA, [
       ["create-superproject", SLUG, "--root", this.#deviceA],
       ["sync", SLUG, "--json"],
     ]);
+    await this.#awaitKeptSession(this.#homeA);
+    return measured;
   }
 
   async sync(): Promise<Measurement> {
@@ -133,16 +156,19 @@ export class CwsRunner implements Tool {
   }
 
   async preparePull(): Promise<void> {
+    this.#stopKeptSessions([this.#homeB]);
     for (const dir of [this.#homeB, this.#deviceB]) await rm(dir, { recursive: true, force: true });
     await mkdir(this.#deviceB, { recursive: true });
     await this.#enroll(this.#homeB, "bench-device-b");
   }
 
   async pull(): Promise<Measurement> {
-    return this.#measured(this.#homeB, [
+    const measured = await this.#measured(this.#homeB, [
       ["attach-superproject", SLUG, "--root", this.#deviceB],
       ["sync", SLUG, "--json"],
     ]);
+    await this.#awaitKeptSession(this.#homeB);
+    return measured;
   }
 
   secondDeviceRoot(): string {
@@ -151,6 +177,7 @@ export class CwsRunner implements Tool {
 
   async dispose(): Promise<void> {
     this.#stopHubs();
+    this.#stopKeptSessions();
     await rm(this.#context.workDir, { recursive: true, force: true });
   }
 
@@ -177,7 +204,7 @@ export class CwsRunner implements Tool {
     const run = await runTimed(REPO_NODE, [script, ...args], {
       rssFile: this.#clientRss,
       timeoutMs: this.#context.timeoutMs,
-      env: { ...process.env, ...(home === undefined ? {} : { CWS_HOME: home }) },
+      env: { ...this.#env(), ...(home === undefined ? {} : { CWS_HOME: home }) },
     });
     if (run.timedOut) throw new Error(`${label} timed out after ${this.#context.timeoutMs} ms`);
     if (run.code !== 0) throw new Error(`${label} exited with ${run.code ?? run.signal}: ${tail(run.stderr || run.stdout)}`);
@@ -187,12 +214,14 @@ export class CwsRunner implements Tool {
   async #measured(home: string, commands: string[][]): Promise<Measurement> {
     await rm(this.#serverRss, { force: true });
     resetPeakRss(this.#server);
+    const kept = keptSessionPid(home);
+    if (kept !== undefined) resetPeakRssOf(kept);
     const total: Measurement = { wallMs: 0 };
     for (const args of commands) {
       const run = await runTimed(REPO_NODE, [this.#cli, ...args], {
         rssFile: this.#clientRss,
         timeoutMs: this.#context.timeoutMs,
-        env: { ...process.env, CWS_HOME: home },
+        env: { ...this.#env(), CWS_HOME: home },
       });
       const label = `cws ${args[0]}`;
       if (run.timedOut) throw new Error(`${label} timed out after ${this.#context.timeoutMs} ms`);
@@ -206,11 +235,44 @@ export class CwsRunner implements Tool {
         throw new Error(`${label} --json printed no summary with "wire" bytes: ${tail(run.stdout)}`);
       }
     }
+    // The kept session that ran the sync is part of the client, as the hub is of the server.
+    const keptRss = kept === undefined ? undefined : peakRssOf(kept);
+    if (keptRss !== undefined) total.clientRssKiB = Math.max(total.clientRssKiB ?? 0, keptRss);
     const agentRss = await waitForRssFile(this.#serverRss, { timeoutMs: 1500 });
     const hubRss = Math.max(0, ...findProcesses(this.#server).map((p) => p.peakRssKiB ?? 0));
     const serverRss = Math.max(agentRss ?? 0, hubRss);
     if (serverRss > 0) total.serverRssKiB = serverRss;
     return total;
+  }
+
+  /** The environment of every cws command: kept sessions off for cws-cold, the default otherwise. */
+  #env(): NodeJS.ProcessEnv {
+    const env = { ...process.env };
+    delete env.CWS_KEEP_SESSION;
+    return this.#cold ? { ...env, CWS_KEEP_SESSION: "0" } : env;
+  }
+
+  /** Waits (untimed) until the kept session a sync started answers; a user's next sync comes much later. */
+  async #awaitKeptSession(home: string): Promise<void> {
+    if (this.#cold) return;
+    for (let waited = 0; waited < 15_000; waited += 50) {
+      if (existsSync(path.join(home, "kept-session.sock")) && keptSessionPid(home) !== undefined) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`no kept session answered in ${home} within 15 s after the sync (see ${path.join(home, "logs", "kept-session.log")})`);
+  }
+
+  /** Stops the kept sessions of this tool's devices, by the pid in their lock files. */
+  #stopKeptSessions(homes: string[] = [this.#homeA, this.#homeB]): void {
+    for (const home of homes) {
+      const pid = keptSessionPid(home);
+      if (pid === undefined) continue;
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // It exited meanwhile.
+      }
+    }
   }
 
   /** Stops hubs (long-lived server processes) started for this tool's data dir, by PID. */
@@ -222,6 +284,18 @@ export class CwsRunner implements Tool {
         // It exited between the scan and the signal.
       }
     }
+  }
+}
+
+/** The pid of the kept session of a client state dir, from its lock file, when that process lives. */
+function keptSessionPid(home: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path.join(home, "kept-session.pid"), "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
   }
 }
 

@@ -195,14 +195,31 @@ export function findProcesses(marker: string): { pid: number; peakRssKiB: number
     try {
       const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ");
       if (!cmdline.includes(marker)) continue;
-      const status = readFileSync(`/proc/${name}/status`, "utf8");
-      const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
-      out.push({ pid: Number(name), peakRssKiB: hwm === null ? undefined : Number(hwm[1]) });
+      out.push({ pid: Number(name), peakRssKiB: peakRssOf(Number(name)) });
     } catch {
       // The process exited while we looked.
     }
   }
   return out;
+}
+
+/** The peak RSS (VmHWM) of a live process in KiB, or undefined when it is gone or not readable. */
+export function peakRssOf(pid: number): number | undefined {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return hwm === null ? undefined : Number(hwm[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resets one process's peak RSS (see resetPeakRss). */
+export function resetPeakRssOf(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    // Gone, or a kernel without this knob: its figure stays the lifetime peak.
+  }
 }
 
 /**
@@ -212,13 +229,7 @@ export function findProcesses(marker: string): { pid: number; peakRssKiB: number
  * reset are left as they are.
  */
 export function resetPeakRss(marker: string): void {
-  for (const { pid } of findProcesses(marker)) {
-    try {
-      writeFileSync(`/proc/${pid}/clear_refs`, "5");
-    } catch {
-      // Gone, or a kernel without this knob: its figure stays the lifetime peak.
-    }
-  }
+  for (const { pid } of findProcesses(marker)) resetPeakRssOf(pid);
 }
 
 /** The median of some numbers (the mean of the middle two for an even count). */

@@ -6,13 +6,18 @@
  * and the hub's CPU time split by where it was spent (Node start-up and module loading, our
  * source files, dependencies, garbage collection, idle), and the hottest functions.
  *
- *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push]
+ *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push | --kept]
  *
  * `--push` profiles the initial push instead (create-superproject and a sync onto an empty
  * server, as the benchmark's push): the hub runs under the profiler from the start, the client
  * sync under `--cpu-prof` (its push worker threads write profiles of their own), and the
  * client's peak RSS is read through GNU time. It prints the wall time, then where the client's
  * main thread, each worker thread and the hub spent their CPU time.
+ *
+ * `--kept` runs the syncs through a kept session (src/client/kept-session.ts) started under the
+ * profiler after the push: the client profile is then the command's hand-off path, and the kept
+ * session's own profile (all syncs together) is printed at the end. Without it, every sync
+ * opens its own session (CWS_KEEP_SESSION=0).
  *
  * `--repo` profiles another checkout (e.g. an older commit unpacked with `git archive`), so a
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
@@ -108,7 +113,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" },
-      repo: { type: "string" }, keep: { type: "string" }, push: { type: "boolean", default: false },
+      repo: { type: "string" }, keep: { type: "string" }, push: { type: "boolean", default: false }, kept: { type: "boolean", default: false },
     },
   });
   const repo = path.resolve(values.repo ?? REPO_ROOT);
@@ -124,7 +129,8 @@ async function main(): Promise<void> {
   const home = path.join(work, "home");
   const root = path.join(work, "device-a");
   let sshd: SshdHandle | undefined;
-  const env = { ...process.env, CWS_HOME: home };
+  const env = { ...process.env, CWS_HOME: home, CWS_KEEP_SESSION: "0" };
+  let kept: number | undefined;
   try {
     sshd = await startSshd();
     const base = planDataset({ seed: 1, totalBytes: Number(values.mib) * 2 ** 20, files: Math.min(files, 5000) });
@@ -150,6 +156,12 @@ async function main(): Promise<void> {
     const hub = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"]);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
+    if (values.kept) {
+      env.CWS_KEEP_SESSION = "3600";
+      kept = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${path.join(profiles, "kept")}`, cliEntry, "session", "run"], env);
+      for (let waited = 0; !existsSync(path.join(home, "kept-session.sock")) && waited < 30_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+      run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // its first sync, like the warm-up above
+    }
     for (const scenario of ["no-op", "1% change"] as const) {
       const times: number[] = [];
       const clientDir = path.join(profiles, scenario === "no-op" ? "noop" : "change");
@@ -165,6 +177,15 @@ async function main(): Promise<void> {
       const agent = newest(agentProfiles);
       if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
     }
+    if (kept !== undefined) {
+      const keptHwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${kept}/status`, "utf8"))?.[1];
+      process.kill(kept, "SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const keptProfile = newest(path.join(profiles, "kept"));
+      console.log("");
+      if (keptHwm !== undefined) console.log(`kept session peak RSS: ${Math.round(Number(keptHwm) / 1024)} MiB`);
+      if (keptProfile) printSummary(`kept session, all ${runs * 2 + 1} syncs together`, keptProfile, repo);
+    }
     const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
     if (hwm !== undefined) console.log(`\nhub peak RSS over these syncs: ${Math.round(Number(hwm) / 1024)} MiB`);
     process.kill(hub, "SIGTERM");
@@ -176,7 +197,7 @@ async function main(): Promise<void> {
     }
     if (values.keep) console.log(`\nprofiles kept in ${profiles}`);
   } finally {
-    for (const { pid } of findProcesses(dataDir)) {
+    for (const pid of [...findProcesses(dataDir).map((p) => p.pid), ...(kept === undefined ? [] : [kept])]) {
       try { process.kill(pid, "SIGTERM"); } catch { /* gone already */ }
     }
     await sshd?.stop();
@@ -217,9 +238,9 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   if (hubProfile) printSummary("hub", hubProfile, repo);
 }
 
-function spawnSyncDetached(command: string, args: string[]): number {
+function spawnSyncDetached(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
   const { spawn } = process.getBuiltinModule("node:child_process");
-  const child = spawn(command, args, { detached: true, stdio: "ignore" });
+  const child = spawn(command, args, { detached: true, stdio: "ignore", env });
   child.unref();
   return child.pid!;
 }

@@ -48,7 +48,7 @@ import { CIPHER, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
 import { UnisonRunner } from "./unison-runner.ts";
 
 const MIB = 1024 * 1024;
-const ALL_TOOLS = ["rsync -a", "rsync -az", "unison", "cws"] as const;
+const ALL_TOOLS = ["rsync -a", "rsync -az", "unison", "cws", "cws-cold"] as const;
 
 const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
 
@@ -180,6 +180,8 @@ function makeTool(name: string, context: ToolContext): Tool {
       return new UnisonRunner(context);
     case "cws":
       return new CwsRunner(context);
+    case "cws-cold":
+      return new CwsRunner(context, { cold: true });
     default:
       throw new Error(`Cannot make unknown tool "${name}"`);
   }
@@ -273,7 +275,11 @@ async function runTool(
   record: (scenario: Scenario, result: Omit<ScenarioResult, "dataset" | "scenario" | "tool">) => void,
 ): Promise<void> {
   const where = `${dataset.name} · ${tool.name}`;
-  const scenarios = SCENARIOS.filter((scenario) => dataset.scenarios === undefined || dataset.scenarios.includes(scenario));
+  // A tool may measure only some scenarios (cws-cold: the syncs); it still pushes, untimed.
+  const wanted = (scenario: Scenario): boolean =>
+    (dataset.scenarios === undefined || dataset.scenarios.includes(scenario)) && (tool.scenarios === undefined || tool.scenarios.includes(scenario));
+  const scenarios = SCENARIOS.filter(wanted);
+  if (scenarios.length === 0) return;
   const failAll = (message: string): void => {
     for (const scenario of scenarios) {
       record(scenario, { runs: [], error: message });
@@ -315,7 +321,18 @@ async function runTool(
     return true;
   };
 
-  const pushed = await timed("push", dataset.runs, () => tool.resetServer(), () => tool.push());
+  let pushed: boolean;
+  if (wanted("push")) pushed = await timed("push", dataset.runs, () => tool.resetServer(), () => tool.push());
+  else {
+    try {
+      await tool.resetServer();
+      await tool.push();
+      pushed = true;
+    } catch (error) {
+      failAll(messageOf(error));
+      return;
+    }
+  }
   if (!pushed) {
     // Without a server copy, the later scenarios would only repeat the same failure.
     for (const scenario of SCENARIOS.slice(1)) {
@@ -324,9 +341,8 @@ async function runTool(
     log(`${where}: no-op, 1% change and pull not run, as the initial push failed`);
     return;
   }
-  const runs = (scenario: Scenario): boolean => dataset.scenarios === undefined || dataset.scenarios.includes(scenario);
-  if (runs("noop")) await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
-  if (runs("change")) {
+  if (wanted("noop")) await timed("noop", dataset.syncRuns, async () => {}, () => tool.sync());
+  if (wanted("change")) {
     await timed(
       "change",
       dataset.syncRuns,
@@ -337,6 +353,7 @@ async function runTool(
       () => tool.sync(),
     );
   }
+  if (!wanted("pull")) return;
   const pulled = await timed("pull", dataset.runs, () => tool.preparePull(), () => tool.pull());
   if (pulled) {
     const difference = compareTrees(deviceA, tool.secondDeviceRoot());

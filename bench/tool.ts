@@ -16,6 +16,7 @@
 import path from "node:path";
 import type { SshdHandle } from "../test/helpers/sshd.ts";
 import type { Measurement } from "./measure.ts";
+import type { Scenario } from "./report.ts";
 
 /** The cipher cws prefers; every OpenSSH client in the benchmark is told to use it too. */
 export const CIPHER = "aes128-gcm@openssh.com";
@@ -36,6 +37,11 @@ export interface ToolContext {
 export interface Tool {
   /** Short name in tables and JSON, e.g. "rsync -a". */
   readonly name: string;
+  /**
+   * The scenarios this tool is measured in (all when absent). Without "push", the initial push
+   * still runs, untimed, to give the other scenarios their server copy.
+   */
+  readonly scenarios?: readonly Scenario[];
   /** Undefined when the tool can run here, else a one-line reason (shown instead of numbers). */
   unavailable(): Promise<string | undefined>;
   prepare(deviceA: string): Promise<void>;

@@ -41,7 +41,7 @@ test("password enrollment installs the key (restricted, or plain with --no-restr
       execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path.join(home, ".ssh", keyName)]);
       const identity = keyName === "id_ed25519" ? "" : `  IdentityFile ~/.ssh/${keyName}\n`;
       await writeFile(path.join(home, ".ssh", "config"), `Host server\n  HostName ${sshd!.host}\n  Port ${sshd!.port}\n  User ${account!.name}\n${identity}`);
-      const env = { PATH: process.env.PATH, HOME: home };
+      const env = { PATH: process.env.PATH, HOME: home, CWS_KEEP_SESSION: "0" };
       const cws = (args: string[]) => runCommand(NODE, [CWS, ...args], { env });
       const publicKey = (await readFile(path.join(home, ".ssh", `${keyName}.pub`), "utf8")).trim();
       return { name, home, cws, publicKey };

@@ -17,7 +17,7 @@ const NODE = path.join(REPO_ROOT, "node_modules", ".bin", "node");
 
 function run(bin: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(NODE, [bin, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(NODE, [bin, ...args], { env: { PATH: process.env.PATH, CWS_KEEP_SESSION: "0", ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr });
     });
   });

@@ -120,6 +120,7 @@ test("README: server set-up and device set-up work as written, through to two de
         PATH: `${path.join(home, ".local", "bin")}:/usr/local/bin:/usr/bin:/bin`,
         CI: "true",
         LANG: "C.UTF-8",
+        CWS_KEEP_SESSION: "0",
       };
       const scriptFlags = [
         `--trust-host-key ${sshd!.hostKeyFingerprint}`,

@@ -23,7 +23,7 @@ function run(bin: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
 /** A device enrolled on a local server, with one superproject bound to a folder. */
 async function device(t: { after(fn: () => Promise<void>): void }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "cws-shell-"));
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, CWS_KEEP_SESSION: "0" };
   const data = path.join(dir, "data");
   await writeFile(path.join(dir, "pass"), "a long passphrase\n");
   await run(CWS_SERVER, ["init", "--data", data, "--passphrase-file", path.join(dir, "pass")], env);

@@ -17,6 +17,26 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+/** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
+export function processInterruptSignal(): AbortSignal {
+  return releasableInterruptSignal().signal;
+}
+
+/**
+ * The same, with `release()` to stop listening: for a step that may hand the command on to the
+ * full program, which then listens itself (two listeners would print the notice twice).
+ */
+export function releasableInterruptSignal(): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const onInterrupt = () => {
+    process.stderr.write("\ncws: stopping after the current step (Ctrl+C again to quit now)\n");
+    controller.abort();
+    process.once("SIGINT", () => process.exit(130));
+  };
+  process.once("SIGINT", onInterrupt);
+  return { signal: controller.signal, release: () => process.off("SIGINT", onInterrupt) };
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");
 }
@@ -115,7 +135,7 @@ export async function reportError(error: unknown, json: boolean): Promise<number
 /** The folder for the error log: the client's state folder (loaded only when a bug needs it). */
 async function logDir(): Promise<string | null> {
   try {
-    const { clientHome } = await import("../client/state.ts");
+    const { clientHome } = await import("../client/home.ts");
     return join(clientHome(), "logs");
   } catch {
     return null;
@@ -128,12 +148,17 @@ function writeQuietly(stream: NodeJS.WriteStream, text: string): void {
   stream.write(text, () => {});
 }
 
+let closedOutputTolerated = false;
+
 /**
  * Makes a closed stdout (the reader went away: `cws sync | head`) end the output quietly
  * instead of failing with an EPIPE stack trace. The command itself still runs to its end
  * (a sync is not cut short); only its output is dropped.
  */
 export function tolerateClosedOutput(): void {
+  // The hand-off path (kept-sync.ts) and the full program may both ask for it in one run.
+  if (closedOutputTolerated) return;
+  closedOutputTolerated = true;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", (error: NodeJS.ErrnoException) => {
       if (error.code === "EPIPE" || error.code === "ERR_STREAM_DESTROYED") {

@@ -19,9 +19,11 @@ import type { SyncSummary } from "../client/sync.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "../client/live-sync-defaults.ts";
-import { formatBytes, printJson, println, Progress } from "./output.ts";
+import { formatBytes, printJson, println, processInterruptSignal, Progress } from "./output.ts";
+import { changeLines, conflictLine, printSyncSummary, quarantineLines } from "./sync-output.ts";
 import { registerToolCommands } from "./tool-commands.ts";
 import { registerRecoveryCommands } from "./recovery-commands.ts";
+import { registerSessionCommands } from "./session-commands.ts";
 import { registerCodexCommands } from "./codex-commands.ts";
 import { addFirstJoinOptions, type FirstJoinFlags } from "./first-join-options.ts";
 import type { FirstJoinRecord } from "../client/first-join.ts";
@@ -127,17 +129,6 @@ async function deviceKey(target: ServerTarget): Promise<{ file: string; publicKe
   return undefined;
 }
 
-/** An AbortSignal that fires on the first Ctrl+C; a second Ctrl+C exits at once. */
-function processInterruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  process.once("SIGINT", () => {
-    process.stderr.write("\ncws: stopping after the current step (Ctrl+C again to quit now)\n");
-    controller.abort();
-    process.once("SIGINT", () => process.exit(130));
-  });
-  return controller.signal;
-}
-
 /**
  * A session being opened while the command does local work first. `close()` closes it once
  * it is open; when the command failed before it was, the attempt is abandoned instead of
@@ -185,38 +176,6 @@ function countPulls(summary: SyncSummary): number {
   return summary.pulled.files + summary.pulled.deleted;
 }
 
-/** What the quarantine did with this device's changes, one line each (shared by sync and live sync). */
-export function quarantineLines(summary: Pick<SyncSummary, "quarantine">): string[] {
-  const lines: string[] = [];
-  for (const item of summary.quarantine.held) {
-    lines.push(`HELD in quarantine item ${item.id}${item.duplicate ? " (already pending)" : ""}: ${item.summary}; the server keeps its version until you run \`cws quarantine accept ${item.id}\` or \`cws quarantine reject ${item.id}\``);
-  }
-  for (const item of summary.quarantine.waiting) lines.push(`still held in quarantine item ${item.id} (${item.paths} path(s)), not pushed again: ${item.summary}`);
-  for (const id of summary.quarantine.restoring) lines.push(`quarantine item ${id} was rejected: the server's version of its paths was brought back (yours is in the local backups)`);
-  return lines;
-}
-
-/**
- * One conflict as a person reads it: the real path in the folder, what each side did, and
- * what happened to this device's version (or, on a dry run, what would).
- */
-export function conflictLine(summary: Pick<SyncSummary, "slug" | "root" | "dryRun">, c: SyncSummary["conflicts"][number]): string {
-  const inFolder = c.path.startsWith("files/");
-  const name = inFolder ? c.path.slice("files/".length) : `Codex ${c.path.slice("codex/".length)}`;
-  const where = inFolder ? join(summary.root, name) : "this device's copy";
-  const head = `CONFLICT ${name}: ${!c.here ? "deleted here but changed on the server" : !c.onServer ? "changed here but deleted on the server" : "changed here and on the server"}`;
-  if (summary.dryRun) {
-    const see = ` (see \`cws backups list ${summary.slug}\` afterwards)`;
-    if (!c.here) return `${head}; would restore the server's version${inFolder ? ` at ${where}` : ""}`;
-    if (!c.onServer) return `${head}; would move ${where} to the backups${see}`;
-    return `${head}; would back up ${where} and put the server's version in its place${see}`;
-  }
-  if (!c.here) return `${head}; the server's version is restored${inFolder ? ` at ${where}` : ""}`;
-  if (c.backup === null) return `${head}; ${where} was left as it is (see the skipped lines)`;
-  if (!c.onServer) return `${head}; yours was moved to ${c.backup}`;
-  return `${head}; yours is backed up at ${c.backup}, and the server's version is now${inFolder ? ` at ${where}` : " live"}`;
-}
-
 /** Shows who holds the lease and since when it is silent, and asks whether to take it over. */
 async function confirmTakeOver(holder: LeaseState, yes: boolean): Promise<boolean> {
   const silent = holder.heartbeatAt === null ? "never sent a heartbeat" : `last heartbeat ${Math.round((holder.now - holder.heartbeatAt) / 1000)} s ago (${new Date(holder.heartbeatAt).toLocaleString()})`;
@@ -247,42 +206,6 @@ async function confirmOverride(preview: SyncSummary): Promise<boolean> {
   return confirm("Replace the server's state with this folder?", false);
 }
 
-/** The changed paths of a summary, one line each (`+`/`~` written, `-` deleted), with how many more there are. */
-export function changeLines(changes: SyncSummary["changes"]["push"], total: number): string[] {
-  const lines = changes.map((c) => `  ${c.deleted ? "-" : "~"} ${c.path}`);
-  if (total > changes.length) lines.push(`  … and ${total - changes.length} more`);
-  return lines;
-}
-
-export function printSyncSummary(summary: SyncSummary): void {
-  const p = summary.pushed;
-  const q = summary.pulled;
-  println(`${summary.slug}: ${summary.dryRun ? "dry run, nothing changed" : `now at snapshot ${summary.snapshot ? snapshotNumber(summary.snapshot) : "(none)"}`}`);
-  println(`  scanned ${summary.scanned.files} files (${summary.scanned.hashedFiles} hashed, ${formatBytes(summary.scanned.hashedBytes)})`);
-  if (summary.dryRun) {
-    // A dry run counts files; it reads no chunk, so it has no chunk or byte counts to show.
-    println(`  would push ${p.files} files and ${p.deleted} deletions`);
-    println(`  would pull ${q.files} files and ${q.deleted} deletions`);
-  } else {
-    println(`  pushed ${p.files} files, ${p.deleted} deletions: ${p.chunks} chunks, ${formatBytes(p.bytes)}`);
-    println(`  pulled ${q.files} files, ${q.deleted} deletions: ${q.chunks} chunks, ${formatBytes(q.bytes)} (${q.reusedChunks} chunks reused from local files)`);
-  }
-  println(`  wire: sent ${formatBytes(summary.wire.sent)}, received ${formatBytes(summary.wire.received)} in ${summary.durationMs} ms`);
-  for (const c of summary.conflicts) println(`  ${conflictLine(summary, c)}`);
-  for (const s of q.skipped) println(`  skipped ${s.path}: ${s.reason}`);
-  for (const u of summary.unknown) println(`  NOT SYNCED ${u.path}: ${u.reason}; it was left as it is here and on the server; ${u.next}`);
-  for (const problem of summary.problems) if (problem.unknown !== true) println(`  warning ${problem.path}: ${problem.reason}`);
-  if (summary.leftoversRemoved > 0) println(`  removed ${summary.leftoversRemoved} temp file(s) left by an interrupted run`);
-  if (summary.backupDir) {
-    println(`  ${summary.replaced.length} local file(s) replaced or deleted, each backed up first in ${summary.backupDir}:`);
-    for (const path of summary.replaced.slice(0, 200)) println(`    ${path}`);
-    if (summary.replaced.length > 200) println(`    … and ${summary.replaced.length - 200} more`);
-  }
-  println(summary.codex.home === null ? "  codex: thread sync is off for this binding" : `  codex: ${summary.codex.threads} thread(s) of ${summary.codex.root} in ${summary.codex.home} (${summary.codex.readFiles} rollout(s) read, ${formatBytes(summary.codex.readBytes)})`);
-  for (const warning of summary.codex.warnings) println(`  warning: ${warning}`);
-  for (const line of quarantineLines(summary)) println(`  ${line}`);
-}
-
 /** The flags of a command that runs one sync. */
 type SyncFlags = FirstJoinFlags & { dryRun?: boolean; json?: boolean };
 
@@ -309,6 +232,15 @@ async function runSync(state: StateStore, slug: string, flags: SyncFlags, mode: 
     progress.done();
     await session.close();
   }
+}
+
+/**
+ * After a one-shot sync that ran on its own: starts this device's kept session in the
+ * background (kept-session.ts), so that the next `cws sync` hands its work to it.
+ */
+async function keepSession(state: StateStore): Promise<void> {
+  const { startKeptSession } = await import("../client/kept-session-wire.ts");
+  await startKeptSession(state.home);
 }
 
 /** Prints what runSync did (a dry run's first-join plan was printed when it was made). */
@@ -446,6 +378,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
       }
       if (!flags.json) println(`Attached ${result.slug} to ${result.root}.`);
       const synced = await runSync(state, result.slug, flags, "sync", interruptSignal());
+      await keepSession(state);
       if (flags.json) printJson({ ok: true, ...result, sync: { ...synced.summary, firstJoin: synced.firstJoin.question === null ? null : synced.firstJoin } });
       else await printSyncResult(synced, false);
     });
@@ -470,7 +403,14 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
     .argument("[slug]")
     .option("--superproject <slug>", "the older way to name it")
     .option("--dry-run", "show what would move without changing anything")
-    .option("--json", "print machine-readable output");
+    .option("--json", "print machine-readable output")
+    .addHelpText("after", `
+A live sync of the superproject on this device runs the sync for this command. Otherwise the
+kept session does, if one runs: after a sync, cws keeps one session with the server open in
+the background, so the next sync skips the SSH handshake and start-up (\`"via": "kept-session"\`
+in --json). It exits after 10 minutes without a sync; CWS_KEEP_SESSION=<seconds> sets that
+time, CWS_KEEP_SESSION=0 turns kept sessions off. \`cws session status\` shows it,
+\`cws session stop\` stops it.`);
   addFirstJoinOptions(syncCommand)
     .action(async (positional: string | undefined, flags: SyncFlags & { superproject?: string }) => {
       const slug = slugArgument(positional, flags);
@@ -489,6 +429,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
         return;
       }
       await printSyncResult(await runSync(state, slug, flags, "sync", signal), flags.json);
+      await keepSession(state);
     });
 
   const syncLike = (name: string, description: string, mode: "pull" | "override") => {
@@ -506,7 +447,10 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
         const slug = slugArgument(positional, flags);
         const state = await openState();
         const signal = interruptSignal();
-        if (mode === "pull") return printSyncResult(await runSync(state, slug, flags, "pull", signal), flags.json);
+        if (mode === "pull") {
+          await printSyncResult(await runSync(state, slug, flags, "pull", signal), flags.json);
+          return keepSession(state);
+        }
         const session = openSession(state, signal);
         const progress = new Progress({ json: flags.json });
         try {
@@ -701,6 +645,7 @@ the account's ~/.ssh/authorized_keys, restricted to cws unless --no-restrict-key
       }
     });
 
+  registerSessionCommands(program);
   registerRecoveryCommands(program);
   registerCodexCommands(program);
   registerToolCommands(program, buildProgram);

@@ -19,6 +19,7 @@ import { snapshotNumber, type LeaseState } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { StateStore } from "./state.ts";
 import { syncSuperproject, type SyncSummary } from "./sync.ts";
+import { stopKeptSession } from "./kept-session-wire.ts";
 import { listenForHandoffs, liveSocketPath, type HandoffReply, type HandoffRequest } from "./live-handoff.ts";
 
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_QUIET_MS, DEFAULT_RESCAN_MS } from "./live-sync-defaults.ts";
@@ -119,6 +120,10 @@ export async function runLiveSync(options: LiveSyncOptions): Promise<LiveSyncRes
   const rescanMs = options.rescanMs ?? DEFAULT_RESCAN_MS;
   const root = state.binding(slug).root;
 
+  // A kept session of this device (kept-session.ts) could be syncing this folder right now: it
+  // is asked to finish that sync and stop, so that live sync alone syncs it from here on (while
+  // the live marker exists, a new kept session refuses this superproject).
+  await stopKeptSession(state.home);
   let conn = await options.connect();
   let lease: LeaseState;
   try {

@@ -24,6 +24,7 @@ import { z } from "zod";
 import { ChunkRef, HashHex, MAX_PATH_LENGTH } from "../core/manifest.ts";
 import { decodeCompactChunks, encodeCompactChunks } from "../core/manifest-rows.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
+import { keptValue, keepValue } from "./file-memo.ts";
 
 export const STAT_CACHE_FORMAT = 2;
 
@@ -145,6 +146,9 @@ export interface StatKey {
  */
 export async function readStatCache(path: string, onWarning: (message: string) => void): Promise<StatCache> {
   const empty = (): StatCache => ({ entries: new StatCacheEntries(), ignoreRules: null, unchecked: new Set() });
+  // In a kept session, the cache this process last read or wrote, while the file is still that one.
+  const kept = keptValue<StatCache>(path);
+  if (kept !== undefined) return { ...kept, unchecked: new Set(kept.unchecked) };
   let text: string;
   try {
     // Decoded in one piece: readFile's own decoding goes chunk by chunk, 5x slower on 10 MB.
@@ -170,6 +174,7 @@ export async function readStatCache(path: string, onWarning: (message: string) =
     onWarning(`Cannot use the stat cache "${path}" as it does not match format ${STAT_CACHE_FORMAT}: every file will be hashed again`);
     return empty();
   }
+  keepValue(path, cache);
   return cache;
 }
 
@@ -191,6 +196,7 @@ export async function saveStatCache(
   const stillUnchecked = [...unchecked].filter((p) => entries.get(p) !== undefined).sort();
   const file = { format: STAT_CACHE_FORMAT, ignoreRules, unchecked: stillUnchecked, entries: tuples };
   await writeFileAtomic(path, JSON.stringify(file), { mode: 0o600 });
+  keepValue(path, { entries, ignoreRules, unchecked: new Set(stillUnchecked) } satisfies StatCache);
 }
 
 /**

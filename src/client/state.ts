@@ -7,7 +7,6 @@
  * beside it because they are large and change on every sync.
  */
 import { mkdir, readFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { Low, type Adapter } from "lowdb";
 import { z } from "zod";
@@ -16,6 +15,12 @@ import { writeFileAtomic } from "../fs-atomic.ts";
 import { type Manifest, emptyManifest } from "../core/manifest.ts";
 import { safeParseManifest } from "../core/manifest-check.ts";
 import { decodeManifestRows, encodeManifestRows, isManifestRows } from "../core/manifest-rows.ts";
+import { clientHome } from "./home.ts";
+import { keepingParsedFiles, keptValue, keepValue } from "./file-memo.ts";
+
+// Kept importable from here, where it always was; it lives in home.ts so that the hand-off path
+// of `cws sync` (src/cli/kept-sync.ts) can find the state folder without loading zod and lowdb.
+export { clientHome };
 
 export const ServerTarget = z.discriminatedUnion("transport", [
   z.object({
@@ -63,15 +68,6 @@ export const ClientState = z.object({
   superprojects: z.record(z.string(), BoundSuperproject),
 });
 export type ClientState = z.infer<typeof ClientState>;
-
-/** Where the client keeps its files: $CWS_HOME, else the platform's app-data folder. */
-export function clientHome(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, home = homedir()): string {
-  if (env.CWS_HOME) return env.CWS_HOME;
-  if (platform === "win32") return join(env.LOCALAPPDATA ?? join(home, "AppData", "Local"), "CodexWorkspaceSync");
-  if (platform === "darwin") return join(home, "Library", "Application Support", "CodexWorkspaceSync");
-  const base = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith("/") ? env.XDG_STATE_HOME : join(home, ".local", "state");
-  return join(base, "codex-workspace-sync");
-}
 
 /** A lowdb adapter that validates on read and writes crash-safely. */
 class ValidatedJsonFile<T> implements Adapter<T> {
@@ -175,6 +171,8 @@ export class StateStore {
 
   /** The base manifest of a superproject: what this device last agreed with the server. */
   async readBase(slug: string): Promise<Manifest> {
+    const kept = keptValue<Manifest>(this.basePath(slug));
+    if (kept !== undefined) return kept;
     let text: string;
     try {
       // Decoded in one piece: readFile's own decoding goes chunk by chunk, 5x slower on 10 MB.
@@ -201,10 +199,30 @@ export class StateStore {
     if (manifest === null) {
       throw new CwsError("CORRUPT", `The base manifest ${this.basePath(slug)} is damaged. Delete it and run \`cws sync ${slug}\`: every difference will then be treated as a conflict and backed up, never lost.`);
     }
+    keepBase(this.basePath(slug), manifest);
     return manifest;
   }
 
   async writeBase(slug: string, manifest: Manifest): Promise<void> {
     await writeFileAtomic(this.basePath(slug), encodeManifestRows(manifest), { mode: 0o600 });
+    keepBase(this.basePath(slug), manifest);
   }
+}
+
+/**
+ * Keeps a base manifest in memory in a kept session (file-memo.ts). It is frozen first: the same
+ * object then serves the next syncs, and code that changed it in place would throw rather than
+ * silently change what a later sync takes for this device's base.
+ */
+function keepBase(path: string, manifest: Manifest): void {
+  if (!keepingParsedFiles()) return;
+  for (const entry of manifest.entries) {
+    if (entry.kind === "file") {
+      for (const chunk of entry.chunks) Object.freeze(chunk);
+      Object.freeze(entry.chunks);
+    }
+    Object.freeze(entry);
+  }
+  Object.freeze(manifest.entries);
+  keepValue(path, Object.freeze(manifest));
 }

@@ -69,10 +69,8 @@ export const SnapshotInfo = z.object({
 });
 export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
 
-/** The number people see for a snapshot: its number within the superproject (the id from an older hub). */
-export function snapshotNumber(snapshot: Pick<SnapshotInfo, "id" | "number">): number {
-  return snapshot.number ?? snapshot.id;
-}
+// In its own module so that printing a sync summary does not load zod (src/cli/sync-output.ts).
+export { snapshotNumber } from "./snapshot-number.ts";
 
 export const SuperprojectInfo = z.object({
   slug: Slug,

@@ -17,6 +17,10 @@ import { connectAsDevice } from "../../src/client/connect.ts";
 import { syncSuperproject, type SyncOptions, type SyncSummary } from "../../src/client/sync.ts";
 import type { AgentConnection } from "../../src/transport/connection.ts";
 
+// Command-line runs in tests must not leave a kept session behind (src/client/kept-session.ts):
+// every process a test starts inherits this. The tests of the kept session turn it on themselves.
+process.env.CWS_KEEP_SESSION ??= "0";
+
 export const REPO = join(import.meta.dirname, "..", "..");
 export const PASSPHRASE = "correct horse battery staple";
 

@@ -16,6 +16,10 @@ import path from "node:path";
 import timers from "node:timers/promises";
 import type { SshSessionTarget } from "../../src/transport/ssh-session.ts";
 
+// Command-line runs in tests must not leave a kept session behind (src/client/kept-session.ts):
+// every process a test starts inherits this. The tests of the kept session turn it on themselves.
+process.env.CWS_KEEP_SESSION ??= "0";
+
 /** The sshd binary; an absolute path, because sshd refuses to re-exec itself otherwise. */
 export const SSHD_PATH = "/usr/sbin/sshd";
 
