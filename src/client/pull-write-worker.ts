@@ -4,12 +4,15 @@
  * a failed batch it applies nothing more (the main thread discards the pull's temp files).
  */
 import { parentPort } from "node:worker_threads";
+import { initHash } from "../core/hash.ts";
 import { errorToMessage } from "./push-pool.ts";
-import { applyWriteBatch, closeAll, type BatchReply, type WriteBatch } from "./pull-write.ts";
+import { applyWriteBatch, closeAll, type BatchReply, type OpenFile, type WriteBatch } from "./pull-write.ts";
 
 if (parentPort === null) throw new TypeError("pull-write-worker.ts runs only as a worker thread");
 const port = parentPort;
-const open = new Map<number, number>();
+const open = new Map<number, OpenFile>();
+// Batches sent meanwhile wait in the port until the listener below is added.
+await initHash();
 let failed = false;
 
 port.on("message", (batch: WriteBatch) => {

@@ -4,7 +4,11 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { initHash, xxh64Hex } from "../core/hash.ts";
+import { encodeRecordPayload } from "../protocol/bundle.ts";
 import { BatchWriter, type FinishedFile } from "./pull-write.ts";
+
+await initHash();
 
 for (const threaded of [true, false]) {
   const where = threaded ? "on the writer thread" : "on the calling thread";
@@ -31,7 +35,7 @@ for (const threaded of [true, false]) {
           parts.push(data);
         }
         expected.push(Buffer.concat(parts));
-        await writer.finish(file, 0o640, mtimeMs);
+        await writer.finish(file, { path: `f${file}`, hash: xxh64Hex(expected[file]!), mode: 0o640, mtimeMs });
       }
       await writer.drain();
       assert.equal(finished.length, 40);
@@ -50,13 +54,59 @@ for (const threaded of [true, false]) {
     }
   });
 
+  test(`BatchWriter ${where} decodes downloaded records, writes only those matching their hash, and checks each whole file`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const finished: FinishedFile[] = [];
+    const writer = new BatchWriter(threaded, (file) => finished.push(file));
+    try {
+      const raw = Buffer.from("a compressible line of a rollout\n".repeat(4000));
+      const { flags, stored } = encodeRecordPayload(raw);
+      assert.equal(flags, 1, "the record is zstd-compressed");
+      const record = { id: `${xxh64Hex(raw)}-${raw.length}`, hash: xxh64Hex(raw), rawLength: raw.length, flags };
+      writer.open(0, join(dir, "good"));
+      await writer.write(0, stored, false, record);
+      await writer.write(0, stored, false, record);
+      const twice = Buffer.concat([raw, raw]);
+      await writer.finish(0, { path: "good", hash: xxh64Hex(twice), mode: 0o644, mtimeMs: Date.now() });
+      await writer.drain();
+      assert.ok((await readFile(join(dir, "good"))).equals(twice), "decoded bytes were written");
+      assert.equal(finished.length, 1);
+
+      // A record whose bytes do not hash to its id is refused before any of it is written.
+      const bad = Buffer.from(stored);
+      bad[bad.length - 5]! ^= 0xff;
+      writer.open(1, join(dir, "bad"));
+      await writer.write(1, Buffer.from("head"), false);
+      await writer.write(1, bad, false, record);
+      await assert.rejects(writer.drain(), (error: NodeJS.ErrnoException) => error.code === "CORRUPT");
+      assert.equal((await readFile(join(dir, "bad"))).toString(), "head");
+    } finally {
+      await writer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test(`BatchWriter ${where} refuses a file whose bytes do not hash to its content hash`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const writer = new BatchWriter(threaded, () => {});
+    try {
+      writer.open(0, join(dir, "f0"));
+      await writer.write(0, Buffer.from("not what the manifest says"), false);
+      await writer.finish(0, { path: "files/f0", hash: xxh64Hex(Buffer.from("the manifest's content")), mode: 0o644, mtimeMs: Date.now() });
+      await assert.rejects(writer.drain(), (error: Error & { code?: string }) => error.code === "CORRUPT" && error.message.includes("files/f0"));
+    } finally {
+      await writer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test(`BatchWriter ${where} reports a failed system call with its errno code and refuses more work`, async () => {
     const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
     const writer = new BatchWriter(threaded, () => {});
     try {
       writer.open(0, join(dir, "missing-folder", "f0"));
       await writer.write(0, Buffer.from("content"), false);
-      await writer.finish(0, 0o644, Date.now());
+      await writer.finish(0, { path: "f0", hash: xxh64Hex(Buffer.from("content")), mode: 0o644, mtimeMs: Date.now() });
       await assert.rejects(writer.drain(), (error: NodeJS.ErrnoException) => error.code === "ENOENT");
       writer.open(1, join(dir, "f1"));
       await assert.rejects(writer.drain(), (error: NodeJS.ErrnoException) => error.code === "ENOENT");

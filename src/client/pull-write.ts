@@ -10,19 +10,41 @@
  * operations on such temp files (open, write, finish) with the bytes of its writes copied into
  * one buffer that is handed over to the worker, not copied again. The worker applies the
  * operations in order and answers each batch with the stat of the files it finished.
+ *
+ * The checks move with the bytes: a chunk downloaded from the server travels as its record's
+ * stored bytes (zstd-compressed for large chunks) with its hash, and the writer decodes it and
+ * checks it against its hash before writing it; it hashes each file as it writes it and
+ * checks the whole file's hash before closing it. So the costliest per-byte work of a pull
+ * (zstd and xxh64) runs beside the main thread, and a chunk that fails its check is never
+ * written, as before: the failure ends the pull and its temp files are removed.
  */
 import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from "node:fs";
 import { Worker } from "node:worker_threads";
+import { CwsError } from "../errors.ts";
+import { createXxh64, type Xxh64 } from "../core/hash.ts";
+import { decodeRecordPayload, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
 
 /** One operation on a temp file, by the file's number in the pull. */
 export type WriteOp =
   | { op: "open"; file: number; temp: string }
-  /** `length` bytes at `at` of the batch's buffer go at the end of the file. `fault`: the crash-test point follows. */
-  | { op: "write"; file: number; at: number; length: number; fault?: true }
-  /** Gives the file its mode and mtime, reads its stat and closes it. */
-  | { op: "finish"; file: number; mode: number; mtimeMs: number };
+  /**
+   * `length` bytes at `at` of the batch's buffer go at the end of the file: verified bytes, or
+   * with `record` a downloaded record's stored bytes, decoded and checked first. `fault`: the
+   * crash-test point follows.
+   */
+  | { op: "write"; file: number; at: number; length: number; record?: RecordCheck; fault?: true }
+  /** Checks the file's whole hash, gives it its mode and mtime, reads its stat and closes it. */
+  | { op: "finish"; file: number; path: string; hash: string; mode: number; mtimeMs: number };
+
+/** What a downloaded record's stored bytes must decode and hash to. */
+export interface RecordCheck {
+  id: string;
+  hash: string;
+  rawLength: number;
+  flags: number;
+}
 
 export interface WriteBatch {
   id: number;
@@ -41,25 +63,43 @@ export interface FinishedFile {
 /** A batch's answer; its buffer comes back with it, to be filled again. */
 export type BatchReply = { id: number; finished: FinishedFile[]; buffer: ArrayBuffer } | { id: number; error: ErrorMessage };
 
+/** A temp file being written: its descriptor and the hash of what it holds so far. */
+export interface OpenFile {
+  fd: number;
+  hash: Xxh64;
+}
+
 /**
  * Applies a batch. Open files stay in `open` between batches (a large file spans several);
- * on an error the caller discards every temp file, so no descriptor is closed here then.
+ * on an error the caller discards every temp file. Needs `initHash()` to have completed.
+ *
+ * @throws CwsError CORRUPT when a record or a file does not match its hash; the errors of
+ *   the system calls otherwise.
  */
-export function applyWriteBatch(batch: WriteBatch, open: Map<number, number>): FinishedFile[] {
+export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>): FinishedFile[] {
   const finished: FinishedFile[] = [];
   for (const op of batch.ops) {
     if (op.op === "open") {
-      open.set(op.file, openSync(op.temp, "wx", 0o600));
+      open.set(op.file, { fd: openSync(op.temp, "wx", 0o600), hash: createXxh64() });
     } else if (op.op === "write") {
-      const fd = open.get(op.file)!;
+      const file = open.get(op.file)!;
+      const stored = batch.bytes.subarray(op.at, op.at + op.length);
+      const record = op.record;
+      const data = record === undefined
+        ? stored
+        : verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, stored, record.rawLength, `chunk "${record.id}"`) });
+      file.hash.update(data);
       let written = 0;
-      while (written < op.length) written += writeSync(fd, batch.bytes, op.at + written, op.length - written);
+      while (written < data.byteLength) written += writeSync(file.fd, data, written, data.byteLength - written);
       // Crash tests: a file half-written under its temp name (or the second file begun).
       if (op.fault === true) faultPoint("client-pull-mid-write");
     } else {
-      const fd = open.get(op.file)!;
+      const { fd, hash } = open.get(op.file)!;
       open.delete(op.file);
       try {
+        if (hash.digestHex() !== op.hash) {
+          throw new CwsError("CORRUPT", `${op.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+        }
         if (process.platform !== "win32") fchmodSync(fd, op.mode & 0o777);
         const mtime = new Date(op.mtimeMs);
         futimesSync(fd, mtime, mtime);
@@ -74,8 +114,8 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, number>): F
 }
 
 /** Closes the files a failed or abandoned sequence of batches left open. */
-export function closeAll(open: Map<number, number>): void {
-  for (const fd of open.values()) {
+export function closeAll(open: Map<number, OpenFile>): void {
+  for (const { fd } of open.values()) {
     try {
       closeSync(fd);
     } catch {
@@ -113,7 +153,7 @@ const WORKER_MAIN = new URL("./pull-write-worker.ts", import.meta.url);
  */
 export class BatchWriter {
   #worker: Worker | undefined;
-  #open = new Map<number, number>();
+  #open = new Map<number, OpenFile>();
   #ops: WriteOp[] = [];
   /** The bytes of the batch being collected (copied in as they are written), and how many. */
   #current: Uint8Array<ArrayBuffer> | undefined;
@@ -142,18 +182,22 @@ export class BatchWriter {
     this.#ops.push({ op: "open", file, temp });
   }
 
-  /** Appends `data` to the file; its bytes are copied at once, so `data` may be reused on return. */
-  async write(file: number, data: Uint8Array, fault: boolean): Promise<void> {
+  /**
+   * Appends `data` to the file: verified bytes, or a downloaded record's stored bytes to be
+   * decoded and checked against `record`. The bytes are copied at once, so `data` may be reused on return.
+   */
+  async write(file: number, data: Uint8Array, fault: boolean, record?: RecordCheck): Promise<void> {
     if (this.#current !== undefined && this.#bytes + data.byteLength > this.#current.byteLength) await this.flush();
     this.#current ??= this.#buffer(data.byteLength);
     this.#current.set(data, this.#bytes);
-    this.#ops.push({ op: "write", file, at: this.#bytes, length: data.byteLength, ...(fault ? { fault: true as const } : {}) });
+    this.#ops.push({ op: "write", file, at: this.#bytes, length: data.byteLength, ...(record === undefined ? {} : { record }), ...(fault ? { fault: true as const } : {}) });
     this.#bytes += data.byteLength;
     if (this.#bytes >= BATCH_BYTES || this.#ops.length >= BATCH_OPS) await this.flush();
   }
 
-  async finish(file: number, mode: number, mtimeMs: number): Promise<void> {
-    this.#ops.push({ op: "finish", file, mode, mtimeMs });
+  /** Ends the file: its whole content must hash to `hash` (`path` names it in the error). */
+  async finish(file: number, expected: { path: string; hash: string; mode: number; mtimeMs: number }): Promise<void> {
+    this.#ops.push({ op: "finish", file, ...expected });
     if (this.#ops.length >= BATCH_OPS) await this.flush();
   }
 

@@ -15,15 +15,15 @@ import { CwsError } from "../errors.ts";
 import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
-import { createXxh64, xxh64Hex } from "../core/hash.ts";
-import { BUNDLE_MAGIC, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
+import { xxh64Hex } from "../core/hash.ts";
+import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
-import { BatchWriter, type FinishedFile } from "./pull-write.ts";
+import { BatchWriter, type FinishedFile, type RecordCheck } from "./pull-write.ts";
 
 export interface PullStats {
   files: number;
@@ -187,23 +187,28 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
       let done = 0;
       for (const job of jobs) {
         if (signal?.aborted) throw pullCancelled();
-        const next = async (ref: ChunkRef, i: number): Promise<Uint8Array> => {
+        const next = async (ref: ChunkRef, i: number): Promise<Piece> => {
           const id = chunkId(ref);
           if (job.local![i] === 1) {
             const source = usableSource(id, job.entry.path)!;
             const data = source.absPath !== undefined ? readLocalChunkSync(source.absPath, source.offset, ref[1]) : await source.read!(ref[1]);
             if (xxh64Hex(data) !== ref[0]) throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
             stats.reusedChunks++;
-            return data;
+            return { data };
           }
           const kept = spool.getSync(id);
-          if (kept !== undefined) return kept;
+          if (kept !== undefined) return { data: kept };
           const record = await records.next();
-          if (record.done || record.value.id !== id) {
-            throw new CwsError("CORRUPT", `The server sent ${record.done ? "fewer chunks than asked for" : `chunk ${record.value.id} where ${id} was expected`}; run the sync again.`);
+          if (record.done || record.value.record.id !== id) {
+            throw new CwsError("CORRUPT", `The server sent ${record.done ? "fewer chunks than asked for" : `chunk ${record.value.record.id} where ${id} was expected`}; run the sync again.`);
           }
-          if (keep.has(id)) spool.put(id, record.value.raw);
-          return record.value.raw;
+          // A chunk needed again is kept decoded and verified; the others are checked where they are written.
+          if (keep.has(id)) {
+            const raw = rawOf(record.value);
+            spool.put(id, raw);
+            return { data: raw };
+          }
+          return record.value;
         };
         if (job.handler !== undefined) {
           const data = await assembleInMemory(job.entry, next);
@@ -226,7 +231,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
         }
       }
       const extra = await records.next();
-      if (!extra.done) throw new CwsError("CORRUPT", `The server sent chunk ${extra.value.id}, which was not asked for; the pull was stopped.`);
+      if (!extra.done) throw new CwsError("CORRUPT", `The server sent chunk ${extra.value.record.id}, which was not asked for; the pull was stopped.`);
     } finally {
       await records.return(undefined);
     }
@@ -289,7 +294,23 @@ interface FileJob {
 }
 
 /** Gives the `i`-th chunk of the entry being written, verified. */
-type NextChunk = (ref: ChunkRef, i: number) => Promise<Uint8Array>;
+type NextChunk = (ref: ChunkRef, i: number) => Promise<Piece>;
+
+/**
+ * A chunk's bytes: verified raw bytes, or (with `record`) a downloaded record's stored bytes
+ * not yet decoded or checked, which the writer does (see pull-write.ts) or `rawOf`.
+ */
+interface Piece {
+  data: Uint8Array;
+  record?: RecordCheck;
+}
+
+/** A piece's raw bytes, decoded and checked against its hash if it is a downloaded record. */
+function rawOf(piece: Piece): Uint8Array {
+  const record = piece.record;
+  if (record === undefined) return piece.data;
+  return verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, piece.data, record.rawLength, `chunk "${record.id}"`) });
+}
 
 function pullCancelled(): CwsError {
   return new CwsError("CANCELLED", "The pull was cancelled; nothing was replaced, the files come with the next sync");
@@ -305,7 +326,8 @@ const DOWNLOAD_BUFFER_BYTES = DOWNLOAD_BUNDLE_BYTES + 256 * 1024;
 const BUNDLES_AHEAD = 2;
 
 /**
- * The chunks `need` lists, in its order, verified: bundles are prepared by the agent and
+ * The chunks `need` lists, in its order, as their records' stored bytes (checked against their
+ * ids by whoever decodes them: see Piece): bundles are prepared by the agent and
  * downloaded into memory a few ahead of the one being read, so the server's work, the
  * transfer and the writing of files overlap. Memory: at most BUNDLES_AHEAD + 2 bundles.
  *
@@ -315,7 +337,7 @@ const BUNDLES_AHEAD = 2;
  * pull instead of a new 4 MiB one per bundle, which V8 would only free at its next full
  * collection (they outlive the young generation).
  */
-async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal: AbortSignal | undefined, reuse: boolean): AsyncGenerator<{ id: string; raw: Uint8Array }> {
+async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal: AbortSignal | undefined, reuse: boolean): AsyncGenerator<Piece & { record: RecordCheck }> {
   const batches: string[][] = [];
   let batch: string[] = [];
   let bytes = 0;
@@ -351,11 +373,10 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
         if (record.id !== ids[index]) {
           throw new CwsError("CORRUPT", `The server sent chunk ${record.id} where ${ids[index] ?? "no more chunks"} was asked for; the download was stopped.`);
         }
-        const raw = verifyRecord(record);
         index++;
         stats.chunks++;
-        stats.bytes += raw.byteLength;
-        yield { id: record.id, raw };
+        stats.bytes += record.rawLength;
+        yield { data: record.stored, record: { id: record.id, hash: record.hash, rawLength: record.rawLength, flags: record.flags } };
       }
       if (index !== ids.length) throw new CwsError("CORRUPT", `The server's bundle lacked ${ids.length - index} chunk(s) that were asked for; run the sync again.`);
       // Only a buffer of its own (not a view of a smaller file's) is worth keeping.
@@ -388,7 +409,7 @@ async function assembleInMemory(entry: ManifestEntry, next: NextChunk): Promise<
   const out = new Uint8Array(entry.size);
   let at = 0;
   for (const [i, ref] of entry.chunks.entries()) {
-    const data = await next(ref, i);
+    const data = rawOf(await next(ref, i));
     if (data.byteLength !== ref[1] || at + data.byteLength > out.length) throw new CwsError("CORRUPT", `${entry.path}: chunk ${chunkId(ref)} has the wrong length`);
     out.set(data, at);
     at += data.byteLength;
@@ -507,17 +528,12 @@ class PullWriter {
     const file = this.pending.length;
     this.pending.push({ temp, ...target, entry });
     this.batches.open(file, temp);
-    const whole = createXxh64();
     for (const [i, ref] of entry.chunks.entries()) {
-      const data = await next(ref, i);
-      whole.update(data);
+      const piece = await next(ref, i);
       // Crash tests: a file half-written under its temp name (or the second file begun).
-      await this.batches.write(file, data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2));
+      await this.batches.write(file, piece.data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2), piece.record);
     }
-    if (whole.digestHex() !== entry.hash) {
-      throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
-    }
-    await this.batches.finish(file, entry.mode, entry.mtimeMs);
+    await this.batches.finish(file, { path: entry.path, hash: entry.hash, mode: entry.mode, mtimeMs: entry.mtimeMs });
   }
 
   /** Waits for the writer thread, then the two barriers and the renames between them (see the class comment). */
@@ -593,9 +609,9 @@ export async function fetchEntryContents(conn: AgentConnection, entries: readonl
   const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
   // These are compared in memory anyway: their chunks are kept in memory too.
   const chunks = new Map<string, Uint8Array>();
-  for await (const { id, raw } of fetchRecords(conn, lengths, stats, signal, false)) chunks.set(id, raw);
+  for await (const piece of fetchRecords(conn, lengths, stats, signal, false)) chunks.set(piece.record!.id, rawOf(piece));
   const result = new Map<string, Uint8Array>();
-  for (const entry of entries) result.set(entry.path, await assembleInMemory(entry, async (ref) => chunks.get(chunkId(ref))!));
+  for (const entry of entries) result.set(entry.path, await assembleInMemory(entry, async (ref) => ({ data: chunks.get(chunkId(ref))! })));
   return result;
 }
 
