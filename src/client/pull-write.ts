@@ -140,7 +140,7 @@ const BATCHES_IN_FLIGHT = 4;
 /** A worker's young generation, in MiB: everything it allocates dies within one batch. */
 const WORKER_YOUNG_GENERATION_MB = 2;
 
-const WORKER_MAIN = new URL("./pull-write-worker.ts", import.meta.url);
+const WORKER_MAIN = new URL("./pull-write-worker.mjs", import.meta.url);
 
 /**
  * Collects write operations into batches and has them applied in order, on a worker thread

@@ -1,5 +1,5 @@
 /**
- * The entry point of the pull's writer thread (see pull-write.ts): applies the batches of
+ * The pull's writer thread (started by pull-write-worker.mjs, see pull-write.ts): applies the batches of
  * write operations it is sent, in order, and answers each with the files it finished. After
  * a failed batch it applies nothing more (the main thread discards the pull's temp files).
  */
@@ -8,7 +8,7 @@ import { initHash } from "../core/hash.ts";
 import { errorToMessage } from "./push-pool.ts";
 import { applyWriteBatch, closeAll, type BatchReply, type OpenFile, type WriteBatch } from "./pull-write.ts";
 
-if (parentPort === null) throw new TypeError("pull-write-worker.ts runs only as a worker thread");
+if (parentPort === null) throw new TypeError("pull-write-thread.ts runs only as a worker thread");
 const port = parentPort;
 const open = new Map<number, OpenFile>();
 // Batches sent meanwhile wait in the port until the listener below is added.
