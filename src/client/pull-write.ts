@@ -1,9 +1,10 @@
 /**
- * The file writes of a pull, in batches, on a worker thread (pull-write-worker.ts) or, for a
- * small pull, on the calling thread. A pull of many files spends much of its time in the
- * system calls that create and fill them (open with O_CREAT blocks for milliseconds when the
- * file system's journal is busy); on a worker those calls overlap the main thread's share of
- * the pull (decrypting, decompressing and verifying the next chunks) instead of stalling it.
+ * The file writes of a pull, in batches, on a worker thread (pull-write-worker.mjs, then
+ * pull-write-thread.ts) or, for a small pull, on the calling thread. A pull of many files
+ * spends much of its time in the system calls that create and fill them (open with O_CREAT
+ * blocks for milliseconds when the file system's journal is busy); on a worker those calls
+ * overlap the main thread's share of the pull (reading the SSH connection and the next
+ * bundles) instead of stalling it.
  *
  * What is written is only ever a temp file beside its target: the caller renames the files
  * into place after a durability barrier (see PullWriter in pull.ts). A batch is a list of

@@ -473,8 +473,8 @@ interface PendingFile {
  * the server's and converges. On Linux a barrier is one syncfs(2) of the superproject's file
  * system (`sync -f`); elsewhere, or if that fails, each file and then each folder is fsynced.
  *
- * The temp files are created and filled in batches on a writer thread (pull-write.ts) while
- * this thread verifies the next chunks; folders are made here, in order, before their files.
+ * The temp files are created, filled and checked in batches on a writer thread (pull-write.ts)
+ * while this thread downloads the next chunks; folders are made here, in order, before their files.
  * Folders this pull made are known empty but for its own temp files, so files in them are
  * not looked for first (on a fresh device, no stat per file).
  */
