@@ -6,7 +6,7 @@
  * and the hub's CPU time split by where it was spent (Node start-up and module loading, our
  * source files, dependencies, garbage collection, idle), and the hottest functions.
  *
- *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push | --kept]
+ *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push | --kept | --pull [--against DIR]]
  *
  * `--push` profiles the initial push instead (create-superproject and a sync onto an empty
  * server, as the benchmark's push): the hub runs under the profiler from the start, the client
@@ -18,6 +18,12 @@
  * profiler after the push: the client profile is then the command's hand-off path, and the kept
  * session's own profile (all syncs together) is printed at the end. Without it, every sync
  * opens its own session (CWS_KEEP_SESSION=0).
+ *
+ * `--pull` profiles the benchmark's pull instead: after the push, a second device is enrolled
+ * and attached to an empty folder, and its first sync (every file downloaded) runs under the
+ * profiler, `--runs` times (a fresh device each time), with the client's peak RSS and a
+ * breakdown of where its time went. `--against DIR` alternates each pull with one by another
+ * checkout (e.g. `git worktree add /tmp/base main`) on the same server and data.
  *
  * `--repo` profiles another checkout (e.g. an older commit unpacked with `git archive`), so a
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
@@ -34,7 +40,7 @@ import { parseArgs } from "node:util";
 import { REPO_ROOT, REPO_NODE, shellQuote, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dataset.ts";
 import { parseCwsSummary } from "./cws-runner.ts";
-import { findProcesses, runTimed } from "./measure.ts";
+import { findProcesses, runTimed, TIME_PATH } from "./measure.ts";
 
 interface ProfileNode {
   id: number;
@@ -114,6 +120,7 @@ async function main(): Promise<void> {
     options: {
       files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" },
       repo: { type: "string" }, keep: { type: "string" }, push: { type: "boolean", default: false }, kept: { type: "boolean", default: false },
+      pull: { type: "boolean", default: false }, against: { type: "string" },
     },
   });
   const repo = path.resolve(values.repo ?? REPO_ROOT);
@@ -122,7 +129,7 @@ async function main(): Promise<void> {
   const work = await mkdtemp(path.join(os.tmpdir(), "cws-profile-"));
   const profiles = values.keep ? path.resolve(values.keep) : path.join(work, "profiles");
   mkdirSync(profiles, { recursive: true });
-  const cliEntry = ["cws.mjs", "cws.ts"].map((f) => path.join(repo, "src", "cli", f)).find(existsSync)!;
+  const cliEntry = cliOf(repo);
   const agentEntry = ["main.mjs", "main.ts"].map((f) => path.join(repo, "server-agent", "agent", f)).find(existsSync)!;
   const serverMain = path.join(repo, "server-agent", "server-main.ts");
   const dataDir = path.join(work, "server");
@@ -162,7 +169,11 @@ async function main(): Promise<void> {
       for (let waited = 0; !existsSync(path.join(home, "kept-session.sock")) && waited < 30_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
       run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // its first sync, like the warm-up above
     }
-    for (const scenario of ["no-op", "1% change"] as const) {
+    const scenarios = values.pull ? [] : (["no-op", "1% change"] as const);
+    if (values.pull) {
+      await profilePull({ work, cliEntry, agentCommand, sshd, runs, profiles, repo, agentProfiles, env, ...(values.against === undefined ? {} : { against: values.against }) });
+    }
+    for (const scenario of scenarios) {
       const times: number[] = [];
       const clientDir = path.join(profiles, scenario === "no-op" ? "noop" : "change");
       for (let i = 0; i < runs; i++) {
@@ -236,6 +247,56 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   }
   const hubProfile = newest(hubProfiles);
   if (hubProfile) printSummary("hub", hubProfile, repo);
+}
+
+/**
+ * The pull of the benchmark: a freshly enrolled device attaches the superproject to an empty
+ * folder and syncs (every file comes down), with the client under the profiler and its peak
+ * RSS read by GNU time. With `against`, each run pulls once with this checkout and once with
+ * the other one (same server, same data, alternating, so the machine's load hits both alike).
+ */
+async function profilePull(context: {
+  work: string; cliEntry: string; agentCommand: string; sshd: SshdHandle; runs: number; profiles: string; repo: string; agentProfiles: string; env: NodeJS.ProcessEnv; against?: string;
+}): Promise<void> {
+  const { work, agentCommand, sshd, runs, profiles, repo, agentProfiles } = context;
+  const variants = [{ name: "this checkout", repo, cli: context.cliEntry, dir: path.join(profiles, "pull") }];
+  if (context.against !== undefined) {
+    const other = path.resolve(context.against);
+    variants.push({ name: other, repo: other, cli: cliOf(other), dir: path.join(profiles, "pull-against") });
+  }
+  const results = variants.map(() => ({ times: [] as number[], rss: [] as number[] }));
+  for (let i = 0; i < runs; i++) {
+    for (const [v, variant] of variants.entries()) {
+      const home = path.join(work, `home-pull-${v}-${i}`);
+      const root = path.join(work, `device-pull-${v}-${i}`);
+      mkdirSync(root, { recursive: true });
+      const env = { ...context.env, CWS_HOME: home };
+      run(REPO_NODE, [variant.cli, "enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
+        "--known-hosts", sshd.knownHostsPath, "--device-name", `pull-${v}-${i}`, "--passphrase-file", path.join(work, "pass.txt"), "--agent-command", agentCommand, "--yes"], env);
+      run(REPO_NODE, [variant.cli, "attach-superproject", "p", "--root", root], env);
+      spawnSync("sync");
+      const rssFile = path.join(work, `pull-rss-${v}-${i}.txt`);
+      const timed = run(TIME_PATH, ["-f", "%M", "-o", rssFile, REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
+      results[v]!.times.push(timed.ms);
+      results[v]!.rss.push(Math.round(Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024));
+      console.log(`pull ${i + 1}, ${variant.name}: ${(timed.ms / 1000).toFixed(2)} s, client peak RSS ${results[v]!.rss.at(-1)} MiB (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`);
+      await rm(root, { recursive: true, force: true });
+      await rm(home, { recursive: true, force: true });
+    }
+  }
+  for (const [v, variant] of variants.entries()) {
+    const { times, rss } = results[v]!;
+    const median = [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+    console.log(`\npull, ${variant.name}: ${times.map((t) => `${(t / 1000).toFixed(2)} s`).join(", ")} (median ${(median / 1000).toFixed(2)} s); client peak RSS ${rss.map((r) => `${r} MiB`).join(", ")}`);
+    const last = newest(variant.dir);
+    if (last) printSummary("client, last run", last, variant.repo);
+  }
+  const agent = newest(agentProfiles);
+  if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
+}
+
+function cliOf(repo: string): string {
+  return ["cws.mjs", "cws.ts"].map((f) => path.join(repo, "src", "cli", f)).find(existsSync)!;
 }
 
 function spawnSyncDetached(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {

@@ -13,7 +13,8 @@
  * letting it grow to tens of MiB. A scan and a push keep most of what they allocate (manifest
  * entries) or hand it to the kernel at once (Buffers), so a large young generation mostly held
  * memory: a 50,000-file push peaked at 334 MiB with the flag, 437–469 MiB without, at the same
- * CPU time (18.3 s against 18.4–19.0 s).
+ * CPU time (18.3 s against 18.4–19.0 s). A 5,000-file pull peaked at 210–243 MiB with it,
+ * 275–328 MiB without, in no more time (docs/performance.md, the pull's second pass).
  *
  * `cws sync` and `cws update-from-server` first try a session of this device that is already
  * running (kept-sync.ts): that path loads a few small modules, not the command line program.

@@ -7,7 +7,7 @@
  * transcript only downloads its new tail). Nothing is overwritten or deleted without a backup first.
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
-import { closeSync, fchmodSync, fsyncSync, futimesSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -15,14 +15,15 @@ import { CwsError } from "../errors.ts";
 import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
-import { createXxh64, xxh64Hex } from "../core/hash.ts";
-import { BUNDLE_MAGIC, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
+import { xxh64Hex } from "../core/hash.ts";
+import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
+import { BatchWriter, type FinishedFile, type RecordCheck } from "./pull-write.ts";
 
 export interface PullStats {
   files: number;
@@ -114,7 +115,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     localSources.get(id)?.find((s) => s.path === target || !changing.has(s.path));
 
   const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
-  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry));
+  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), totalFiles);
   const workDir = await makeWorkDir("pull");
   const spool = new ChunkSpool(join(workDir, "spool"));
   try {
@@ -139,7 +140,8 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
       }
       const absPath = diskPath(root, action.path);
       const relative = action.path.slice("files/".length);
-      const existing = lstatOrNull(absPath);
+      // In a folder this pull created there is nothing to look for (a fresh device's case).
+      const existing = writer.isFresh(absPath) ? null : lstatOrNull(absPath);
       if (action.entry === null) {
         if (existing === null) continue;
         if (existing.isDirectory()) {
@@ -179,29 +181,34 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
       }
     }
 
-    const records = fetchRecords(conn, need, stats, signal);
+    const records = fetchRecords(conn, need, stats, signal, true);
     try {
       let sinceYield = 0;
       let done = 0;
       for (const job of jobs) {
         if (signal?.aborted) throw pullCancelled();
-        const next = async (ref: ChunkRef, i: number): Promise<Uint8Array> => {
+        const next = async (ref: ChunkRef, i: number): Promise<Piece> => {
           const id = chunkId(ref);
           if (job.local![i] === 1) {
             const source = usableSource(id, job.entry.path)!;
             const data = source.absPath !== undefined ? readLocalChunkSync(source.absPath, source.offset, ref[1]) : await source.read!(ref[1]);
             if (xxh64Hex(data) !== ref[0]) throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
             stats.reusedChunks++;
-            return data;
+            return { data };
           }
           const kept = spool.getSync(id);
-          if (kept !== undefined) return kept;
+          if (kept !== undefined) return { data: kept };
           const record = await records.next();
-          if (record.done || record.value.id !== id) {
-            throw new CwsError("CORRUPT", `The server sent ${record.done ? "fewer chunks than asked for" : `chunk ${record.value.id} where ${id} was expected`}; run the sync again.`);
+          if (record.done || record.value.record.id !== id) {
+            throw new CwsError("CORRUPT", `The server sent ${record.done ? "fewer chunks than asked for" : `chunk ${record.value.record.id} where ${id} was expected`}; run the sync again.`);
           }
-          if (keep.has(id)) spool.put(id, record.value.raw);
-          return record.value.raw;
+          // A chunk needed again is kept decoded and verified; the others are checked where they are written.
+          if (keep.has(id)) {
+            const raw = rawOf(record.value);
+            spool.put(id, raw);
+            return { data: raw };
+          }
+          return record.value;
         };
         if (job.handler !== undefined) {
           const data = await assembleInMemory(job.entry, next);
@@ -224,7 +231,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
         }
       }
       const extra = await records.next();
-      if (!extra.done) throw new CwsError("CORRUPT", `The server sent chunk ${extra.value.id}, which was not asked for; the pull was stopped.`);
+      if (!extra.done) throw new CwsError("CORRUPT", `The server sent chunk ${extra.value.record.id}, which was not asked for; the pull was stopped.`);
     } finally {
       await records.return(undefined);
     }
@@ -235,7 +242,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
   } catch (error) {
     // Temp files that never got renamed would fill a full disk further and make every retry
     // fail the same way: they go now, and only complete renamed files stay.
-    writer.discard();
+    await writer.discard();
     throw error;
   } finally {
     await spool.close();
@@ -287,7 +294,23 @@ interface FileJob {
 }
 
 /** Gives the `i`-th chunk of the entry being written, verified. */
-type NextChunk = (ref: ChunkRef, i: number) => Promise<Uint8Array>;
+type NextChunk = (ref: ChunkRef, i: number) => Promise<Piece>;
+
+/**
+ * A chunk's bytes: verified raw bytes, or (with `record`) a downloaded record's stored bytes
+ * not yet decoded or checked, which the writer does (see pull-write.ts) or `rawOf`.
+ */
+interface Piece {
+  data: Uint8Array;
+  record?: RecordCheck;
+}
+
+/** A piece's raw bytes, decoded and checked against its hash if it is a downloaded record. */
+function rawOf(piece: Piece): Uint8Array {
+  const record = piece.record;
+  if (record === undefined) return piece.data;
+  return verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, piece.data, record.rawLength, `chunk "${record.id}"`) });
+}
 
 function pullCancelled(): CwsError {
   return new CwsError("CANCELLED", "The pull was cancelled; nothing was replaced, the files come with the next sync");
@@ -296,15 +319,25 @@ function pullCancelled(): CwsError {
 /** Raw bytes asked for per bundle: a few bundles in flight stay well inside the memory budget. */
 const DOWNLOAD_BUNDLE_BYTES = 4 * 1024 * 1024;
 
+/** The buffer a bundle is downloaded into (reused, see fetchRecords): a bundle's raw bytes and some. */
+const DOWNLOAD_BUFFER_BYTES = DOWNLOAD_BUNDLE_BYTES + 256 * 1024;
+
 /** Bundles prepared and downloaded ahead of the one being applied. */
 const BUNDLES_AHEAD = 2;
 
 /**
- * The chunks `need` lists, in its order, verified: bundles are prepared by the agent and
+ * The chunks `need` lists, in its order, as their records' stored bytes (checked against their
+ * ids by whoever decodes them: see Piece): bundles are prepared by the agent and
  * downloaded into memory a few ahead of the one being read, so the server's work, the
- * transfer and the writing of files overlap. Memory: at most BUNDLES_AHEAD + 1 bundles.
+ * transfer and the writing of files overlap. Memory: at most BUNDLES_AHEAD + 2 bundles.
+ *
+ * With `reuse`, a bundle's buffer is filled again by a later download once the caller asks
+ * for the record after its last one: the caller must be done with a record's bytes (copied
+ * or written) before it asks for the next. That keeps a handful of buffers for the whole
+ * pull instead of a new 4 MiB one per bundle, which V8 would only free at its next full
+ * collection (they outlive the young generation).
  */
-async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal?: AbortSignal): AsyncGenerator<{ id: string; raw: Uint8Array }> {
+async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal: AbortSignal | undefined, reuse: boolean): AsyncGenerator<Piece & { record: RecordCheck }> {
   const batches: string[][] = [];
   let batch: string[] = [];
   let bytes = 0;
@@ -320,10 +353,12 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
   if (batch.length > 0) batches.push(batch);
   const stream = conn.hello.capabilities.includes("bundles-stream");
   const inflight: Array<Promise<Buffer>> = [];
+  const spare: Buffer[] = [];
   let started = 0;
   const fill = (): void => {
     while (inflight.length < BUNDLES_AHEAD + 1 && started < batches.length) {
-      const fetching = fetchBundle(conn, batches[started++], need, stream, signal);
+      const into = reuse ? (spare.pop() ?? Buffer.allocUnsafeSlow(DOWNLOAD_BUFFER_BYTES)) : undefined;
+      const fetching = fetchBundle(conn, batches[started++], need, stream, signal, into);
       fetching.catch(() => {}); // reported when its turn comes
       inflight.push(fetching);
     }
@@ -338,13 +373,14 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
         if (record.id !== ids[index]) {
           throw new CwsError("CORRUPT", `The server sent chunk ${record.id} where ${ids[index] ?? "no more chunks"} was asked for; the download was stopped.`);
         }
-        const raw = verifyRecord(record);
         index++;
         stats.chunks++;
-        stats.bytes += raw.byteLength;
-        yield { id: record.id, raw };
+        stats.bytes += record.rawLength;
+        yield { data: record.stored, record: { id: record.id, hash: record.hash, rawLength: record.rawLength, flags: record.flags } };
       }
       if (index !== ids.length) throw new CwsError("CORRUPT", `The server's bundle lacked ${ids.length - index} chunk(s) that were asked for; run the sync again.`);
+      // Only a buffer of its own (not a view of a smaller file's) is worth keeping.
+      if (reuse && data.byteOffset === 0 && data.buffer.byteLength >= DOWNLOAD_BUFFER_BYTES) spare.push(Buffer.from(data.buffer, 0, data.buffer.byteLength));
     }
   } finally {
     // Bundles still on their way are released by their own fetch; wait for them to end.
@@ -359,10 +395,10 @@ function bundleBound(ids: readonly string[], lengths: ReadonlyMap<string, number
   return bound;
 }
 
-async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal?: AbortSignal): Promise<Buffer> {
+async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal: AbortSignal | undefined, into: Buffer | undefined): Promise<Buffer> {
   const { name } = await conn.call("prepareBundle", stream ? { ids, stream } : { ids }, { signal });
   try {
-    return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths) });
+    return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths), ...(into === undefined ? {} : { into }) });
   } finally {
     await conn.call("releaseBundle", { name }).catch(() => {});
   }
@@ -373,7 +409,7 @@ async function assembleInMemory(entry: ManifestEntry, next: NextChunk): Promise<
   const out = new Uint8Array(entry.size);
   let at = 0;
   for (const [i, ref] of entry.chunks.entries()) {
-    const data = await next(ref, i);
+    const data = rawOf(await next(ref, i));
     if (data.byteLength !== ref[1] || at + data.byteLength > out.length) throw new CwsError("CORRUPT", `${entry.path}: chunk ${chunkId(ref)} has the wrong length`);
     out.set(data, at);
     at += data.byteLength;
@@ -400,11 +436,6 @@ function readLocalChunkSync(absPath: string, offset: number, length: number): Ui
   }
 }
 
-function writeAllSync(fd: number, data: Uint8Array): void {
-  let written = 0;
-  while (written < data.byteLength) written += writeSync(fd, data, written, data.byteLength - written);
-}
-
 function lstatOrNull(path: string): Stats | null {
   try {
     // No exception for a missing file: a first pull asks this for every file it writes.
@@ -417,12 +448,17 @@ function lstatOrNull(path: string): Stats | null {
 /** Files written between two returns to the event loop (downloads, heartbeats, Ctrl+C). */
 const FILES_PER_YIELD = 64;
 
+/** Pulls of at least this many files write on a worker thread (see pull-write.ts); smaller ones need not start it. */
+const THREADED_WRITE_FILES = 16;
+
 interface PendingFile {
   temp: string;
   absPath: string;
   relative: string;
   entry: ManifestEntry;
   replaces: boolean;
+  /** The temp file's stat once it is complete (its ctime changes with the rename). */
+  stat?: FinishedFile;
 }
 
 /**
@@ -436,20 +472,31 @@ interface PendingFile {
  * renamed file complete, and the base still the old one, so the next sync finds them equal to
  * the server's and converges. On Linux a barrier is one syncfs(2) of the superproject's file
  * system (`sync -f`); elsewhere, or if that fails, each file and then each folder is fsynced.
+ *
+ * The temp files are created, filled and checked in batches on a writer thread (pull-write.ts)
+ * while this thread downloads the next chunks; folders are made here, in order, before their files.
+ * Folders this pull made are known empty but for its own temp files, so files in them are
+ * not looked for first (on a fresh device, no stat per file).
  */
 class PullWriter {
   private pending: PendingFile[] = [];
   private readonly madeDirs = new Set<string>();
+  /** Folders this pull created (they held nothing before it). */
+  private readonly freshDirs = new Set<string>();
   private readonly prefix = randomBytes(4).toString("hex");
   private counter = 0;
   private readonly backup: BackupSession;
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
+  private readonly batches: BatchWriter;
 
-  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void) {
+  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
     this.backup = backup;
     this.stats = stats;
     this.onWritten = onWritten;
+    this.batches = new BatchWriter(files >= THREADED_WRITE_FILES, (finished) => {
+      this.pending[finished.file]!.stat = finished;
+    });
   }
 
   tempName(target: string): string {
@@ -458,43 +505,41 @@ class PullWriter {
 
   ensureDir(dir: string): void {
     if (this.madeDirs.has(dir)) return;
-    mkdirSync(dir, { recursive: true });
+    const first = mkdirSync(dir, { recursive: true });
     this.madeDirs.add(dir);
+    if (first === undefined) return;
+    // Every folder from the first one created down to `dir` is new.
+    for (let made = dir; made.length >= first.length; made = dirname(made)) this.freshDirs.add(made);
+  }
+
+  /** Whether `absPath` cannot exist yet: its folder was created by this pull. */
+  isFresh(absPath: string): boolean {
+    return this.freshDirs.has(dirname(absPath));
   }
 
   /**
    * Writes one file under a temp name from its chunks, checks its whole hash and gives it its
-   * mode and mtime. Synchronous system calls on purpose: a pull of thousands of small files
-   * spends its time in per-file calls, and direct calls cost a fraction of thread-pool round
-   * trips. Not fsynced here: `commit` makes every file durable at once.
+   * mode and mtime (on the writer thread, in batches). Not fsynced here: `commit` makes every
+   * file durable at once.
    */
   async write(entry: ManifestEntry, target: { absPath: string; relative: string; replaces: boolean }, next: NextChunk): Promise<void> {
     this.ensureDir(dirname(target.absPath));
     const temp = this.tempName(target.absPath);
-    const fd = openSync(temp, "wx", 0o600);
+    const file = this.pending.length;
     this.pending.push({ temp, ...target, entry });
-    try {
-      const whole = createXxh64();
-      for (const [i, ref] of entry.chunks.entries()) {
-        const data = await next(ref, i);
-        whole.update(data);
-        writeAllSync(fd, data);
-        // Crash tests: a file half-written under its temp name (or the second file begun).
-        if (i === 0 && (entry.chunks.length > 1 || this.pending.length === 2)) faultPoint("client-pull-mid-write");
-      }
-      if (whole.digestHex() !== entry.hash) {
-        throw new CwsError("CORRUPT", `${entry.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
-      }
-      if (process.platform !== "win32") fchmodSync(fd, entry.mode & 0o777);
-      const mtime = new Date(entry.mtimeMs);
-      futimesSync(fd, mtime, mtime);
-    } finally {
-      closeSync(fd);
+    this.batches.open(file, temp);
+    for (const [i, ref] of entry.chunks.entries()) {
+      const piece = await next(ref, i);
+      // Crash tests: a file half-written under its temp name (or the second file begun).
+      await this.batches.write(file, piece.data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2), piece.record);
     }
+    await this.batches.finish(file, { path: entry.path, hash: entry.hash, mode: entry.mode, mtimeMs: entry.mtimeMs });
   }
 
-  /** The two barriers and the renames between them (see the class comment). */
+  /** Waits for the writer thread, then the two barriers and the renames between them (see the class comment). */
   async commit(): Promise<void> {
+    await this.batches.drain();
+    await this.batches.close();
     const batch = this.pending;
     if (batch.length === 0) return;
     durabilityBarrier(batch.map((f) => f.temp), "files");
@@ -513,14 +558,17 @@ class PullWriter {
     durabilityBarrier([...dirs], "folders");
     this.pending = [];
     for (const file of batch) {
-      const after = lstatSync(file.absPath);
-      this.onWritten(file.entry.path, { size: after.size, mtimeMs: after.mtimeMs, ctimeMs: after.ctimeMs, ino: after.ino, hash: file.entry.hash, chunks: file.entry.chunks });
+      // The stat taken before the rename: size, mtime and inode are the file's; its ctime
+      // changed with the rename, so it is left out and the next scan records it.
+      const stat = file.stat!;
+      this.onWritten(file.entry.path, { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, hash: file.entry.hash, chunks: file.entry.chunks });
       this.stats.files++;
     }
   }
 
-  /** Removes the temp files not renamed yet (after a failure). */
-  discard(): void {
+  /** Stops the writer thread and removes the temp files not renamed yet (after a failure). */
+  async discard(): Promise<void> {
+    await this.batches.close();
     for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
     this.pending = [];
   }
@@ -561,9 +609,9 @@ export async function fetchEntryContents(conn: AgentConnection, entries: readonl
   const stats: PullStats = { files: 0, deleted: 0, chunks: 0, bytes: 0, reusedChunks: 0, skipped: [] };
   // These are compared in memory anyway: their chunks are kept in memory too.
   const chunks = new Map<string, Uint8Array>();
-  for await (const { id, raw } of fetchRecords(conn, lengths, stats, signal)) chunks.set(id, raw);
+  for await (const piece of fetchRecords(conn, lengths, stats, signal, false)) chunks.set(piece.record!.id, rawOf(piece));
   const result = new Map<string, Uint8Array>();
-  for (const entry of entries) result.set(entry.path, await assembleInMemory(entry, async (ref) => chunks.get(chunkId(ref))!));
+  for (const entry of entries) result.set(entry.path, await assembleInMemory(entry, async (ref) => ({ data: chunks.get(chunkId(ref))! })));
   return result;
 }
 

@@ -97,6 +97,9 @@ export const STREAMED_MAGIC = Buffer.from("CWSBNDZ1", "latin1");
 /** The most bytes one frame of a streamed bundle may hold, compressed or not. */
 const MAX_STREAM_FRAME_BYTES = 4 * 1024 * 1024;
 
+/** The output buffer a frame is decompressed into: a usual frame (its records and one more) fits. */
+const FRAME_OUTPUT_BYTES = STREAM_FRAME_BYTES + 256 * 1024;
+
 /** Compression is kept only if it saves at least this share of the raw bytes. */
 const MIN_SAVING = 0.05;
 
@@ -460,8 +463,10 @@ function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
 
 function decompressFrame(compressed: Uint8Array, name: string): Buffer {
   try {
-    // maxOutputLength bounds what a hostile frame can make us allocate.
-    return zlib.zstdDecompressSync(compressed, { maxOutputLength: MAX_STREAM_FRAME_BYTES });
+    // maxOutputLength bounds what a hostile frame can make us allocate. The output buffer
+    // holds a usual frame whole: with zstd's default (128 KiB) a 1 MiB frame took eight passes
+    // and a concatenation, about three times the CPU of one pass (measured on Node 24).
+    return zlib.zstdDecompressSync(compressed, { maxOutputLength: MAX_STREAM_FRAME_BYTES, chunkSize: FRAME_OUTPUT_BYTES });
   } catch (error) {
     throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
   }

@@ -21,6 +21,18 @@ export interface TransferOptions {
   onProgress?: (progress: TransferProgress) => void;
 }
 
+/** Options of {@link AgentConnection.downloadBytes}. */
+export interface DownloadBytesOptions extends TransferOptions {
+  /** The largest file accepted. */
+  maxBytes: number;
+  /**
+   * A buffer to read into when the file fits: the result is then a view of its start. Lets a
+   * caller that reads one bundle after another reuse a few buffers instead of allocating one
+   * per bundle. Without it, or when the file does not fit, a new buffer is allocated.
+   */
+  into?: Buffer;
+}
+
 export interface WireCounters {
   /** Bytes this client sent to the server, protocol and bundles together. */
   sent: number;
@@ -46,7 +58,7 @@ export interface AgentConnection {
    * Reads `<staging.outgoing>/<name>` from the server into memory; a file larger than
    * `maxBytes` is refused (FRAME_TOO_LARGE) before it is read.
    */
-  downloadBytes(name: string, options: TransferOptions & { maxBytes: number }): Promise<Buffer>;
+  downloadBytes(name: string, options: DownloadBytesOptions): Promise<Buffer>;
   /** Bytes on the wire so far (for the local transport: what would have crossed it). */
   counters(): WireCounters;
   /** Ends the session: closes channels and waits for the agent to exit. */

@@ -9,7 +9,7 @@ import { copyFile, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delayed } from "node:timers";
 import { CwsError, isCwsError } from "../errors.ts";
-import type { AgentConnection, TransferOptions } from "./connection.ts";
+import type { AgentConnection, DownloadBytesOptions, TransferOptions } from "./connection.ts";
 import { openRpc } from "./rpc-client.ts";
 
 /** The agent's entry point in this checkout, started with the same Node binary as the client. */
@@ -76,12 +76,12 @@ export async function connectLocal(target: LocalTarget, options: { signal?: Abor
       fileReceived += size;
       transfer.onProgress?.({ bytes: size, total: size });
     },
-    async downloadBytes(name: string, transfer: TransferOptions & { maxBytes: number }) {
+    async downloadBytes(name: string, transfer: DownloadBytesOptions) {
       const handle = await open(join(session.hello.staging.outgoing, name), "r");
       try {
         const { size } = await handle.stat();
         if (size > transfer.maxBytes) throw new CwsError("FRAME_TOO_LARGE", `Cannot download bundle "${name}" as it has ${size} bytes, more than the ${transfer.maxBytes} expected`);
-        const data = Buffer.allocUnsafe(size);
+        const data = transfer.into !== undefined && transfer.into.byteLength >= size ? transfer.into.subarray(0, size) : Buffer.allocUnsafe(size);
         let filled = 0;
         while (filled < size) {
           const { bytesRead } = await handle.read(data, filled, size - filled, filled);

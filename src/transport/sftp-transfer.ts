@@ -169,9 +169,9 @@ export async function downloadFile(
 export async function downloadToMemory(
   sftp: SFTPWrapper,
   remotePath: string,
-  options: SftpTransferOptions & { maxBytes: number },
+  options: SftpTransferOptions & { maxBytes: number; into?: Buffer },
 ): Promise<Buffer> {
-  const { concurrency = DEFAULT_CONCURRENCY, signal, onProgress, maxBytes } = options;
+  const { concurrency = DEFAULT_CONCURRENCY, signal, onProgress, maxBytes, into } = options;
   const chunkSize = Math.min(options.chunkSize ?? DEFAULT_CHUNK_BYTES, serverLimit(sftp, "read"));
   checkTuning(concurrency, chunkSize);
   if (signal?.aborted) throw cancelled(remotePath);
@@ -181,11 +181,9 @@ export async function downloadToMemory(
     if (size > maxBytes) {
       throw new CwsError("FRAME_TOO_LARGE", `Cannot download "${remotePath}" as it has ${size} bytes, more than the ${maxBytes} expected`);
     }
-    const data = Buffer.allocUnsafe(size);
-    const sink = async (buffer: Buffer, length: number, offset: number): Promise<void> => {
-      buffer.copy(data, offset, 0, length);
-    };
-    await pipelinedRead(sftp, handle, sink, { size, concurrency, chunkSize, signal, onProgress, remotePath });
+    // The replies are read straight into their place in the result (no buffer per request).
+    const data = into !== undefined && into.byteLength >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+    await pipelinedRead(sftp, handle, data, { size, concurrency, chunkSize, signal, onProgress, remotePath });
     return data;
   } finally {
     await sftpCall<void>(remotePath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
@@ -312,8 +310,11 @@ function pipelinedWrite(
 /** Where {@link pipelinedRead} puts each piece: `length` bytes of `buffer` belong at `offset`. */
 type ReadSink = (buffer: Buffer, length: number, offset: number) => Promise<void>;
 
-/** Reads the remote file with at most `concurrency` reads in flight, handing each piece to `sink`. */
-function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settings: PipeSettings): Promise<void> {
+/**
+ * Reads the remote file with at most `concurrency` reads in flight, handing each piece to
+ * `sink`, or reading each piece straight into its place when `sink` is the whole file's buffer.
+ */
+function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink | Buffer, settings: PipeSettings): Promise<void> {
   const { size, concurrency, chunkSize, signal, onProgress, remotePath } = settings;
   let next = 0;
   let done = 0;
@@ -321,6 +322,9 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settin
   let failure: CwsError | undefined;
   // Request buffers are reused once their bytes are on disk, rather than allocated per reply.
   const spare: Buffer[] = [];
+  const release = (buffer: Buffer): void => {
+    if (!Buffer.isBuffer(sink)) spare.push(buffer);
+  };
 
   return new Promise((resolve, reject) => {
     const finishIfIdle = (): void => {
@@ -330,11 +334,11 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settin
     };
     const readAt = (offset: number, length: number): void => {
       inflight++;
-      const buffer = spare.pop() ?? Buffer.allocUnsafe(chunkSize);
+      const buffer = Buffer.isBuffer(sink) ? sink.subarray(offset, offset + length) : (spare.pop() ?? Buffer.allocUnsafe(chunkSize));
       sftp.read(handle, buffer, 0, length, offset, (error: Error | undefined, bytesRead: number) => {
         if (!error && signal?.aborted) failure ??= cancelled(remotePath);
         if (error || bytesRead === 0) {
-          spare.push(buffer);
+          release(buffer);
           inflight--;
           failure ??= error
             ? sftpError(error, remotePath)
@@ -342,9 +346,9 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settin
           finishIfIdle();
           return;
         }
-        sink(buffer, bytesRead, offset).then(
+        (Buffer.isBuffer(sink) ? Promise.resolve() : sink(buffer, bytesRead, offset)).then(
           () => {
-            spare.push(buffer);
+            release(buffer);
             inflight--;
             done += bytesRead;
             if (failure === undefined) onProgress?.({ bytes: done, total: size });
@@ -354,7 +358,7 @@ function pipelinedRead(sftp: SFTPWrapper, handle: Buffer, sink: ReadSink, settin
             finishIfIdle();
           },
           (writeError: unknown) => {
-            spare.push(buffer);
+            release(buffer);
             inflight--;
             failure ??= localError(writeError, remotePath, "write");
             finishIfIdle();

@@ -16,7 +16,7 @@ import path from "node:path";
 import type { ClientChannel, SFTPWrapper } from "ssh2";
 import { CwsError, isCwsError } from "../errors.ts";
 import { BundleName } from "../protocol/messages.ts";
-import type { AgentConnection, TransferOptions } from "./connection.ts";
+import type { AgentConnection, DownloadBytesOptions, TransferOptions } from "./connection.ts";
 import { openRpc, type RpcSession } from "./rpc-client.ts";
 import { downloadFile, downloadToMemory, uploadResumable, type SftpTransferOptions } from "./sftp-transfer.ts";
 import { openSshSession, type SshProgressEvent, type SshSession, type SshSessionTarget } from "./ssh-session.ts";
@@ -184,7 +184,7 @@ class SshAgentConnection implements AgentConnection {
     await downloadFile(await this.#openSftp(), remote, localPath, { ...this.#tuning, ...options });
   }
 
-  async downloadBytes(name: string, options: TransferOptions & { maxBytes: number }): Promise<Buffer> {
+  async downloadBytes(name: string, options: DownloadBytesOptions): Promise<Buffer> {
     const remote = path.posix.join(this.hello.staging.outgoing, checkName(name));
     return downloadToMemory(await this.#openSftp(), remote, { ...this.#tuning, ...options });
   }

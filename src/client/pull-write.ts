@@ -1,0 +1,293 @@
+/**
+ * The file writes of a pull, in batches, on a worker thread (pull-write-worker.mjs, then
+ * pull-write-thread.ts) or, for a small pull, on the calling thread. A pull of many files
+ * spends much of its time in the system calls that create and fill them (open with O_CREAT
+ * blocks for milliseconds when the file system's journal is busy); on a worker those calls
+ * overlap the main thread's share of the pull (reading the SSH connection and the next
+ * bundles) instead of stalling it.
+ *
+ * What is written is only ever a temp file beside its target: the caller renames the files
+ * into place after a durability barrier (see PullWriter in pull.ts). A batch is a list of
+ * operations on such temp files (open, write, finish) with the bytes of its writes copied into
+ * one buffer that is handed over to the worker, not copied again. The worker applies the
+ * operations in order and answers each batch with the stat of the files it finished.
+ *
+ * The checks move with the bytes: a chunk downloaded from the server travels as its record's
+ * stored bytes (zstd-compressed for large chunks) with its hash, and the writer decodes it and
+ * checks it against its hash before writing it; it hashes each file as it writes it and
+ * checks the whole file's hash before closing it. So the costliest per-byte work of a pull
+ * (zstd and xxh64) runs beside the main thread, and a chunk that fails its check is never
+ * written, as before: the failure ends the pull and its temp files are removed.
+ */
+import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from "node:fs";
+import { Worker } from "node:worker_threads";
+import { CwsError } from "../errors.ts";
+import { createXxh64, type Xxh64 } from "../core/hash.ts";
+import { decodeRecordPayload, verifyRecord } from "../protocol/bundle.ts";
+import { faultPoint } from "../fault.ts";
+import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
+
+/** One operation on a temp file, by the file's number in the pull. */
+export type WriteOp =
+  | { op: "open"; file: number; temp: string }
+  /**
+   * `length` bytes at `at` of the batch's buffer go at the end of the file: verified bytes, or
+   * with `record` a downloaded record's stored bytes, decoded and checked first. `fault`: the
+   * crash-test point follows.
+   */
+  | { op: "write"; file: number; at: number; length: number; record?: RecordCheck; fault?: true }
+  /** Checks the file's whole hash, gives it its mode and mtime, reads its stat and closes it. */
+  | { op: "finish"; file: number; path: string; hash: string; mode: number; mtimeMs: number };
+
+/** What a downloaded record's stored bytes must decode and hash to. */
+export interface RecordCheck {
+  id: string;
+  hash: string;
+  rawLength: number;
+  flags: number;
+}
+
+export interface WriteBatch {
+  id: number;
+  ops: WriteOp[];
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** The stat of a finished temp file: what the stat cache needs (its ctime changes with the rename). */
+export interface FinishedFile {
+  file: number;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+}
+
+/** A batch's answer; its buffer comes back with it, to be filled again. */
+export type BatchReply = { id: number; finished: FinishedFile[]; buffer: ArrayBuffer } | { id: number; error: ErrorMessage };
+
+/** A temp file being written: its descriptor and the hash of what it holds so far. */
+export interface OpenFile {
+  fd: number;
+  hash: Xxh64;
+}
+
+/**
+ * Applies a batch. Open files stay in `open` between batches (a large file spans several);
+ * on an error the caller discards every temp file. Needs `initHash()` to have completed.
+ *
+ * @throws CwsError CORRUPT when a record or a file does not match its hash; the errors of
+ *   the system calls otherwise.
+ */
+export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>): FinishedFile[] {
+  const finished: FinishedFile[] = [];
+  for (const op of batch.ops) {
+    if (op.op === "open") {
+      open.set(op.file, { fd: openSync(op.temp, "wx", 0o600), hash: createXxh64() });
+    } else if (op.op === "write") {
+      const file = open.get(op.file)!;
+      const stored = batch.bytes.subarray(op.at, op.at + op.length);
+      const record = op.record;
+      const data = record === undefined
+        ? stored
+        : verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, stored, record.rawLength, `chunk "${record.id}"`) });
+      file.hash.update(data);
+      let written = 0;
+      while (written < data.byteLength) written += writeSync(file.fd, data, written, data.byteLength - written);
+      // Crash tests: a file half-written under its temp name (or the second file begun).
+      if (op.fault === true) faultPoint("client-pull-mid-write");
+    } else {
+      const { fd, hash } = open.get(op.file)!;
+      open.delete(op.file);
+      try {
+        if (hash.digestHex() !== op.hash) {
+          throw new CwsError("CORRUPT", `${op.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+        }
+        if (process.platform !== "win32") fchmodSync(fd, op.mode & 0o777);
+        const mtime = new Date(op.mtimeMs);
+        futimesSync(fd, mtime, mtime);
+        const stat = fstatSync(fd);
+        finished.push({ file: op.file, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino });
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+  return finished;
+}
+
+/** Closes the files a failed or abandoned sequence of batches left open. */
+export function closeAll(open: Map<number, OpenFile>): void {
+  for (const { fd } of open.values()) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed or gone: nothing more to release.
+    }
+  }
+  open.clear();
+}
+
+/** Bytes of file content per batch: large enough that a batch costs little, small enough to start writing early. */
+const BATCH_BYTES = 1024 * 1024;
+
+/** Room above BATCH_BYTES in a batch buffer: the chunk that fills a batch ends in it. */
+const BATCH_SLACK_BYTES = 256 * 1024;
+
+/** Operations per batch, so a run of tiny files is handed over in good time too. */
+const BATCH_OPS = 768;
+
+/** Batches handed over and not yet answered, before `write` waits: the memory this path holds. */
+const BATCHES_IN_FLIGHT = 4;
+
+/** A worker's young generation, in MiB: everything it allocates dies within one batch. */
+const WORKER_YOUNG_GENERATION_MB = 2;
+
+const WORKER_MAIN = new URL("./pull-write-worker.mjs", import.meta.url);
+
+/**
+ * Collects write operations into batches and has them applied in order, on a worker thread
+ * (`threaded`) or at once on this one. At most BATCHES_IN_FLIGHT batches wait for the worker,
+ * and a call that fills a batch waits until it can hand it over. The bytes written are copied
+ * into the batch's buffer at once (the caller's buffers are views into downloaded bundles,
+ * reused for the next ones); the buffers come back from the worker and are filled again. The
+ * first failure is kept and thrown by every later call, so the caller learns of it at its
+ * next step.
+ */
+export class BatchWriter {
+  #worker: Worker | undefined;
+  #open = new Map<number, OpenFile>();
+  #ops: WriteOp[] = [];
+  /** The bytes of the batch being collected (copied in as they are written), and how many. */
+  #current: Uint8Array<ArrayBuffer> | undefined;
+  #bytes = 0;
+  #nextId = 0;
+  #waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  #failure: Error | undefined;
+  #idle: Array<() => void> = [];
+  /** Batch buffers back from the worker: a pull reuses a handful instead of allocating one per batch. */
+  #spare: ArrayBuffer[] = [];
+  readonly #onFinished: (file: FinishedFile) => void;
+
+  constructor(threaded: boolean, onFinished: (file: FinishedFile) => void) {
+    this.#onFinished = onFinished;
+    if (!threaded) return;
+    const worker = new Worker(WORKER_MAIN, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+    worker.on("message", (reply: BatchReply) => this.#onReply(reply));
+    worker.on("error", (error) => this.#fail(new Error(`the pull's writer thread failed: ${error.message}`, { cause: error })));
+    worker.on("exit", (code) => {
+      if (this.#worker !== undefined) this.#fail(new Error(`the pull's writer thread stopped unexpectedly (exit code ${code})`));
+    });
+    this.#worker = worker;
+  }
+
+  open(file: number, temp: string): void {
+    this.#ops.push({ op: "open", file, temp });
+  }
+
+  /**
+   * Appends `data` to the file: verified bytes, or a downloaded record's stored bytes to be
+   * decoded and checked against `record`. The bytes are copied at once, so `data` may be reused on return.
+   */
+  async write(file: number, data: Uint8Array, fault: boolean, record?: RecordCheck): Promise<void> {
+    if (this.#current !== undefined && this.#bytes + data.byteLength > this.#current.byteLength) await this.flush();
+    this.#current ??= this.#buffer(data.byteLength);
+    this.#current.set(data, this.#bytes);
+    this.#ops.push({ op: "write", file, at: this.#bytes, length: data.byteLength, ...(record === undefined ? {} : { record }), ...(fault ? { fault: true as const } : {}) });
+    this.#bytes += data.byteLength;
+    if (this.#bytes >= BATCH_BYTES || this.#ops.length >= BATCH_OPS) await this.flush();
+  }
+
+  /** Ends the file: its whole content must hash to `hash` (`path` names it in the error). */
+  async finish(file: number, expected: { path: string; hash: string; mode: number; mtimeMs: number }): Promise<void> {
+    this.#ops.push({ op: "finish", file, ...expected });
+    if (this.#ops.length >= BATCH_OPS) await this.flush();
+  }
+
+  /** Hands the current batch over, after waiting for room among the batches in flight. */
+  async flush(): Promise<void> {
+    this.#throwIfFailed();
+    if (this.#ops.length === 0) return;
+    while (this.#waiting.size >= BATCHES_IN_FLIGHT) {
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
+      this.#throwIfFailed();
+    }
+    // The batch's buffer is moved to the worker, not copied (transferred).
+    const bytes = this.#current ?? new Uint8Array(0);
+    const batch: WriteBatch = { id: this.#nextId++, ops: this.#ops, bytes };
+    this.#ops = [];
+    this.#current = undefined;
+    this.#bytes = 0;
+    if (this.#worker === undefined) {
+      let finished: FinishedFile[];
+      try {
+        finished = applyWriteBatch(batch, this.#open);
+      } catch (error) {
+        this.#fail(error as Error);
+        throw error;
+      }
+      for (const file of finished) this.#onFinished(file);
+      this.#reuse(bytes.buffer);
+      return;
+    }
+    const done = new Promise<void>((resolve, reject) => this.#waiting.set(batch.id, { resolve, reject }));
+    done.catch(() => {}); // the failure is also kept in #failure and thrown by the next call
+    this.#worker.postMessage(batch, [bytes.buffer]);
+  }
+
+  /** Hands over what is left and waits until every batch is applied. */
+  async drain(): Promise<void> {
+    await this.flush();
+    while (this.#waiting.size > 0) {
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
+      this.#throwIfFailed();
+    }
+    this.#throwIfFailed();
+  }
+
+  /** Stops the worker (mid-batch if need be) and closes what is open; the temp files stay for the caller. */
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker !== undefined) await worker.terminate();
+    closeAll(this.#open);
+    this.#fail(new Error("the pull's writer was closed"));
+  }
+
+  #onReply(reply: BatchReply): void {
+    const waiter = this.#waiting.get(reply.id);
+    this.#waiting.delete(reply.id);
+    if ("error" in reply) this.#fail(errorFromMessage(reply.error));
+    else {
+      for (const file of reply.finished) this.#onFinished(file);
+      this.#reuse(reply.buffer);
+      waiter?.resolve();
+    }
+    this.#wake();
+  }
+
+  /** A batch buffer of at least `length` bytes: a spare one, or a new one. */
+  #buffer(length: number): Uint8Array<ArrayBuffer> {
+    const index = this.#spare.findIndex((buffer) => buffer.byteLength >= length);
+    if (index >= 0) return new Uint8Array(this.#spare.splice(index, 1)[0]!);
+    return new Uint8Array(new ArrayBuffer(Math.max(length, BATCH_BYTES + BATCH_SLACK_BYTES)));
+  }
+
+  /** Keeps a buffer that came back for the next batch: those of the usual size, a few of them. */
+  #reuse(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === BATCH_BYTES + BATCH_SLACK_BYTES && this.#spare.length <= BATCHES_IN_FLIGHT) this.#spare.push(buffer);
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    for (const waiter of this.#waiting.values()) waiter.reject(this.#failure);
+    this.#waiting.clear();
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}
