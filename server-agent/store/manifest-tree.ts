@@ -309,6 +309,49 @@ export class ManifestTrees {
   }
 
   /**
+   * A whole manifest (either stored form) as JSON text in pieces, entries in path order: what
+   * `getManifest` returns, serialised, without ever holding every entry at once. Folders are
+   * read one at a time and not kept, so a pull of a 50,000-entry tree holds its text (which
+   * travels anyway) and one folder's objects. Every folder is read and checked before the
+   * first piece is returned, so a damaged object fails the request, never half an answer.
+   */
+  async manifestJson(hash: string): Promise<string[]> {
+    const stored = await this.#read(hash, "");
+    if (stored.kind === "whole") return [JSON.stringify(stored.manifest)];
+    const pieces: string[] = [`{"format":${MANIFEST_FORMAT},"entries":[`];
+    let first = true;
+    const emit = (run: ManifestEntry[]) => {
+      if (run.length === 0) return;
+      const text = JSON.stringify(run);
+      pieces.push(`${first ? "" : ","}${text.slice(1, -1)}`);
+      first = false;
+    };
+    const descend = async (node: TreeNode): Promise<void> => {
+      // Path order across folders: every path under sub-folder `d` starts with "d/", so the
+      // folder's own names and its sub-folders' names followed by "/" sort as their paths do.
+      const items: Array<{ key: string; entry?: ManifestEntry; dir?: string }> = [];
+      for (const [name, entry] of node.entries) items.push({ key: name, entry });
+      for (const name of node.dirs.keys()) items.push({ key: `${name}/`, dir: name });
+      items.sort((a, b) => byPath(a.key, b.key));
+      let run: ManifestEntry[] = [];
+      for (const item of items) {
+        if (item.entry !== undefined) {
+          run.push(item.entry);
+          continue;
+        }
+        emit(run);
+        run = [];
+        const name = item.dir as string;
+        await descend(await this.node((node.dirs.get(name) as SubtreeRef).tree, joinPath(node.path, name), false));
+      }
+      emit(run);
+    };
+    await descend(stored.root);
+    pieces.push("]}");
+    return pieces;
+  }
+
+  /**
    * Visits every folder object of a tree once (`seen`, shared across calls, skips sub-trees
    * already visited: snapshots share most of theirs). A whole manifest of an earlier version is
    * visited as one folder holding all its entries. With `checkCounts`, the counts a parent keeps
