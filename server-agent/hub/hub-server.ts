@@ -24,6 +24,7 @@ import { ManifestTrees } from "../store/manifest-tree.ts";
 import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 import { acquireHubLock } from "./hub-lock.ts";
+import { collectWhenIdle } from "./idle-gc.ts";
 
 export { hubSocketPath };
 
@@ -78,6 +79,8 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const backups = new BackupGuard();
 
   const sockets = new Set<Socket>();
+  /** Bytes moved by connections that have closed (plus one per connection). */
+  let closedTraffic = 0;
   let lastActivity = Date.now();
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => { resolveStopped = resolve; });
@@ -236,7 +239,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     lastActivity = Date.now();
-    socket.on("close", () => { sockets.delete(socket); lastActivity = Date.now(); });
+    socket.on("close", () => {
+      sockets.delete(socket);
+      lastActivity = Date.now();
+      closedTraffic += 1 + socket.bytesRead + socket.bytesWritten;
+    });
     socket.on("error", () => socket.destroy());
     serveConnection(socket).catch((error: unknown) => {
       if (!socket.destroyed) log(`connection ended by an error: ${(error as Error)?.message ?? String(error)}`);
@@ -259,6 +266,15 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await writeFile(join(dataDir, "hub.pid"), `${process.pid}\n`, { mode: 0o600 });
   log(`listening on ${socketPath} (pid ${process.pid})`);
 
+  // What the hub's sockets moved so far: once it stops growing, a collection gives back the
+  // memory the work left behind (see idle-gc.ts).
+  const traffic = () => {
+    let bytes = closedTraffic + lastActivity;
+    for (const socket of sockets) bytes += socket.bytesRead + socket.bytesWritten;
+    return bytes;
+  };
+  const stopCollecting = collectWhenIdle(traffic);
+
   const idleTimer = idleExitMs > 0
     ? setInterval(() => {
       if (sockets.size === 0 && Date.now() - lastActivity >= idleExitMs) {
@@ -273,6 +289,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     if (closing) return stopped;
     closing = true;
     clearInterval(idleTimer);
+    stopCollecting();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const socket of sockets) socket.end();

@@ -286,7 +286,11 @@ export class ManifestTrees {
     let next = 0;
     const writer = async (): Promise<void> => {
       while (next < objects.length) {
-        const { node, raw, hash } = objects[next++];
+        const at = next++;
+        const { node, raw, hash } = objects[at];
+        // Let go of each object's bytes once written: a first push of 50,000 files encodes
+        // as many bytes of folder objects as its manifest has.
+        objects[at] = undefined as never;
         await this.store.putObject(raw);
         this.#remember(`${hash}\u0000${node.path}`, node);
       }

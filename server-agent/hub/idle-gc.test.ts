@@ -1,0 +1,39 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { collectWhenIdle } from "./idle-gc.ts";
+
+test("the hub collects once after work stops, not while it works nor while it stays idle", () => {
+  let traffic = 0;
+  let collections = 0;
+  let tick: () => void = () => {};
+  let stopped = false;
+  const stop = collectWhenIdle(() => traffic, { collect: () => collections++, schedule: (fn) => { tick = fn; return () => { stopped = true; }; } });
+  tick();
+  assert.equal(collections, 0, "idle from the start: nothing to give back");
+  traffic += 100;
+  tick();
+  traffic += 100;
+  tick();
+  assert.equal(collections, 0, "no collection while bytes move");
+  tick();
+  assert.equal(collections, 1, "one collection on the first quiet tick after work");
+  tick();
+  tick();
+  assert.equal(collections, 1, "and none while the hub stays idle");
+  traffic += 1;
+  tick();
+  tick();
+  assert.equal(collections, 2, "new work, new collection");
+  stop();
+  assert.ok(stopped);
+});
+
+test("the real collection is V8's full collection, reachable without --expose-gc at start-up", () => {
+  let tick: () => void = () => {};
+  let traffic = 0;
+  collectWhenIdle(() => traffic, { schedule: (fn) => { tick = fn; return () => {}; } });
+  traffic = 1;
+  tick();
+  // Runs gc(): throws if the flag did not take.
+  tick();
+});
