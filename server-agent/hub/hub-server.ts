@@ -85,6 +85,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => { resolveStopped = resolve; });
   let closing = false;
+  // What the hub's sockets moved so far: once it stops growing, a collection gives back the
+  // memory the work left behind (see idle-gc.ts).
+  const traffic = () => {
+    let bytes = closedTraffic + lastActivity;
+    for (const socket of sockets) bytes += socket.bytesRead + socket.bytesWritten;
+    return bytes;
+  };
+  const collector = collectWhenIdle(traffic);
 
   const handle = async (method: HubMethodName, params: unknown): Promise<unknown> => {
     lastActivity = Date.now();
@@ -243,6 +251,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       sockets.delete(socket);
       lastActivity = Date.now();
       closedTraffic += 1 + socket.bytesRead + socket.bytesWritten;
+      // The last connection gone (a sync has ended): give back what it left behind now, before
+      // the next sync starts, rather than after a quiet second.
+      if (sockets.size === 0 && !closing) setImmediate(() => collector.settled());
     });
     socket.on("error", () => socket.destroy());
     serveConnection(socket).catch((error: unknown) => {
@@ -259,6 +270,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       server.once("error", reject);
       server.listen(socketPath, () => { server.off("error", reject); resolve(); });
     });
+  } catch (error) {
+    collector.stop();
+    throw error;
   } finally {
     process.umask(previousUmask);
   }
@@ -266,14 +280,6 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await writeFile(join(dataDir, "hub.pid"), `${process.pid}\n`, { mode: 0o600 });
   log(`listening on ${socketPath} (pid ${process.pid})`);
 
-  // What the hub's sockets moved so far: once it stops growing, a collection gives back the
-  // memory the work left behind (see idle-gc.ts).
-  const traffic = () => {
-    let bytes = closedTraffic + lastActivity;
-    for (const socket of sockets) bytes += socket.bytesRead + socket.bytesWritten;
-    return bytes;
-  };
-  const stopCollecting = collectWhenIdle(traffic);
 
   const idleTimer = idleExitMs > 0
     ? setInterval(() => {
@@ -289,7 +295,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     if (closing) return stopped;
     closing = true;
     clearInterval(idleTimer);
-    stopCollecting();
+    collector.stop();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const socket of sockets) socket.end();

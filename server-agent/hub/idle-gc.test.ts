@@ -7,7 +7,7 @@ test("the hub collects once after work stops, not while it works nor while it st
   let collections = 0;
   let tick: () => void = () => {};
   let stopped = false;
-  const stop = collectWhenIdle(() => traffic, { collect: () => collections++, schedule: (fn) => { tick = fn; return () => { stopped = true; }; } });
+  const { stop, settled } = collectWhenIdle(() => traffic, { collect: () => collections++, schedule: (fn) => { tick = fn; return () => { stopped = true; }; } });
   tick();
   assert.equal(collections, 0, "idle from the start: nothing to give back");
   traffic += 100;
@@ -24,6 +24,13 @@ test("the hub collects once after work stops, not while it works nor while it st
   tick();
   tick();
   assert.equal(collections, 2, "new work, new collection");
+  traffic += 1;
+  tick();
+  settled();
+  assert.equal(collections, 3, "the end of a sync collects at once");
+  tick();
+  tick();
+  assert.equal(collections, 3, "and not once more when the next tick finds the hub quiet");
   stop();
   assert.ok(stopped);
 });

@@ -27,13 +27,14 @@ function fullCollection(): () => void {
 
 /**
  * Runs a full collection once `traffic()` (a count that grows while the hub works, e.g. the bytes
- * its sockets moved) has stopped changing for one interval after it last changed. Returns a
- * function that stops it. `collect` and `schedule` are injectable so tests need no real clock.
+ * its sockets moved) has stopped changing for one interval after it last changed, or at once
+ * when `settled()` is called (the last connection closed: a sync has ended). Returns the stop
+ * function and `settled`. `collect` and `schedule` are injectable so tests need no real clock.
  */
 export function collectWhenIdle(
   traffic: () => number,
   options: { collect?: () => void; schedule?: (tick: () => void) => () => void } = {},
-): () => void {
+): { stop(): void; settled(): void } {
   const collect = options.collect ?? fullCollection();
   const schedule = options.schedule ?? ((tick) => {
     const timer = setInterval(tick, IDLE_GC_INTERVAL_MS);
@@ -42,7 +43,7 @@ export function collectWhenIdle(
   });
   let last = traffic();
   let worked = false;
-  return schedule(() => {
+  const stop = schedule(() => {
     const now = traffic();
     if (now !== last) {
       last = now;
@@ -53,4 +54,12 @@ export function collectWhenIdle(
     worked = false;
     collect();
   });
+  return {
+    stop,
+    settled() {
+      last = traffic();
+      worked = false;
+      collect();
+    },
+  };
 }
