@@ -11,7 +11,16 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 /** How often traffic is sampled; a collection follows the first quiet sample after traffic. */
-export const IDLE_GC_INTERVAL_MS = 1000;
+export const IDLE_GC_INTERVAL_MS = 500;
+
+/**
+ * Resident memory the hub may gain over what it held after its last collection before it
+ * collects in the middle of work. V8 frees the memory of Buffers whose objects outlived a young
+ * collection (as those of a bundle being ingested or prepared do) only in a full collection,
+ * which it starts on its own only after about 64 MiB of them; a push or pull would otherwise
+ * reach that much above the hub's resting size.
+ */
+export const GC_GROWTH_BYTES = 24 * 1024 * 1024;
 
 /**
  * V8's full collection, in its "last resort" flavour: a plain `gc()` frees objects but keeps
@@ -27,15 +36,18 @@ function fullCollection(): () => void {
 
 /**
  * Runs a full collection once `traffic()` (a count that grows while the hub works, e.g. the bytes
- * its sockets moved) has stopped changing for one interval after it last changed, or at once
- * when `settled()` is called (the last connection closed: a sync has ended). Returns the stop
- * function and `settled`. `collect` and `schedule` are injectable so tests need no real clock.
+ * its sockets moved) has stopped changing for one interval after it last changed, at once when
+ * `settled()` is called (the last connection closed: a sync has ended), and in the middle of
+ * work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES since the last collection.
+ * Returns the stop function and `settled`. `collect`, `memory` and `schedule` are injectable so
+ * tests need no real clock.
  */
 export function collectWhenIdle(
   traffic: () => number,
-  options: { collect?: () => void; schedule?: (tick: () => void) => () => void } = {},
+  options: { collect?: () => void; memory?: () => number; schedule?: (tick: () => void) => () => void } = {},
 ): { stop(): void; settled(): void } {
   const collect = options.collect ?? fullCollection();
+  const memory = options.memory ?? (() => process.memoryUsage.rss());
   const schedule = options.schedule ?? ((tick) => {
     const timer = setInterval(tick, IDLE_GC_INTERVAL_MS);
     timer.unref();
@@ -43,23 +55,29 @@ export function collectWhenIdle(
   });
   let last = traffic();
   let worked = false;
+  let floor = memory();
+  const collectNow = () => {
+    collect();
+    floor = memory();
+  };
   const stop = schedule(() => {
     const now = traffic();
     if (now !== last) {
       last = now;
       worked = true;
+      if (memory() > floor + GC_GROWTH_BYTES) collectNow();
       return;
     }
     if (!worked) return;
     worked = false;
-    collect();
+    collectNow();
   });
   return {
     stop,
     settled() {
       last = traffic();
       worked = false;
-      collect();
+      collectNow();
     },
   };
 }
