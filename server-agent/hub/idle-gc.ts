@@ -1,83 +1,98 @@
 /**
- * A full garbage collection once the hub goes quiet after work. The hub lives for hours, and
- * its resident memory is what a server's operator (and the benchmark) sees. After a large push
- * or pull, tens of MiB of dead manifest objects and Buffers stay resident: V8 collects only when
- * JavaScript allocates, and an idle hub allocates nothing, so its memory reducer may wait
- * minutes. One collection when traffic stops gives that memory back (Buffers of 32 KiB and more
- * are then unmapped; see HUB_MALLOC_ENV in hub-client.ts) at the cost of a few tens of
- * milliseconds of CPU while nothing else is happening.
+ * Garbage collections that keep the hub's resident memory near its resting size. The hub lives
+ * for hours, and its resident memory is what a server's operator (and the benchmark) sees.
+ *
+ * - After work, tens of MiB of dead manifest objects and Buffers stay resident: V8 collects only
+ *   when JavaScript allocates, and an idle hub allocates nothing, so its memory reducer may wait
+ *   minutes. One "last resort" collection when the work ends gives that memory back (Buffers of
+ *   32 KiB and more are then unmapped; see HUB_MALLOC_ENV in hub-client.ts).
+ * - During work, the Buffers of a bundle being ingested or prepared (read blocks, decompressed
+ *   chunks, zstd frames) outlive a young collection often enough, and V8 frees those only in a
+ *   full collection, which it starts on its own after about 64 MiB of them. A plain full
+ *   collection once resident memory has grown by GC_GROWTH_BYTES bounds that.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-/** How often traffic is sampled; a collection follows the first quiet sample after traffic. */
-export const IDLE_GC_INTERVAL_MS = 500;
+/** How often resident memory and traffic are sampled. */
+export const GC_TICK_MS = 100;
+
+/** Samples without traffic, after traffic, that make the hub idle: half a second. */
+export const IDLE_TICKS = 5;
 
 /**
  * Resident memory the hub may gain over what it held after its last collection before it
- * collects in the middle of work. V8 frees the memory of Buffers whose objects outlived a young
- * collection (as those of a bundle being ingested or prepared do) only in a full collection,
- * which it starts on its own only after about 64 MiB of them; a push or pull would otherwise
- * reach that much above the hub's resting size.
+ * collects in the middle of work.
  */
-export const GC_GROWTH_BYTES = 24 * 1024 * 1024;
+export const GC_GROWTH_BYTES = 16 * 1024 * 1024;
 
-/**
- * V8's full collection, in its "last resort" flavour: a plain `gc()` frees objects but keeps
- * the freed pages for reuse (measured: 194 MiB resident before, 186 MiB after), while this one
- * also hands them back (56 MiB). It took 75 ms on a heap like the hub's at 50,000 files.
- * `--expose-gc` set at run time makes `gc` visible in contexts made after it.
- */
-function fullCollection(): () => void {
+export interface Collections {
+  /** A full collection: frees dead objects and the Buffers they held; keeps V8's freed pages for reuse. */
+  full(): void;
+  /**
+   * A full collection in V8's "last resort" flavour, which also hands the freed pages back: a
+   * plain one took a test heap from 194 to 186 MiB resident, this one to 56 MiB. It took 75 ms
+   * on a heap like the hub's at 50,000 files.
+   */
+  lastResort(): void;
+}
+
+/** V8's collections; `--expose-gc` set at run time makes `gc` visible in contexts made after it. */
+function v8Collections(): Collections {
   setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
-  return () => gc({ type: "major", execution: "sync", flavor: "last-resort" });
+  const gc = runInNewContext("gc") as (options: { type: "major"; execution: "sync"; flavor?: "last-resort" }) => void;
+  return {
+    full: () => gc({ type: "major", execution: "sync" }),
+    lastResort: () => gc({ type: "major", execution: "sync", flavor: "last-resort" }),
+  };
 }
 
 /**
- * Runs a full collection once `traffic()` (a count that grows while the hub works, e.g. the bytes
- * its sockets moved) has stopped changing for one interval after it last changed, at once when
- * `settled()` is called (the last connection closed: a sync has ended), and in the middle of
- * work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES since the last collection.
- * Returns the stop function and `settled`. `collect`, `memory` and `schedule` are injectable so
- * tests need no real clock.
+ * Collects (last resort) once `traffic()` (a count that grows while the hub works, e.g. the bytes
+ * its sockets moved) has stopped changing for IDLE_TICKS samples after it last changed, and at
+ * once when `settled()` is called (the last connection closed: a sync has ended); collects (full)
+ * in the middle of work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES since the
+ * last collection. Returns the stop function and `settled`. `collections`, `memory` and
+ * `schedule` are injectable so tests need no real clock.
  */
 export function collectWhenIdle(
   traffic: () => number,
-  options: { collect?: () => void; memory?: () => number; schedule?: (tick: () => void) => () => void } = {},
+  options: { collections?: Collections; memory?: () => number; schedule?: (tick: () => void) => () => void } = {},
 ): { stop(): void; settled(): void } {
-  const collect = options.collect ?? fullCollection();
+  const collections = options.collections ?? v8Collections();
   const memory = options.memory ?? (() => process.memoryUsage.rss());
   const schedule = options.schedule ?? ((tick) => {
-    const timer = setInterval(tick, IDLE_GC_INTERVAL_MS);
+    const timer = setInterval(tick, GC_TICK_MS);
     timer.unref();
     return () => clearInterval(timer);
   });
   let last = traffic();
   let worked = false;
+  let quiet = 0;
   let floor = memory();
-  const collectNow = () => {
-    collect();
+  const collect = (kind: keyof Collections) => {
+    collections[kind]();
     floor = memory();
   };
   const stop = schedule(() => {
+    if (memory() > floor + GC_GROWTH_BYTES) collect("full");
     const now = traffic();
     if (now !== last) {
       last = now;
       worked = true;
-      if (memory() > floor + GC_GROWTH_BYTES) collectNow();
+      quiet = 0;
       return;
     }
-    if (!worked) return;
+    if (!worked || ++quiet < IDLE_TICKS) return;
     worked = false;
-    collectNow();
+    collect("lastResort");
   });
   return {
     stop,
     settled() {
       last = traffic();
       worked = false;
-      collectNow();
+      collect("lastResort");
     },
   };
 }
