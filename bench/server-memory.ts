@@ -6,11 +6,12 @@
  * prints the hub's resident memory before the scenario (what the benchmark's peak cannot go
  * below) and after it, and the hub's CPU time during it (from /proc).
  *
- *   node bench/server-memory.ts [--files N] [--mib N] [--repo DIR] [--scenarios push,noop,change,pull]
+ *   node bench/server-memory.ts [--files N] [--mib N] [--scenarios push,noop,change,pull]
  *                               [--hub-node-options "FLAGS"] [--hub-env K=V,K=V]
  *
- * `--repo` measures another checkout on the same data (a before/after pair on one machine, one
- * right after the other). `--hub-node-options` runs the hub with these NODE_OPTIONS (e.g.
+ * It measures the checkout it runs from (the agent command the benchmark enrolls names this
+ * checkout's agent): for a before/after pair, run it from each checkout, one right after the
+ * other. `--hub-node-options` runs the hub with these NODE_OPTIONS (e.g.
  * `--cpu-prof --cpu-prof-dir=DIR`, or `--heapsnapshot-signal=SIGUSR2`) and `--hub-env` with
  * these variables, started here rather than by the relay (sshd gives the relay a clean
  * environment); the hub writes a CPU profile when it exits, at the end.
@@ -56,13 +57,12 @@ async function main(): Promise<void> {
     options: {
       files: { type: "string", default: "5000" },
       mib: { type: "string", default: "300" },
-      repo: { type: "string" },
       scenarios: { type: "string", default: "push,noop,change,pull" },
       "hub-node-options": { type: "string" },
       "hub-env": { type: "string" },
     },
   });
-  const repo = path.resolve(values.repo ?? REPO_ROOT);
+  const repo = REPO_ROOT;
   const files = Number(values.files);
   const scenarios = new Set(values.scenarios.split(","));
   const work = await mkdtemp(path.join(os.tmpdir(), "cws-server-memory-"));
