@@ -155,10 +155,18 @@ program
     if (idleExitMs !== undefined && !(Number.isInteger(idleExitMs) && idleExitMs >= 0)) {
       throw new CwsError("INVALID_ARGUMENT", "--idle-exit-ms takes a whole number of milliseconds");
     }
-    const hub = await startHub({ dataDir, idleExitMs, log, clock: testClock() });
-    const stop = () => void hub.close();
+    // The handlers go in before the hub starts: it answers on its socket before startHub()
+    // returns, so a SIGTERM sent right after its first answer must already stop it cleanly.
+    let hub: Awaited<ReturnType<typeof startHub>> | undefined;
+    let stopRequested = false;
+    const stop = () => {
+      stopRequested = true;
+      void hub?.close();
+    };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
+    hub = await startHub({ dataDir, idleExitMs, log, clock: testClock() });
+    if (stopRequested) void hub.close();
     await hub.stopped;
   });
 

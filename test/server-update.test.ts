@@ -145,7 +145,7 @@ test("install, update to a newer commit, refuse a release that cannot load, roll
 
   // A release whose hub does not come up is rolled back: the old one runs again.
   git(src, "revert", "--no-edit", "HEAD");
-  await commit(src, "server-agent/server-main.ts", (text) => text.replace("const hub = await startHub(", 'throw new Error("this release cannot serve");\n    const hub = await startHub('), "v4: the hub fails at start");
+  await commit(src, "server-agent/server-main.ts", (text) => text.replace("hub = await startHub(", 'throw new Error("this release cannot serve");\n    hub = await startHub('), "v4: the hub fails at start");
   const failing = await run(bin("update-codex-workspace"), [], { env });
   assert.equal(failing.code, 1);
   assert.match(failing.stderr, /rolling back to/);

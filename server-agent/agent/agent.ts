@@ -14,7 +14,7 @@ import { CwsError } from "../../src/errors.ts";
 import { homedir } from "node:os";
 import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
-import { serveRpc } from "../../src/protocol/rpc.ts";
+import { JsonText, serveRpc } from "../../src/protocol/rpc.ts";
 import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
 import type { QuarantineRecord } from "../hub/hub-db.ts";
 import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
@@ -146,7 +146,10 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     fetchManifest: async (p) => {
       requireDevice();
       const { snapshot } = await (await getHub()).call("snapshot", { slug: p.slug, id: p.snapshotId });
-      return { manifest: await (await getTrees()).getManifest(snapshot.manifestHash) };
+      // Written as text folder by folder (see manifestJson): a 50,000-entry manifest is never
+      // held as objects, one string and one buffer at once.
+      const manifest = await (await getTrees()).manifestJson(snapshot.manifestHash);
+      return new JsonText(['{"manifest":', ...manifest, "}"]);
     },
     fetchManifestDelta: async (p) => {
       requireDevice();

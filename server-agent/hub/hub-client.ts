@@ -24,6 +24,26 @@ const HUB_START_TIMEOUT_MS = 20_000;
 /** A start lock older than this is stale: its owner died before the hub came up. */
 const START_LOCK_STALE_MS = 30_000;
 
+/**
+ * Node flags of a hub started here. The hub lives for hours and is measured by its peak
+ * resident memory: V8's young generation otherwise grows to 16 MiB per semi-space, and what
+ * passes through it (manifest entries, request lines, bundle buffers) is collected late, so a
+ * 1 MiB semi-space keeps short-lived garbage short-lived. The hub's work is I/O bound; the more
+ * frequent young collections cost it little CPU.
+ */
+export const HUB_NODE_FLAGS = ["--max-semi-space-size=1"];
+
+/**
+ * glibc's allocator settings for a hub started here. Node's Buffers, zstd's contexts and
+ * SQLite's pages come from malloc, and by default glibc keeps what was freed: it raises its mmap
+ * threshold to the largest block freed so far (scrypt's 32 MiB at the first enrollment), after
+ * which every buffer comes from arenas, one per thread of the thread pool, that give memory back
+ * only from their top. Measured on a 5,000-file push: the hub kept 123 MiB after it, 88 MiB
+ * with these. One arena, buffers of 32 KiB and more mapped on their own (unmapped when freed),
+ * and the top of the heap trimmed past 64 KiB of free space.
+ */
+export const HUB_MALLOC_ENV = { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "32768", MALLOC_TRIM_THRESHOLD_: "65536" };
+
 const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.mjs");
 
 export async function connectHub(dataDir: string, options: { autoStart?: boolean } = {}): Promise<HubClient> {
@@ -129,10 +149,11 @@ function spawnHub(dataDir: string): void {
   void mkdir(logDir, { recursive: true, mode: 0o700 });
   // A fault point meant for one session (crash tests) must not follow the hub around.
   const { CWS_FAULT: _fault, ...env } = process.env;
-  const child = spawn(process.execPath, [SERVER_MAIN, "serve", "--data", dataDir, "--started-by-agent"], {
+  const child = spawn(process.execPath, [...HUB_NODE_FLAGS, SERVER_MAIN, "serve", "--data", dataDir, "--started-by-agent"], {
     detached: true,
     stdio: "ignore",
-    env,
+    // The operator's own settings, if any, win.
+    env: { ...HUB_MALLOC_ENV, ...env },
   });
   child.unref();
 }

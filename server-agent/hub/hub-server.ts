@@ -24,6 +24,7 @@ import { ManifestTrees } from "../store/manifest-tree.ts";
 import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from "./quarantine-actions.ts";
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 import { acquireHubLock } from "./hub-lock.ts";
+import { collectWhenIdle } from "./idle-gc.ts";
 
 export { hubSocketPath };
 
@@ -78,10 +79,20 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const backups = new BackupGuard();
 
   const sockets = new Set<Socket>();
+  /** Bytes moved by connections that have closed (plus one per connection). */
+  let closedTraffic = 0;
   let lastActivity = Date.now();
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => { resolveStopped = resolve; });
   let closing = false;
+  // What the hub's sockets moved so far: once it stops growing, a collection gives back the
+  // memory the work left behind (see idle-gc.ts).
+  const traffic = () => {
+    let bytes = closedTraffic + lastActivity;
+    for (const socket of sockets) bytes += socket.bytesRead + socket.bytesWritten;
+    return bytes;
+  };
+  const collector = collectWhenIdle(traffic);
 
   const handle = async (method: HubMethodName, params: unknown): Promise<unknown> => {
     lastActivity = Date.now();
@@ -236,7 +247,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     lastActivity = Date.now();
-    socket.on("close", () => { sockets.delete(socket); lastActivity = Date.now(); });
+    socket.on("close", () => {
+      sockets.delete(socket);
+      lastActivity = Date.now();
+      closedTraffic += 1 + socket.bytesRead + socket.bytesWritten;
+      // The last connection gone (a sync has ended): give back what it left behind now, before
+      // the next sync starts, rather than after a quiet second.
+      if (sockets.size === 0 && !closing) setImmediate(() => collector.settled());
+    });
     socket.on("error", () => socket.destroy());
     serveConnection(socket).catch((error: unknown) => {
       if (!socket.destroyed) log(`connection ended by an error: ${(error as Error)?.message ?? String(error)}`);
@@ -252,12 +270,16 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       server.once("error", reject);
       server.listen(socketPath, () => { server.off("error", reject); resolve(); });
     });
+  } catch (error) {
+    collector.stop();
+    throw error;
   } finally {
     process.umask(previousUmask);
   }
   await chmod(socketPath, 0o600);
   await writeFile(join(dataDir, "hub.pid"), `${process.pid}\n`, { mode: 0o600 });
   log(`listening on ${socketPath} (pid ${process.pid})`);
+
 
   const idleTimer = idleExitMs > 0
     ? setInterval(() => {
@@ -273,6 +295,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     if (closing) return stopped;
     closing = true;
     clearInterval(idleTimer);
+    collector.stop();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const socket of sockets) socket.end();

@@ -170,3 +170,19 @@ async function countObjects(trees: ManifestTrees): Promise<number> {
   return n;
 }
 
+
+test("a tree written as JSON text folder by folder is the whole manifest's JSON, entries in path order", async (t) => {
+  const trees = await openTrees(t);
+  for (const seed of [1, 2, 3]) {
+    const manifest = sampleTree(seed, 400);
+    const root = await trees.putManifest(manifest);
+    const text = (await trees.manifestJson(root)).join("");
+    assert.equal(text, JSON.stringify(manifest));
+  }
+  // A whole manifest of an earlier version, and an empty tree, read the same way.
+  const whole = sampleTree(4, 50);
+  const hash = await trees.store.putObject(Buffer.from(JSON.stringify(whole)));
+  assert.equal((await trees.manifestJson(hash)).join(""), JSON.stringify(whole));
+  const empty = await trees.putManifest(makeManifest([]));
+  assert.equal((await trees.manifestJson(empty)).join(""), JSON.stringify(makeManifest([])));
+});

@@ -286,7 +286,11 @@ export class ManifestTrees {
     let next = 0;
     const writer = async (): Promise<void> => {
       while (next < objects.length) {
-        const { node, raw, hash } = objects[next++];
+        const at = next++;
+        const { node, raw, hash } = objects[at];
+        // Let go of each object's bytes once written: a first push of 50,000 files encodes
+        // as many bytes of folder objects as its manifest has.
+        objects[at] = undefined as never;
         await this.store.putObject(raw);
         this.#remember(`${hash}\u0000${node.path}`, node);
       }
@@ -306,6 +310,49 @@ export class ManifestTrees {
     // Depth first by name is not path order ("a-b" sorts before "a/…"): one sort puts it right.
     entries.sort((a, b) => byPath(a.path, b.path));
     return { format: MANIFEST_FORMAT, entries };
+  }
+
+  /**
+   * A whole manifest (either stored form) as JSON text in pieces, entries in path order: what
+   * `getManifest` returns, serialised, without ever holding every entry at once. Folders are
+   * read one at a time and not kept, so a pull of a 50,000-entry tree holds its text (which
+   * travels anyway) and one folder's objects. Every folder is read and checked before the
+   * first piece is returned, so a damaged object fails the request, never half an answer.
+   */
+  async manifestJson(hash: string): Promise<string[]> {
+    const stored = await this.#read(hash, "");
+    if (stored.kind === "whole") return [JSON.stringify(stored.manifest)];
+    const pieces: string[] = [`{"format":${MANIFEST_FORMAT},"entries":[`];
+    let first = true;
+    const emit = (run: ManifestEntry[]) => {
+      if (run.length === 0) return;
+      const text = JSON.stringify(run);
+      pieces.push(`${first ? "" : ","}${text.slice(1, -1)}`);
+      first = false;
+    };
+    const descend = async (node: TreeNode): Promise<void> => {
+      // Path order across folders: every path under sub-folder `d` starts with "d/", so the
+      // folder's own names and its sub-folders' names followed by "/" sort as their paths do.
+      const items: Array<{ key: string; entry?: ManifestEntry; dir?: string }> = [];
+      for (const [name, entry] of node.entries) items.push({ key: name, entry });
+      for (const name of node.dirs.keys()) items.push({ key: `${name}/`, dir: name });
+      items.sort((a, b) => byPath(a.key, b.key));
+      let run: ManifestEntry[] = [];
+      for (const item of items) {
+        if (item.entry !== undefined) {
+          run.push(item.entry);
+          continue;
+        }
+        emit(run);
+        run = [];
+        const name = item.dir as string;
+        await descend(await this.node((node.dirs.get(name) as SubtreeRef).tree, joinPath(node.path, name), false));
+      }
+      emit(run);
+    };
+    await descend(stored.root);
+    pieces.push("]}");
+    return pieces;
   }
 
   /**

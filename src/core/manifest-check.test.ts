@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Manifest } from "./manifest.ts";
-import { safeParseManifest } from "./manifest-check.ts";
+import { CheckedManifest, safeParseManifest } from "./manifest-check.ts";
 
 const H1 = "0123456789abcdef";
 const H2 = "fedcba9876543210";
@@ -84,4 +84,18 @@ test("safeParseManifest() strips unknown keys as the schema does", () => {
   const parsed = safeParseManifest(value);
   assert.ok(parsed.success);
   assert.equal("extra" in parsed.data.entries[0], false);
+});
+
+test("CheckedManifest accepts and refuses what the Manifest schema does, with the same issues, and passes a well-formed manifest through uncopied", () => {
+  for (const [name, value] of variants()) {
+    const checked = CheckedManifest.safeParse(structuredClone(value));
+    const schema = Manifest.safeParse(structuredClone(value));
+    assert.equal(checked.success, schema.success, name);
+    if (schema.success) assert.deepEqual(checked.data, schema.data, name);
+    else assert.deepEqual(checked.error?.issues.map((i) => [i.path, i.message]), schema.error.issues.map((i) => [i.path, i.message]), name);
+  }
+  const value = valid();
+  const parsed = CheckedManifest.safeParse(value);
+  assert.ok(parsed.success);
+  assert.equal(parsed.data, value);
 });

@@ -60,7 +60,41 @@ function tooLarge(maxLineBytes: number): CwsError {
  */
 export async function writeMessage(target: Writable | NodeJS.WritableStream, message: unknown): Promise<number> {
   const line = Buffer.from(JSON.stringify(message) + "\n");
-  const accepted = (target as Writable).write(line);
+  await writeBytes(target, line);
+  return line.byteLength;
+}
+
+/** Pieces of JSON text joined into writes of about this many characters. */
+const PIECE_WRITE_CHARS = 64 * 1024;
+
+/**
+ * Writes pieces of JSON text that join to one message as one line, a few pieces per write
+ * (each waiting for the stream to accept the previous), so a large message is never one string
+ * or one buffer. Returns the bytes written.
+ */
+export async function writeJsonLine(target: Writable | NodeJS.WritableStream, pieces: readonly string[]): Promise<number> {
+  let written = 0;
+  let batch: string[] = [];
+  let chars = 0;
+  const flush = async (end: string) => {
+    const bytes = Buffer.from(batch.join("") + end);
+    batch = [];
+    chars = 0;
+    await writeBytes(target, bytes);
+    written += bytes.byteLength;
+  };
+  for (const piece of pieces) {
+    batch.push(piece);
+    chars += piece.length;
+    if (chars >= PIECE_WRITE_CHARS) await flush("");
+  }
+  await flush("\n");
+  return written;
+}
+
+/** Writes bytes and waits for the stream to accept them (backpressure). */
+async function writeBytes(target: Writable | NodeJS.WritableStream, bytes: Buffer): Promise<void> {
+  const accepted = (target as Writable).write(bytes);
   if (!accepted) {
     await new Promise<void>((resolve, reject) => {
       const onDrain = () => { cleanup(); resolve(); };
@@ -76,7 +110,6 @@ export async function writeMessage(target: Writable | NodeJS.WritableStream, mes
       (target as Writable).on("close", onClose);
     });
   }
-  return line.byteLength;
 }
 
 export type { Readable };

@@ -11,6 +11,7 @@
  */
 import { z } from "zod";
 import { HashHex, Manifest, ManifestDelta, ManifestEntry } from "../core/manifest.ts";
+import { CheckedManifest } from "../core/manifest-check.ts";
 import { QuarantineReason } from "../core/policy.ts";
 
 // ---- handshake -------------------------------------------------------------------------
@@ -260,7 +261,7 @@ export const Methods = {
   // fetchManifest returns the manifest of one snapshot of a superproject.
   fetchManifest: {
     params: z.object({ slug: Slug, snapshotId: SnapshotId }),
-    result: z.object({ manifest: Manifest }),
+    result: z.object({ manifest: CheckedManifest }),
   },
   // fetchManifestDelta returns what turns the manifest of snapshot `since` into that of
   // `snapshotId` (agents with the "manifest-delta" capability): a pull onto a device whose base
@@ -285,7 +286,7 @@ export const Methods = {
       slug: Slug,
       base: SnapshotId.nullable(),
       // manifest is the whole proposed manifest (first push), or
-      manifest: Manifest.optional(),
+      manifest: CheckedManifest.optional(),
       // delta is what changes from the base snapshot's manifest: far smaller for a big tree.
       delta: ManifestDelta.optional(),
       kind: z.enum(["push", "override"]),

@@ -8,7 +8,7 @@
 import type { z } from "zod";
 import { CwsError, toCwsError } from "../errors.ts";
 import { RequestEnvelopeFor, ResponseEnvelope } from "./envelopes.ts";
-import { writeMessage } from "./framing.ts";
+import { writeJsonLine, writeMessage } from "./framing.ts";
 
 export type MethodTable = Record<string, { params: z.ZodType; result: z.ZodType }>;
 export type TableParams<T extends MethodTable, M extends keyof T> = z.infer<T[M]["params"]>;
@@ -123,12 +123,28 @@ export interface ServeOptions<T extends MethodTable> {
   onInternalError?: (method: string, error: unknown) => void;
 }
 
+/**
+ * A result already written as JSON text, in pieces that join to one JSON value. The serving
+ * loop writes the pieces as they are, so a large result (a whole manifest of 50,000 entries) is
+ * never held as one string and one buffer beside the objects it was made from. Only the side
+ * that made the pieces may vouch for them: they are not checked again.
+ */
+export class JsonText {
+  readonly pieces: readonly string[];
+  constructor(pieces: readonly string[]) {
+    this.pieces = pieces;
+  }
+}
+
 /** The serving side: read requests, validate, dispatch, answer. Returns when the input ends. */
 export async function serveRpc<T extends MethodTable>(options: ServeOptions<T>): Promise<void> {
   const envelopeSchema = RequestEnvelopeFor(Object.keys(options.table));
-  for await (const line of options.lines) {
+  // `let`: the line is let go once parsed, so a large request (a first push's whole manifest)
+  // is not held as text while it is handled.
+  for await (let line of options.lines) {
     if (line.trim() === "") continue;
     let id: number | null = null;
+    let what = "a request";
     let response: unknown;
     try {
       let raw: unknown;
@@ -136,6 +152,8 @@ export async function serveRpc<T extends MethodTable>(options: ServeOptions<T>):
         raw = JSON.parse(line);
       } catch {
         throw new CwsError("INVALID_ARGUMENT", "Cannot read request: it is not JSON");
+      } finally {
+        line = "";
       }
       const envelope = envelopeSchema.safeParse(raw);
       if (!envelope.success) {
@@ -143,19 +161,22 @@ export async function serveRpc<T extends MethodTable>(options: ServeOptions<T>):
         if (typeof candidate?.id === "number") id = candidate.id;
         throw new CwsError("INVALID_ARGUMENT", `Cannot accept request: ${envelope.error.issues[0]?.path.join(".")}: ${envelope.error.issues[0]?.message}`);
       }
+      raw = undefined;
       id = envelope.data.id;
       const method = envelope.data.method as keyof T & string;
+      what = `${method} (request ${id})`;
       const params = options.table[method].params.safeParse(envelope.data.params ?? {});
       if (!params.success) {
         const issue = params.error.issues[0];
         throw new CwsError("INVALID_ARGUMENT", `Cannot accept ${method}: ${issue?.path.join(".") || "params"}: ${issue?.message}`);
       }
       const result = await options.handle(method, params.data);
-      response = { id, ok: true, result };
+      response = result instanceof JsonText ? result : { id, ok: true, result };
     } catch (error) {
-      if (!(error instanceof CwsError)) options.onInternalError?.(line.slice(0, 100), error);
+      if (!(error instanceof CwsError)) options.onInternalError?.(what, error);
       response = { id, ok: false, error: toCwsError(error, "The request").toWire() };
     }
-    await writeMessage(options.output, response);
+    if (response instanceof JsonText) await writeJsonLine(options.output, [`{"id":${id},"ok":true,"result":`, ...response.pieces, "}"]);
+    else await writeMessage(options.output, response);
   }
 }

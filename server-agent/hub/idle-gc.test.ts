@@ -1,0 +1,72 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { collectWhenIdle, GC_GROWTH_BYTES, IDLE_TICKS, type Collections } from "./idle-gc.ts";
+
+const MiB = 2 ** 20;
+
+/** A collector driven by hand: ticks, traffic and resident memory are the test's. */
+function harness(options: { resident?: () => number; afterCollection?: () => void } = {}) {
+  const state = { traffic: 0, full: 0, lastResort: 0, tick: () => {} };
+  const collections: Collections = {
+    full: () => { state.full++; options.afterCollection?.(); },
+    lastResort: () => { state.lastResort++; options.afterCollection?.(); },
+  };
+  const collector = collectWhenIdle(() => state.traffic, {
+    collections,
+    memory: options.resident ?? (() => 0),
+    schedule: (fn) => { state.tick = fn; return () => { state.tick = () => { throw new Error("ticked after stop"); }; }; },
+  });
+  const ticks = (n: number) => { for (let i = 0; i < n; i++) state.tick(); };
+  return { state, collector, ticks };
+}
+
+test("the hub collects once after work stops, not while it works nor while it stays idle", () => {
+  const { state, collector, ticks } = harness();
+  ticks(IDLE_TICKS * 2);
+  assert.equal(state.lastResort, 0, "idle from the start: nothing to give back");
+  for (let i = 0; i < 10; i++) {
+    state.traffic += 100;
+    ticks(1);
+  }
+  assert.equal(state.lastResort, 0, "no collection while bytes move");
+  ticks(IDLE_TICKS - 1);
+  assert.equal(state.lastResort, 0, "not before the hub has been quiet long enough");
+  ticks(1);
+  assert.equal(state.lastResort, 1, "one collection once quiet after work");
+  ticks(IDLE_TICKS * 3);
+  assert.equal(state.lastResort, 1, "and none while the hub stays idle");
+  state.traffic += 1;
+  ticks(1);
+  collector.settled();
+  assert.equal(state.lastResort, 2, "the end of a sync collects at once");
+  ticks(IDLE_TICKS * 2);
+  assert.equal(state.lastResort, 2, "and not once more when the hub then stays quiet");
+  assert.equal(state.full, 0, "memory never grew: no collection in the middle of work");
+  collector.stop();
+});
+
+test("in the middle of work the hub collects when its memory has grown by the set amount since the last collection", () => {
+  let resident = 100 * MiB;
+  const seen: number[] = [];
+  // A collection gives back all but 4 MiB of what was gained.
+  const { state, ticks } = harness({ resident: () => resident, afterCollection: () => { seen.push(resident); resident = 104 * MiB; } });
+  for (let step = 0; step < 20; step++) {
+    state.traffic += 1;
+    resident += 3 * MiB;
+    ticks(1);
+  }
+  assert.ok(state.full >= 2, "work that keeps growing the hub is collected before it ends");
+  for (const at of seen) assert.ok(at <= 104 * MiB + GC_GROWTH_BYTES + 3 * MiB, "never more than the growth allowed plus one tick's gain");
+});
+
+test("the real collections are V8's, reachable without --expose-gc at start-up", () => {
+  let resident = 0;
+  let tick: () => void = () => {};
+  let traffic = 0;
+  const collector = collectWhenIdle(() => traffic, { memory: () => resident, schedule: (fn) => { tick = fn; return () => {}; } });
+  // gc() throws if the flag did not take.
+  resident = 10 * GC_GROWTH_BYTES;
+  traffic = 1;
+  tick();
+  collector.settled();
+});
