@@ -36,6 +36,7 @@
  * `wire.sshReceived`, those fill the SSH-bytes column, comparable to OpenSSH's counter.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -252,14 +253,23 @@ export class CwsRunner implements Tool {
     return this.#cold ? { ...env, CWS_KEEP_SESSION: "0" } : env;
   }
 
-  /** Waits (untimed) until the kept session a sync started answers; a user's next sync comes much later. */
+  /**
+   * Waits (untimed) until the kept session a sync started answers and has finished its warm-up
+   * (a dry run of each superproject, see kept-session.ts): a user's next sync comes much later,
+   * so a benchmark whose next sync queued behind the warm-up would time the warm-up instead.
+   * The session says it is idle by naming the moment it will exit for idleness.
+   */
   async #awaitKeptSession(home: string): Promise<void> {
     if (this.#cold) return;
-    for (let waited = 0; waited < 15_000; waited += 50) {
-      if (existsSync(path.join(home, "kept-session.sock")) && keptSessionPid(home) !== undefined) return;
+    const socket = path.join(home, "kept-session.sock");
+    for (let waited = 0; waited < 120_000; waited += 50) {
+      if (existsSync(socket) && keptSessionPid(home) !== undefined) {
+        const status = await askStatus(socket);
+        if (status !== undefined && status.idleExitAt !== null) return;
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`no kept session answered in ${home} within 15 s after the sync (see ${path.join(home, "logs", "kept-session.log")})`);
+    throw new Error(`no kept session of ${home} was ready within 120 s after the sync (see ${path.join(home, "logs", "kept-session.log")})`);
   }
 
   /** Stops the kept sessions of this tool's devices, by the pid in their lock files. */
@@ -285,6 +295,33 @@ export class CwsRunner implements Tool {
       }
     }
   }
+}
+
+/** A kept session's status line (see kept-session.ts), or undefined when it does not answer. */
+function askStatus(socketPath: string): Promise<{ idleExitAt: number | null } | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    let text = "";
+    const done = (value: { idleExitAt: number | null } | undefined) => {
+      socket.destroy();
+      resolve(value);
+    };
+    socket.setTimeout(2000, () => done(undefined));
+    socket.on("error", () => done(undefined));
+    socket.on("connect", () => socket.write(`${JSON.stringify({ type: "status" })}\n`));
+    socket.on("data", (data) => {
+      text += data.toString("utf8");
+      const end = text.indexOf("\n");
+      if (end < 0) return;
+      try {
+        const reply = JSON.parse(text.slice(0, end)) as { type?: string; idleExitAt?: unknown };
+        done(reply.type === "status" ? { idleExitAt: typeof reply.idleExitAt === "number" ? reply.idleExitAt : null } : undefined);
+      } catch {
+        done(undefined);
+      }
+    });
+    socket.on("end", () => done(undefined));
+  });
 }
 
 /** The pid of the kept session of a client state dir, from its lock file, when that process lives. */
