@@ -35,11 +35,11 @@
  * SSH). If it also reports the SSH connection's socket bytes as `wire.sshSent`/
  * `wire.sshReceived`, those fill the SSH-bytes column, comparable to OpenSSH's counter.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { connect } from "node:net";
+import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { keptLogPath, keptSessionPid, keptSessionStatus, keptSocketPath } from "../src/client/kept-session-wire.ts";
 import { agentCommandLine, REPO_NODE, shellQuote } from "../test/helpers/sshd.ts";
 import { type ByteCounts, findProcesses, type Measurement, peakRssOf, resetPeakRss, resetPeakRssOf, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
 import type { Scenario } from "./report.ts";
@@ -137,7 +137,7 @@ export class CwsRunner implements Tool {
 
   async resetServer(): Promise<void> {
     this.#stopHubs();
-    this.#stopKeptSessions();
+    await this.#stopKeptSessions();
     for (const dir of [this.#server, this.#homeA]) await rm(dir, { recursive: true, force: true });
     await this.#step("cws-server init", this.#serverMain, ["init", "--data", this.#server, "--passphrase-file", this.#passphraseFile]);
     await this.#enroll(this.#homeA, "bench-device-a");
@@ -157,7 +157,7 @@ export class CwsRunner implements Tool {
   }
 
   async preparePull(): Promise<void> {
-    this.#stopKeptSessions([this.#homeB]);
+    await this.#stopKeptSessions([this.#homeB]);
     for (const dir of [this.#homeB, this.#deviceB]) await rm(dir, { recursive: true, force: true });
     await mkdir(this.#deviceB, { recursive: true });
     await this.#enroll(this.#homeB, "bench-device-b");
@@ -178,7 +178,7 @@ export class CwsRunner implements Tool {
 
   async dispose(): Promise<void> {
     this.#stopHubs();
-    this.#stopKeptSessions();
+    await this.#stopKeptSessions();
     await rm(this.#context.workDir, { recursive: true, force: true });
   }
 
@@ -215,8 +215,8 @@ export class CwsRunner implements Tool {
   async #measured(home: string, commands: string[][]): Promise<Measurement> {
     await rm(this.#serverRss, { force: true });
     resetPeakRss(this.#server);
-    const kept = keptSessionPid(home);
-    if (kept !== undefined) resetPeakRssOf(kept);
+    const kept = await keptSessionPid(home);
+    if (kept !== null) resetPeakRssOf(kept);
     const total: Measurement = { wallMs: 0 };
     for (const args of commands) {
       const run = await runTimed(REPO_NODE, [this.#cli, ...args], {
@@ -237,7 +237,7 @@ export class CwsRunner implements Tool {
       }
     }
     // The kept session that ran the sync is part of the client, as the hub is of the server.
-    const keptRss = kept === undefined ? undefined : peakRssOf(kept);
+    const keptRss = kept === null ? undefined : peakRssOf(kept);
     if (keptRss !== undefined) total.clientRssKiB = Math.max(total.clientRssKiB ?? 0, keptRss);
     const agentRss = await waitForRssFile(this.#serverRss, { timeoutMs: 1500 });
     const hubRss = Math.max(0, ...findProcesses(this.#server).map((p) => p.peakRssKiB ?? 0));
@@ -261,22 +261,21 @@ export class CwsRunner implements Tool {
    */
   async #awaitKeptSession(home: string): Promise<void> {
     if (this.#cold) return;
-    const socket = path.join(home, "kept-session.sock");
     for (let waited = 0; waited < 120_000; waited += 50) {
-      if (existsSync(socket) && keptSessionPid(home) !== undefined) {
-        const status = await askStatus(socket);
-        if (status !== undefined && status.idleExitAt !== null) return;
+      if (existsSync(keptSocketPath(home)) && (await keptSessionPid(home)) !== null) {
+        const status = await keptSessionStatus(home);
+        if (status !== null && status.idleExitAt !== null) return;
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`no kept session of ${home} was ready within 120 s after the sync (see ${path.join(home, "logs", "kept-session.log")})`);
+    throw new Error(`no kept session of ${home} was ready within 120 s after the sync (see ${keptLogPath(home)})`);
   }
 
   /** Stops the kept sessions of this tool's devices, by the pid in their lock files. */
-  #stopKeptSessions(homes: string[] = [this.#homeA, this.#homeB]): void {
+  async #stopKeptSessions(homes: string[] = [this.#homeA, this.#homeB]): Promise<void> {
     for (const home of homes) {
-      const pid = keptSessionPid(home);
-      if (pid === undefined) continue;
+      const pid = await keptSessionPid(home);
+      if (pid === null) continue;
       try {
         process.kill(pid, "SIGTERM");
       } catch {
@@ -297,44 +296,6 @@ export class CwsRunner implements Tool {
   }
 }
 
-/** A kept session's status line (see kept-session.ts), or undefined when it does not answer. */
-function askStatus(socketPath: string): Promise<{ idleExitAt: number | null } | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect(socketPath);
-    let text = "";
-    const done = (value: { idleExitAt: number | null } | undefined) => {
-      socket.destroy();
-      resolve(value);
-    };
-    socket.setTimeout(2000, () => done(undefined));
-    socket.on("error", () => done(undefined));
-    socket.on("connect", () => socket.write(`${JSON.stringify({ type: "status" })}\n`));
-    socket.on("data", (data) => {
-      text += data.toString("utf8");
-      const end = text.indexOf("\n");
-      if (end < 0) return;
-      try {
-        const reply = JSON.parse(text.slice(0, end)) as { type?: string; idleExitAt?: unknown };
-        done(reply.type === "status" ? { idleExitAt: typeof reply.idleExitAt === "number" ? reply.idleExitAt : null } : undefined);
-      } catch {
-        done(undefined);
-      }
-    });
-    socket.on("end", () => done(undefined));
-  });
-}
-
-/** The pid of the kept session of a client state dir, from its lock file, when that process lives. */
-function keptSessionPid(home: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(path.join(home, "kept-session.pid"), "utf8").trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 function addBytes(a: ByteCounts | undefined, b: ByteCounts): ByteCounts {
   return a === undefined ? { ...b } : { sent: a.sent + b.sent, received: a.received + b.received };
