@@ -42,6 +42,7 @@ import { z } from "zod";
 import { keptLogPath, keptSessionPid, keptSessionStatus, keptSocketPath } from "../src/client/kept-session-wire.ts";
 import { agentCommandLine, REPO_NODE, shellQuote } from "../test/helpers/sshd.ts";
 import { type ByteCounts, findProcesses, type Measurement, peakRssOf, resetPeakRss, resetPeakRssOf, runTimed, tail, TIME_PATH, waitForRssFile } from "./measure.ts";
+import { discard } from "./trash.ts";
 import type { Scenario } from "./report.ts";
 import { inWork, type Tool, type ToolContext } from "./tool.ts";
 
@@ -138,7 +139,7 @@ export class CwsRunner implements Tool {
   async resetServer(): Promise<void> {
     this.#stopHubs();
     await this.#stopKeptSessions();
-    for (const dir of [this.#server, this.#homeA]) await rm(dir, { recursive: true, force: true });
+    for (const dir of [this.#server, this.#homeA]) await discard(dir);
     await this.#step("cws-server init", this.#serverMain, ["init", "--data", this.#server, "--passphrase-file", this.#passphraseFile]);
     await this.#enroll(this.#homeA, "bench-device-a");
   }
@@ -158,7 +159,7 @@ export class CwsRunner implements Tool {
 
   async preparePull(): Promise<void> {
     await this.#stopKeptSessions([this.#homeB]);
-    for (const dir of [this.#homeB, this.#deviceB]) await rm(dir, { recursive: true, force: true });
+    for (const dir of [this.#homeB, this.#deviceB]) await discard(dir);
     await mkdir(this.#deviceB, { recursive: true });
     await this.#enroll(this.#homeB, "bench-device-b");
   }
@@ -179,7 +180,7 @@ export class CwsRunner implements Tool {
   async dispose(): Promise<void> {
     this.#stopHubs();
     await this.#stopKeptSessions();
-    await rm(this.#context.workDir, { recursive: true, force: true });
+    await discard(this.#context.workDir);
   }
 
   async #enroll(home: string, deviceName: string): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import { mkdir, rm } from "node:fs/promises";
 import { type ByteCounts, type Measurement, parseSshTransferred, runTimed, tail, TIME_PATH, waitForRssFile, withoutSshChatter } from "./measure.ts";
+import { discard } from "./trash.ts";
 import { inWork, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
 
 /**
@@ -58,7 +59,7 @@ export class RsyncRunner implements Tool {
   }
 
   async resetServer(): Promise<void> {
-    await rm(this.#server, { recursive: true, force: true });
+    await discard(this.#server);
   }
 
   push(): Promise<Measurement> {
@@ -70,7 +71,7 @@ export class RsyncRunner implements Tool {
   }
 
   async preparePull(): Promise<void> {
-    await rm(this.#deviceB, { recursive: true, force: true });
+    await discard(this.#deviceB);
     await mkdir(this.#deviceB, { recursive: true });
   }
 
@@ -83,7 +84,7 @@ export class RsyncRunner implements Tool {
   }
 
   async dispose(): Promise<void> {
-    await rm(this.#context.workDir, { recursive: true, force: true });
+    await discard(this.#context.workDir);
   }
 
   #remote(): string {

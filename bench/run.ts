@@ -45,6 +45,7 @@ import {
 import { RsyncRunner } from "./rsync-runner.ts";
 import { type SlowLink, type SlowLinkOptions, startSlowLink } from "./slow-link.ts";
 import { CIPHER, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
+import { discard, emptyTrash, useTrash } from "./trash.ts";
 import { UnisonRunner } from "./unison-runner.ts";
 
 const MIB = 1024 * 1024;
@@ -432,6 +433,7 @@ async function main(): Promise<number> {
   }
 
   const work = await mkdtemp(path.join(os.tmpdir(), "cws-bench-"));
+  useTrash(path.join(work, "trash"));
   let sshd: SshdHandle | undefined;
   const cleanUp = async (): Promise<void> => {
     // Anything still running from our work folder (a cws hub an agent started, say) was
@@ -444,6 +446,8 @@ async function main(): Promise<number> {
       }
     }
     await sshd?.stop();
+    // What the runs set aside (see trash.ts) goes now that nothing is timed any more.
+    await emptyTrash();
     if (!options.keep) await rm(work, { recursive: true, force: true });
   };
   // Ctrl+C: stop what we started (by PID) and leave no temp data behind.
@@ -494,9 +498,9 @@ async function main(): Promise<number> {
           else results[existing] = { ...results[existing]!, ...row, runs: row.runs.length > 0 ? row.runs : results[existing]!.runs };
         });
         await tool.dispose().catch((error: unknown) => log(`${name}: cleaning up failed: ${messageOf(error)}`));
-        await rm(toolDir, { recursive: true, force: true });
+        await discard(toolDir);
       }
-      await rm(pristine, { recursive: true, force: true });
+      await discard(pristine);
       await link?.close();
     }
   } finally {

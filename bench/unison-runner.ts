@@ -13,6 +13,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { type Measurement, parseSshTransferred, runTimed, tail, TIME_PATH, waitForRssFile, withoutSshChatter } from "./measure.ts";
+import { discard } from "./trash.ts";
 import { inWork, opensshArgs, type Tool, type ToolContext } from "./tool.ts";
 
 /** The Unison binary, if one is on PATH. */
@@ -63,7 +64,7 @@ export class UnisonRunner implements Tool {
     // A fresh replica on both ends: without its archives, Unison would treat the old state as
     // the common ancestor and see the emptied server as a deletion to propagate.
     for (const dir of [this.#server, this.#archivesServerA, this.#archivesA]) {
-      await rm(dir, { recursive: true, force: true });
+      await discard(dir);
       await mkdir(dir, { recursive: true });
     }
   }
@@ -78,7 +79,7 @@ export class UnisonRunner implements Tool {
 
   async preparePull(): Promise<void> {
     for (const dir of [this.#deviceB, this.#archivesB, this.#archivesServerB]) {
-      await rm(dir, { recursive: true, force: true });
+      await discard(dir);
       await mkdir(dir, { recursive: true });
     }
   }
@@ -92,7 +93,7 @@ export class UnisonRunner implements Tool {
   }
 
   async dispose(): Promise<void> {
-    await rm(this.#context.workDir, { recursive: true, force: true });
+    await discard(this.#context.workDir);
   }
 
   async #run(localRoot: string, archives: string, serverArchives: string): Promise<Measurement> {
