@@ -18,6 +18,7 @@ import { connectSsh } from "../src/transport/ssh.ts";
 import { connectHub } from "../server-agent/hub/hub-client.ts";
 import { hashPassphrase, writeServerConfig } from "../server-agent/server-config.ts";
 import { openSshSession, runRemoteCommand, type SshSessionTarget } from "../src/transport/ssh-session.ts";
+import { keyForms } from "../src/transport/ssh2-key-objects.ts";
 import {
   agentCommandLine,
   freePort,
@@ -100,6 +101,23 @@ describe("SSH transport against a real sshd", { skip }, () => {
         await session.close();
       }
       assert.equal(session.isClosed(), true);
+    });
+
+    it("keeps its AES-GCM keys as key objects, after a rekey too, and still round-trips", async () => {
+      const session = await openSshSession(baseTarget());
+      try {
+        // If ssh2 renamed the fields this relies on, packets would still flow, only slower: this notices.
+        assert.deepEqual(keyForms(session.client), { encrypt: "KeyObject", decrypt: "KeyObject" });
+        // A new key exchange (as OpenSSH starts after its RekeyLimit) makes new cipher objects.
+        const rekeyed = new Promise<void>((resolve) => session.client.once("handshake", () => resolve()));
+        (session.client as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
+        await rekeyed;
+        const piped = await runRemoteCommand(session, "cat", { stdin: "after the rekey\n" });
+        assert.equal(piped.stdout.toString(), "after the rekey\n");
+        assert.deepEqual(keyForms(session.client), { encrypt: "KeyObject", decrypt: "KeyObject" });
+      } finally {
+        await session.close();
+      }
     });
 
     it("refuses a changed host key, naming both fingerprints and the ssh-keygen -R fix", async () => {

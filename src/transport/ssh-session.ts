@@ -32,6 +32,7 @@ import {
   type HostKey,
 } from "./known-hosts.ts";
 import { createSshAuth, type SshAuthOptions } from "./ssh-auth.ts";
+import { useKeyObjects } from "./ssh2-key-objects.ts";
 
 /** Where and how to connect. */
 export interface SshSessionTarget {
@@ -164,6 +165,8 @@ export async function openSshSession(target: SshSessionTarget, options: SshSessi
   coalesceWrites(sock);
 
   const client = new ssh2.Client();
+  // Each SSH packet's cipher then starts from a key object instead of importing the key again.
+  useKeyObjects(client);
   let failure: CwsError | undefined;
   let hostKey: SshSession["hostKey"] | undefined;
   const fail = (error: CwsError): void => {
