@@ -13,6 +13,7 @@ import { RpcCaller, type TableParams, type TableResult } from "../../src/protoco
 import { HubMethods, type HubMethodName } from "./hub-protocol.ts";
 import { hubSocketPath } from "../data-dir.ts";
 import { serverConfigPath } from "../server-config.ts";
+import { LOW_MEMORY_MALLOC_ENV } from "../../src/malloc-env.ts";
 
 export interface HubClient {
   call<M extends HubMethodName>(method: M, params: TableParams<typeof HubMethods, M>): Promise<TableResult<typeof HubMethods, M>>;
@@ -33,16 +34,6 @@ const START_LOCK_STALE_MS = 30_000;
  */
 export const HUB_NODE_FLAGS = ["--max-semi-space-size=1"];
 
-/**
- * glibc's allocator settings for a hub started here. Node's Buffers, zstd's contexts and
- * SQLite's pages come from malloc, and by default glibc keeps what was freed: it raises its mmap
- * threshold to the largest block freed so far (scrypt's 32 MiB at the first enrollment), after
- * which every buffer comes from arenas, one per thread of the thread pool, that give memory back
- * only from their top. Measured on a 5,000-file push: the hub kept 123 MiB after it, 88 MiB
- * with these. One arena, buffers of 32 KiB and more mapped on their own (unmapped when freed),
- * and the top of the heap trimmed past 64 KiB of free space.
- */
-export const HUB_MALLOC_ENV = { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "32768", MALLOC_TRIM_THRESHOLD_: "65536" };
 
 const SERVER_MAIN = join(import.meta.dirname, "..", "server-main.mjs");
 
@@ -153,7 +144,7 @@ function spawnHub(dataDir: string): void {
     detached: true,
     stdio: "ignore",
     // The operator's own settings, if any, win.
-    env: { ...HUB_MALLOC_ENV, ...env },
+    env: { ...LOW_MEMORY_MALLOC_ENV, ...env },
   });
   child.unref();
 }

@@ -5,7 +5,7 @@
  * - After work, tens of MiB of dead manifest objects and Buffers stay resident: V8 collects only
  *   when JavaScript allocates, and an idle hub allocates nothing, so its memory reducer may wait
  *   minutes. One "last resort" collection when the work ends gives that memory back (Buffers of
- *   32 KiB and more are then unmapped; see HUB_MALLOC_ENV in hub-client.ts).
+ *   32 KiB and more are then unmapped; see src/malloc-env.ts).
  * - During work, the Buffers of a bundle being ingested or prepared (read blocks, decompressed
  *   chunks, zstd frames) outlive a young collection often enough, and V8 frees those only in a
  *   full collection, which it starts on its own after about 64 MiB of them. A plain full

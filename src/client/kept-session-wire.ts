@@ -31,6 +31,7 @@ import { CwsError, type WireError } from "../errors.ts";
 import type { SyncEvent, SyncSummary } from "./sync.ts";
 import { readFile } from "node:fs/promises";
 import { connectSocket, socketAnswers, SocketLines, summaryFrom, unreadableAnswer, wireErrorFrom, writeLine } from "./session-socket.ts";
+import { LOW_MEMORY_MALLOC_ENV } from "../malloc-env.ts";
 
 /** How long a kept session stays without a request before it exits, when CWS_KEEP_SESSION does not say. */
 export const DEFAULT_KEEP_SESSION_SECONDS = 600;
@@ -255,7 +256,8 @@ export async function startKeptSession(home: string): Promise<void> {
       stdio: ["ignore", log, log],
       // Not the command's working folder: the session must not keep a folder (or a drive) busy.
       cwd: home,
-      env: process.env,
+      // It lives for minutes and is counted by its peak memory: see malloc-env.ts.
+      env: { ...LOW_MEMORY_MALLOC_ENV, ...process.env },
     });
     child.on("error", () => {});
     child.unref();
