@@ -7,7 +7,8 @@ import { Chunker } from "../core/chunker.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
 import type { ManifestEntry } from "../core/manifest.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
-import { READ_BUFFER_BYTES, scanTree } from "./scanner.ts";
+import { READ_BUFFER_BYTES } from "./file-chunks.ts";
+import { scanTree } from "./scanner.ts";
 import { readStatCache, type StatCacheEntry } from "./stat-cache.ts";
 
 /** An hour ago, so that the files are old enough for the stat cache (not "racy"). */

@@ -7,9 +7,10 @@
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
 import { BundleWriter, MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
 import { xxh64Hex } from "../core/hash.ts";
-import { chunkId, type ManifestEntry } from "../core/manifest.ts";
+import { chunkId } from "../core/chunk-id.ts";
+import type { ManifestEntry } from "../core/manifest.ts";
 import { CwsError } from "../errors.ts";
-import { readFileChunks } from "./scanner.ts";
+import { readFileChunks } from "./file-chunks.ts";
 
 /** File extensions whose content is already compressed: zstd is not even tried on them. */
 const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mov|pdf|woff2?)$/i;

@@ -8,7 +8,8 @@ import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_SIZE } from "../core/chunker.ts";
 import { Manifest, chunkId, type ManifestEntry } from "../core/manifest.ts";
-import { READ_BUFFER_BYTES, readFileChunks, scanTree, type ScanOptions } from "./scanner.ts";
+import { READ_BUFFER_BYTES, readFileChunks } from "./file-chunks.ts";
+import { scanTree, type ScanOptions } from "./scanner.ts";
 import { addToStatCache } from "./stat-cache.ts";
 
 /** An hour ago, so that every fixture file is old enough to be cached (not "racy"). */

@@ -23,7 +23,7 @@
  * - Temp files of an interrupted pull (leftovers.ts) are never entries; their paths are
  *   returned so that the sync can remove them.
  */
-import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { join, sep } from "node:path";
 import ignore, { type Ignore } from "ignore";
@@ -31,10 +31,12 @@ import { CwsError } from "../errors.ts";
 import { PACKAGE_VERSION } from "../version.ts";
 import { Chunker, chunkLengths } from "../core/chunker.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
-import { chunkId, makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
+import { makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
+import { isErrno, OPEN_FLAGS, READ_BUFFER_BYTES } from "./file-chunks.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
+
 
 /** The namespace prefix of the superproject folder's entries. */
 export const FILES_PREFIX = "files/";
@@ -54,9 +56,6 @@ export const DEFAULT_IGNORE: readonly string[] = [
   "~$*",
 ];
 
-/** The size of each read, in bytes: large enough for few system calls, small enough to hold 4 of. */
-export const READ_BUFFER_BYTES = 1024 * 1024;
-
 /** How many files are hashed at once; reads overlap with hashing without thrashing a disk. */
 export const HASH_CONCURRENCY = 4;
 
@@ -73,11 +72,6 @@ const SYNC_FILES_PER_YIELD = 32;
 const WALK_ENTRIES_PER_YIELD = 256;
 
 const NON_ASCII = /[^\x00-\x7f]/;
-
-// Opening with O_NOFOLLOW makes a file swapped for a symlink after the walk fail instead of
-// being followed, and O_NONBLOCK keeps a file swapped for a FIFO from blocking the open (it has
-// no effect on regular files). Windows has neither flag (0 there); the walk's lstat must do.
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0);
 
 export interface ScanOptions {
   /** The superproject folder to scan. */
@@ -383,125 +377,6 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
 }
 
 /**
- * Reads a file and yields its chunks by the lengths in `entry.chunks`, verifying each xxh64 and
- * at the end the whole file's. Each yielded `data` is a fresh buffer the consumer may keep.
- *
- * @throws {CwsError} CORRUPT when the content differs from the entry (the file changed since
- *   the scan), NOT_FOUND when the file no longer exists.
- */
-export async function* readFileChunks(absPath: string, entry: ManifestEntry): AsyncGenerator<{ id: string; data: Uint8Array }> {
-  if (entry.kind !== "file") throw new TypeError(`readFileChunks() needs a file entry, got a ${entry.kind}: ${entry.path}`);
-  if (entry.size < READ_BUFFER_BYTES) {
-    // Small files are read whole with synchronous calls, as the scanner does, for the same reason.
-    yield* smallFileChunks(entry, readSmallFileSync(absPath, entry));
-    return;
-  }
-  let handle: FileHandle;
-  try {
-    handle = await open(absPath, OPEN_FLAGS);
-  } catch (error) {
-    throw isErrno(error, "ENOENT") ? vanishedSinceScan(entry, error) : error;
-  }
-  try {
-    const whole = createXxh64();
-    let position = 0;
-    for (const ref of entry.chunks) {
-      const [expected, length] = ref;
-      // A fresh buffer per chunk, because the consumer may keep it (e.g. queue it for upload).
-      const data = new Uint8Array(length);
-      const got = await readFully(handle, data, position);
-      const actual = xxh64Hex(data.subarray(0, got));
-      if (got !== length || actual !== expected) {
-        throw changedSinceScan(entry, `chunk at byte ${position} should be ${length} bytes with xxh64 ${expected}, found ${got} bytes with xxh64 ${actual}`);
-      }
-      whole.update(data);
-      position += length;
-      yield { id: chunkId(ref), data };
-    }
-    // One byte more than the entry's size means the file grew since the scan.
-    const probe = new Uint8Array(1);
-    if ((await readFully(handle, probe, position)) !== 0) {
-      throw changedSinceScan(entry, `it is longer than the ${entry.size} bytes scanned`);
-    }
-    const wholeHash = whole.digestHex();
-    if (wholeHash !== entry.hash) {
-      throw changedSinceScan(entry, `its xxh64 is ${wholeHash}, the scan found ${entry.hash}`);
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Reads a small file whole into a fresh buffer, one byte longer than expected to notice growth. */
-function readSmallFileSync(absPath: string, entry: ManifestEntry): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(absPath, OPEN_FLAGS);
-  } catch (error) {
-    throw isErrno(error, "ENOENT") ? vanishedSinceScan(entry, error) : error;
-  }
-  try {
-    const content = new Uint8Array(entry.size + 1);
-    let filled = 0;
-    for (;;) {
-      const bytesRead = readSync(fd, content, filled, content.length - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-      if (filled === content.length) break;
-    }
-    return content.subarray(0, filled);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Checks a small file's content against its entry, then yields its chunks as views of it. */
-function* smallFileChunks(entry: ManifestEntry, content: Uint8Array): Generator<{ id: string; data: Uint8Array }> {
-  if (content.length !== entry.size) {
-    throw changedSinceScan(entry, `it is ${content.length > entry.size ? "longer" : "shorter"} than the ${entry.size} bytes scanned`);
-  }
-  const wholeHash = xxh64Hex(content);
-  if (wholeHash !== entry.hash) throw changedSinceScan(entry, `its xxh64 is ${wholeHash}, the scan found ${entry.hash}`);
-  let position = 0;
-  for (const ref of entry.chunks) {
-    const [expected, length] = ref;
-    const data = content.subarray(position, position + length);
-    const actual = xxh64Hex(data);
-    if (actual !== expected) {
-      throw changedSinceScan(entry, `chunk at byte ${position} should have xxh64 ${expected}, found ${actual}`);
-    }
-    position += length;
-    yield { id: chunkId(ref), data };
-  }
-}
-
-// When the file was deleted between the scan and the read (e.g. the upload).
-function vanishedSinceScan(entry: ManifestEntry, cause: unknown): CwsError {
-  return new CwsError("NOT_FOUND", `Cannot read "${entry.path}" as it no longer exists; scan again and retry`, {
-    cause,
-    data: { path: entry.path },
-  });
-}
-
-// When a file's content no longer matches what the scan recorded.
-function changedSinceScan(entry: ManifestEntry, detail: string): CwsError {
-  return new CwsError("CORRUPT", `Cannot read "${entry.path}" as it changed since it was scanned (${detail}); scan again and retry`, {
-    data: { path: entry.path },
-  });
-}
-
-/** Reads into `target` from `position` until it is full or the file ends; returns the bytes read. */
-async function readFully(handle: FileHandle, target: Uint8Array, position: number): Promise<number> {
-  let filled = 0;
-  while (filled < target.length) {
-    const { bytesRead } = await handle.read(target, filled, target.length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return filled;
-}
-
-/**
  * Reads and hashes one file through `buffer`. The stat of the open file is taken before and after
  * reading; if they differ, or the bytes read differ from the size, the file changed under us and
  * is read again (a few times at most).
@@ -703,10 +578,6 @@ function throwIfCancelled(signal: AbortSignal | undefined): void {
 
 function isCancelled(error: unknown): boolean {
   return error instanceof CwsError && error.code === "CANCELLED";
-}
-
-function isErrno(error: unknown, code: string): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
 function describe(error: unknown): string {

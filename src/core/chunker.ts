@@ -23,7 +23,7 @@
  * Pure: no I/O, no allocations per byte. `chunkLengths` and `Chunker` share one scanning
  * function, so the streaming form gives the same boundaries however the input is split.
  */
-import { MAX_CHUNK_BYTES } from "./manifest.ts";
+import { MAX_CHUNK_BYTES } from "./chunk-id.ts";
 
 /** No chunk except an input's last is shorter than this, in bytes. */
 export const MIN_CHUNK_SIZE = 16 * 1024;

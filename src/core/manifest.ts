@@ -8,13 +8,14 @@
  * for the superproject folder and `codex/…` for the superproject's Codex artifacts.
  */
 import { z } from "zod";
+import { chunkId, MAX_CHUNK_BYTES } from "./chunk-id.ts";
 
 /** xxh64 of some bytes, as 16 lower-case hex digits. */
 export const HashHex = z.string().regex(/^[0-9a-f]{16}$/, "expected 16 hex digits of xxh64");
 export type HashHex = z.infer<typeof HashHex>;
 
-/** The largest chunk the chunker may emit, in bytes. Larger chunks from a peer are refused. */
-export const MAX_CHUNK_BYTES = 256 * 1024;
+// Defined without zod, for the worker threads (see chunk-id.ts); exported here as before.
+export { chunkId, MAX_CHUNK_BYTES, parseChunkId } from "./chunk-id.ts";
 
 /** One chunk reference: its xxh64 and its length in bytes. */
 export const ChunkRef = z.tuple([HashHex, z.number().int().min(0).max(MAX_CHUNK_BYTES)]);
@@ -65,17 +66,6 @@ export const Manifest = z
     message: "Manifest entries must be sorted by path without duplicates",
   });
 export type Manifest = z.infer<typeof Manifest>;
-
-/** The id under which a chunk is stored: its hash and length, so equal hashes of different lengths never collide. */
-export function chunkId([hash, length]: ChunkRef): string {
-  return `${hash}-${length}`;
-}
-
-export function parseChunkId(id: string): ChunkRef {
-  const match = /^([0-9a-f]{16})-(\d{1,7})$/.exec(id);
-  if (match === null) throw new TypeError(`Not a chunk id: ${JSON.stringify(id)}`);
-  return [match[1], Number(match[2])];
-}
 
 export function emptyManifest(): Manifest {
   return { format: MANIFEST_FORMAT, entries: [] };

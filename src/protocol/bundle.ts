@@ -35,7 +35,7 @@ import { basename } from "node:path";
 import zlib from "node:zlib";
 import { CwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
-import { MAX_CHUNK_BYTES, parseChunkId } from "../core/manifest.ts";
+import { MAX_CHUNK_BYTES, parseChunkId } from "../core/chunk-id.ts";
 
 /** The 8 bytes every bundle (and pack) starts with. The trailing digit is the format version. */
 export const BUNDLE_MAGIC = Buffer.from("CWSBNDL1", "latin1");
