@@ -285,7 +285,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       }
     }
     // Loaded only when there is something to push (bundles, zstd): not for a no-op sync.
-    const { pushChunks } = await import("./push.ts");
+    const { pushChunks, wholeManifestForCommit } = await import("./push.ts");
     const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
     Object.assign(summary.pushed, pushStats);
     emit({ type: "phase", phase: "commit" });
@@ -295,7 +295,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     const committed = await conn.call("commit", {
       slug,
       base: head?.id ?? null,
-      ...(head === null ? { manifest: plan.merged } : { delta: diffManifests(server, plan.merged) }),
+      ...(head === null ? await wholeManifestForCommit(conn, slug, plan.merged, signal) : { delta: diffManifests(server, plan.merged) }),
       kind: mode === "override" || replacing ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });
