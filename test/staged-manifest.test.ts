@@ -62,7 +62,7 @@ test("a first push staged in pieces makes the same head a second device pulls in
 });
 
 for (const fault of ["client-after-first-piece", "agent-after-first-piece"] as const) {
-  test(`a first push killed at ${fault} leaves no head, and the next sync commits without re-sending chunks`, async () => {
+  test(`a first push killed at ${fault} leaves no head, and the next sync commits the whole tree`, async () => {
     const slug = `staged-${fault.split("-")[0]}`;
     const { a, rootA } = await cluster.pair(slug);
     await writeTree(rootA);
@@ -77,7 +77,7 @@ for (const fault of ["client-after-first-piece", "agent-after-first-piece"] as c
     const check = await a.connect();
     assert.equal((await check.call("head", { slug })).snapshot?.files, 28);
     await check.close();
-    assert.equal((JSON.parse(resumed.stdout) as { pushed: { chunks: number } }).pushed.chunks, 0, "every chunk was stored by the killed run");
+    assert.equal((JSON.parse(resumed.stdout) as { pushed: { files: number } }).pushed.files, 28);
   });
 }
 
@@ -113,13 +113,16 @@ test("the agent refuses pieces and staged commits that do not add up, with the r
   await refused(conn.call("commit", { slug, base: null, staged: { pieces: 1, entries: 1 }, kind: "push" }), "INVALID_ARGUMENT", "a commit missing a piece");
 
   // What a whole manifest's commit refuses, a piece refuses: a name that cannot travel, an
-  // entry under a file staged in an earlier piece, chunks the store lacks.
+  // entry under a file staged in an earlier piece.
   await refused(conn.call("stageManifest", { slug, piece: 0, manifest: piece([dir("files/con")]) }), "INVALID_PATH", "a Windows device name");
   const empty = { kind: "file" as const, size: 0, mtimeMs: 0, mode: 0o644, hash: "ef46db3751d8e999", chunks: [] };
   await conn.call("stageManifest", { slug, piece: 0, manifest: piece([{ path: "files/x", ...empty }]) });
   await refused(conn.call("stageManifest", { slug, piece: 1, manifest: piece([{ path: "files/x/y", ...empty }]) }), "INVALID_PATH", "a file under a file of an earlier piece");
+  // Chunks are checked when the commit names the staged manifest (pieces may travel while the
+  // bundles still upload): one the store lacks is refused then, under the hub's head lock.
   const lacking = { path: "files/lacking", kind: "file" as const, size: 5, mtimeMs: 0, mode: 0o644, hash: "0123456789abcdef", chunks: [["0123456789abcdef", 5]] as Array<[string, number]> };
-  await refused(conn.call("stageManifest", { slug, piece: 0, manifest: piece([lacking]) }), "NOT_FOUND", "chunks the store lacks");
+  await conn.call("stageManifest", { slug, piece: 0, manifest: piece([lacking]) });
+  await refused(conn.call("commit", { slug, base: null, staged: { pieces: 1, entries: 1 }, kind: "push" }), "NOT_FOUND", "chunks the store lacks");
 
   assert.equal((await conn.call("head", { slug })).snapshot, null, "nothing refused became a head");
   // A staged manifest belongs to its session: another one cannot commit it.

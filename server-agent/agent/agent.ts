@@ -199,7 +199,8 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       for (const entry of entries) checkManifestPath(entry.path);
       const edit = await (await getTrees()).editDelta(before?.root ?? null, { upserts: entries, removes: [] });
       refuseTravelProblems(changedTravelProblems(entries, await edit.travelLookup(entries)));
-      await (await getStore()).requireChunks([...manifestChunkIds(p.manifest)]);
+      // Chunks are not asked about here: pieces travel while the push's bundles still upload.
+      // The hub checks every chunk of the tree under its head lock when the commit names it.
       const root = await edit.write();
       staged = { slug: p.slug, pieces: p.piece + 1, entries: total, root, lastPath: entries[entries.length - 1].path };
       if (p.piece === 0) faultPoint("agent-after-first-piece");
@@ -212,8 +213,8 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       let ids: string[];
       let stage: () => Promise<string>;
       if (p.staged !== undefined) {
-        // Each piece was checked as it was staged (paths, names, chunks); the hub checks the
-        // chunks again under its head lock, as for every commit.
+        // Each piece was checked as it was staged (paths, names); the hub checks that the store
+        // holds every chunk of the tree under its head lock, as for every commit.
         const done = staged;
         staged = undefined;
         if (done === undefined || done.slug !== p.slug || done.pieces !== p.staged.pieces || done.entries !== p.staged.entries) {

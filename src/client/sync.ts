@@ -286,6 +286,12 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     }
     // Loaded only when there is something to push (bundles, zstd): not for a no-op sync.
     const { pushChunks, wholeManifestForCommit } = await import("./push.ts");
+    // A first push names its whole manifest: a large one is staged on the agent in pieces
+    // while the chunks upload (the agent takes the pieces between two bundles' ingests), so
+    // the commit after the push is one short request. Awaited after the push, which reports
+    // its own failures first.
+    const whole = head === null ? wholeManifestForCommit(conn, slug, plan.merged, signal) : undefined;
+    whole?.catch(() => {});
     const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
     Object.assign(summary.pushed, pushStats);
     emit({ type: "phase", phase: "commit" });
@@ -295,7 +301,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     const committed = await conn.call("commit", {
       slug,
       base: head?.id ?? null,
-      ...(head === null ? await wholeManifestForCommit(conn, slug, plan.merged, signal) : { delta: diffManifests(server, plan.merged) }),
+      ...(whole !== undefined ? await whole : { delta: diffManifests(server, plan.merged) }),
       kind: mode === "override" || replacing ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });
