@@ -42,6 +42,7 @@ import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dat
 import { parseCwsSummary } from "./cws-runner.ts";
 import { findProcesses, runTimed, TIME_PATH } from "./measure.ts";
 import { discard, emptyTrash, useTrash } from "./trash.ts";
+import { LOW_MEMORY_MALLOC_ENV } from "../src/malloc-env.ts";
 
 interface ProfileNode {
   id: number;
@@ -235,10 +236,10 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   // With the flags and allocator settings a hub started by an agent gets (hub-client.ts), so
   // its collections and memory are the real hub's. CWS_PROFILE_HUB_FLAGS adds V8 flags (e.g.
   // --trace-gc, whose lines go to hub-stdout.txt in the profiles folder).
-  const { HUB_NODE_FLAGS, HUB_MALLOC_ENV } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[]; HUB_MALLOC_ENV: Record<string, string> };
+  const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
   const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
   const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
-    { ...process.env, ...HUB_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
+    { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
   await new Promise((resolve) => setTimeout(resolve, 1500));
   spawnSync("sync");
   const hubCpu = () => readFileSync(`/proc/${hub}/stat`, "utf8").split(") ")[1]!.split(" ").slice(11, 13).reduce((sum, ticks) => sum + Number(ticks) * 10, 0);
