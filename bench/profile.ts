@@ -42,6 +42,7 @@ import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dat
 import { parseCwsSummary } from "./cws-runner.ts";
 import { findProcesses, runTimed, TIME_PATH } from "./measure.ts";
 import { discard, emptyTrash, useTrash } from "./trash.ts";
+import { LOW_MEMORY_MALLOC_ENV } from "../src/malloc-env.ts";
 
 interface ProfileNode {
   id: number;
@@ -86,9 +87,11 @@ export function summarizeProfile(profile: CpuProfile, repoRoot: string): { total
   return { totalMs: (profile.endTime - profile.startTime) / 1000, buckets, functions };
 }
 
-function printSummary(title: string, file: string, repoRoot: string): void {
+/** Prints where one profile's time went; returns its busy (not idle) milliseconds. */
+function printSummary(title: string, file: string, repoRoot: string): number {
   const { totalMs, buckets, functions } = summarizeProfile(JSON.parse(readFileSync(file, "utf8")) as CpuProfile, repoRoot);
-  console.log(`  ${title}: ${totalMs.toFixed(0)} ms profiled`);
+  const busyMs = totalMs - (buckets.get("idle (waiting: I/O, the peer)") ?? 0);
+  console.log(`  ${title}: ${totalMs.toFixed(0)} ms profiled, ${busyMs.toFixed(0)} ms busy`);
   for (const [bucket, ms] of [...buckets].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
     if (ms >= 2) console.log(`    ${ms.toFixed(0).padStart(6)} ms  ${bucket}`);
   }
@@ -96,6 +99,7 @@ function printSummary(title: string, file: string, repoRoot: string): void {
   for (const [fn, ms] of [...functions].sort((a, b) => b[1] - a[1]).filter(([name]) => !name.startsWith("(")).slice(0, 8)) {
     console.log(`    ${ms.toFixed(0).padStart(6)} ms  ${fn}`);
   }
+  return busyMs;
 }
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv): { ms: number; stdout: string } {
@@ -229,9 +233,17 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   for (const { pid } of findProcesses(dataDir)) process.kill(pid, "SIGTERM");
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const hubProfiles = path.join(profiles, "hub");
-  const hub = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"]);
+  // With the flags and allocator settings a hub started by an agent gets (hub-client.ts), so
+  // its collections and memory are the real hub's. CWS_PROFILE_HUB_FLAGS adds V8 flags (e.g.
+  // --trace-gc, whose lines go to hub-stdout.txt in the profiles folder).
+  const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
+  const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
+  const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
+    { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
   await new Promise((resolve) => setTimeout(resolve, 1500));
   spawnSync("sync");
+  const hubCpu = () => readFileSync(`/proc/${hub}/stat`, "utf8").split(") ")[1]!.split(" ").slice(11, 13).reduce((sum, ticks) => sum + Number(ticks) * 10, 0);
+  const hubCpuBefore = hubCpu();
   const clientDir = path.join(profiles, "push");
   const created = run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
   const pushed = await runTimed(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${clientDir}`, cliEntry, "sync", "p", "--json"], { rssFile: path.join(profiles, "client-rss.txt"), env });
@@ -240,16 +252,18 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   console.log(`initial push: ${((created.ms + pushed.wallMs) / 1000).toFixed(2)} s (create-superproject ${(created.ms / 1000).toFixed(2)} s), ` +
     `client peak RSS ${Math.round((pushed.clientRssKiB ?? 0) / 1024)} MiB, ${(sent / 2 ** 20).toFixed(0)} MiB sent`);
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
-  if (hwm !== undefined) console.log(`hub peak RSS: ${Math.round(Number(hwm) / 1024)} MiB`);
+  if (hwm !== undefined) console.log(`hub peak RSS: ${Math.round(Number(hwm) / 1024)} MiB, hub CPU during the push ${((hubCpu() - hubCpuBefore) / 1000).toFixed(1)} s`);
   process.kill(hub, "SIGTERM");
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const threads = readdirSync(clientDir).filter((f) => f.endsWith(".cpuprofile")).sort();
+  let clientBusyMs = 0;
   for (const file of threads) {
     const thread = file.split(".")[4];
-    printSummary(thread === "0" ? "client main thread" : `client worker thread ${thread}`, path.join(clientDir, file), repo);
+    clientBusyMs += printSummary(thread === "0" ? "client main thread" : `client worker thread ${thread}`, path.join(clientDir, file), repo);
   }
   const hubProfile = newest(hubProfiles);
-  if (hubProfile) printSummary("hub", hubProfile, repo);
+  const hubBusyMs = hubProfile ? printSummary("hub", hubProfile, repo) : 0;
+  console.log(`busy in the profiles: client ${(clientBusyMs / 1000).toFixed(1)} s (all threads), hub ${(hubBusyMs / 1000).toFixed(1)} s`);
 }
 
 /**
@@ -303,9 +317,11 @@ function cliOf(repo: string): string {
   return ["cws.mjs", "cws.ts"].map((f) => path.join(repo, "src", "cli", f)).find(existsSync)!;
 }
 
-function spawnSyncDetached(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+function spawnSyncDetached(command: string, args: string[], env: NodeJS.ProcessEnv = process.env, stdoutFile?: string): number {
   const { spawn } = process.getBuiltinModule("node:child_process");
-  const child = spawn(command, args, { detached: true, stdio: "ignore", env });
+  const { openSync } = process.getBuiltinModule("node:fs");
+  const out = stdoutFile === undefined ? "ignore" : openSync(stdoutFile, "w");
+  const child = spawn(command, args, { detached: true, stdio: ["ignore", out, out], env });
   child.unref();
   return child.pid!;
 }

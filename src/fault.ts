@@ -14,6 +14,8 @@ export type FaultPoint =
   | "client-after-first-bundle" // the client, after the first bundle of a push was ingested
   | "client-before-commit" // the client, with every chunk uploaded, before asking to commit
   | "agent-before-hub-commit" // the agent, with the manifest stored, before the hub's commit
+  | "client-after-first-piece" // the client, staging a first push's manifest in pieces, once the first piece is stored
+  | "agent-after-first-piece" // the agent, right after storing the first piece of a staged manifest (a dropped connection mid-commit)
   | "agent-after-first-ingest" // the agent, right after storing its session's first bundle (a dropped connection mid-push)
   | "agent-before-hello" // the agent, started, before it says hello (killed by the OOM killer, a reboot)
   | "client-mid-pull" // the client, with the first batch of pulled files written under temp names, before any rename

@@ -15,7 +15,7 @@ import { homedir } from "node:os";
 import { faultPoint } from "../../src/fault.ts";
 import { readLines, writeMessage } from "../../src/protocol/framing.ts";
 import { JsonText, serveRpc } from "../../src/protocol/rpc.ts";
-import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
+import { MAX_LISTED_PATHS, MAX_SHOWN_CHANGES, MAX_STAGED_MANIFEST_ENTRIES, Methods, type Hello, type MethodName, type Params, type QuarantineItemInfo, type Result } from "../../src/protocol/messages.ts";
 import type { QuarantineRecord } from "../hub/hub-db.ts";
 import { manifestChunkIds, type Manifest } from "../../src/core/manifest.ts";
 import { checkManifestPath } from "../../src/core/paths.ts";
@@ -53,7 +53,7 @@ export interface AgentOptions {
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
-export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine", "manifest-delta"];
+export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine", "manifest-delta", "manifest-pieces"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
@@ -86,6 +86,11 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
   let deviceId: string | undefined;
   // Bundles prepared for this session's client and not yet released: removed when it ends.
   const prepared = new Set<string>();
+  // The whole manifest this session is staging piece by piece (stageManifest), stored as a tree
+  // no snapshot names: only a commit makes it a head. It dies with the session, so a lost
+  // connection or a crash leaves the head as it was (gc removes the orphan folder objects
+  // after its grace period). Requests are handled one at a time, so pieces never race.
+  let staged: { slug: string; pieces: number; entries: number; root: string; lastPath: string } | undefined;
 
   const hello: Hello = {
     type: "hello",
@@ -171,13 +176,53 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
       faultPoint("agent-after-first-ingest");
       return result;
     },
+    stageManifest: async (p) => {
+      requireDevice();
+      // Whatever happens below, a staged manifest that missed a piece is no longer one.
+      const previous = staged;
+      staged = undefined;
+      const { entries } = p.manifest;
+      if (p.piece > 0 && (previous === undefined || previous.slug !== p.slug || previous.pieces !== p.piece)) {
+        throw new CwsError("INVALID_ARGUMENT", `Cannot stage piece ${p.piece} of a manifest for ${p.slug}: this session holds ${previous === undefined ? "no staged manifest" : `${previous.pieces} piece(s) for ${previous.slug}`}. Stage it again from piece 0.`);
+      }
+      const before = p.piece === 0 ? undefined : previous;
+      if (before !== undefined && !(before.lastPath < entries[0].path)) {
+        throw new CwsError("INVALID_ARGUMENT", `Cannot stage piece ${p.piece}: its first path ${JSON.stringify(entries[0].path)} does not come after the previous piece's last one`);
+      }
+      const total = (before?.entries ?? 0) + entries.length;
+      if (total > MAX_STAGED_MANIFEST_ENTRIES) {
+        throw new CwsError("INVALID_ARGUMENT", `Cannot stage piece ${p.piece}: a manifest may hold at most ${MAX_STAGED_MANIFEST_ENTRIES} entries`);
+      }
+      // The checks of a whole manifest's commit, piece by piece: with the pieces in path order,
+      // a file is always staged before anything that would lie under it, so judging each piece
+      // against the tree staged so far finds every entry that cannot travel.
+      for (const entry of entries) checkManifestPath(entry.path);
+      const edit = await (await getTrees()).editDelta(before?.root ?? null, { upserts: entries, removes: [] });
+      refuseTravelProblems(changedTravelProblems(entries, await edit.travelLookup(entries)));
+      // Chunks are not asked about here: pieces travel while the push's bundles still upload.
+      // The hub checks every chunk of the tree under its head lock when the commit names it.
+      const root = await edit.write();
+      staged = { slug: p.slug, pieces: p.piece + 1, entries: total, root, lastPath: entries[entries.length - 1].path };
+      if (p.piece === 0) faultPoint("agent-after-first-piece");
+      return { entries: total };
+    },
     commit: async (p) => {
       const device = requireDevice();
       const store = await getStore();
       const trees = await getTrees();
       let ids: string[];
       let stage: () => Promise<string>;
-      if (p.delta !== undefined) {
+      if (p.staged !== undefined) {
+        // Each piece was checked as it was staged (paths, names); the hub checks that the store
+        // holds every chunk of the tree under its head lock, as for every commit.
+        const done = staged;
+        staged = undefined;
+        if (done === undefined || done.slug !== p.slug || done.pieces !== p.staged.pieces || done.entries !== p.staged.entries) {
+          throw new CwsError("INVALID_ARGUMENT", `Cannot commit the staged manifest of ${p.slug}: this session holds ${done === undefined ? "none" : `${done.pieces} piece(s) with ${done.entries} entries for ${done.slug}`}, not ${p.staged.pieces} piece(s) with ${p.staged.entries}. Sync again.`);
+        }
+        ids = [];
+        stage = () => Promise.resolve(done.root);
+      } else if (p.delta !== undefined) {
         // The base snapshot's manifest is already on the server, as a tree of folder objects:
         // the delta rewrites only the folders on its paths, and only what it brings (its paths,
         // entries and chunks) needs checking. The entries were checked by the schema on the way
@@ -198,12 +243,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
         ids = [...manifestChunkIds(manifest)];
         stage = () => trees.putManifest(manifest);
       }
-      const missing = await store.missing(ids);
-      if (missing.length > 0) {
-        throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
-          data: { missing: missing.slice(0, 20) },
-        });
-      }
+      await store.requireChunks(ids);
       const manifestHash = await stage();
       faultPoint("agent-before-hub-commit");
       return (await getHub()).call("commit", { slug: p.slug, base: p.base, deviceId: device, kind: p.kind, manifestHash, fencingToken: p.fencingToken });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { collectWhenIdle, GC_GROWTH_BYTES, IDLE_TICKS, type Collections } from "./idle-gc.ts";
+import { collectWhenIdle, GC_GROWTH_BYTES, IDLE_TICKS, MAX_IDLE_TICKS, type Collections } from "./idle-gc.ts";
 
 const MiB = 2 ** 20;
 
@@ -42,6 +42,30 @@ test("the hub collects once after work stops, not while it works nor while it st
   ticks(IDLE_TICKS * 2);
   assert.equal(state.lastResort, 2, "and not once more when the hub then stays quiet");
   assert.equal(state.full, 0, "memory never grew: no collection in the middle of work");
+  collector.stop();
+});
+
+test("pauses inside one long piece of work are collected less and less often, until a sync ends", () => {
+  const { state, collector, ticks } = harness();
+  const pause = (quiet: number) => {
+    state.traffic += 1;
+    ticks(1);
+    ticks(quiet);
+  };
+  pause(IDLE_TICKS);
+  assert.equal(state.lastResort, 1, "the first pause is collected after the usual wait");
+  pause(IDLE_TICKS);
+  assert.equal(state.lastResort, 1, "a second pause of the same length is not: the wait has doubled");
+  pause(IDLE_TICKS * 2);
+  assert.equal(state.lastResort, 2, "a pause as long as the doubled wait is");
+  for (let i = 0; i < 10; i++) pause(MAX_IDLE_TICKS);
+  assert.equal(state.lastResort, 12, "the wait stops growing at its cap");
+  pause(MAX_IDLE_TICKS - 1);
+  assert.equal(state.lastResort, 12, "and a shorter pause than the cap is not collected");
+  collector.settled();
+  assert.equal(state.lastResort, 13);
+  pause(IDLE_TICKS);
+  assert.equal(state.lastResort, 14, "after a sync ended, the next pause waits the usual time again");
   collector.stop();
 });
 

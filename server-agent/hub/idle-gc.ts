@@ -21,6 +21,16 @@ export const GC_TICK_MS = 100;
 export const IDLE_TICKS = 5;
 
 /**
+ * The longest quiet wait before an idle collection. Each idle collection that work interrupts
+ * again doubles the wait (from IDLE_TICKS up to this), until a sync ends (`settled`): a large push
+ * pauses for half a second between bundles every few seconds (the client building the next one),
+ * and a last-resort collection there costs 0.2-0.4 s of a 50,000-file hub's CPU while it frees
+ * only what the next bundle allocates again. Profiled: 26 idle collections in one 50,000-file
+ * push, 11 s of the hub's 31 s of CPU.
+ */
+export const MAX_IDLE_TICKS = 40;
+
+/**
  * Resident memory the hub may gain over what it held after its last collection before it
  * collects in the middle of work.
  */
@@ -69,6 +79,7 @@ export function collectWhenIdle(
   let last = traffic();
   let worked = false;
   let quiet = 0;
+  let wait = IDLE_TICKS;
   let floor = memory();
   const collect = (kind: keyof Collections) => {
     collections[kind]();
@@ -83,8 +94,9 @@ export function collectWhenIdle(
       quiet = 0;
       return;
     }
-    if (!worked || ++quiet < IDLE_TICKS) return;
+    if (!worked || ++quiet < wait) return;
     worked = false;
+    wait = Math.min(wait * 2, MAX_IDLE_TICKS);
     collect("lastResort");
   });
   return {
@@ -92,6 +104,7 @@ export function collectWhenIdle(
     settled() {
       last = traffic();
       worked = false;
+      wait = IDLE_TICKS;
       collect("lastResort");
     },
   };

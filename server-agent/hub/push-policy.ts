@@ -106,7 +106,7 @@ export async function commitWithPolicy(ctx: PolicyContext, request: CommitReques
   // retained snapshot), so only what this push brings needs asking about.
   const ids = new Set<string>();
   for (const change of view.changes) for (const ref of change.after?.chunks ?? []) ids.add(chunkId(ref));
-  await requireChunks(store, [...ids]);
+  await store.requireChunks([...ids]);
 
   const checks = pushChecksNeeded(view);
   const markdown = new Map<string, { before: MarkdownStats; after: MarkdownStats }>();
@@ -165,16 +165,6 @@ async function finishCommit(
   return { snapshot, held };
 }
 
-/** Refuses the commit when the store lacks any of `ids`. */
-async function requireChunks(store: Store, ids: string[]): Promise<void> {
-  const missing = await store.missing(ids);
-  if (missing.length > 0) {
-    throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
-      data: { missing: missing.slice(0, 20) },
-    });
-  }
-}
-
 /** `requireChunks` for every chunk of a tree, asked in batches of ids gathered folder by folder. */
 async function requireTreeChunks(manifests: ManifestTrees, root: string): Promise<void> {
   let batch = new Set<string>();
@@ -187,7 +177,7 @@ async function requireTreeChunks(manifests: ManifestTrees, root: string): Promis
     }
   });
   pending.push([...batch]);
-  for (const ids of pending) await requireChunks(manifests.store, ids);
+  for (const ids of pending) await manifests.store.requireChunks(ids);
 }
 
 /**

@@ -231,6 +231,21 @@ export class Store {
     return absent;
   }
 
+  /**
+   * Refuses a commit whose manifest needs chunks the store lacks.
+   *
+   * @throws CwsError NOT_FOUND naming how many are missing (the first 20 in `data.missing`).
+   */
+  async requireChunks(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const missing = await this.missing(ids);
+    if (missing.length > 0) {
+      throw new CwsError("NOT_FOUND", `Cannot commit: the server lacks ${missing.length} chunk(s) the manifest needs (first ${missing[0]}). Run the sync again to upload them.`, {
+        data: { missing: missing.slice(0, 20) },
+      });
+    }
+  }
+
   /** True if the store holds chunk `id`. */
   async has(id: string): Promise<boolean> {
     return (await this.missing([id])).length === 0;

@@ -13,8 +13,8 @@ import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
-import { chunkId, type ManifestEntry } from "../core/manifest.ts";
-import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
+import { chunkId, MANIFEST_FORMAT, type Manifest, type ManifestEntry } from "../core/manifest.ts";
+import { MAX_IDS_PER_REQUEST, MAX_MANIFEST_PIECE_ENTRIES } from "../protocol/messages.ts";
 import { MAX_BUNDLE_RECORDS } from "../protocol/bundle.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import { buildBundle, diskSource, type BuiltBundle, type BundleSource, type DiskPart } from "./bundle-build.ts";
@@ -43,6 +43,12 @@ const MAX_PUSH_WORKERS = 4;
  * the workers (~0.2 s) would cost more than the compression they take over.
  */
 const MIN_BYTES_FOR_WORKERS = 24 * 1024 * 1024;
+
+/** Tests shrink the pieces of a staged manifest (CWS_MANIFEST_PIECE_ENTRIES) to stage small trees in several. */
+function pieceEntries(): number {
+  const fromEnv = Number(process.env.CWS_MANIFEST_PIECE_ENTRIES);
+  return Number.isInteger(fromEnv) && fromEnv > 0 && fromEnv < MAX_MANIFEST_PIECE_ENTRIES ? fromEnv : MAX_MANIFEST_PIECE_ENTRIES;
+}
 
 /** Tests shrink bundles (CWS_BUNDLE_TARGET_BYTES) to interrupt a push between two of them. */
 function bundleTargetBytes(): number {
@@ -198,6 +204,38 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     await started?.close();
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** Pieces of a staged manifest travelling or being stored at once. */
+const PIECES_IN_FLIGHT = 2;
+
+/**
+ * How a commit names a whole manifest (a first push): a manifest of more than one piece's
+ * entries is staged on the agent piece by piece (capability "manifest-pieces") and named by
+ * its counts, so neither side holds it as one request of megabytes (12 MB of JSON at 50,000
+ * files) beside its objects; a smaller one, or one for an agent without the capability, travels
+ * whole in the commit. Either way nothing is a head until the commit's database transaction.
+ */
+export async function wholeManifestForCommit(conn: AgentConnection, slug: string, manifest: Manifest, signal?: AbortSignal): Promise<{ manifest: Manifest } | { staged: { pieces: number; entries: number } }> {
+  const { entries } = manifest;
+  const size = pieceEntries();
+  if (entries.length <= size || !conn.hello.capabilities.includes("manifest-pieces")) return { manifest };
+  // The agent handles requests in order: the next piece travels while it stores this one.
+  const calls: Array<Promise<unknown>> = [];
+  let pieces = 0;
+  for (let start = 0; start < entries.length; start += size) {
+    if (calls.length >= PIECES_IN_FLIGHT) {
+      await calls.shift();
+      if (pieces === PIECES_IN_FLIGHT) faultPoint("client-after-first-piece");
+    }
+    const piece: Manifest = { format: MANIFEST_FORMAT, entries: entries.slice(start, start + size) };
+    const call = conn.call("stageManifest", { slug, piece: pieces++, manifest: piece }, { signal });
+    // Awaited in order below; a later piece refused after an earlier one failed is not news.
+    call.catch(() => {});
+    calls.push(call);
+  }
+  for (const call of calls) await call;
+  return { staged: { pieces, entries: entries.length } };
 }
 
 type PushFile = PushChunksOptions["files"][number];

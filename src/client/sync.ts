@@ -285,8 +285,20 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       }
     }
     // Loaded only when there is something to push (bundles, zstd): not for a no-op sync.
-    const { pushChunks } = await import("./push.ts");
-    const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => emit({ type: "push-progress", ...p }) });
+    const { pushChunks, wholeManifestForCommit } = await import("./push.ts");
+    // A first push names its whole manifest: a large one is staged on the agent in pieces
+    // while the chunks upload, from the first ingested bundle on (the agent handles requests
+    // one at a time, so pieces sent sooner would hold up its answer about missing chunks, on
+    // which the whole push waits), and the commit after the push is one short request. Awaited
+    // after the push, which reports its own failures first.
+    let whole: ReturnType<typeof wholeManifestForCommit> | undefined;
+    const stageWhole = () => {
+      if (head !== null || whole !== undefined) return;
+      whole = wholeManifestForCommit(conn, slug, plan.merged, signal);
+      whole.catch(() => {});
+    };
+    const pushStats = await pushChunks({ conn, files, signal, onProgress: (p) => { stageWhole(); emit({ type: "push-progress", ...p }); } });
+    stageWhole();
     Object.assign(summary.pushed, pushStats);
     emit({ type: "phase", phase: "commit" });
     faultPoint("client-before-commit");
@@ -295,7 +307,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
     const committed = await conn.call("commit", {
       slug,
       base: head?.id ?? null,
-      ...(head === null ? { manifest: plan.merged } : { delta: diffManifests(server, plan.merged) }),
+      ...(head === null ? await whole! : { delta: diffManifests(server, plan.merged) }),
       kind: mode === "override" || replacing ? "override" : "push",
       fencingToken: options.fencingToken,
     }, { signal });

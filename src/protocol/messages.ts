@@ -48,6 +48,19 @@ export const ChunkIdString = z.string().regex(/^[0-9a-f]{16}-\d{1,7}$/, "expecte
 /** The most chunk ids one request may carry; callers batch above this. */
 export const MAX_IDS_PER_REQUEST = 50_000;
 
+/**
+ * The most entries one piece of a staged manifest (stageManifest) may carry: about 1.2 MB of
+ * JSON, so neither side holds a large tree's whole manifest as one request.
+ */
+export const MAX_MANIFEST_PIECE_ENTRIES = 5_000;
+
+/**
+ * The most entries a staged manifest may reach over all its pieces. A whole manifest in one
+ * commit is bounded by the line limit (framing.ts, about 270,000 entries); staging in pieces
+ * lifts that bound, so it gets one of its own, well above any workspace the design targets.
+ */
+export const MAX_STAGED_MANIFEST_ENTRIES = 2_000_000;
+
 /** A bundle file name inside a staging folder: no separators, no dots at the start. */
 export const BundleName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "not a bundle name");
 
@@ -280,6 +293,24 @@ export const Methods = {
     params: z.object({ name: BundleName }),
     result: z.object({ chunks: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
   },
+  // stageManifest adds one piece of a whole manifest to this session's staged manifest (agent
+  // capability "manifest-pieces"): piece 0 starts a new one, each next piece continues it, and
+  // the pieces' entries, in order, form one sorted manifest (each piece sorted, each starting
+  // after the previous one's last path). The agent checks and stores each piece as it comes
+  // (paths, names that travel, chunks present), as folder objects no snapshot names yet; only
+  // a commit with `staged` makes them a head. A piece that fails voids the staged manifest.
+  stageManifest: {
+    params: z.object({
+      slug: Slug,
+      piece: z.number().int().nonnegative(),
+      manifest: CheckedManifest.refine((m) => m.entries.length >= 1 && m.entries.length <= MAX_MANIFEST_PIECE_ENTRIES, {
+        message: `a piece holds 1 to ${MAX_MANIFEST_PIECE_ENTRIES} entries`,
+        path: ["entries"],
+      }),
+    }),
+    // entries counts what is staged so far, this piece included.
+    result: z.object({ entries: z.number().int().positive() }),
+  },
   // commit makes a manifest the new head if the head is still `base` (compare-and-swap).
   commit: {
     params: z.object({
@@ -287,11 +318,14 @@ export const Methods = {
       base: SnapshotId.nullable(),
       // manifest is the whole proposed manifest (first push), or
       manifest: CheckedManifest.optional(),
-      // delta is what changes from the base snapshot's manifest: far smaller for a big tree.
+      // delta is what changes from the base snapshot's manifest: far smaller for a big tree, or
       delta: ManifestDelta.optional(),
+      // staged names the whole manifest this session staged (stageManifest): how many pieces
+      // and entries, which must be what the agent holds (a piece lost on the way is refused).
+      staged: z.object({ pieces: z.number().int().positive(), entries: z.number().int().positive().max(MAX_STAGED_MANIFEST_ENTRIES) }).optional(),
       kind: z.enum(["push", "override"]),
       fencingToken: z.number().int().nonnegative().optional(),
-    }).refine((p) => (p.manifest === undefined) !== (p.delta === undefined), { message: "send either manifest or delta", path: ["manifest"] })
+    }).refine((p) => [p.manifest, p.delta, p.staged].filter((given) => given !== undefined).length === 1, { message: "send one of manifest, delta or staged", path: ["manifest"] })
       .refine((p) => p.delta === undefined || p.base !== null, { message: "a delta needs a base snapshot", path: ["delta"] }),
     // snapshot is the new head: the manifest minus whatever the quarantine policy held (then the
     // head may be unchanged); held lists those items (absent from older agents: nothing held).
