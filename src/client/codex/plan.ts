@@ -17,7 +17,7 @@
  */
 import { classifyRolloutUpdate } from "../../core/codex-rollout.ts";
 import { makeManifest, type Manifest, type ManifestEntry } from "../../core/manifest.ts";
-import type { PlanAction, SyncPlan } from "../../core/plan.ts";
+import { lowerBound, type PlanAction, type SyncPlan } from "../../core/plan.ts";
 import { CODEX_PREFIX, INDEX_PATH, indexContent, isRolloutManifestPath, parseIndexContent, type CodexSide } from "./source.ts";
 
 /**
@@ -30,17 +30,6 @@ function codexRange(manifest: Manifest): [number, number] {
 }
 
 const CODEX_PREFIX_END = CODEX_PREFIX.slice(0, -1) + String.fromCharCode(CODEX_PREFIX.charCodeAt(CODEX_PREFIX.length - 1) + 1);
-
-function lowerBound(entries: readonly ManifestEntry[], path: string): number {
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (entries[mid].path < path) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** The `codex/` entries of a manifest. */
 export function codexEntries(manifest: Manifest): ManifestEntry[] {
