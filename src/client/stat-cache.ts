@@ -5,7 +5,9 @@
  * what makes a no-op sync cheap (git's index and Mutagen's cache do the same).
  *
  * The cache is only an optimisation: a missing, unreadable or corrupt cache costs one full
- * re-hash, never a failed scan. It is written crash-safely (temp, fsync, rename).
+ * re-hash, never a failed scan. It is stored as a snapshot plus a journal of the entries each
+ * later scan or pull changed (journal-file.ts), so a scan that re-hashed 500 of 50,000 files
+ * appends those 500 instead of rewriting the whole file; both are written crash-safely.
  *
  * Format 2 is compact because a no-op sync reads all of it: one array per file instead of an
  * object (about a quarter of the parse time of format 1 at 50,000 files), the single chunk of

@@ -4,7 +4,8 @@
  * Kept with lowdb in the platform's app-data folder (%LOCALAPPDATA%\CodexWorkspaceSync on
  * Windows, XDG dirs elsewhere, or $CWS_HOME), validated with zod on every read and written
  * crash-safely (temp, fsync, rename). Base manifests and stat caches live in separate files
- * beside it because they are large and change on every sync.
+ * beside it because they are large and change on every sync: each a snapshot plus a journal of
+ * the changes since (journal-file.ts), so a sync writes what it changed, not the whole file.
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
