@@ -22,7 +22,9 @@ export type FaultPoint =
   | "client-pull-mid-write" // the client, pulling: the first files are written under temp names, one perhaps half
   | "client-pull-before-barrier" // the client, pulling: every file written under its temp name, none renamed
   | "client-pull-mid-rename" // the client, pulling: half of the files renamed into place
-  | "client-pull-before-base"; // the client, pulling: every file in place and durable, the base not yet recorded
+  | "client-pull-before-base" // the client, pulling: every file in place and durable, the base not yet recorded
+  | "client-base-mid-append" // the client, recording its new base in the base's journal: half the record written
+  | "client-base-before-journal-reset"; // the client, a new base snapshot renamed into place, the old journal not yet removed
 
 /** The fault of one session served inside a longer-lived process. */
 export interface FaultScope {

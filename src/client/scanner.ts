@@ -366,7 +366,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   if (reusedEntries !== cache.entries.size) cacheChanged = true;
   if (statCachePath !== undefined && cacheChanged) {
     try {
-      await saveStatCache(statCachePath, new StatCacheEntries(nextCache), ignoreRules);
+      // Only what changed since the cache was read is written (stat-cache.ts, journal-file.ts).
+      await saveStatCache(statCachePath, new StatCacheEntries(nextCache), ignoreRules, [], cache);
     } catch (error) {
       // When the cache cannot be written; the scan itself is still valid.
       onWarning(`Cannot save the stat cache "${statCachePath}" as ${describe(error)}: the next scan will hash every file again`);

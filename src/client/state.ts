@@ -4,7 +4,8 @@
  * Kept with lowdb in the platform's app-data folder (%LOCALAPPDATA%\CodexWorkspaceSync on
  * Windows, XDG dirs elsewhere, or $CWS_HOME), validated with zod on every read and written
  * crash-safely (temp, fsync, rename). Base manifests and stat caches live in separate files
- * beside it because they are large and change on every sync.
+ * beside it because they are large and change on every sync: each a snapshot plus a journal of
+ * the changes since (journal-file.ts), so a sync writes what it changed, not the whole file.
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,11 +13,12 @@ import { Low, type Adapter } from "lowdb";
 import { z } from "zod";
 import { CwsError } from "../errors.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
-import { type Manifest, emptyManifest } from "../core/manifest.ts";
+import { applyManifestDelta, diffManifests, emptyManifest, MAX_PATH_LENGTH, type Manifest, type ManifestDelta, type ManifestEntry } from "../core/manifest.ts";
 import { safeParseManifest } from "../core/manifest-check.ts";
-import { decodeManifestRows, encodeManifestRows, isManifestRows } from "../core/manifest-rows.ts";
+import { decodeManifestRow, decodeManifestRows, encodeManifestRow, encodeManifestRows, isManifestRows, type Row } from "../core/manifest-rows.ts";
 import { clientHome } from "./home.ts";
 import { keepingParsedFiles, keptValue, keepValue } from "./file-memo.ts";
+import { appendRecord, journaledPaths, readJournal, readSnapshot, snapshotEpoch, writeSnapshot, type JournalOrigin } from "./journal-file.ts";
 
 // Kept importable from here, where it always was; it lives in home.ts so that the hand-off path
 // of `cws sync` (src/cli/kept-sync.ts) can find the state folder without loading zod and lowdb.
@@ -109,6 +111,8 @@ class ValidatedJsonFile<T> implements Adapter<T> {
 export class StateStore {
   readonly home: string;
   private readonly db: Low<ClientState>;
+  /** The base of each superproject as this store last read or wrote it (what writeBase appends to). */
+  readonly #loaded = new Map<string, LoadedBase>();
 
   private constructor(home: string, db: Low<ClientState>) {
     this.home = home;
@@ -169,21 +173,25 @@ export class StateStore {
     return join(this.home, "logs");
   }
 
-  /** The base manifest of a superproject: what this device last agreed with the server. */
+  /**
+   * The base manifest of a superproject: what this device last agreed with the server. It is
+   * stored as a snapshot and a journal of the changes since (journal-file.ts), so a sync writes
+   * only what it changed.
+   */
   async readBase(slug: string): Promise<Manifest> {
-    const kept = keptValue<Manifest>(this.basePath(slug));
-    if (kept !== undefined) return kept;
-    let text: string;
-    try {
-      // Decoded in one piece: readFile's own decoding goes chunk by chunk, 5x slower on 10 MB.
-      text = (await readFile(this.basePath(slug))).toString("utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return emptyManifest();
-      throw error;
+    const path = this.basePath(slug);
+    const files = journaledPaths(path);
+    const kept = keptValue<LoadedBase>(files);
+    if (kept !== undefined) {
+      this.#loaded.set(slug, kept);
+      return kept.manifest;
     }
+    const damaged = () => new CwsError("CORRUPT", `The base manifest ${path} is damaged. Delete it and run \`cws sync ${slug}\`: every difference will then be treated as a conflict and backed up, never lost.`);
+    const snapshot = await readSnapshot(path);
+    if (snapshot === undefined) return emptyManifest();
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(snapshot.text);
     } catch {
       json = undefined;
     }
@@ -196,17 +204,78 @@ export class StateStore {
       const parsed = safeParseManifest(json);
       manifest = parsed.success ? parsed.data : null;
     }
-    if (manifest === null) {
-      throw new CwsError("CORRUPT", `The base manifest ${this.basePath(slug)} is damaged. Delete it and run \`cws sync ${slug}\`: every difference will then be treated as a conflict and backed up, never lost.`);
+    if (manifest === null) throw damaged();
+    const journal = await readJournal(path, snapshot, snapshotEpoch(json));
+    if (journal.records.length > 0) {
+      const delta = deltaOfRecords(journal.records);
+      if (delta === null) throw damaged();
+      manifest = applyManifestDelta(manifest, delta);
     }
-    keepBase(this.basePath(slug), manifest);
-    return manifest;
+    const loaded = keepBase(files, { manifest, origin: journal.origin });
+    this.#loaded.set(slug, loaded);
+    return loaded.manifest;
   }
 
+  /**
+   * Records `manifest` as the new base. When the base on disk is still the one this store read
+   * or wrote, only the difference is appended to its journal (the journal's fsync is then the
+   * commit point); otherwise, or when the journal is due for compaction, a whole snapshot is
+   * written (temp, fsync, rename). A base of the plain form (an older cws) is migrated so.
+   */
   async writeBase(slug: string, manifest: Manifest): Promise<void> {
-    await writeFileAtomic(this.basePath(slug), encodeManifestRows(manifest), { mode: 0o600 });
-    keepBase(this.basePath(slug), manifest);
+    const path = this.basePath(slug);
+    const previous = this.#loaded.get(slug);
+    let origin: JournalOrigin | null = null;
+    if (previous !== undefined) {
+      const { upserts, removes } = diffManifests(previous.manifest, manifest);
+      origin = await appendRecord(path, previous.origin, { u: upserts.map(encodeManifestRow), r: removes } satisfies BaseRecord, "client-base-mid-append");
+    }
+    origin ??= await writeSnapshot(path, (epoch) => encodeManifestRows(manifest, { journal: epoch }), "client-base-before-journal-reset");
+    this.#loaded.set(slug, keepBase(journaledPaths(path), { manifest, origin }));
   }
+}
+
+/** A base as read or written by this process, and the files it was read from or written to. */
+interface LoadedBase {
+  manifest: Manifest;
+  origin: JournalOrigin;
+}
+
+/** One record of a base's journal: the rows added or changed and the paths removed by one sync. */
+interface BaseRecord {
+  u: Row[];
+  r: string[];
+}
+
+/** The largest number of rows or paths one record may hold, far above any workspace. */
+const MAX_RECORD_ITEMS = 10_000_000;
+
+/**
+ * The net change of a journal's records, applied oldest first, as one delta; null when a record
+ * breaks a rule (a row that is not a valid entry, a path that is not a string).
+ */
+function deltaOfRecords(records: readonly unknown[]): ManifestDelta | null {
+  const changes = new Map<string, ManifestEntry | null>();
+  for (const raw of records) {
+    const record = raw as Partial<BaseRecord> | null;
+    if (typeof record !== "object" || record === null || !Array.isArray(record.u) || !Array.isArray(record.r)) return null;
+    if (record.u.length > MAX_RECORD_ITEMS || record.r.length > MAX_RECORD_ITEMS) return null;
+    for (const path of record.r as unknown[]) {
+      if (typeof path !== "string" || path.length === 0 || path.length > MAX_PATH_LENGTH) return null;
+      changes.set(path, null);
+    }
+    for (const row of record.u as unknown[]) {
+      const entry = decodeManifestRow(row);
+      if (entry === null) return null;
+      changes.set(entry.path, entry);
+    }
+  }
+  const delta: ManifestDelta = { upserts: [], removes: [] };
+  for (const [path, entry] of changes) {
+    if (entry === null) delta.removes.push(path);
+    else delta.upserts.push(entry);
+  }
+  return delta;
 }
 
 /**
@@ -214,9 +283,12 @@ export class StateStore {
  * object then serves the next syncs, and code that changed it in place would throw rather than
  * silently change what a later sync takes for this device's base.
  */
-function keepBase(path: string, manifest: Manifest): void {
-  if (!keepingParsedFiles()) return;
+function keepBase(files: readonly string[], loaded: LoadedBase): LoadedBase {
+  if (!keepingParsedFiles()) return loaded;
+  const { manifest } = loaded;
   for (const entry of manifest.entries) {
+    // Entries carried over from the last base are frozen already: only new ones need it.
+    if (Object.isFrozen(entry)) continue;
     if (entry.kind === "file") {
       for (const chunk of entry.chunks) Object.freeze(chunk);
       Object.freeze(entry.chunks);
@@ -224,5 +296,7 @@ function keepBase(path: string, manifest: Manifest): void {
     Object.freeze(entry);
   }
   Object.freeze(manifest.entries);
-  keepValue(path, Object.freeze(manifest));
+  const kept = Object.freeze({ manifest: Object.freeze(manifest), origin: loaded.origin });
+  keepValue(files, kept, loaded.origin.identity);
+  return kept;
 }

@@ -13,21 +13,24 @@
  */
 import { MANIFEST_FORMAT, MAX_CHUNK_BYTES, MAX_PATH_LENGTH, type ChunkRef, type Manifest, type ManifestEntry } from "./manifest.ts";
 
-type Row = [string, number, number] | [string, number, number, number, string, 1 | Array<string | number>];
+export type Row = [string, number, number] | [string, number, number, number, string, 1 | Array<string | number>];
 
 const HASH_PATTERN = /^[0-9a-f]{16}$/;
 
-/** The compact JSON text of a manifest. */
-export function encodeManifestRows(manifest: Manifest): string {
+/**
+ * The compact JSON text of a manifest. `fields` are stored beside the rows (the owner's own,
+ * e.g. the epoch of a journal); decoding ignores them.
+ */
+export function encodeManifestRows(manifest: Manifest, fields: Record<string, string | number> = {}): string {
   const rows: Row[] = [];
-  for (const e of manifest.entries) {
-    if (e.kind === "dir") {
-      rows.push([e.path, e.mtimeMs, e.mode]);
-      continue;
-    }
-    rows.push([e.path, e.size, e.mtimeMs, e.mode, e.hash, encodeCompactChunks(e.hash, e.size, e.chunks)]);
-  }
-  return JSON.stringify({ format: MANIFEST_FORMAT, rows });
+  for (const e of manifest.entries) rows.push(encodeManifestRow(e));
+  return JSON.stringify({ format: MANIFEST_FORMAT, ...fields, rows });
+}
+
+/** The compact row of one entry. */
+export function encodeManifestRow(e: ManifestEntry): Row {
+  if (e.kind === "dir") return [e.path, e.mtimeMs, e.mode];
+  return [e.path, e.size, e.mtimeMs, e.mode, e.hash, encodeCompactChunks(e.hash, e.size, e.chunks)];
 }
 
 /** True when parsed JSON is in the compact form (valid or not), rather than the plain one. */
@@ -41,7 +44,7 @@ export function decodeManifestRows(json: unknown): Manifest | null {
   const entries: ManifestEntry[] = [];
   let previous: string | null = null;
   for (const row of (json as { rows: unknown[] }).rows) {
-    const entry = decodeRow(row);
+    const entry = decodeManifestRow(row);
     // Sorted by code units without duplicates, as the schema demands.
     if (entry === null || (previous !== null && !(previous < entry.path))) return null;
     entries.push(entry);
@@ -50,7 +53,8 @@ export function decodeManifestRows(json: unknown): Manifest | null {
   return { format: MANIFEST_FORMAT, entries };
 }
 
-function decodeRow(row: unknown): ManifestEntry | null {
+/** The entry of one parsed row, or null when it breaks any rule of the Manifest schema. */
+export function decodeManifestRow(row: unknown): ManifestEntry | null {
   if (!Array.isArray(row)) return null;
   const path: unknown = row[0];
   if (typeof path !== "string" || path.length === 0 || path.length > MAX_PATH_LENGTH) return null;

@@ -130,7 +130,8 @@ export function diffManifests(base: Manifest, target: Manifest): ManifestDelta {
       upserts.push(t);
       j++;
     } else {
-      if (!sameEntry(b, t)) upserts.push(t);
+      // The same object (an entry carried over unchanged) needs no field-by-field comparison.
+      if (b !== t && !sameEntry(b, t)) upserts.push(t);
       i++;
       j++;
     }
@@ -138,17 +139,26 @@ export function diffManifests(base: Manifest, target: Manifest): ManifestDelta {
   return { upserts, removes };
 }
 
-/** Applies a delta to a base manifest; throws on duplicate upserts. */
+/**
+ * Applies a delta to a base manifest (sorted, as every manifest is); throws on duplicate
+ * upserts. One merge of the sorted upserts into the base: a small delta to a large manifest
+ * costs a pass over it, not a sort of it.
+ */
 export function applyManifestDelta(base: Manifest, delta: ManifestDelta): Manifest {
-  const byPath = new Map(base.entries.map((e) => [e.path, e]));
-  for (const path of delta.removes) byPath.delete(path);
-  const seen = new Set<string>();
-  for (const entry of delta.upserts) {
-    if (seen.has(entry.path)) throw new TypeError(`Duplicate path ${entry.path} in a manifest delta`);
-    seen.add(entry.path);
-    byPath.set(entry.path, entry);
+  const upserts = [...delta.upserts].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (let i = 1; i < upserts.length; i++) {
+    if (upserts[i - 1].path === upserts[i].path) throw new TypeError(`Duplicate path ${upserts[i].path} in a manifest delta`);
   }
-  return makeManifest(byPath.values());
+  const removed = new Set(delta.removes);
+  const entries: ManifestEntry[] = [];
+  let j = 0;
+  for (const entry of base.entries) {
+    while (j < upserts.length && upserts[j].path < entry.path) entries.push(upserts[j++]);
+    if (j < upserts.length && upserts[j].path === entry.path) entries.push(upserts[j++]);
+    else if (removed.size === 0 || !removed.has(entry.path)) entries.push(entry);
+  }
+  while (j < upserts.length) entries.push(upserts[j++]);
+  return { format: MANIFEST_FORMAT, entries };
 }
 
 /** How many `F<c>…` siblings are stepped over before a binary search is cheaper. */

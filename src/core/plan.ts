@@ -370,7 +370,7 @@ export function planChangedPaths(local: Manifest, server: Manifest, base: Manife
 }
 
 /** The index of the first entry of sorted `entries` whose path is not before `path` in code-unit order. */
-function lowerBound(entries: readonly ManifestEntry[], path: string): number {
+export function lowerBound(entries: readonly ManifestEntry[], path: string): number {
   let lo = 0;
   let hi = entries.length;
   while (lo < hi) {

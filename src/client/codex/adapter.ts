@@ -243,7 +243,7 @@ export async function arrivedThreads(binding: CodexBinding, written: ReadonlyArr
 /** The thread ids of the rollouts in a manifest. */
 function rolloutIds(manifest: Manifest): Set<string> {
   const ids = new Set<string>();
-  for (const entry of manifest.entries) {
+  for (const entry of codexEntries(manifest)) {
     if (!isRolloutManifestPath(entry.path)) continue;
     const id = rolloutIdOf(entry.path);
     if (id !== null) ids.add(id);

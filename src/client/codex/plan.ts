@@ -17,20 +17,35 @@
  */
 import { classifyRolloutUpdate } from "../../core/codex-rollout.ts";
 import { makeManifest, type Manifest, type ManifestEntry } from "../../core/manifest.ts";
-import type { PlanAction, SyncPlan } from "../../core/plan.ts";
+import { lowerBound, type PlanAction, type SyncPlan } from "../../core/plan.ts";
 import { CODEX_PREFIX, INDEX_PATH, indexContent, isRolloutManifestPath, parseIndexContent, type CodexSide } from "./source.ts";
+
+/**
+ * Where the `codex/` entries of a manifest are: in sorted entries, the paths that start with
+ * `codex/` are exactly those from `codex/` up to `codex0` (`0` follows `/`), one block found
+ * by two binary searches rather than by a `startsWith` on each of 50,000 paths per sync.
+ */
+function codexRange(manifest: Manifest): [number, number] {
+  return [lowerBound(manifest.entries, CODEX_PREFIX), lowerBound(manifest.entries, CODEX_PREFIX_END)];
+}
+
+const CODEX_PREFIX_END = CODEX_PREFIX.slice(0, -1) + String.fromCharCode(CODEX_PREFIX.charCodeAt(CODEX_PREFIX.length - 1) + 1);
 
 /** The `codex/` entries of a manifest. */
 export function codexEntries(manifest: Manifest): ManifestEntry[] {
-  return manifest.entries.filter((e) => e.path.startsWith(CODEX_PREFIX));
+  return manifest.entries.slice(...codexRange(manifest));
 }
 
-/** A manifest whose `codex/` part is replaced by `codex`. */
+/** A manifest whose `codex/` part is replaced by `codex` (entries under `codex/`, any order). */
 export function withCodexPart(manifest: Manifest, codex: readonly ManifestEntry[]): Manifest {
+  const [start, end] = codexRange(manifest);
   // Without Codex entries on either side (most bindings, every sync) there is nothing to
   // replace, and re-sorting the whole tree would be wasted work.
-  if (codex.length === 0 && !manifest.entries.some((e) => e.path.startsWith(CODEX_PREFIX))) return manifest;
-  return makeManifest([...manifest.entries.filter((e) => !e.path.startsWith(CODEX_PREFIX)), ...codex]);
+  if (codex.length === 0 && start === end) return manifest;
+  // The new `codex/` part takes the old one's place in the sort order: only it needs sorting.
+  const part = makeManifest(codex).entries;
+  if (!part.every((e) => e.path.startsWith(CODEX_PREFIX))) return makeManifest([...manifest.entries.filter((e) => !e.path.startsWith(CODEX_PREFIX)), ...codex]);
+  return { format: manifest.format, entries: [...manifest.entries.slice(0, start), ...part, ...manifest.entries.slice(end)] };
 }
 
 /**

@@ -10,6 +10,7 @@ import { CwsError } from "../../errors.ts";
 import { Slug } from "../../protocol/messages.ts";
 import type { AgentConnection } from "../../transport/connection.ts";
 import type { StateStore } from "../state.ts";
+import { journaledPaths } from "../journal-file.ts";
 import { baseOverlayPath, codexCachePath } from "../codex/state.ts";
 import { checkRootForState } from "../root-check.ts";
 
@@ -168,8 +169,8 @@ export async function disconnectSuperproject(state: StateStore, slug: string): P
 
 /** Removes what belongs to a binding: the base and stat cache; a later attach starts from scratch. */
 async function forgetBinding(state: StateStore, slug: string): Promise<void> {
-  await rm(state.basePath(slug), { force: true });
-  await rm(state.statCachePath(slug), { force: true });
+  // Each snapshot before its journal: a journal left alone names an epoch no later snapshot has.
+  for (const path of [...journaledPaths(state.basePath(slug)), ...journaledPaths(state.statCachePath(slug))]) await rm(path, { force: true });
   await rm(codexCachePath(state.home, slug), { force: true });
   await rm(baseOverlayPath(state.home, slug), { force: true });
 }
