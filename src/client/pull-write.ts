@@ -29,14 +29,19 @@ import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
 
 /** One operation on a temp file, by the file's number in the pull. */
 export type WriteOp =
-  | { op: "open"; file: number; temp: string }
+  /**
+   * Creates the temp file with the target's mode (see `finish`). `single`: the file is one
+   * chunk of that many bytes whose hash is the file's hash; the chunk is checked (here, as a
+   * record, or by the caller), so hashing the file again would only repeat it.
+   */
+  | { op: "open"; file: number; temp: string; mode: number; single?: number }
   /**
    * `length` bytes at `at` of the batch's buffer go at the end of the file: verified bytes, or
    * with `record` a downloaded record's stored bytes, decoded and checked first. `fault`: the
    * crash-test point follows.
    */
   | { op: "write"; file: number; at: number; length: number; record?: RecordCheck; fault?: true }
-  /** Checks the file's whole hash, gives it its mode and mtime, reads its stat and closes it. */
+  /** Checks the file's whole hash, gives it its mtime (and its mode if the umask took some of it), reads its stat and closes it. */
   | { op: "finish"; file: number; path: string; hash: string; mode: number; mtimeMs: number };
 
 /** What a downloaded record's stored bytes must decode and hash to. */
@@ -64,10 +69,15 @@ export interface FinishedFile {
 /** A batch's answer; its buffer comes back with it, to be filled again. */
 export type BatchReply = { id: number; finished: FinishedFile[]; buffer: ArrayBuffer } | { id: number; error: ErrorMessage };
 
-/** A temp file being written: its descriptor and the hash of what it holds so far. */
+/**
+ * A temp file being written: its descriptor and the hash of what it holds so far, or for a
+ * one-chunk file (no hash) the bytes it must hold and the bytes written.
+ */
 export interface OpenFile {
   fd: number;
-  hash: Xxh64;
+  hash: Xxh64 | undefined;
+  single: number;
+  written: number;
 }
 
 /**
@@ -81,7 +91,10 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
   const finished: FinishedFile[] = [];
   for (const op of batch.ops) {
     if (op.op === "open") {
-      open.set(op.file, { fd: openSync(op.temp, "wx", 0o600), hash: createXxh64() });
+      // Created with the target's permissions (the umask may take some: `finish` checks), so
+      // most files need no chmod; the content is the target's too, so nothing is exposed early.
+      const fd = openSync(op.temp, "wx", op.mode & 0o777);
+      open.set(op.file, { fd, hash: op.single === undefined ? createXxh64() : undefined, single: op.single ?? -1, written: 0 });
     } else if (op.op === "write") {
       const file = open.get(op.file)!;
       const stored = batch.bytes.subarray(op.at, op.at + op.length);
@@ -89,22 +102,24 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
       const data = record === undefined
         ? stored
         : verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, stored, record.rawLength, `chunk "${record.id}"`) });
-      file.hash.update(data);
+      file.hash?.update(data);
       let written = 0;
       while (written < data.byteLength) written += writeSync(file.fd, data, written, data.byteLength - written);
+      file.written += written;
       // Crash tests: a file half-written under its temp name (or the second file begun).
       if (op.fault === true) faultPoint("client-pull-mid-write");
     } else {
-      const { fd, hash } = open.get(op.file)!;
+      const { fd, hash, single, written } = open.get(op.file)!;
       open.delete(op.file);
       try {
-        if (hash.digestHex() !== op.hash) {
+        if (hash === undefined ? written !== single : hash.digestHex() !== op.hash) {
           throw new CwsError("CORRUPT", `${op.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
         }
-        if (process.platform !== "win32") fchmodSync(fd, op.mode & 0o777);
         const mtime = new Date(op.mtimeMs);
         futimesSync(fd, mtime, mtime);
         const stat = fstatSync(fd);
+        // A chmod changes only the ctime, which the stat cache does not take from here.
+        if (process.platform !== "win32" && (stat.mode & 0o777) !== (op.mode & 0o777)) fchmodSync(fd, op.mode & 0o777);
         finished.push({ file: op.file, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino });
       } finally {
         closeSync(fd);
@@ -179,8 +194,12 @@ export class BatchWriter {
     this.#worker = worker;
   }
 
-  open(file: number, temp: string): void {
-    this.#ops.push({ op: "open", file, temp });
+  /**
+   * Starts a temp file with mode `mode`. `single`: the file is one chunk of that many bytes
+   * whose hash is the file's hash, and every write to it is checked (see WriteOp).
+   */
+  open(file: number, temp: string, mode = 0o600, single?: number): void {
+    this.#ops.push({ op: "open", file, temp, mode, ...(single === undefined ? {} : { single }) });
   }
 
   /**

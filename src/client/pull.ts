@@ -527,7 +527,10 @@ class PullWriter {
     const temp = this.tempName(target.absPath);
     const file = this.pending.length;
     this.pending.push({ temp, ...target, entry });
-    this.batches.open(file, temp);
+    // A file of one chunk is that chunk, checked against its hash on its way here or on the
+    // writer: its whole hash is the same hash (when the manifest says so) and need not be taken again.
+    const single = entry.chunks.length === 1 && entry.chunks[0]![0] === entry.hash && entry.chunks[0]![1] === entry.size ? entry.size : undefined;
+    this.batches.open(file, temp, entry.mode, single);
     for (const [i, ref] of entry.chunks.entries()) {
       const piece = await next(ref, i);
       // Crash tests: a file half-written under its temp name (or the second file begun).
