@@ -256,9 +256,9 @@ export class BundleWriter {
   /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
   #run: Buffer | undefined;
   #runBytes = 0;
-  /** A streamed bundle's frames not written yet (pieces), and their length. */
-  #out: Uint8Array[] = [];
-  #outBytes = 0;
+  /** A streamed bundle's bytes for raw frames not written yet (views, in order), and their length. */
+  #raw: Uint8Array[] = [];
+  #rawBytes = 0;
   #offset = 0;
   #records = 0;
   #state: "open" | "finished" | "aborted" = "open";
@@ -351,11 +351,7 @@ export class BundleWriter {
     this.#offset += RECORD_HEADER_BYTES + stored.byteLength;
     if (passThrough) {
       await this.#endRun();
-      for (const piece of rawFrames(stored)) {
-        this.#out.push(piece);
-        this.#outBytes += piece.byteLength;
-      }
-      if (this.#outBytes >= WRITE_BUFFER_BYTES) await this.#writeOut();
+      await this.#addRaw(stored);
       return;
     }
     run.set(stored, this.#runBytes);
@@ -365,33 +361,48 @@ export class BundleWriter {
 
   /**
    * Ends the run of small records: one zstd frame for all of them (one call, one context),
-   * or raw frames when it is too short to pay for a call or does not compress. Written out
-   * at once, as the run's buffer is filled again next.
+   * written at once after the raw bytes before it; or, when the run is too short to pay for a
+   * call or does not compress, a copy of it joins the raw bytes (its buffer is filled again next).
    */
   async #endRun(): Promise<void> {
     const length = this.#runBytes;
     if (length === 0) return;
     const run = this.#run!.subarray(0, length);
     this.#runBytes = 0;
-    let frame: Uint8Array | undefined;
     if (length >= MIN_STREAM_RUN_BYTES) {
-      frame = zlib.zstdCompressSync(run, {
+      const frame = zlib.zstdCompressSync(run, {
         params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
         // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
         chunkSize: length + (length >>> 7) + 128,
       });
-      if (frame.byteLength > length * (1 - MIN_SAVING)) frame = undefined;
+      if (frame.byteLength <= length * (1 - MIN_SAVING)) {
+        const pieces = rawFrames(this.#raw);
+        this.#raw = [];
+        this.#rawBytes = 0;
+        pieces.push(frameLength(frame.byteLength), frame);
+        await this.#writeFrames(pieces);
+        return;
+      }
     }
-    if (frame === undefined) this.#out.push(...rawFrames(run));
-    else this.#out.push(frameLength(frame.byteLength), frame);
-    await this.#writeOut();
+    await this.#addRaw(Uint8Array.prototype.slice.call(run));
   }
 
-  /** Writes the frames collected so far (the magic before the first). */
-  async #writeOut(): Promise<void> {
-    let pieces = this.#out;
-    this.#out = [];
-    this.#outBytes = 0;
+  /** Adds bytes to the raw frames being collected; a full frame's worth is written out. */
+  async #addRaw(bytes: Uint8Array): Promise<void> {
+    this.#raw.push(bytes);
+    this.#rawBytes += bytes.byteLength;
+    if (this.#rawBytes >= STREAM_FRAME_BYTES) await this.#endRaw();
+  }
+
+  async #endRaw(): Promise<void> {
+    const pieces = rawFrames(this.#raw);
+    this.#raw = [];
+    this.#rawBytes = 0;
+    await this.#writeFrames(pieces);
+  }
+
+  /** Writes frames (the magic before the first). */
+  async #writeFrames(pieces: Uint8Array[]): Promise<void> {
     if (pieces.length === 0) return;
     if (this.#frames++ === 0) pieces.unshift(STREAMED_MAGIC);
     await this.#writePieces(pieces);
@@ -414,6 +425,7 @@ export class BundleWriter {
         this.#runBytes += END_RECORD_BYTES;
         this.#offset += END_RECORD_BYTES;
         await this.#endRun();
+        await this.#endRaw();
       } else {
         this.#push(end);
         await this.#flush();
@@ -435,7 +447,7 @@ export class BundleWriter {
     const wasOpen = this.#state === "open";
     this.#state = "aborted";
     this.#pending = [];
-    this.#out = [];
+    this.#raw = [];
     if (wasOpen) await this.#handle.close().catch(() => {});
     await rm(`${this.path}.tmp`, { force: true });
   }
@@ -499,31 +511,48 @@ const ZSTD_BLOCK_BYTES = 128 * 1024;
 const ZSTD_BLOCK_HEADER_BYTES = 3;
 
 /**
- * `bytes` as streamed-bundle frames (length prefixes included) of zstd *raw* blocks: valid
- * zstd frames that every decoder reads (an older client decompresses them like the others),
- * made without running the compressor, whose content is a copy of the input. The pieces are
- * headers and views of `bytes`, which must stay unchanged until they are written.
+ * `pieces` (their bytes in order) as streamed-bundle frames, length prefixes included, of
+ * zstd *raw* blocks: valid zstd frames that every decoder reads (an older client decompresses
+ * them like the others), made without running the compressor, whose content is a copy of the
+ * input. The result is headers and views of `pieces`, which must stay unchanged until written.
  */
-function rawFrames(bytes: Uint8Array): Uint8Array[] {
-  const pieces: Uint8Array[] = [];
-  for (let at = 0; at < bytes.byteLength; at += STREAM_FRAME_BYTES) {
-    const content = bytes.subarray(at, Math.min(bytes.byteLength, at + STREAM_FRAME_BYTES));
-    const blocks = Math.max(1, Math.ceil(content.byteLength / ZSTD_BLOCK_BYTES));
+function rawFrames(pieces: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = 0;
+  for (const piece of pieces) left += piece.byteLength;
+  let index = 0;
+  let at = 0;
+  while (left > 0) {
+    const size = Math.min(left, STREAM_FRAME_BYTES);
+    const blocks = Math.ceil(size / ZSTD_BLOCK_BYTES);
     const header = Buffer.allocUnsafe(4 + RAW_FRAME_HEADER_BYTES);
-    header.writeUInt32BE(RAW_FRAME_HEADER_BYTES + blocks * ZSTD_BLOCK_HEADER_BYTES + content.byteLength, 0);
+    header.writeUInt32BE(RAW_FRAME_HEADER_BYTES + blocks * ZSTD_BLOCK_HEADER_BYTES + size, 0);
     header.writeUInt32LE(ZSTD_MAGIC, 4);
     header[8] = RAW_FRAME_DESCRIPTOR;
-    header.writeUInt32LE(content.byteLength, 9);
-    pieces.push(header);
+    header.writeUInt32LE(size, 9);
+    out.push(header);
     for (let block = 0; block < blocks; block++) {
-      const piece = content.subarray(block * ZSTD_BLOCK_BYTES, (block + 1) * ZSTD_BLOCK_BYTES);
+      const blockSize = Math.min(ZSTD_BLOCK_BYTES, size - block * ZSTD_BLOCK_BYTES);
       const blockHeader = Buffer.allocUnsafe(ZSTD_BLOCK_HEADER_BYTES);
       // Block_Type 0 (raw) in bits 1-2; bit 0 marks the last block.
-      blockHeader.writeUIntLE((piece.byteLength << 3) | (block === blocks - 1 ? 1 : 0), 0, ZSTD_BLOCK_HEADER_BYTES);
-      pieces.push(blockHeader, piece);
+      blockHeader.writeUIntLE((blockSize << 3) | (block === blocks - 1 ? 1 : 0), 0, ZSTD_BLOCK_HEADER_BYTES);
+      out.push(blockHeader);
+      // The block's bytes: views of the pieces, across as many as it spans.
+      for (let need = blockSize; need > 0;) {
+        const piece = pieces[index]!;
+        const take = Math.min(need, piece.byteLength - at);
+        out.push(piece.subarray(at, at + take));
+        need -= take;
+        at += take;
+        if (at === piece.byteLength) {
+          index++;
+          at = 0;
+        }
+      }
     }
+    left -= size;
   }
-  return pieces;
+  return out;
 }
 
 /**
