@@ -138,6 +138,27 @@ for (const threaded of [true, false]) {
     }
   });
 
+  test(`BatchWriter ${where} keeps every operation of a batch that grows past its usual count (many files opened before any is written)`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const finished: FinishedFile[] = [];
+    const writer = new BatchWriter(threaded, (file) => finished.push(file));
+    try {
+      const count = 2000;
+      for (let file = 0; file < count; file++) writer.open(file, join(dir, `f${file}`), 0o644);
+      for (let file = 0; file < count; file++) {
+        const content = Buffer.from(`file ${file}\n`);
+        await writer.write(file, content, false);
+        await writer.finish(file, { path: `f${file}`, hash: xxh64Hex(content), mode: 0o644, mtimeMs: Date.now() });
+      }
+      await writer.drain();
+      assert.equal(finished.length, count);
+      for (const file of [0, 999, count - 1]) assert.equal((await readFile(join(dir, `f${file}`))).toString(), `file ${file}\n`);
+    } finally {
+      await writer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test(`BatchWriter ${where} reports a failed system call with its errno code and refuses more work`, async () => {
     const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
     const writer = new BatchWriter(threaded, () => {});

@@ -115,6 +115,50 @@ const READ_BUFFER_BYTES = 1024 * 1024;
 /** The writer hands its buffered records to the OS once this many bytes are pending. */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 
+/** How long spare buffers are kept unused before they are let go (see SpareBuffers). */
+const SPARE_RELEASE_MS = 200;
+
+/**
+ * Large buffers kept between uses by work that repeats (a pull's bundles, prepared one after
+ * another): a new one each time would grow resident memory until the next full collection,
+ * which a long-lived server forces on growth (idle-gc.ts), so fresh buffers cost CPU as well.
+ * Spares are let go shortly after the work stops (sooner than the server's idle collection),
+ * so a resting process does not keep them.
+ */
+export class SpareBuffers {
+  readonly size: number;
+  readonly #keep: number;
+  #spare: Buffer[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(size: number, keep: number) {
+    this.size = size;
+    this.#keep = keep;
+  }
+
+  /** A buffer of `size` bytes (its content is not cleared). */
+  take(): Buffer {
+    return this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /** Gives back a buffer from `take` that nothing uses any more. */
+  give(buffer: Buffer): void {
+    if (this.#spare.length < this.#keep) this.#spare.push(buffer);
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#spare = [];
+        this.#timer = undefined;
+      }, SPARE_RELEASE_MS);
+      this.#timer.unref();
+    } else {
+      this.#timer.refresh();
+    }
+  }
+}
+
+/** The run buffers of streamed bundles being written (a few at once: a pull asks for bundles ahead). */
+const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
+
 /** Where a record landed in a bundle or pack file. */
 export interface RecordLocation {
   /** Byte offset of the record's header from the start of the file. */
@@ -268,7 +312,7 @@ export class BundleWriter {
     this.#handle = handle;
     this.#durable = durable;
     if (stream) {
-      this.#run = Buffer.allocUnsafeSlow(STREAM_RUN_BUFFER_BYTES);
+      this.#run = runBuffers.take();
       this.#run.set(BUNDLE_MAGIC, 0);
       this.#runBytes = BUNDLE_MAGIC.byteLength;
       this.#offset = BUNDLE_MAGIC.byteLength;
@@ -401,6 +445,11 @@ export class BundleWriter {
     await this.#writeFrames(pieces);
   }
 
+  #releaseRun(): void {
+    if (this.#run !== undefined) runBuffers.give(this.#run);
+    this.#run = undefined;
+  }
+
   /** Writes frames (the magic before the first). */
   async #writeFrames(pieces: Uint8Array[]): Promise<void> {
     if (pieces.length === 0) return;
@@ -426,6 +475,7 @@ export class BundleWriter {
         this.#offset += END_RECORD_BYTES;
         await this.#endRun();
         await this.#endRaw();
+        this.#releaseRun();
       } else {
         this.#push(end);
         await this.#flush();
@@ -448,6 +498,8 @@ export class BundleWriter {
     this.#state = "aborted";
     this.#pending = [];
     this.#raw = [];
+    // No write is under way (each add and finish is awaited): the run buffer is free again.
+    this.#releaseRun();
     if (wasOpen) await this.#handle.close().catch(() => {});
     await rm(`${this.path}.tmp`, { force: true });
   }
