@@ -21,7 +21,9 @@
  *   `streamed = "CWSBNDZ1" (frameLength:u32 frame)*`, the frames' contents concatenated being
  *   a plain bundle. Small chunks are stored raw in their records (one zstd call per small
  *   chunk costs more than compressing it), so the frames compress runs of them with one
- *   context; records of large chunks keep their own zstd frame, which passes through.
+ *   context. The bytes of large chunks' records (a zstd frame already, or bytes that did not
+ *   compress) pass through in *raw* frames: zstd frames of raw blocks, which any zstd decoder
+ *   reads and which the reader here takes apart without zstd (see rawFrames).
  * - Every length is capped before anything is allocated for it: `rawLength <= MAX_CHUNK_BYTES`,
  *   `storedLength <= rawLength + MAX_STORED_OVERHEAD_BYTES`.
  *
