@@ -156,9 +156,9 @@ test("writeBundle() prepares streamed bundles at once and one after another from
     for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]!));
     await store.releaseOutgoing(name);
   };
-  const together = await Promise.all(groups.map((chunks) => store.writeBundle(chunks.map(idOf), { stream: true })));
+  const together = await Promise.all(groups.map((chunks) => store.writeBundle(chunks.map(idOf), { stream: true, passThrough: true })));
   for (const [g, { name }] of together.entries()) await check(groups[g]!, name);
-  for (const chunks of [...groups.reverse(), large]) await check(chunks, (await store.writeBundle(chunks.map(idOf), { stream: true })).name);
+  for (const chunks of [...groups.reverse(), large]) await check(chunks, (await store.writeBundle(chunks.map(idOf), { stream: true, passThrough: true })).name);
 });
 
 test("writeBundle() refuses an unknown chunk and writes nothing", async (t) => {

@@ -348,10 +348,11 @@ export class Store {
    *
    * @param options.name A bare file name; a random one by default.
    * @param options.stream Write a streamed bundle (see bundle.ts).
+   * @param options.passThrough Large records pass through in raw frames (see CreateBundleOptions).
    * @throws CwsError NOT_FOUND (with `data.missing`) if any chunk is unknown; nothing is written then.
    */
-  async writeBundle(ids: readonly string[], options: { name?: string; stream?: boolean } = {}): Promise<{ name: string; bytes: number }> {
-    const { name, stream = false } = options;
+  async writeBundle(ids: readonly string[], options: { name?: string; stream?: boolean; passThrough?: boolean } = {}): Promise<{ name: string; bytes: number }> {
+    const { name, stream = false, passThrough = false } = options;
     const bundleName = name === undefined ? `out-${randomBytes(12).toString("hex")}.cwsb` : checkFileName(name, "bundle name");
     const path = inside(this.paths.outgoing, bundleName);
     const unique = [...new Set(ids)];
@@ -367,7 +368,7 @@ export class Store {
     if (await exists(path)) {
       throw new CwsError("ALREADY_EXISTS", `Cannot prepare bundle "${bundleName}" as a bundle of that name is already staged; release it first`);
     }
-    const writer = await BundleWriter.create(path, { durable: false, stream });
+    const writer = await BundleWriter.create(path, { durable: false, stream, passThrough });
     // The runs are read one after another into one reused buffer while they fit (a pull's
     // bundles do): the writer may hold views of them until it finishes.
     const arena = readArenas.take();

@@ -396,7 +396,8 @@ function bundleBound(ids: readonly string[], lengths: ReadonlyMap<string, number
 }
 
 async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal: AbortSignal | undefined, into: Buffer | undefined): Promise<Buffer> {
-  const { name } = await conn.call("prepareBundle", stream ? { ids, stream } : { ids }, { signal });
+  // This reader takes raw frames apart itself (older agents ignore the request).
+  const { name } = await conn.call("prepareBundle", stream ? { ids, stream, rawFrames: true } : { ids }, { signal });
   try {
     return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths), ...(into === undefined ? {} : { into }) });
   } finally {

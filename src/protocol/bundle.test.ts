@@ -237,7 +237,7 @@ test("a streamed bundle of several frames stores small chunks raw, compresses th
   }
 });
 
-test("a streamed bundle passes large records through in raw zstd frames that any zstd decoder reads, and refuses a raw frame whose blocks do not add up", async (t) => {
+test("a streamed bundle with pass-through carries large records in raw zstd frames that any zstd decoder reads, and refuses a raw frame whose blocks do not add up", async (t) => {
   const dir = await tempDir(t);
   // Small notes around a large text chunk (a zstd record) and large incompressible chunks (raw records).
   const compressible = text(200 * 1024, 7);
@@ -245,10 +245,17 @@ test("a streamed bundle passes large records through in raw zstd frames that any
   const plain = join(dir, "plain.bundle");
   await writeBundle(plain, chunks);
   const path = join(dir, "s.bundle");
-  const writer = await BundleWriter.create(path, { stream: true, durable: false });
+  const writer = await BundleWriter.create(path, { stream: true, durable: false, passThrough: true });
   for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
   await writer.finish();
   const file = await readFile(path);
+  // Without pass-through (for older readers) the large records are compressed with the rest.
+  const legacyPath = join(dir, "legacy.bundle");
+  const legacy = await BundleWriter.create(legacyPath, { stream: true, durable: false });
+  for (const chunk of chunks) await legacy.add(idOf(chunk), chunk);
+  await legacy.finish();
+  const legacyFile = await readFile(legacyPath);
+  assert.deepEqual((await Array.fromAsync(readBundleBytes(legacyFile, "legacy"))).map((r) => r.id), chunks.map(idOf));
 
   // Every frame is a zstd frame, and their contents make the plain bundle: an older reader,
   // which decompresses every frame with zstd, reads the same records.

@@ -96,8 +96,8 @@ const STREAM_ZSTD_LEVEL = 1;
 /** A run of small records shorter than this is not worth a zstd call (about 0.1 ms): it goes raw. */
 const MIN_STREAM_RUN_BYTES = 2048;
 
-/** The buffer a run of small records is collected in: a frame's worth and the record that ends it. */
-const STREAM_RUN_BUFFER_BYTES = STREAM_FRAME_BYTES + MIN_COMPRESSED_CHUNK_BYTES + RECORD_HEADER_BYTES + END_RECORD_BYTES;
+/** The buffer a run of records is collected in: a frame's worth and the record that ends it (any record, without pass-through). */
+const STREAM_RUN_BUFFER_BYTES = STREAM_FRAME_BYTES + MAX_CHUNK_BYTES + MAX_STORED_OVERHEAD_BYTES + RECORD_HEADER_BYTES + END_RECORD_BYTES;
 
 /** The 8 bytes a streamed bundle starts with. */
 export const STREAMED_MAGIC = Buffer.from("CWSBNDZ1", "latin1");
@@ -281,6 +281,16 @@ export interface CreateBundleOptions {
    * @default {false}
    */
   stream?: boolean;
+  /**
+   * In a streamed bundle, pass large records through in raw frames instead of compressing them
+   * with the rest (see the module comment). Only for a reader that takes raw frames apart
+   * itself (agent capability "bundles-raw-frames", or the client's `rawFrames` request): one
+   * that decompresses every frame with zstd pays a zstd context for each of the more, smaller
+   * frames this makes.
+   *
+   * @default {false}
+   */
+  passThrough?: boolean;
 }
 
 /**
@@ -299,6 +309,7 @@ export class BundleWriter {
   #durable: boolean;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  readonly #passThrough: boolean;
   /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
   #run: Buffer | undefined;
   #runBytes = 0;
@@ -309,10 +320,11 @@ export class BundleWriter {
   #records = 0;
   #state: "open" | "finished" | "aborted" = "open";
 
-  private constructor(path: string, handle: FileHandle, durable: boolean, stream: boolean) {
+  private constructor(path: string, handle: FileHandle, durable: boolean, stream: boolean, passThrough: boolean) {
     this.path = path;
     this.#handle = handle;
     this.#durable = durable;
+    this.#passThrough = passThrough;
     if (stream) {
       this.#run = runBuffers.take();
       this.#run.set(BUNDLE_MAGIC, 0);
@@ -329,7 +341,7 @@ export class BundleWriter {
    */
   static async create(path: string, options: CreateBundleOptions = {}): Promise<BundleWriter> {
     const handle = await open(`${path}.tmp`, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-    return new BundleWriter(path, handle, options.durable ?? true, options.stream ?? false);
+    return new BundleWriter(path, handle, options.durable ?? true, options.stream ?? false, options.passThrough ?? false);
   }
 
   /** Bytes of records written so far, counting buffered ones (before a streamed bundle's compression). */
@@ -388,7 +400,7 @@ export class BundleWriter {
    * is ended first. That keeps zstd for the bytes it helps and spares both ends the rest.
    */
   async #addToStream(hash: string, rawLength: number, flags: number, stored: Uint8Array): Promise<void> {
-    const passThrough = flags === FLAG_ZSTD || stored.byteLength >= MIN_COMPRESSED_CHUNK_BYTES;
+    const passThrough = this.#passThrough && (flags === FLAG_ZSTD || stored.byteLength >= MIN_COMPRESSED_CHUNK_BYTES);
     const adding = RECORD_HEADER_BYTES + (passThrough ? 0 : stored.byteLength);
     if (this.#runBytes + adding > this.#run!.byteLength) await this.#endRun();
     const run = this.#run!;
