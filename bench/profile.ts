@@ -177,7 +177,7 @@ async function main(): Promise<void> {
     }
     const scenarios = values.pull ? [] : (["no-op", "1% change"] as const);
     if (values.pull) {
-      await profilePull({ work, cliEntry, agentCommand, sshd, runs, profiles, repo, agentProfiles, env, ...(values.against === undefined ? {} : { against: values.against }) });
+      await profilePull({ work, cliEntry, agentCommand, sshd, runs, profiles, repo, agentProfiles, env, hub, ...(values.against === undefined ? {} : { against: values.against }) });
     }
     for (const scenario of scenarios) {
       const times: number[] = [];
@@ -273,7 +273,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
  * the other one (same server, same data, alternating, so the machine's load hits both alike).
  */
 async function profilePull(context: {
-  work: string; cliEntry: string; agentCommand: string; sshd: SshdHandle; runs: number; profiles: string; repo: string; agentProfiles: string; env: NodeJS.ProcessEnv; against?: string;
+  work: string; cliEntry: string; agentCommand: string; sshd: SshdHandle; runs: number; profiles: string; repo: string; agentProfiles: string; env: NodeJS.ProcessEnv; hub: number; against?: string;
 }): Promise<void> {
   const { work, agentCommand, sshd, runs, profiles, repo, agentProfiles } = context;
   const variants = [{ name: "this checkout", repo, cli: context.cliEntry, dir: path.join(profiles, "pull") }];
@@ -293,10 +293,13 @@ async function profilePull(context: {
       run(REPO_NODE, [variant.cli, "attach-superproject", "p", "--root", root], env);
       spawnSync("sync");
       const rssFile = path.join(work, `pull-rss-${v}-${i}.txt`);
-      const timed = run(TIME_PATH, ["-f", "%M", "-o", rssFile, REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
+      const hubBefore = cpuSeconds(context.hub);
+      const timed = run(TIME_PATH, ["-f", "%U %S %M", "-o", rssFile, REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
       results[v]!.times.push(timed.ms);
-      results[v]!.rss.push(Math.round(Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024));
-      console.log(`pull ${i + 1}, ${variant.name}: ${(timed.ms / 1000).toFixed(2)} s, client peak RSS ${results[v]!.rss.at(-1)} MiB (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`);
+      const hubCpu = cpuSeconds(context.hub) - hubBefore;
+      const [user, system, rssKib] = readFileSync(rssFile, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
+      results[v]!.rss.push(Math.round(rssKib! / 1024));
+      console.log(`pull ${i + 1}, ${variant.name}: ${(timed.ms / 1000).toFixed(2)} s, client CPU ${user!.toFixed(2)} s user + ${system!.toFixed(2)} s system, hub CPU ${hubCpu.toFixed(2)} s, client peak RSS ${results[v]!.rss.at(-1)} MiB (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`);
       // Set aside, not deleted: deleting 50,000 files slows the next pull's file creation (trash.ts).
       await discard(root);
       await discard(home);
@@ -311,6 +314,13 @@ async function profilePull(context: {
   }
   const agent = newest(agentProfiles);
   if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
+}
+
+/** A process's CPU time so far (user + system), in seconds, from /proc/PID/stat. */
+function cpuSeconds(pid: number): number {
+  // The fields after the command name (which may hold spaces) start at its closing parenthesis.
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function cliOf(repo: string): string {

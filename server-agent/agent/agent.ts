@@ -53,7 +53,7 @@ export interface AgentOptions {
 }
 
 /** Capabilities this agent offers beyond the base protocol. */
-export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "lease", "quarantine", "manifest-delta", "manifest-pieces"];
+export const AGENT_CAPABILITIES = ["bundles-zstd", "bundles-stream", "bundles-raw-frames", "lease", "quarantine", "manifest-delta", "manifest-pieces"];
 
 export async function serveAgent(options: AgentOptions): Promise<void> {
   const log = options.log ?? openAgentLog(options.dataDir, (line: string) => process.stderr.write(`cws-agent: ${line}\n`));
@@ -254,7 +254,7 @@ export async function serveAgent(options: AgentOptions): Promise<void> {
     releaseLease: async (p) => (await getHub()).call("releaseLease", { deviceId: requireDevice(), token: p.token }),
     prepareBundle: async (p) => {
       requireDevice();
-      const bundle = await (await getStore()).writeBundle(p.ids, { stream: p.stream === true });
+      const bundle = await (await getStore()).writeBundle(p.ids, { stream: p.stream === true, passThrough: p.rawFrames === true });
       prepared.add(bundle.name);
       return bundle;
     },

@@ -138,6 +138,29 @@ test("writeBundle() gives back the original bytes through readBundle(), plain an
   assert.deepEqual(await readdir(store.paths.outgoing), []);
 });
 
+test("writeBundle() prepares streamed bundles at once and one after another from reused buffers, each with its own bytes, and one larger than a reused buffer", async (t) => {
+  const store = await openStore(t);
+  // Pull-like content: small notes, large text chunks (zstd records), large random chunks (raw).
+  const groups = Array.from({ length: 4 }, (_, g) => [
+    ...Array.from({ length: 40 }, (_, i) => text(1000 + i, g * 100 + i)),
+    text(200_000, g),
+    randomBytes(200_000),
+    ...Array.from({ length: 10 }, (_, i) => text(500 + i, g * 100 + 50 + i)),
+  ]);
+  // More than one reused read buffer (6 MiB) holds: the rest is read into buffers of its own.
+  const large = Array.from({ length: 30 }, () => randomBytes(256 * 1024));
+  await store.ingestBundle(await stage(store, "in.cwsb", [...groups.flat(), ...large]));
+  const check = async (chunks: Uint8Array[], name: string): Promise<void> => {
+    const records = await Array.fromAsync(readBundle(join(store.paths.outgoing, name)));
+    assert.deepEqual(records.map((r) => r.id), chunks.map(idOf));
+    for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]!));
+    await store.releaseOutgoing(name);
+  };
+  const together = await Promise.all(groups.map((chunks) => store.writeBundle(chunks.map(idOf), { stream: true, passThrough: true })));
+  for (const [g, { name }] of together.entries()) await check(groups[g]!, name);
+  for (const chunks of [...groups.reverse(), large]) await check(chunks, (await store.writeBundle(chunks.map(idOf), { stream: true, passThrough: true })).name);
+});
+
 test("writeBundle() refuses an unknown chunk and writes nothing", async (t) => {
   const store = await openStore(t);
   const known = text(100, 1);

@@ -38,6 +38,7 @@ import {
   MAX_BUNDLE_RECORDS,
   RECORD_HEADER_BYTES,
   readBundle,
+  SpareBuffers,
   verifyRecord,
   ZSTD_LEVEL,
 } from "../../src/protocol/bundle.ts";
@@ -347,10 +348,11 @@ export class Store {
    *
    * @param options.name A bare file name; a random one by default.
    * @param options.stream Write a streamed bundle (see bundle.ts).
+   * @param options.passThrough Large records pass through in raw frames (see CreateBundleOptions).
    * @throws CwsError NOT_FOUND (with `data.missing`) if any chunk is unknown; nothing is written then.
    */
-  async writeBundle(ids: readonly string[], options: { name?: string; stream?: boolean } = {}): Promise<{ name: string; bytes: number }> {
-    const { name, stream = false } = options;
+  async writeBundle(ids: readonly string[], options: { name?: string; stream?: boolean; passThrough?: boolean } = {}): Promise<{ name: string; bytes: number }> {
+    const { name, stream = false, passThrough = false } = options;
     const bundleName = name === undefined ? `out-${randomBytes(12).toString("hex")}.cwsb` : checkFileName(name, "bundle name");
     const path = inside(this.paths.outgoing, bundleName);
     const unique = [...new Set(ids)];
@@ -366,14 +368,21 @@ export class Store {
     if (await exists(path)) {
       throw new CwsError("ALREADY_EXISTS", `Cannot prepare bundle "${bundleName}" as a bundle of that name is already staged; release it first`);
     }
-    const writer = await BundleWriter.create(path, { durable: false, stream });
+    const writer = await BundleWriter.create(path, { durable: false, stream, passThrough });
+    // The runs are read one after another into one reused buffer while they fit (a pull's
+    // bundles do): the writer may hold views of them until it finishes.
+    const arena = readArenas.take();
+    let used = 0;
     try {
       // Records stay in the requested order; neighbours in one pack are read together, which
       // matters for the thousands of small chunks of a workspace (one read each is ~5x slower).
       for (const run of contiguousRuns(unique.map((id) => this.#index.get(id)!))) {
         let payloads: Uint8Array[];
+        const length = runLength(run);
+        const into = used + length <= arena.byteLength ? arena.subarray(used, used + length) : undefined;
+        if (into !== undefined) used += length;
         try {
-          payloads = (await this.#readSealedRun(run)).map((sealed, i) => this.#codec.open(sealed, { kind: "chunk", id: run[i].id }));
+          payloads = (await this.#readSealedRun(run, into)).map((sealed, i) => this.#codec.open(sealed, { kind: "chunk", id: run[i].id }));
         } catch (error) {
           if (!isErrno(error, "ENOENT")) throw error;
           // The pack was repacked away by another process; find each chunk again.
@@ -387,6 +396,8 @@ export class Store {
     } catch (error) {
       await writer.abort();
       throw error;
+    } finally {
+      readArenas.give(arena);
     }
   }
 
@@ -751,11 +762,10 @@ export class Store {
    * Reads the stored bytes of records that follow each other in one pack with a single
    * positioned read, checking every header against its index entry.
    */
-  async #readSealedRun(run: readonly PackEntry[]): Promise<Uint8Array[]> {
+  async #readSealedRun(run: readonly PackEntry[], into?: Buffer): Promise<Uint8Array[]> {
     const first = run[0];
-    const last = run[run.length - 1];
-    const length = last.offset + RECORD_HEADER_BYTES + last.storedLength - first.offset;
-    const buffer = Buffer.allocUnsafe(length);
+    const length = runLength(run);
+    const buffer = into ?? Buffer.allocUnsafe(length);
     const { bytesRead } = await this.#handles.use(this.#packPath(first.pack), (handle) => handle.read(buffer, 0, length, first.offset));
     return run.map((entry) => {
       const at = entry.offset - first.offset;
@@ -799,6 +809,18 @@ export class Store {
     return inside(this.paths.objects, hash.slice(0, 2), hash);
   }
 }
+
+/** Bytes of a run of neighbouring records in one pack, headers included. */
+function runLength(run: readonly PackEntry[]): number {
+  const last = run[run.length - 1];
+  return last.offset + RECORD_HEADER_BYTES + last.storedLength - run[0].offset;
+}
+
+/**
+ * The buffers bundles for download are read into (see writeBundle): a pull's bundle (4 MiB of
+ * chunks, see pull.ts) and its headers fit in one. A few bundles are prepared at once.
+ */
+const readArenas = new SpareBuffers(6 * 1024 * 1024, 3);
 
 /**
  * Checks a chunk id's shape and returns its hash and length.

@@ -21,7 +21,7 @@ port.on("message", (batch: WriteBatch) => {
     const finished = applyWriteBatch(batch, open);
     // The buffer goes back to be filled again (its bytes are on their way to the disk).
     const buffer = batch.bytes.buffer;
-    port.postMessage({ id: batch.id, finished, buffer } satisfies BatchReply, [buffer]);
+    port.postMessage({ id: batch.id, finished, buffer } satisfies BatchReply, [buffer, finished.buffer]);
   } catch (error) {
     failed = true;
     closeAll(open);

@@ -100,6 +100,65 @@ for (const threaded of [true, false]) {
     }
   });
 
+  test(`BatchWriter ${where} writes a one-chunk file from its checked record without hashing it again, refuses a bad record or a short file, and gives the file its mode`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const writer = new BatchWriter(threaded, () => {});
+    try {
+      const raw = Buffer.from("one chunk, one file\n".repeat(3000));
+      const { flags, stored } = encodeRecordPayload(raw);
+      const hash = xxh64Hex(raw);
+      const record = { id: `${hash}-${raw.length}`, hash, rawLength: raw.length, flags };
+      writer.open(0, join(dir, "one"), 0o755, raw.length);
+      await writer.write(0, stored, false, record);
+      await writer.finish(0, { path: "one", hash, mode: 0o755, mtimeMs: Date.now() });
+      await writer.drain();
+      assert.ok((await readFile(join(dir, "one"))).equals(raw));
+      assert.equal((await stat(join(dir, "one"))).mode & 0o777, 0o755);
+
+      // The chunk is still checked: a damaged record never lands.
+      const bad = Buffer.from(stored);
+      bad[bad.length - 5]! ^= 0xff;
+      writer.open(1, join(dir, "bad"), 0o644, raw.length);
+      await writer.write(1, bad, false, record);
+      await assert.rejects(writer.drain(), (error: NodeJS.ErrnoException) => error.code === "CORRUPT");
+      assert.equal((await readFile(join(dir, "bad"))).byteLength, 0);
+    } finally {
+      await writer.close();
+    }
+    // A one-chunk file left short of its size (its write missing) fails its finish.
+    const second = new BatchWriter(threaded, () => {});
+    try {
+      second.open(0, join(dir, "short"), 0o644, 100);
+      await second.write(0, Buffer.alloc(50), false);
+      await second.finish(0, { path: "files/short", hash: xxh64Hex(Buffer.alloc(100)), mode: 0o644, mtimeMs: Date.now() });
+      await assert.rejects(second.drain(), (error: Error & { code?: string }) => error.code === "CORRUPT" && error.message.includes("files/short"));
+    } finally {
+      await second.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test(`BatchWriter ${where} keeps every operation of a batch that grows past its usual count (many files opened before any is written)`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const finished: FinishedFile[] = [];
+    const writer = new BatchWriter(threaded, (file) => finished.push(file));
+    try {
+      const count = 2000;
+      for (let file = 0; file < count; file++) writer.open(file, join(dir, `f${file}`), 0o644);
+      for (let file = 0; file < count; file++) {
+        const content = Buffer.from(`file ${file}\n`);
+        await writer.write(file, content, false);
+        await writer.finish(file, { path: `f${file}`, hash: xxh64Hex(content), mode: 0o644, mtimeMs: Date.now() });
+      }
+      await writer.drain();
+      assert.equal(finished.length, count);
+      for (const file of [0, 999, count - 1]) assert.equal((await readFile(join(dir, `f${file}`))).toString(), `file ${file}\n`);
+    } finally {
+      await writer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test(`BatchWriter ${where} reports a failed system call with its errno code and refuses more work`, async () => {
     const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
     const writer = new BatchWriter(threaded, () => {});

@@ -27,17 +27,37 @@ import { decodeRecordPayload, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
 
-/** One operation on a temp file, by the file's number in the pull. */
-export type WriteOp =
-  | { op: "open"; file: number; temp: string }
-  /**
-   * `length` bytes at `at` of the batch's buffer go at the end of the file: verified bytes, or
-   * with `record` a downloaded record's stored bytes, decoded and checked first. `fault`: the
-   * crash-test point follows.
-   */
-  | { op: "write"; file: number; at: number; length: number; record?: RecordCheck; fault?: true }
-  /** Checks the file's whole hash, gives it its mode and mtime, reads its stat and closes it. */
-  | { op: "finish"; file: number; path: string; hash: string; mode: number; mtimeMs: number };
+/**
+ * The operations of a batch on temp files, by each file's number in the pull, packed: numbers
+ * in `nums`, strings joined by NUL (which no path holds) in `strs`. A batch holds hundreds of
+ * them, and the structured clone of as many small objects (per batch, both ways) cost more
+ * than the writes of small files on a busy main thread; two flat values copy at once.
+ *
+ * - open `OP_OPEN, file, mode, single` + string `temp`: creates the temp file with the
+ *   target's mode (see finish). `single` (or -1): the file is one chunk of that many bytes
+ *   whose hash is the file's hash; the chunk is checked (here, as a record, or by the
+ *   caller), so hashing the file again would only repeat it.
+ * - write `OP_WRITE, file, at, length, flags, rawLength, fault` (+ string `hash` when flags
+ *   is not -1): `length` bytes at `at` of the batch's buffer go at the end of the file:
+ *   verified bytes, or (flags, rawLength, hash) a downloaded record's stored bytes, decoded
+ *   and checked first. `fault` 1: the crash-test point follows.
+ * - finish `OP_FINISH, file, mode, mtimeMs` + strings `path`, `hash`: checks the file's whole
+ *   hash, gives it its mtime (and its mode if the umask took some of it), reads its stat and
+ *   closes it.
+ */
+export interface WriteBatch {
+  id: number;
+  nums: Float64Array<ArrayBuffer>;
+  strs: string;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+const OP_OPEN = 0;
+const OP_WRITE = 1;
+const OP_FINISH = 2;
+
+/** The most numbers one operation takes (a write). */
+const MAX_OP_NUMBERS = 7;
 
 /** What a downloaded record's stored bytes must decode and hash to. */
 export interface RecordCheck {
@@ -45,12 +65,6 @@ export interface RecordCheck {
   hash: string;
   rawLength: number;
   flags: number;
-}
-
-export interface WriteBatch {
-  id: number;
-  ops: WriteOp[];
-  bytes: Uint8Array<ArrayBuffer>;
 }
 
 /** The stat of a finished temp file: what the stat cache needs (its ctime changes with the rename). */
@@ -61,13 +75,29 @@ export interface FinishedFile {
   ino: number;
 }
 
-/** A batch's answer; its buffer comes back with it, to be filled again. */
-export type BatchReply = { id: number; finished: FinishedFile[]; buffer: ArrayBuffer } | { id: number; error: ErrorMessage };
+/**
+ * A batch's answer: the finished files packed as `file, size, mtimeMs, ino` each; the batch's
+ * buffer comes back with it, to be filled again.
+ */
+export type BatchReply = { id: number; finished: Float64Array<ArrayBuffer>; buffer: ArrayBuffer } | { id: number; error: ErrorMessage };
 
-/** A temp file being written: its descriptor and the hash of what it holds so far. */
+/** Numbers per finished file in a reply. */
+const FINISHED_NUMBERS = 4;
+
+/** The finished files of a reply, one by one. */
+function* finishedFiles(packed: Float64Array): Generator<FinishedFile> {
+  for (let i = 0; i < packed.length; i += FINISHED_NUMBERS) yield { file: packed[i]!, size: packed[i + 1]!, mtimeMs: packed[i + 2]!, ino: packed[i + 3]! };
+}
+
+/**
+ * A temp file being written: its descriptor and the hash of what it holds so far, or for a
+ * one-chunk file (no hash) the bytes it must hold and the bytes written.
+ */
 export interface OpenFile {
   fd: number;
-  hash: Xxh64;
+  hash: Xxh64 | undefined;
+  single: number;
+  written: number;
 }
 
 /**
@@ -77,41 +107,68 @@ export interface OpenFile {
  * @throws CwsError CORRUPT when a record or a file does not match its hash; the errors of
  *   the system calls otherwise.
  */
-export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>): FinishedFile[] {
-  const finished: FinishedFile[] = [];
-  for (const op of batch.ops) {
-    if (op.op === "open") {
-      open.set(op.file, { fd: openSync(op.temp, "wx", 0o600), hash: createXxh64() });
-    } else if (op.op === "write") {
-      const file = open.get(op.file)!;
-      const stored = batch.bytes.subarray(op.at, op.at + op.length);
-      const record = op.record;
-      const data = record === undefined
-        ? stored
-        : verifyRecord({ ...record, raw: () => decodeRecordPayload(record.flags, stored, record.rawLength, `chunk "${record.id}"`) });
-      file.hash.update(data);
+export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>): Float64Array<ArrayBuffer> {
+  const { nums } = batch;
+  const strs = batch.strs.split("\0");
+  const finished: number[] = [];
+  let s = 0;
+  for (let n = 0; n < nums.length;) {
+    const op = nums[n]!;
+    const fileNumber = nums[n + 1]!;
+    if (op === OP_OPEN) {
+      const mode = nums[n + 2]!;
+      const single = nums[n + 3]!;
+      n += 4;
+      // Created with the target's permissions (the umask may take some: finish checks), so
+      // most files need no chmod; the content is the target's too, so nothing is exposed early.
+      const fd = openSync(strs[s++]!, "wx", mode & 0o777);
+      open.set(fileNumber, { fd, hash: single < 0 ? createXxh64() : undefined, single, written: 0 });
+    } else if (op === OP_WRITE) {
+      const at = nums[n + 2]!;
+      const stored = batch.bytes.subarray(at, at + nums[n + 3]!);
+      const flags = nums[n + 4]!;
+      const rawLength = nums[n + 5]!;
+      const fault = nums[n + 6] === 1;
+      n += MAX_OP_NUMBERS;
+      const file = open.get(fileNumber)!;
+      let data: Uint8Array = stored;
+      if (flags >= 0) {
+        const hash = strs[s++]!;
+        const id = `${hash}-${rawLength}`;
+        data = verifyRecord({ id, hash, rawLength, raw: () => decodeRecordPayload(flags, stored, rawLength, `chunk "${id}"`) });
+      }
+      file.hash?.update(data);
       let written = 0;
       while (written < data.byteLength) written += writeSync(file.fd, data, written, data.byteLength - written);
+      file.written += written;
       // Crash tests: a file half-written under its temp name (or the second file begun).
-      if (op.fault === true) faultPoint("client-pull-mid-write");
-    } else {
-      const { fd, hash } = open.get(op.file)!;
-      open.delete(op.file);
+      if (fault) faultPoint("client-pull-mid-write");
+    } else if (op === OP_FINISH) {
+      const mode = nums[n + 2]!;
+      const mtimeMs = nums[n + 3]!;
+      n += 4;
+      const path = strs[s++]!;
+      const expected = strs[s++]!;
+      const { fd, hash, single, written } = open.get(fileNumber)!;
+      open.delete(fileNumber);
       try {
-        if (hash.digestHex() !== op.hash) {
-          throw new CwsError("CORRUPT", `${op.path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
+        if (hash === undefined ? written !== single : hash.digestHex() !== expected) {
+          throw new CwsError("CORRUPT", `${path} did not assemble to its content hash; nothing was replaced. Run \`cws-server verify\` on the server.`);
         }
-        if (process.platform !== "win32") fchmodSync(fd, op.mode & 0o777);
-        const mtime = new Date(op.mtimeMs);
+        const mtime = new Date(mtimeMs);
         futimesSync(fd, mtime, mtime);
         const stat = fstatSync(fd);
-        finished.push({ file: op.file, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino });
+        // A chmod changes only the ctime, which the stat cache does not take from here.
+        if (process.platform !== "win32" && (stat.mode & 0o777) !== (mode & 0o777)) fchmodSync(fd, mode & 0o777);
+        finished.push(fileNumber, stat.size, stat.mtimeMs, stat.ino);
       } finally {
         closeSync(fd);
       }
+    } else {
+      throw new TypeError(`Unknown write operation ${op}`);
     }
   }
-  return finished;
+  return new Float64Array(finished);
 }
 
 /** Closes the files a failed or abandoned sequence of batches left open. */
@@ -155,7 +212,11 @@ const WORKER_MAIN = new URL("./pull-write-worker.mjs", import.meta.url);
 export class BatchWriter {
   #worker: Worker | undefined;
   #open = new Map<number, OpenFile>();
-  #ops: WriteOp[] = [];
+  /** The operations of the batch being collected (see WriteBatch), how many numbers and operations. */
+  #nums = new Float64Array(BATCH_OPS * MAX_OP_NUMBERS);
+  #n = 0;
+  #ops = 0;
+  #strs: string[] = [];
   /** The bytes of the batch being collected (copied in as they are written), and how many. */
   #current: Uint8Array<ArrayBuffer> | undefined;
   #bytes = 0;
@@ -179,8 +240,13 @@ export class BatchWriter {
     this.#worker = worker;
   }
 
-  open(file: number, temp: string): void {
-    this.#ops.push({ op: "open", file, temp });
+  /**
+   * Starts a temp file with mode `mode`. `single`: the file is one chunk of that many bytes
+   * whose hash is the file's hash, and every write to it is checked (see WriteOp).
+   */
+  open(file: number, temp: string, mode = 0o600, single?: number): void {
+    this.#op(OP_OPEN, file, mode, single ?? -1);
+    this.#strs.push(temp);
   }
 
   /**
@@ -191,46 +257,60 @@ export class BatchWriter {
     if (this.#current !== undefined && this.#bytes + data.byteLength > this.#current.byteLength) await this.flush();
     this.#current ??= this.#buffer(data.byteLength);
     this.#current.set(data, this.#bytes);
-    this.#ops.push({ op: "write", file, at: this.#bytes, length: data.byteLength, ...(record === undefined ? {} : { record }), ...(fault ? { fault: true as const } : {}) });
+    const nums = this.#room();
+    const n = this.#n;
+    nums[n] = OP_WRITE;
+    nums[n + 1] = file;
+    nums[n + 2] = this.#bytes;
+    nums[n + 3] = data.byteLength;
+    nums[n + 4] = record === undefined ? -1 : record.flags;
+    nums[n + 5] = record === undefined ? 0 : record.rawLength;
+    nums[n + 6] = fault ? 1 : 0;
+    this.#n += MAX_OP_NUMBERS;
+    this.#ops++;
+    if (record !== undefined) this.#strs.push(record.hash);
     this.#bytes += data.byteLength;
-    if (this.#bytes >= BATCH_BYTES || this.#ops.length >= BATCH_OPS) await this.flush();
+    if (this.#bytes >= BATCH_BYTES || this.#ops >= BATCH_OPS) await this.flush();
   }
 
   /** Ends the file: its whole content must hash to `hash` (`path` names it in the error). */
   async finish(file: number, expected: { path: string; hash: string; mode: number; mtimeMs: number }): Promise<void> {
-    this.#ops.push({ op: "finish", file, ...expected });
-    if (this.#ops.length >= BATCH_OPS) await this.flush();
+    this.#op(OP_FINISH, file, expected.mode, expected.mtimeMs);
+    this.#strs.push(expected.path, expected.hash);
+    if (this.#ops >= BATCH_OPS) await this.flush();
   }
 
   /** Hands the current batch over, after waiting for room among the batches in flight. */
   async flush(): Promise<void> {
     this.#throwIfFailed();
-    if (this.#ops.length === 0) return;
+    if (this.#ops === 0) return;
     while (this.#waiting.size >= BATCHES_IN_FLIGHT) {
       await new Promise<void>((resolve) => this.#idle.push(resolve));
       this.#throwIfFailed();
     }
     // The batch's buffer is moved to the worker, not copied (transferred).
     const bytes = this.#current ?? new Uint8Array(0);
-    const batch: WriteBatch = { id: this.#nextId++, ops: this.#ops, bytes };
-    this.#ops = [];
+    const batch: WriteBatch = { id: this.#nextId++, nums: this.#nums.slice(0, this.#n), strs: this.#strs.join("\0"), bytes };
+    this.#n = 0;
+    this.#ops = 0;
+    this.#strs = [];
     this.#current = undefined;
     this.#bytes = 0;
     if (this.#worker === undefined) {
-      let finished: FinishedFile[];
+      let finished: Float64Array;
       try {
         finished = applyWriteBatch(batch, this.#open);
       } catch (error) {
         this.#fail(error as Error);
         throw error;
       }
-      for (const file of finished) this.#onFinished(file);
+      for (const file of finishedFiles(finished)) this.#onFinished(file);
       this.#reuse(bytes.buffer);
       return;
     }
     const done = new Promise<void>((resolve, reject) => this.#waiting.set(batch.id, { resolve, reject }));
     done.catch(() => {}); // the failure is also kept in #failure and thrown by the next call
-    this.#worker.postMessage(batch, [bytes.buffer]);
+    this.#worker.postMessage(batch, [bytes.buffer, batch.nums.buffer]);
   }
 
   /** Hands over what is left and waits until every batch is applied. */
@@ -252,12 +332,34 @@ export class BatchWriter {
     this.#fail(new Error("the pull's writer was closed"));
   }
 
+  /** Adds an operation of four numbers (open, finish). */
+  #op(op: number, file: number, a: number, b: number): void {
+    const nums = this.#room();
+    const n = this.#n;
+    nums[n] = op;
+    nums[n + 1] = file;
+    nums[n + 2] = a;
+    nums[n + 3] = b;
+    this.#n += 4;
+    this.#ops++;
+  }
+
+  /** The numbers' array, grown if one more operation would not fit (opens are not flushed after: they may add up). */
+  #room(): Float64Array {
+    if (this.#n + MAX_OP_NUMBERS > this.#nums.length) {
+      const grown = new Float64Array(this.#nums.length * 2);
+      grown.set(this.#nums);
+      this.#nums = grown;
+    }
+    return this.#nums;
+  }
+
   #onReply(reply: BatchReply): void {
     const waiter = this.#waiting.get(reply.id);
     this.#waiting.delete(reply.id);
     if ("error" in reply) this.#fail(errorFromMessage(reply.error));
     else {
-      for (const file of reply.finished) this.#onFinished(file);
+      for (const file of finishedFiles(reply.finished)) this.#onFinished(file);
       this.#reuse(reply.buffer);
       waiter?.resolve();
     }

@@ -396,7 +396,8 @@ function bundleBound(ids: readonly string[], lengths: ReadonlyMap<string, number
 }
 
 async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal: AbortSignal | undefined, into: Buffer | undefined): Promise<Buffer> {
-  const { name } = await conn.call("prepareBundle", stream ? { ids, stream } : { ids }, { signal });
+  // This reader takes raw frames apart itself (older agents ignore the request).
+  const { name } = await conn.call("prepareBundle", stream ? { ids, stream, rawFrames: true } : { ids }, { signal });
   try {
     return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths), ...(into === undefined ? {} : { into }) });
   } finally {
@@ -527,7 +528,10 @@ class PullWriter {
     const temp = this.tempName(target.absPath);
     const file = this.pending.length;
     this.pending.push({ temp, ...target, entry });
-    this.batches.open(file, temp);
+    // A file of one chunk is that chunk, checked against its hash on its way here or on the
+    // writer: its whole hash is the same hash (when the manifest says so) and need not be taken again.
+    const single = entry.chunks.length === 1 && entry.chunks[0]![0] === entry.hash && entry.chunks[0]![1] === entry.size ? entry.size : undefined;
+    this.batches.open(file, temp, entry.mode, single);
     for (const [i, ref] of entry.chunks.entries()) {
       const piece = await next(ref, i);
       // Crash tests: a file half-written under its temp name (or the second file begun).

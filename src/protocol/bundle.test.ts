@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { zstdDecompressSync } from "node:zlib";
 import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { chunkId, MAX_CHUNK_BYTES } from "../core/manifest.ts";
@@ -234,6 +235,54 @@ test("a streamed bundle of several frames stores small chunks raw, compresses th
     assert.ok(chunks[0].byteLength < MIN_COMPRESSED_CHUNK_BYTES);
     assert.equal(records[1000].flags, FLAG_ZSTD, "a large chunk keeps its own frame");
   }
+});
+
+test("a streamed bundle with pass-through carries large records in raw zstd frames that any zstd decoder reads, and refuses a raw frame whose blocks do not add up", async (t) => {
+  const dir = await tempDir(t);
+  // Small notes around a large text chunk (a zstd record) and large incompressible chunks (raw records).
+  const compressible = text(200 * 1024, 7);
+  const chunks = [...Array.from({ length: 300 }, (_, i) => text(1500 + i, i)), compressible, randomBytes(200_000), text(3000, 1), randomBytes(MAX_CHUNK_BYTES)];
+  const plain = join(dir, "plain.bundle");
+  await writeBundle(plain, chunks);
+  const path = join(dir, "s.bundle");
+  const writer = await BundleWriter.create(path, { stream: true, durable: false, passThrough: true });
+  for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
+  await writer.finish();
+  const file = await readFile(path);
+  // Without pass-through (for older readers) the large records are compressed with the rest.
+  const legacyPath = join(dir, "legacy.bundle");
+  const legacy = await BundleWriter.create(legacyPath, { stream: true, durable: false });
+  for (const chunk of chunks) await legacy.add(idOf(chunk), chunk);
+  await legacy.finish();
+  const legacyFile = await readFile(legacyPath);
+  assert.deepEqual((await Array.fromAsync(readBundleBytes(legacyFile, "legacy"))).map((r) => r.id), chunks.map(idOf));
+
+  // Every frame is a zstd frame, and their contents make the plain bundle: an older reader,
+  // which decompresses every frame with zstd, reads the same records.
+  const contents: Buffer[] = [];
+  const rawFrameStarts: number[] = [];
+  for (let at = 8; at < file.byteLength;) {
+    const length = file.readUInt32BE(at);
+    if (file[at + 8] === 0xa0) rawFrameStarts.push(at);
+    contents.push(zstdDecompressSync(file.subarray(at + 4, at + 4 + length)));
+    at += 4 + length;
+  }
+  assert.deepEqual(Buffer.concat(contents), await readFile(plain));
+  // The large zstd record's stored frame is in the file as it was stored (not compressed again).
+  const stored = (await readAll(plain)).find((record) => record.flags === FLAG_ZSTD)!.stored;
+  assert.ok(file.indexOf(Buffer.from(stored)) > 0, "the stored zstd frame passes through");
+  for (const records of [await readAll(path), await Array.fromAsync(readBundleBytes(file, "s.bundle"))]) {
+    assert.deepEqual(records.map((r) => r.id), chunks.map(idOf));
+    for (const [i, record] of records.entries()) assert.deepEqual(Buffer.from(verifyRecord(record)), Buffer.from(chunks[i]));
+  }
+
+  // A raw block that claims more bytes than its frame holds is refused, not read past.
+  assert.ok(rawFrameStarts.length >= 2, "raw frames carry the large records");
+  const rawFrameAt = rawFrameStarts[0]!;
+  const damaged = Buffer.from(file);
+  assert.equal(damaged.readUInt32LE(rawFrameAt + 4), 0xfd2fb528, "a raw frame starts there");
+  damaged.writeUIntLE(((128 * 1024) << 3) | 1, rawFrameAt + 4 + 9, 3);
+  await assert.rejects(Array.fromAsync(readBundleBytes(damaged, "damaged")), (error) => isCwsError(error) && error.code === "CORRUPT");
 });
 
 test("a streamed bundle cut short or inflated beyond its cap is refused as corrupt", async (t) => {

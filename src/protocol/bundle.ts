@@ -21,7 +21,9 @@
  *   `streamed = "CWSBNDZ1" (frameLength:u32 frame)*`, the frames' contents concatenated being
  *   a plain bundle. Small chunks are stored raw in their records (one zstd call per small
  *   chunk costs more than compressing it), so the frames compress runs of them with one
- *   context; records of large chunks keep their own zstd frame, which passes through.
+ *   context. The bytes of large chunks' records (a zstd frame already, or bytes that did not
+ *   compress) pass through in *raw* frames: zstd frames of raw blocks, which any zstd decoder
+ *   reads and which the reader here takes apart without zstd (see rawFrames).
  * - Every length is capped before anything is allocated for it: `rawLength <= MAX_CHUNK_BYTES`,
  *   `storedLength <= rawLength + MAX_STORED_OVERHEAD_BYTES`.
  *
@@ -91,6 +93,12 @@ const STREAM_FRAME_BYTES = 1024 * 1024;
 /** zstd level of streamed bundles: the cheapest, as for chunks. */
 const STREAM_ZSTD_LEVEL = 1;
 
+/** A run of small records shorter than this is not worth a zstd call (about 0.1 ms): it goes raw. */
+const MIN_STREAM_RUN_BYTES = 2048;
+
+/** The buffer a run of records is collected in: a frame's worth and the record that ends it (any record, without pass-through). */
+const STREAM_RUN_BUFFER_BYTES = STREAM_FRAME_BYTES + MAX_CHUNK_BYTES + MAX_STORED_OVERHEAD_BYTES + RECORD_HEADER_BYTES + END_RECORD_BYTES;
+
 /** The 8 bytes a streamed bundle starts with. */
 export const STREAMED_MAGIC = Buffer.from("CWSBNDZ1", "latin1");
 
@@ -108,6 +116,50 @@ const READ_BUFFER_BYTES = 1024 * 1024;
 
 /** The writer hands its buffered records to the OS once this many bytes are pending. */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+/** How long spare buffers are kept unused before they are let go (see SpareBuffers). */
+const SPARE_RELEASE_MS = 200;
+
+/**
+ * Large buffers kept between uses by work that repeats (a pull's bundles, prepared one after
+ * another): a new one each time would grow resident memory until the next full collection,
+ * which a long-lived server forces on growth (idle-gc.ts), so fresh buffers cost CPU as well.
+ * Spares are let go shortly after the work stops (sooner than the server's idle collection),
+ * so a resting process does not keep them.
+ */
+export class SpareBuffers {
+  readonly size: number;
+  readonly #keep: number;
+  #spare: Buffer[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(size: number, keep: number) {
+    this.size = size;
+    this.#keep = keep;
+  }
+
+  /** A buffer of `size` bytes (its content is not cleared). */
+  take(): Buffer {
+    return this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /** Gives back a buffer from `take` that nothing uses any more. */
+  give(buffer: Buffer): void {
+    if (this.#spare.length < this.#keep) this.#spare.push(buffer);
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#spare = [];
+        this.#timer = undefined;
+      }, SPARE_RELEASE_MS);
+      this.#timer.unref();
+    } else {
+      this.#timer.refresh();
+    }
+  }
+}
+
+/** The run buffers of streamed bundles being written (a few at once: a pull asks for bundles ahead). */
+const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
 
 /** Where a record landed in a bundle or pack file. */
 export interface RecordLocation {
@@ -229,6 +281,16 @@ export interface CreateBundleOptions {
    * @default {false}
    */
   stream?: boolean;
+  /**
+   * In a streamed bundle, pass large records through in raw frames instead of compressing them
+   * with the rest (see the module comment). Only for a reader that takes raw frames apart
+   * itself (agent capability "bundles-raw-frames", or the client's `rawFrames` request): one
+   * that decompresses every frame with zstd pays a zstd context for each of the more, smaller
+   * frames this makes.
+   *
+   * @default {false}
+   */
+  passThrough?: boolean;
 }
 
 /**
@@ -245,19 +307,32 @@ export class BundleWriter {
   readonly path: string;
   #handle: FileHandle;
   #durable: boolean;
-  #stream: boolean;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  readonly #passThrough: boolean;
+  /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
+  #run: Buffer | undefined;
+  #runBytes = 0;
+  /** A streamed bundle's bytes for raw frames not written yet (views, in order), and their length. */
+  #raw: Uint8Array[] = [];
+  #rawBytes = 0;
   #offset = 0;
   #records = 0;
   #state: "open" | "finished" | "aborted" = "open";
 
-  private constructor(path: string, handle: FileHandle, durable: boolean, stream: boolean) {
+  private constructor(path: string, handle: FileHandle, durable: boolean, stream: boolean, passThrough: boolean) {
     this.path = path;
     this.#handle = handle;
     this.#durable = durable;
-    this.#stream = stream;
-    this.#push(BUNDLE_MAGIC);
+    this.#passThrough = passThrough;
+    if (stream) {
+      this.#run = runBuffers.take();
+      this.#run.set(BUNDLE_MAGIC, 0);
+      this.#runBytes = BUNDLE_MAGIC.byteLength;
+      this.#offset = BUNDLE_MAGIC.byteLength;
+    } else {
+      this.#push(BUNDLE_MAGIC);
+    }
   }
 
   /**
@@ -266,7 +341,7 @@ export class BundleWriter {
    */
   static async create(path: string, options: CreateBundleOptions = {}): Promise<BundleWriter> {
     const handle = await open(`${path}.tmp`, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-    return new BundleWriter(path, handle, options.durable ?? true, options.stream ?? false);
+    return new BundleWriter(path, handle, options.durable ?? true, options.stream ?? false, options.passThrough ?? false);
   }
 
   /** Bytes of records written so far, counting buffered ones (before a streamed bundle's compression). */
@@ -303,17 +378,97 @@ export class BundleWriter {
     if (flags !== 0 && flags !== FLAG_ZSTD) throw new RangeError(`Unknown record flags ${flags} for chunk ${id}`);
     if (flags === 0 && stored.byteLength !== rawLength) throw new RangeError(`Raw record ${id} has ${stored.byteLength} bytes`);
     if (stored.byteLength > rawLength + MAX_STORED_OVERHEAD_BYTES) throw new RangeError(`Record ${id} stores too many bytes`);
-    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
-    header.writeUInt8(flags, 0);
-    header.write(hash, 1, 8, "hex");
-    header.writeUInt32BE(rawLength, 9);
-    header.writeUInt32BE(stored.byteLength, 13);
     const location = { offset: this.#offset, storedLength: stored.byteLength, flags };
+    this.#records++;
+    if (this.#run !== undefined) {
+      await this.#addToStream(hash, rawLength, flags, stored);
+      return location;
+    }
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+    writeRecordHeader(header, 0, flags, hash, rawLength, stored.byteLength);
     this.#push(header);
     this.#push(stored);
-    this.#records++;
-    if (this.#pendingBytes >= (this.#stream ? STREAM_FRAME_BYTES : WRITE_BUFFER_BYTES)) await this.#flush();
+    if (this.#pendingBytes >= WRITE_BUFFER_BYTES) await this.#flush();
     return location;
+  }
+
+  /**
+   * A streamed bundle's record: its header joins the run of small records being collected;
+   * a small record's bytes too, compressed with the run. A large record's bytes are either a
+   * zstd frame already or did not compress when they were stored, so they pass through in
+   * raw frames (see rawFrames) instead of being compressed a second time: the run before them
+   * is ended first. That keeps zstd for the bytes it helps and spares both ends the rest.
+   */
+  async #addToStream(hash: string, rawLength: number, flags: number, stored: Uint8Array): Promise<void> {
+    const passThrough = this.#passThrough && (flags === FLAG_ZSTD || stored.byteLength >= MIN_COMPRESSED_CHUNK_BYTES);
+    const adding = RECORD_HEADER_BYTES + (passThrough ? 0 : stored.byteLength);
+    if (this.#runBytes + adding > this.#run!.byteLength) await this.#endRun();
+    const run = this.#run!;
+    writeRecordHeader(run, this.#runBytes, flags, hash, rawLength, stored.byteLength);
+    this.#runBytes += RECORD_HEADER_BYTES;
+    this.#offset += RECORD_HEADER_BYTES + stored.byteLength;
+    if (passThrough) {
+      await this.#endRun();
+      await this.#addRaw(stored);
+      return;
+    }
+    run.set(stored, this.#runBytes);
+    this.#runBytes += stored.byteLength;
+    if (this.#runBytes >= STREAM_FRAME_BYTES) await this.#endRun();
+  }
+
+  /**
+   * Ends the run of small records: one zstd frame for all of them (one call, one context),
+   * written at once after the raw bytes before it; or, when the run is too short to pay for a
+   * call or does not compress, a copy of it joins the raw bytes (its buffer is filled again next).
+   */
+  async #endRun(): Promise<void> {
+    const length = this.#runBytes;
+    if (length === 0) return;
+    const run = this.#run!.subarray(0, length);
+    this.#runBytes = 0;
+    if (length >= MIN_STREAM_RUN_BYTES) {
+      const frame = zlib.zstdCompressSync(run, {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
+        // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
+        chunkSize: length + (length >>> 7) + 128,
+      });
+      if (frame.byteLength <= length * (1 - MIN_SAVING)) {
+        const pieces = rawFrames(this.#raw);
+        this.#raw = [];
+        this.#rawBytes = 0;
+        pieces.push(frameLength(frame.byteLength), frame);
+        await this.#writeFrames(pieces);
+        return;
+      }
+    }
+    await this.#addRaw(Uint8Array.prototype.slice.call(run));
+  }
+
+  /** Adds bytes to the raw frames being collected; a full frame's worth is written out. */
+  async #addRaw(bytes: Uint8Array): Promise<void> {
+    this.#raw.push(bytes);
+    this.#rawBytes += bytes.byteLength;
+    if (this.#rawBytes >= STREAM_FRAME_BYTES) await this.#endRaw();
+  }
+
+  async #endRaw(): Promise<void> {
+    const pieces = rawFrames(this.#raw);
+    this.#raw = [];
+    this.#rawBytes = 0;
+    await this.#writeFrames(pieces);
+  }
+
+  #releaseRun(): void {
+    if (this.#run !== undefined) runBuffers.give(this.#run);
+    this.#run = undefined;
+  }
+
+  /** Writes frames (the magic before the first). */
+  async #writeFrames(pieces: Uint8Array[]): Promise<void> {
+    if (pieces.length === 0) return;
+    if (this.#frames++ === 0) pieces.unshift(STREAMED_MAGIC);
+    await this.#writePieces(pieces);
   }
 
   /**
@@ -326,9 +481,19 @@ export class BundleWriter {
     const end = Buffer.alloc(END_RECORD_BYTES);
     end.writeUInt8(FLAG_END, 0);
     end.writeUInt32BE(this.#records, RECORD_HEADER_BYTES);
-    this.#push(end);
     try {
-      await this.#flush();
+      if (this.#run !== undefined) {
+        if (this.#runBytes + END_RECORD_BYTES > this.#run.byteLength) await this.#endRun();
+        this.#run.set(end, this.#runBytes);
+        this.#runBytes += END_RECORD_BYTES;
+        this.#offset += END_RECORD_BYTES;
+        await this.#endRun();
+        await this.#endRaw();
+        this.#releaseRun();
+      } else {
+        this.#push(end);
+        await this.#flush();
+      }
       if (this.#durable) await this.#handle.sync();
       await this.#handle.close();
       this.#state = "finished";
@@ -346,6 +511,9 @@ export class BundleWriter {
     const wasOpen = this.#state === "open";
     this.#state = "aborted";
     this.#pending = [];
+    this.#raw = [];
+    // No write is under way (each add and finish is awaited): the run buffer is free again.
+    this.#releaseRun();
     if (wasOpen) await this.#handle.close().catch(() => {});
     await rm(`${this.path}.tmp`, { force: true });
   }
@@ -360,18 +528,13 @@ export class BundleWriter {
   #frames = 0;
 
   async #flush(): Promise<void> {
-    let pieces = this.#pending;
+    const pieces = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
-    if (this.#stream && pieces.length > 0) {
-      // One zstd frame per flush: one call (one context) for a run of records.
-      const frame = zlib.zstdCompressSync(pieces.length === 1 ? pieces[0] : Buffer.concat(pieces), {
-        params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
-      });
-      const length = Buffer.allocUnsafe(4);
-      length.writeUInt32BE(frame.byteLength, 0);
-      pieces = this.#frames++ === 0 ? [STREAMED_MAGIC, length, frame] : [length, frame];
-    }
+    await this.#writePieces(pieces);
+  }
+
+  async #writePieces(pieces: Uint8Array[]): Promise<void> {
     for (const piece of pieces) this.#fileBytes += piece.byteLength;
     // writev may write less than asked (rarely, for files); loop until everything is out.
     while (pieces.length > 0) {
@@ -379,6 +542,112 @@ export class BundleWriter {
       pieces = dropWritten(pieces, bytesWritten);
     }
   }
+}
+
+function writeRecordHeader(into: Buffer, at: number, flags: number, hash: string, rawLength: number, storedLength: number): void {
+  into[at] = flags;
+  into.write(hash, at + 1, 8, "hex");
+  into.writeUInt32BE(rawLength, at + 9);
+  into.writeUInt32BE(storedLength, at + 13);
+}
+
+/** A streamed bundle's frame length prefix. */
+function frameLength(length: number): Buffer {
+  const prefix = Buffer.allocUnsafe(4);
+  prefix.writeUInt32BE(length, 0);
+  return prefix;
+}
+
+/** zstd's frame magic number, little-endian. */
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/**
+ * Frame header descriptor of a raw frame: a 4-byte content size (Frame_Content_Size_flag 2),
+ * single segment (the window is the content size), no checksum, no dictionary.
+ */
+const RAW_FRAME_DESCRIPTOR = 0xa0;
+
+/** Bytes of a raw frame's header: magic, descriptor, content size. */
+const RAW_FRAME_HEADER_BYTES = 9;
+
+/** The largest block of a zstd frame (Block_Maximum_Size). */
+const ZSTD_BLOCK_BYTES = 128 * 1024;
+
+/** Bytes of a zstd block header: last-block bit, block type, block size. */
+const ZSTD_BLOCK_HEADER_BYTES = 3;
+
+/**
+ * `pieces` (their bytes in order) as streamed-bundle frames, length prefixes included, of
+ * zstd *raw* blocks: valid zstd frames that every decoder reads (an older client decompresses
+ * them like the others), made without running the compressor, whose content is a copy of the
+ * input. The result is headers and views of `pieces`, which must stay unchanged until written.
+ */
+function rawFrames(pieces: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = 0;
+  for (const piece of pieces) left += piece.byteLength;
+  let index = 0;
+  let at = 0;
+  while (left > 0) {
+    const size = Math.min(left, STREAM_FRAME_BYTES);
+    const blocks = Math.ceil(size / ZSTD_BLOCK_BYTES);
+    const header = Buffer.allocUnsafe(4 + RAW_FRAME_HEADER_BYTES);
+    header.writeUInt32BE(RAW_FRAME_HEADER_BYTES + blocks * ZSTD_BLOCK_HEADER_BYTES + size, 0);
+    header.writeUInt32LE(ZSTD_MAGIC, 4);
+    header[8] = RAW_FRAME_DESCRIPTOR;
+    header.writeUInt32LE(size, 9);
+    out.push(header);
+    for (let block = 0; block < blocks; block++) {
+      const blockSize = Math.min(ZSTD_BLOCK_BYTES, size - block * ZSTD_BLOCK_BYTES);
+      const blockHeader = Buffer.allocUnsafe(ZSTD_BLOCK_HEADER_BYTES);
+      // Block_Type 0 (raw) in bits 1-2; bit 0 marks the last block.
+      blockHeader.writeUIntLE((blockSize << 3) | (block === blocks - 1 ? 1 : 0), 0, ZSTD_BLOCK_HEADER_BYTES);
+      out.push(blockHeader);
+      // The block's bytes: views of the pieces, across as many as it spans.
+      for (let need = blockSize; need > 0;) {
+        const piece = pieces[index]!;
+        const take = Math.min(need, piece.byteLength - at);
+        out.push(piece.subarray(at, at + take));
+        need -= take;
+        at += take;
+        if (at === piece.byteLength) {
+          index++;
+          at = 0;
+        }
+      }
+    }
+    left -= size;
+  }
+  return out;
+}
+
+/**
+ * The content of a raw frame (see rawFrames) as views of its blocks, without zstd; undefined
+ * for any other frame (zstd decompresses those).
+ *
+ * @throws CwsError CORRUPT for a raw frame whose blocks do not add up to its declared size.
+ */
+function rawFrameContent(frame: Buffer, name: string): Buffer[] | undefined {
+  if (frame.byteLength < RAW_FRAME_HEADER_BYTES || frame.readUInt32LE(0) !== ZSTD_MAGIC || frame[4] !== RAW_FRAME_DESCRIPTOR) return undefined;
+  const size = frame.readUInt32LE(5);
+  const blocks: Buffer[] = [];
+  let at = RAW_FRAME_HEADER_BYTES;
+  let total = 0;
+  for (;;) {
+    if (at + ZSTD_BLOCK_HEADER_BYTES > frame.byteLength) return undefined;
+    const header = frame.readUIntLE(at, ZSTD_BLOCK_HEADER_BYTES);
+    // Another block type (compressed, RLE): zstd reads the frame.
+    if (((header >>> 1) & 3) !== 0) return undefined;
+    const length = header >>> 3;
+    at += ZSTD_BLOCK_HEADER_BYTES;
+    if (length > ZSTD_BLOCK_BYTES || at + length > frame.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's block runs past its end`);
+    blocks.push(frame.subarray(at, at + length));
+    at += length;
+    total += length;
+    if ((header & 1) === 1) break;
+  }
+  if (at !== frame.byteLength || total !== size) throw corrupt(`Cannot read streamed bundle "${name}" as a raw frame's blocks do not match its declared size`);
+  return blocks;
 }
 
 function dropWritten(pieces: Uint8Array[], written: number): Uint8Array[] {
@@ -456,9 +725,14 @@ function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
     at += 4;
     if (frameLength > MAX_STREAM_FRAME_BYTES) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit`);
     if (at + frameLength > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
-    yield decompressFrame(data.subarray(at, at + frameLength), name);
+    yield* frameContent(data.subarray(at, at + frameLength), name);
     at += frameLength;
   }
+}
+
+/** A frame's content: the views of a raw frame's blocks, or what zstd decompresses. */
+function frameContent(frame: Buffer, name: string): Buffer[] {
+  return rawFrameContent(frame, name) ?? [decompressFrame(frame, name)];
 }
 
 function decompressFrame(compressed: Uint8Array, name: string): Buffer {
@@ -505,8 +779,10 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
     };
   }
   let frame: Buffer = Buffer.alloc(0);
+  let rest: Buffer[] = [];
   const lengthBytes = Buffer.allocUnsafe(4);
   return async (into, offset, length) => {
+    while (frame.byteLength === 0 && rest.length > 0) frame = rest.shift()!;
     if (frame.byteLength === 0) {
       const got = await readFully(source, lengthBytes, 4);
       if (got === 0) return 0;
@@ -518,7 +794,7 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
       if ((await readFully(source, compressed, frameLength)) !== frameLength) {
         throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
       }
-      frame = decompressFrame(compressed, name);
+      [frame = Buffer.alloc(0), ...rest] = frameContent(compressed, name);
     }
     const n = Math.min(length, frame.byteLength);
     frame.copy(into, offset, 0, n);

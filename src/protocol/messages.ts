@@ -332,9 +332,11 @@ export const Methods = {
     result: z.object({ snapshot: SnapshotInfo, held: z.array(HeldItem).optional() }),
   },
   // prepareBundle writes the requested chunks into a bundle in the outgoing staging folder, in
-  // the order asked; `stream` asks for a streamed bundle (agent capability "bundles-stream").
+  // the order asked; `stream` asks for a streamed bundle (agent capability "bundles-stream"),
+  // `rawFrames` for one whose large records pass through in raw frames (capability
+  // "bundles-raw-frames"; older agents drop the field and compress every frame).
   prepareBundle: {
-    params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST), stream: z.boolean().optional() }),
+    params: z.object({ ids: z.array(ChunkIdString).min(1).max(MAX_IDS_PER_REQUEST), stream: z.boolean().optional(), rawFrames: z.boolean().optional() }),
     result: z.object({ name: BundleName, bytes: z.number().int().nonnegative() }),
   },
   // leaseStatus tells who holds the global lease, if anyone.
