@@ -21,6 +21,11 @@
  *   nanosecond times: file-memo.ts). So whatever a command run directly changed
  *   (update-from-server, override-current-state, disconnect, attach, enroll-device) is what the
  *   next request sees; a kept session never writes back an older state it held.
+ * - The walk of a sync may take folder listings from this session's file watcher
+ *   (tree-watch.ts) instead of readdir and lstat: only listings made after the folder was
+ *   watched, with no event of that folder since, and only after a marker event showed that every
+ *   earlier change was handled. Everything else of the scan (the stat cache, the ignore rules,
+ *   hashing) runs as in the command; any doubt lists every folder afresh.
  * - It holds no lease, like a one-shot sync: its pushes carry no fencing token, and the hub
  *   treats them as it treats any one-shot push (refused while another device live-syncs).
  * - It refuses (answers "unavailable", so the command syncs on its own) what it must not run:

@@ -162,11 +162,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
 
   const problems: ScanProblem[] = [];
   const ignoreLines = [...DEFAULT_IGNORE, ...extraIgnore, ...(await readIgnoreFile(root, problems))];
-  const matcher = ignore().add(ignoreLines);
   // The rules as the stat cache records them, and whether the cached paths passed these very
   // rules: then a cached path need not be matched again (its verdict cannot have changed). The
   // cws version is part of them, as another version may match differently.
   const ignoreRules = JSON.stringify({ cws: PACKAGE_VERSION, rules: ignoreLines });
+  const matcher = matcherFor(ignoreRules, ignoreLines, memo !== undefined);
   // Whether the cache on disk needs rewriting: a no-op scan should not pay for an fsync, but
   // an unusable cache file is replaced even when the tree yields no entry for it.
   let cacheChanged = false;
@@ -484,6 +484,22 @@ function openFailure(error: unknown): HashOutcome {
 
 function keptChanging(): HashOutcome {
   return { ok: false, reason: `it kept changing while it was read (${MAX_READ_ATTEMPTS} attempts)` };
+}
+
+/**
+ * The matcher of the last walk with a memo (the kept session's), while its rules stay the same:
+ * the `ignore` package remembers each path's verdict, so the folders of a tree are matched once
+ * rather than on every walk. It is made anew after MATCHER_REUSES walks, which bounds the
+ * verdicts it holds for names that came and went.
+ */
+let keptMatcher: { rules: string; matcher: Ignore; uses: number } | null = null;
+const MATCHER_REUSES = 100;
+
+function matcherFor(rules: string, lines: string[], keep: boolean): Ignore {
+  if (keep && keptMatcher !== null && keptMatcher.rules === rules && keptMatcher.uses++ < MATCHER_REUSES) return keptMatcher.matcher;
+  const matcher = ignore().add(lines);
+  if (keep) keptMatcher = { rules, matcher, uses: 0 };
+  return matcher;
 }
 
 function yieldToEventLoop(): Promise<void> {
