@@ -303,9 +303,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       }
       const nfcName = claimed === null ? name : name.normalize("NFC");
       const entryPath = entryPrefix + nfcName;
-      const absPath = folderPrefix + name;
       if (name.endsWith(TREE_TEMP_SUFFIX) && isTreeTempName(name)) {
-        leftovers.push(absPath);
+        leftovers.push(folderPrefix + name);
         continue;
       }
       const stats = statsOf[index];
@@ -343,7 +342,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         continue;
       }
       if (stats.size < READ_BUFFER_BYTES) {
-        const outcome = hashSmallFileSync(absPath, smallBuffer);
+        const outcome = hashSmallFileSync(folderPrefix + name, smallBuffer);
         if (outcome !== undefined) {
           record(entryPath, outcome);
           if (++syncRun >= SYNC_FILES_PER_YIELD) {
@@ -354,7 +353,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         }
         // The file grew past the buffer since the walk saw it: stream it like a big file.
       }
-      hashLater(entryPath, absPath, mayBeAppended(cached, stats) ? cached : undefined);
+      hashLater(entryPath, folderPrefix + name, mayBeAppended(cached, stats) ? cached : undefined);
       if (inFlight.size >= HASH_CONCURRENCY) await Promise.race(inFlight);
     }
   };

@@ -164,6 +164,15 @@ test("changes made while the watcher is being set up are found by the next walk"
   s.watcher.takeCounts();
   const found = scan.manifest.entries.some((entry) => entry.path === "files/configs/during-walk.json") || (await s.walk()).paths.has("files/configs/during-walk.json");
   assert.ok(found);
+
+  // A new folder, walked before it is watched, gets a name before its watch: its own times
+  // (held by its parent's listing, made while the parent was watched) changed with no event.
+  await s.settle();
+  mkdirSync(join(s.root, "configs/new-folder"));
+  await s.walk();
+  writeFileSync(join(s.root, "configs/new-folder/late.md"), "5\n");
+  await s.settle();
+  assert.ok((await s.walk()).paths.has("files/configs/new-folder/late.md"), "and the walk's manifest matches a full walk's, the folder's times included");
 });
 
 test("a burst of events that may have overflowed the kernel's queue makes the next walk list every folder", async () => {

@@ -24,8 +24,9 @@
  *   event, so a burst that may have overflowed is taken as one. All listings and watches are
  *   dropped, and the watcher is set up again after the next sync;
  * - when the folder itself is no longer the same folder (device and inode), is on a file system
- *   that does not report every change to inotify (network and FUSE file systems), or a folder
- *   inside it is on another device (a mount);
+ *   that does not report every change to inotify (network and FUSE file systems), a folder
+ *   inside it is on another device (a mount), or the process's mount table changed since the
+ *   folders were watched (a mount over a watched folder hides it from its watch);
  * - when the tree has more folders than `maxFolders`, or the system refuses more watches: the
  *   watcher gives up for the rest of the kept session.
  * A sub-folder that is created, deleted or renamed drops the listings and watches of that
@@ -166,6 +167,8 @@ export class TreeWatcher implements WalkMemo {
   readonly #walked = new Set<string>();
   /** The root's device and inode when the first folder was watched. */
   #rootIdentity: string | null = null;
+  /** The process's mount table then: a file system mounted inside the folder since is not watched. */
+  #mounts: string | null = null;
   /** Set once the watcher gave up for good (too many folders, no more watches, another file system). */
   #gaveUp: string | null = null;
   /** Whether the last `barrier()` saw its marker: listings are recalled only then. */
@@ -235,6 +238,10 @@ export class TreeWatcher implements WalkMemo {
       this.#invalidate("the folder is no longer the one that was watched");
       return false;
     }
+    if (mountTable() !== this.#mounts) {
+      this.#invalidate("a file system was mounted or unmounted since the folder was watched");
+      return false;
+    }
     try {
       if (this.#marker === null) {
         const dir = this.#options.markerDir;
@@ -289,6 +296,7 @@ export class TreeWatcher implements WalkMemo {
           return false;
         }
         this.#rootIdentity = identity;
+        this.#mounts = mountTable();
       }
     } catch (error) {
       this.#walked.clear();
@@ -331,6 +339,9 @@ export class TreeWatcher implements WalkMemo {
       }
       watcher.on("error", (error) => this.#invalidate(`watching "${diskRel}" failed: ${error.message}`));
       this.#folders.set(diskRel, { watcher, generation: 0, listing: null });
+      // A name made in the folder before its watch changed the folder's times, which its
+      // parent's listing holds: the parent is listed again too.
+      if (diskRel !== "") this.#touch(parentOf(diskRel));
     }
     return this.#gaveUp === null;
   }
@@ -377,10 +388,8 @@ export class TreeWatcher implements WalkMemo {
       this.#invalidate(`a burst of ${this.#burst} events may have overflowed the kernel's event queue`);
       return;
     }
-    const folder = this.#folders.get(diskRel);
-    if (folder === undefined) return;
-    folder.generation++;
-    folder.listing = null;
+    if (!this.#folders.has(diskRel)) return;
+    this.#touch(diskRel);
     if (typeof name !== "string" || name.includes("\ufffd")) {
       this.#invalidate(`an event in "${diskRel}" names no readable file`);
       return;
@@ -393,15 +402,17 @@ export class TreeWatcher implements WalkMemo {
     }
     // A name created, deleted or moved here changed this folder's own times, which are part of
     // its parent's listing (the parent's watch gets no event for them).
-    if (diskRel !== "") {
-      const parent = this.#folders.get(parentOf(diskRel));
-      if (parent !== undefined) {
-        parent.generation++;
-        parent.listing = null;
-      }
-    }
+    if (diskRel !== "") this.#touch(parentOf(diskRel));
     // A sub-folder created, deleted or moved here: what was watched below that name is no longer there.
     this.#dropTree(diskRel === "" ? name : `${diskRel}/${name}`);
+  }
+
+  /** Drops a folder's listing, and one being made (its token no longer matches). */
+  #touch(diskRel: string): void {
+    const folder = this.#folders.get(diskRel);
+    if (folder === undefined) return;
+    folder.generation++;
+    folder.listing = null;
   }
 
   /** Stops watching a folder and everything below it. */
@@ -443,6 +454,15 @@ export class TreeWatcher implements WalkMemo {
     // A barrier waiting for the marker is answered at once: nothing is trusted now.
     for (const resolve of this.#marker?.waiting ?? []) resolve(false);
     this.#marker = null;
+  }
+}
+
+/** The mount table of this process (Linux), or "" where there is none to read. */
+function mountTable(): string {
+  try {
+    return readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return "";
   }
 }
 
