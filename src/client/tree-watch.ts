@@ -25,8 +25,8 @@
  *   dropped, and the watcher is set up again after the next sync;
  * - when the folder itself is no longer the same folder (device and inode), is on a file system
  *   that does not report every change to inotify (network and FUSE file systems), a folder
- *   inside it is on another device (a mount), or the process's mount table changed since the
- *   folders were watched (a mount over a watched folder hides it from its watch);
+ *   inside it is on another device (a mount), or the mounts inside it changed since the folders
+ *   were watched (a mount over a watched folder hides it from its watch);
  * - when the tree has more folders than `maxFolders`, or the system refuses more watches: the
  *   watcher gives up for the rest of the kept session.
  * A sub-folder that is created, deleted or renamed drops the listings and watches of that
@@ -40,7 +40,7 @@
  * Setting up (`watchWalked`, `prime`) costs about a walk; the kept session does it after a
  * sync, between requests, and stops as soon as a request comes.
  */
-import { type FSWatcher, lstatSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync, watch, writeFileSync } from "node:fs";
+import { type FSWatcher, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statfsSync, statSync, watch, writeFileSync } from "node:fs";
 import { basename, join, sep } from "node:path";
 
 /** What the walk needs of a name's lstat. */
@@ -167,7 +167,7 @@ export class TreeWatcher implements WalkMemo {
   readonly #walked = new Set<string>();
   /** The root's device and inode when the first folder was watched. */
   #rootIdentity: string | null = null;
-  /** The process's mount table then: a file system mounted inside the folder since is not watched. */
+  /** The mounts inside the folder then: a file system mounted inside it since hides folders from their watches. */
   #mounts: string | null = null;
   /** Set once the watcher gave up for good (too many folders, no more watches, another file system). */
   #gaveUp: string | null = null;
@@ -238,7 +238,7 @@ export class TreeWatcher implements WalkMemo {
       this.#invalidate("the folder is no longer the one that was watched");
       return false;
     }
-    if (mountTable() !== this.#mounts) {
+    if (mountsInside(this.root) !== this.#mounts) {
       this.#invalidate("a file system was mounted or unmounted since the folder was watched");
       return false;
     }
@@ -296,7 +296,7 @@ export class TreeWatcher implements WalkMemo {
           return false;
         }
         this.#rootIdentity = identity;
-        this.#mounts = mountTable();
+        this.#mounts = mountsInside(this.root);
       }
     } catch (error) {
       this.#walked.clear();
@@ -457,13 +457,26 @@ export class TreeWatcher implements WalkMemo {
   }
 }
 
-/** The mount table of this process (Linux), or "" where there is none to read. */
-function mountTable(): string {
+/**
+ * The lines of this process's mount table (Linux) whose mount point is `root` or inside it, or
+ * "" where there is none to read. Mounts elsewhere (containers starting) do not matter; one over
+ * the root's own path changes the root's device, which `#sameRoot` sees.
+ */
+function mountsInside(root: string): string {
+  let table: string;
+  let point: string;
   try {
-    return readFileSync("/proc/self/mountinfo", "utf8");
+    table = readFileSync("/proc/self/mountinfo", "utf8");
+    // The table escapes space, tab, newline and backslash as octal.
+    point = realpathSync(root).replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
   } catch {
     return "";
   }
+  const below = point.endsWith("/") ? point : `${point}/`;
+  return table.split("\n").filter((line) => {
+    const mountPoint = line.split(" ")[4];
+    return mountPoint !== undefined && (mountPoint === point || mountPoint.startsWith(below));
+  }).join("\n");
 }
 
 function parentOf(diskRel: string): string {
