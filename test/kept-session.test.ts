@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { agentCommandLine, sshdAvailable, SSHD_MISSING_MESSAGE, startSshd, type SshdHandle } from "./helpers/sshd.ts";
 import { makeCluster, PASSPHRASE, REPO, type TestCluster } from "./helpers/cluster.ts";
@@ -18,7 +18,7 @@ import { attachSuperproject, createSuperproject } from "../src/client/commands/s
 import { connectAsDevice } from "../src/client/connect.ts";
 import { syncSuperproject } from "../src/client/sync.ts";
 import { runLiveSync } from "../src/client/live-sync.ts";
-import { keptLockPath, keptSessionPid, keptSocketPath } from "../src/client/kept-session-wire.ts";
+import { keptLockPath, keptLogPath, keptSessionPid, keptSocketPath } from "../src/client/kept-session-wire.ts";
 
 const skip = !sshdAvailable() && !process.env.CI ? SSHD_MISSING_MESSAGE : false;
 
@@ -95,7 +95,7 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
   assert.fail(`timed out waiting until ${what}`);
 }
 
-async function status(cli: (args: string[]) => Promise<Run>): Promise<{ running: boolean; pid: number | null; status: { syncs: number } | null }> {
+async function status(cli: (args: string[]) => Promise<Run>): Promise<{ running: boolean; pid: number | null; status: { syncs: number; idleExitAt: number | null } | null }> {
   const run = await cli(["session", "status", "--json"]);
   assert.equal(run.code, 0, run.stderr);
   return JSON.parse(run.stdout);
@@ -165,6 +165,56 @@ test("a sync starts the kept session; the next syncs go through it and converge 
   assert.equal((await status(a.cli)).running, false);
   await assert.rejects(stat(keptSocketPath(a.home)), { code: "ENOENT" });
   await assert.rejects(stat(keptLockPath(a.home)), { code: "ENOENT" });
+});
+
+test("through the kept session's file watcher, every kind of change is synced, and a sync with no change recalls the folders' listings", { skip, timeout: 180_000 }, async () => {
+  const a = await device("watch-a", "watched", true);
+  const b = await device("watch-b", "watched", false);
+  await mkdir(join(a.root, "notes", "deep"), { recursive: true });
+  await mkdir(join(a.root, "configs"), { recursive: true });
+  await writeFile(join(a.root, "notes", "deep", "idea.md"), "an idea\n");
+  await writeFile(join(a.root, "notes", "plan.md"), "- one\n");
+  await writeFile(join(a.root, "configs", "a.json"), "{}\n");
+  await writeFile(join(a.root, "gone.md"), "to be deleted\n");
+  json(await a.cli(["sync", "watched", "--json"]));
+  /** Waits until the kept session is idle: its warm-up and the watcher's set-up are done. */
+  const idle = () => until("the kept session is idle", async () => (await status(a.cli)).status?.idleExitAt != null);
+  await idle();
+  const log = async () => readFile(keptLogPath(a.home), "utf8");
+  assert.match(await log(), /watching 4 folder\(s\) of watched, 4 listed/);
+
+  const noop = json(await a.cli(["sync", "watched", "--json"]));
+  assert.equal(noop.via, "kept-session");
+  assert.match(await log(), /sync of watched: 0 pushed, 0 pulled, \d+ ms; folders recalled 4, listed 0\n/);
+
+  // An edit, a new file, a deleted file, a renamed file, a new sub-folder with files.
+  await writeFile(join(a.root, "notes", "deep", "idea.md"), "an idea, edited\n");
+  await writeFile(join(a.root, "configs", "b.json"), "[]\n");
+  await rm(join(a.root, "gone.md"));
+  await rename(join(a.root, "notes", "plan.md"), join(a.root, "configs", "plan.md"));
+  await mkdir(join(a.root, "fresh", "inner"), { recursive: true });
+  await writeFile(join(a.root, "fresh", "inner", "x.md"), "x\n");
+  await writeFile(join(a.root, "fresh", "y.md"), "y\n");
+  const changed = json(await a.cli(["sync", "watched", "--json"]));
+  assert.equal(changed.via, "kept-session");
+  // Changed right after a sync, while the kept session sets the new folders' watches up.
+  await writeFile(join(a.root, "fresh", "inner", "during-setup.md"), "z\n");
+  await rename(join(a.root, "notes", "deep"), join(a.root, "notes", "moved"));
+  await idle();
+  const next = json(await a.cli(["sync", "watched", "--json"]));
+  assert.equal(next.via, "kept-session");
+
+  await syncDirectly(b.home, "watched");
+  const files = async (root: string) => (await readdir(root, { recursive: true })).map((name) => name.split("\\").join("/")).sort();
+  assert.deepEqual(await files(b.root), await files(a.root));
+  assert.deepEqual(await files(b.root), [
+    "configs", "configs/a.json", "configs/b.json", "configs/plan.md", "fresh", "fresh/inner", "fresh/inner/during-setup.md", "fresh/inner/x.md", "fresh/y.md",
+    "notes", "notes/moved", "notes/moved/idea.md",
+  ]);
+  assert.equal(await readFile(join(b.root, "notes", "moved", "idea.md"), "utf8"), "an idea, edited\n");
+  const quiet = json(await a.cli(["sync", "watched", "--json"]));
+  assert.deepEqual([quiet.pushed.files, quiet.pushed.deleted, quiet.pulled.files], [0, 0, 0]);
+  assert.equal((await a.cli(["session", "stop"])).code, 0);
 });
 
 test("a kept session killed in the middle of a pull: the command runs the sync itself, leaves no temp file, and the next sync converges", { skip, timeout: 180_000 }, async () => {

@@ -21,6 +21,11 @@
  *   nanosecond times: file-memo.ts). So whatever a command run directly changed
  *   (update-from-server, override-current-state, disconnect, attach, enroll-device) is what the
  *   next request sees; a kept session never writes back an older state it held.
+ * - The walk of a sync may take folder listings from this session's file watcher
+ *   (tree-watch.ts) instead of readdir and lstat: only listings made after the folder was
+ *   watched, with no event of that folder since, and only after a marker event showed that every
+ *   earlier change was handled. Everything else of the scan (the stat cache, the ignore rules,
+ *   hashing) runs as in the command; any doubt lists every folder afresh.
  * - It holds no lease, like a one-shot sync: its pushes carry no fencing token, and the hub
  *   treats them as it treats any one-shot push (refused while another device live-syncs).
  * - It refuses (answers "unavailable", so the command syncs on its own) what it must not run:
@@ -54,6 +59,7 @@ import { syncSuperproject } from "./sync.ts";
 import { runningLiveSyncs } from "./live-sync.ts";
 import { keepParsedFiles } from "./file-memo.ts";
 import { listenOnSocket, SocketLines, writeLine } from "./session-socket.ts";
+import { maxWatchedFolders, TreeWatcher } from "./tree-watch.ts";
 import {
   codeIdentity, keptLockPath, processAlive, keptSocketPath, syncEnvironment, type KeptMode, type KeptStatus, type KeptSyncRequest,
 } from "./kept-session-wire.ts";
@@ -124,6 +130,11 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
   let idleExitAt: number | null = null;
   let wake: (() => void) | undefined;
   const startedAt = Date.now();
+  // A watcher per superproject, so that a sync re-lists only the folders that changed
+  // (tree-watch.ts); set up after a sync, between requests.
+  const watchers = new Map<string, TreeWatcher>();
+  const toWatch = new Set<string>();
+  const maxFolders = maxWatchedFolders();
 
   /** Ends the session once the sync in flight is done; `abort` stops that sync after its current step. */
   const stop = (reason: string, abort = false) => {
@@ -238,6 +249,48 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     }
   }
 
+  /**
+   * The watcher of a superproject's folder, ready for a walk: `barrier()` has run, so its
+   * listings are recalled only if every earlier change was seen. A new one (or one for a folder
+   * that moved) only learns which folders the walk lists, to watch them after the sync.
+   */
+  async function watcherFor(slug: string, root: string): Promise<TreeWatcher | undefined> {
+    let watcher = watchers.get(slug);
+    if (watcher !== undefined && watcher.root !== root) {
+      watcher.close();
+      watcher = undefined;
+    }
+    if (watcher === undefined) {
+      watcher = new TreeWatcher({ root, markerDir: join(home, "kept-watch"), maxFolders, log });
+      watchers.set(slug, watcher);
+    }
+    if (watcher.gaveUp !== null) return undefined;
+    await watcher.barrier();
+    toWatch.add(slug);
+    return watcher;
+  }
+
+  /** Watches the folders the last walks listed and lists those not yet known; stops when a request comes. */
+  async function maintainWatchers(): Promise<void> {
+    for (const slug of [...toWatch]) {
+      const watcher = watchers.get(slug);
+      toWatch.delete(slug);
+      if (watcher === undefined || stopReason !== null || jobs.length > 0) continue;
+      const started = Date.now();
+      if (!watcher.watchWalked()) continue;
+      await watcher.prime(() => stopReason !== null || jobs.length > 0);
+      const { watched, listed } = watcher.size;
+      log(`watching ${watched} folder(s) of ${slug}, ${listed} listed (${Date.now() - started} ms)`);
+    }
+  }
+
+  /** What the watcher did for the last walk, for the log. */
+  function watchNote(watcher: TreeWatcher | undefined): string {
+    if (watcher === undefined) return "";
+    const { recalled, listed } = watcher.takeCounts();
+    return `; folders recalled ${recalled}, listed ${listed}`;
+  }
+
   async function runJob(job: Job): Promise<void> {
     const { request, socket, lines } = job;
     const checked = await refusal(request);
@@ -254,14 +307,15 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     // that its base is written.
     void lines.next().then((line) => { if (line?.type === "cancel") abort.abort(); });
     const started = Date.now();
+    const watcher = await watcherFor(request.slug, checked.state.binding(request.slug).root);
     try {
       const summary = await syncSuperproject({
         conn: conn!, state: checked.state, slug: request.slug, mode: request.mode, dryRun: request.dryRun, signal: abort.signal,
-        onEvent: (event) => writeLine(socket, { type: "event", event }),
+        onEvent: (event) => writeLine(socket, { type: "event", event }), walkMemo: watcher,
       });
       syncs++;
       writeLine(socket, { type: "result", ok: true, summary });
-      log(`${request.mode} of ${request.slug}${request.dryRun ? " (dry run)" : ""}: ${summary.pushed.files + summary.pushed.deleted} pushed, ${summary.pulled.files + summary.pulled.deleted} pulled, ${Date.now() - started} ms`);
+      log(`${request.mode} of ${request.slug}${request.dryRun ? " (dry run)" : ""}: ${summary.pushed.files + summary.pushed.deleted} pushed, ${summary.pulled.files + summary.pulled.deleted} pulled, ${Date.now() - started} ms${watchNote(watcher)}`);
     } catch (error) {
       const wire = options.describe(error);
       writeLine(socket, { type: "result", ok: false, error: wire });
@@ -299,9 +353,10 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
       const abort = new AbortController();
       running = { slug, abort };
       const started = Date.now();
+      const watcher = await watcherFor(slug, binding.root);
       try {
-        await syncSuperproject({ conn: conn!, state, slug, dryRun: true, signal: abort.signal });
-        log(`warmed up with a dry run of ${slug} in ${Date.now() - started} ms`);
+        await syncSuperproject({ conn: conn!, state, slug, dryRun: true, signal: abort.signal, walkMemo: watcher });
+        log(`warmed up with a dry run of ${slug} in ${Date.now() - started} ms${watchNote(watcher)}`);
       } catch (error) {
         log(`dry run of ${slug} failed: ${(error as Error).message}`);
       } finally {
@@ -312,6 +367,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
 
   try {
     await warmUp();
+    await maintainWatchers();
     armIdle();
     while (stopReason === null) {
       const job = jobs.shift();
@@ -319,6 +375,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
         clearTimeout(idleTimer);
         idleExitAt = null;
         await runJob(job);
+        await maintainWatchers();
         armIdle();
         continue;
       }
@@ -328,6 +385,7 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
   } finally {
     clearInterval(check);
     clearTimeout(idleTimer);
+    for (const watcher of watchers.values()) watcher.close();
     for (const signal of signals) process.off(signal, onSignal);
     // Stops accepting at once; not awaited, as close() waits for open connections, and the
     // connection of a `cws session stop` stays open until the very end.

@@ -4,7 +4,8 @@
  *
  * - Walk: readdir and lstat, folder by folder (dotfiles, folders too, symlinks never followed).
  *   Folders are entries, so empty folders sync. Symlinks and other non-regular files are
- *   skipped and reported.
+ *   skipped and reported. A folder's names and their lstat results may come from the kept
+ *   session's watcher instead (`memo`, tree-watch.ts), when it knows them unchanged since.
  * - Ignore rules: the defaults below, `extraIgnore`, and the root's `.cwsignore`, all in
  *   gitignore syntax, matched by the `ignore` package on the NFC path. Matching is
  *   case-insensitive on every OS so that all devices agree on what is synced. An ignored folder
@@ -23,7 +24,7 @@
  * - Temp files of an interrupted pull (leftovers.ts) are never entries; their paths are
  *   returned so that the sync can remove them.
  */
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { join, sep } from "node:path";
 import ignore, { type Ignore } from "ignore";
@@ -35,6 +36,7 @@ import { makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
 import { isErrno, OPEN_FLAGS, READ_BUFFER_BYTES } from "./file-chunks.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
+import { KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
 
 
@@ -96,6 +98,11 @@ export interface ScanOptions {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * Remembers folder listings between walks and recalls those known unchanged (a watcher of
+   * the kept session, tree-watch.ts); without it every folder is listed afresh.
+   */
+  memo?: WalkMemo;
 }
 
 /** A path the scan skipped, and why; problems never stop a scan. */
@@ -147,6 +154,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     extraIgnore = [],
     onWarning = (message: string) => process.emitWarning(message),
     now = Date.now,
+    memo,
   } = options;
   throwIfCancelled(signal);
   const startedAt = now();
@@ -154,11 +162,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
 
   const problems: ScanProblem[] = [];
   const ignoreLines = [...DEFAULT_IGNORE, ...extraIgnore, ...(await readIgnoreFile(root, problems))];
-  const matcher = ignore().add(ignoreLines);
   // The rules as the stat cache records them, and whether the cached paths passed these very
   // rules: then a cached path need not be matched again (its verdict cannot have changed). The
   // cws version is part of them, as another version may match differently.
   const ignoreRules = JSON.stringify({ cws: PACKAGE_VERSION, rules: ignoreLines });
+  const matcher = matcherFor(ignoreRules, ignoreLines, memo !== undefined);
   // Whether the cache on disk needs rewriting: a no-op scan should not pay for an fsync, but
   // an unusable cache file is replaced even when the tree yields no entry for it.
   let cacheChanged = false;
@@ -259,19 +267,24 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     const absFolder = diskRel === "" ? root : join(root, diskRel);
     // Names are appended to this rather than joined: join() normalises the whole path each time.
     const folderPrefix = absFolder.endsWith(sep) ? absFolder : absFolder + sep;
-    let names: string[];
-    try {
-      names = readdirSync(absFolder);
-    } catch (error) {
-      // A folder deleted (or replaced by a file) after the walk saw it: gone, like a vanished file.
-      if (folderEntry !== null && (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR"))) {
-        problems.push({ path: folderEntry.path, reason: "it vanished during the scan", unknown: true });
-        return;
+    // A watcher (tree-watch.ts) may know the folder's listing unchanged since the last walk.
+    let listing = memo?.recall(diskRel);
+    if (listing === undefined) {
+      const token = memo?.begin(diskRel) ?? 0;
+      try {
+        listing = listFolder(absFolder);
+      } catch (error) {
+        // A folder deleted (or replaced by a file) after the walk saw it: gone, like a vanished file.
+        if (folderEntry !== null && (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR"))) {
+          problems.push({ path: folderEntry.path, reason: "it vanished during the scan", unknown: true });
+          return;
+        }
+        throw error;
       }
-      throw error;
+      memo?.remember(diskRel, token, listing);
     }
     if (folderEntry !== null) entries.push(folderEntry);
-    names.sort();
+    const { names, stats: statsOf } = listing;
     // Two names can be equal once NFC-normalised only if one of them is not ASCII, and only
     // within one folder (a folder that loses such a tie is not walked), so only folders with a
     // non-ASCII name keep track of the normalised names they hold.
@@ -281,7 +294,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     const entryPrefix = nfcRel === "" ? FILES_PREFIX : `${FILES_PREFIX}${nfcRel}/`;
     const relPathOf = (name: string) => (diskRel === "" ? name : `${diskRel}/${name}`);
     const nfcPathOf = (entryPath: string) => entryPath.slice(FILES_PREFIX.length);
-    for (const name of names) {
+    for (let index = 0; index < names.length; index++) {
+      const name = names[index]!;
       throwIfCancelled(signal);
       if (++sinceYield >= WALK_ENTRIES_PER_YIELD) {
         sinceYield = 0;
@@ -289,17 +303,16 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       }
       const nfcName = claimed === null ? name : name.normalize("NFC");
       const entryPath = entryPrefix + nfcName;
-      const absPath = folderPrefix + name;
       if (name.endsWith(TREE_TEMP_SUFFIX) && isTreeTempName(name)) {
-        leftovers.push(absPath);
+        leftovers.push(folderPrefix + name);
         continue;
       }
-      const stats = lstatOrUndefined(absPath);
+      const stats = statsOf[index];
       if (stats === undefined) {
         if (!isIgnored(matcher, nfcPathOf(entryPath), entryPath, [])) problems.push({ path: entryPath, reason: "it vanished during the scan", unknown: true });
         continue;
       }
-      const isDir = stats.isDirectory();
+      const isDir = stats.kind === KIND_DIR;
       const cached = isDir ? undefined : cache.entries.get(entryPath);
       const passedRules = cached !== undefined && rulesKnown && (cache.unchecked.size === 0 || !cache.unchecked.has(entryPath));
       if (!passedRules && isIgnored(matcher, isDir ? `${nfcPathOf(entryPath)}/` : nfcPathOf(entryPath), entryPath, problems)) continue;
@@ -316,11 +329,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         await walkFolder(relPathOf(name), nfcPathOf(entryPath), { path: entryPath, kind: "dir", size: 0, mtimeMs: entryMtime(stats), mode: permissionBits(stats, true), hash: "", chunks: [] });
         continue;
       }
-      if (stats.isSymbolicLink()) {
+      if (stats.kind === KIND_SYMLINK) {
         problems.push({ path: entryPath, reason: "it is a symbolic link, which cws never follows or syncs" });
         continue;
       }
-      if (!stats.isFile()) {
+      if (stats.kind !== KIND_FILE) {
         problems.push({ path: entryPath, reason: "it is not a regular file (a socket, pipe or device), which cws does not sync" });
         continue;
       }
@@ -329,7 +342,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         continue;
       }
       if (stats.size < READ_BUFFER_BYTES) {
-        const outcome = hashSmallFileSync(absPath, smallBuffer);
+        const outcome = hashSmallFileSync(folderPrefix + name, smallBuffer);
         if (outcome !== undefined) {
           record(entryPath, outcome);
           if (++syncRun >= SYNC_FILES_PER_YIELD) {
@@ -340,7 +353,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         }
         // The file grew past the buffer since the walk saw it: stream it like a big file.
       }
-      hashLater(entryPath, absPath, mayBeAppended(cached, stats) ? cached : undefined);
+      hashLater(entryPath, folderPrefix + name, mayBeAppended(cached, stats) ? cached : undefined);
       if (inFlight.size >= HASH_CONCURRENCY) await Promise.race(inFlight);
     }
   };
@@ -472,14 +485,20 @@ function keptChanging(): HashOutcome {
   return { ok: false, reason: `it kept changing while it was read (${MAX_READ_ATTEMPTS} attempts)` };
 }
 
-/** The lstat of a path, or undefined when it no longer exists (deleted since its folder was listed). */
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (error) {
-    if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return undefined;
-    throw error;
-  }
+/**
+ * The matcher of the last walk with a memo (the kept session's), while its rules stay the same:
+ * the `ignore` package remembers each path's verdict, so the folders of a tree are matched once
+ * rather than on every walk. It is made anew after MATCHER_REUSES walks, which bounds the
+ * verdicts it holds for names that came and went.
+ */
+let keptMatcher: { rules: string; matcher: Ignore; uses: number } | null = null;
+const MATCHER_REUSES = 100;
+
+function matcherFor(rules: string, lines: string[], keep: boolean): Ignore {
+  if (keep && keptMatcher !== null && keptMatcher.rules === rules && keptMatcher.uses++ < MATCHER_REUSES) return keptMatcher.matcher;
+  const matcher = ignore().add(lines);
+  if (keep) keptMatcher = { rules, matcher, uses: 0 };
+  return matcher;
 }
 
 function yieldToEventLoop(): Promise<void> {

@@ -14,6 +14,7 @@ import { holdNamesThatCannotTravel } from "./held-names.ts";
 import type { SnapshotInfo } from "../protocol/messages.ts";
 import type { AgentConnection, WireCounters } from "../transport/connection.ts";
 import { scanTree, type ScanProblem } from "./scanner.ts";
+import type { WalkMemo } from "./tree-watch.ts";
 import { removeTreeLeftovers, removeWorkDirLeftovers } from "./leftovers.ts";
 import { checkRootForState } from "./root-check.ts";
 import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
@@ -96,6 +97,11 @@ export interface SyncOptions {
   firstJoin?: FirstJoinHook;
   /** The Codex CLI that registers arrived threads; null: never start it. @default found on PATH */
   codexCommand?: CodexCommand | null;
+  /**
+   * Folder listings known unchanged since the last walk, for the scan (the kept session's
+   * watcher, tree-watch.ts); it must be the root's own.
+   */
+  walkMemo?: WalkMemo;
 }
 
 export type { CodexSummary };
@@ -197,6 +203,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
       emit({ type: "scan-progress", ...p });
     },
     onWarning: (message) => process.emitWarning(message),
+    memo: options.walkMemo,
   });
   const problems = [...scan.problems, ...nameProblems(scan.manifest)];
   const unknown = unknownPaths(scan.problems);
