@@ -70,7 +70,8 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --out DIR          where latest.json and latest.svg go (default bench/results)
   --write-docs       also regenerate the results section of docs/performance.md
   --docs-only        only regenerate docs/performance.md from DIR/latest.json, run nothing
-  --keep             keep the temporary work folder (its path is printed)
+  --keep             keep the temporary work folder (its path is printed; the trees
+                     and logs of every tool are in its trash/ folder)
   --timeout S        seconds one command may take before it is killed (default 600; quick 120)
   --no-install       never run apt-get; just say what is missing
   --help             this text
@@ -446,9 +447,12 @@ async function main(): Promise<number> {
       }
     }
     await sshd?.stop();
-    // What the runs set aside (see trash.ts) goes now that nothing is timed any more.
-    await emptyTrash();
-    if (!options.keep) await rm(work, { recursive: true, force: true });
+    // What the runs set aside (see trash.ts) goes now that nothing is timed any more, unless
+    // the work folder is kept: its trash/ then holds every tool's trees (and logs) to look at.
+    if (!options.keep) {
+      await emptyTrash();
+      await rm(work, { recursive: true, force: true });
+    }
   };
   // Ctrl+C: stop what we started (by PID) and leave no temp data behind.
   const onSignal = (signal: NodeJS.Signals): void => {
