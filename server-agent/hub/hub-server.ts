@@ -280,7 +280,6 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await writeFile(join(dataDir, "hub.pid"), `${process.pid}\n`, { mode: 0o600 });
   log(`listening on ${socketPath} (pid ${process.pid})`);
 
-
   const idleTimer = idleExitMs > 0
     ? setInterval(() => {
       if (sockets.size === 0 && Date.now() - lastActivity >= idleExitMs) {

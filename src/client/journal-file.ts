@@ -181,15 +181,19 @@ export async function writeSnapshot(path: string, encode: (epoch: string) => str
 
 function encodeLine(record: unknown): Buffer {
   const json = Buffer.from(JSON.stringify(record), "utf8");
-  const sum = crc32(json).toString(16).padStart(8, "0");
-  return Buffer.concat([Buffer.from(`${sum} `, "latin1"), json, Buffer.from("\n", "latin1")]);
+  return Buffer.concat([Buffer.from(`${checksumOf(json)} `, "latin1"), json, Buffer.from("\n", "latin1")]);
+}
+
+/** A record's checksum as its line starts with it: crc32 in 8 hex digits. */
+function checksumOf(json: Uint8Array): string {
+  return crc32(json).toString(16).padStart(8, "0");
 }
 
 /** The record of one line, or undefined when the line is torn or damaged. */
 function decodeLine(line: Buffer): unknown {
   if (line.length < 10 || line[8] !== 0x20) return undefined;
   const json = line.subarray(9);
-  if (line.toString("latin1", 0, 8) !== crc32(json).toString(16).padStart(8, "0")) return undefined;
+  if (line.toString("latin1", 0, 8) !== checksumOf(json)) return undefined;
   try {
     return JSON.parse(json.toString("utf8"));
   } catch {

@@ -23,6 +23,7 @@ import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } fr
 import { Worker } from "node:worker_threads";
 import { CwsError } from "../errors.ts";
 import { createXxh64, type Xxh64 } from "../core/hash.ts";
+import { chunkId } from "../core/chunk-id.ts";
 import { decodeRecordPayload, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
@@ -134,7 +135,7 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
       let data: Uint8Array = stored;
       if (flags >= 0) {
         const hash = strs[s++]!;
-        const id = `${hash}-${rawLength}`;
+        const id = chunkId([hash, rawLength]);
         data = verifyRecord({ id, hash, rawLength, raw: () => decodeRecordPayload(flags, stored, rawLength, `chunk "${id}"`) });
       }
       file.hash?.update(data);

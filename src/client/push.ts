@@ -44,16 +44,20 @@ const MAX_PUSH_WORKERS = 4;
  */
 const MIN_BYTES_FOR_WORKERS = 24 * 1024 * 1024;
 
+/** A size that tests may shrink through `name`: a positive integer below `below`, else `fallback`. */
+function shrunkByTests(name: string, fallback: number, below = Infinity): number {
+  const fromEnv = Number(process.env[name]);
+  return Number.isInteger(fromEnv) && fromEnv > 0 && fromEnv < below ? fromEnv : fallback;
+}
+
 /** Tests shrink the pieces of a staged manifest (CWS_MANIFEST_PIECE_ENTRIES) to stage small trees in several. */
 function pieceEntries(): number {
-  const fromEnv = Number(process.env.CWS_MANIFEST_PIECE_ENTRIES);
-  return Number.isInteger(fromEnv) && fromEnv > 0 && fromEnv < MAX_MANIFEST_PIECE_ENTRIES ? fromEnv : MAX_MANIFEST_PIECE_ENTRIES;
+  return shrunkByTests("CWS_MANIFEST_PIECE_ENTRIES", MAX_MANIFEST_PIECE_ENTRIES, MAX_MANIFEST_PIECE_ENTRIES);
 }
 
 /** Tests shrink bundles (CWS_BUNDLE_TARGET_BYTES) to interrupt a push between two of them. */
 function bundleTargetBytes(): number {
-  const fromEnv = Number(process.env.CWS_BUNDLE_TARGET_BYTES);
-  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : BUNDLE_TARGET_BYTES;
+  return shrunkByTests("CWS_BUNDLE_TARGET_BYTES", BUNDLE_TARGET_BYTES);
 }
 
 export interface PushStats {

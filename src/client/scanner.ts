@@ -39,7 +39,6 @@ import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
 import { KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
 
-
 /** The namespace prefix of the superproject folder's entries. */
 export const FILES_PREFIX = "files/";
 

@@ -40,7 +40,7 @@
  * Setting up (`watchWalked`, `prime`) costs about a walk; the kept session does it after a
  * sync, between requests, and stops as soon as a request comes.
  */
-import { type FSWatcher, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statfsSync, statSync, watch, writeFileSync } from "node:fs";
+import { type BigIntStats, type FSWatcher, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statfsSync, statSync, watch, writeFileSync } from "node:fs";
 import { basename, join, sep } from "node:path";
 
 /** What the walk needs of a name's lstat. */
@@ -287,7 +287,7 @@ export class TreeWatcher implements WalkMemo {
     let rootStats;
     try {
       rootStats = statSync(this.root, { bigint: true });
-      const identity = `${rootStats.dev}:${rootStats.ino}`;
+      const identity = folderIdentity(rootStats);
       if (this.#rootIdentity !== null && this.#rootIdentity !== identity) this.#invalidate("the folder is no longer the one that was watched");
       if (this.#rootIdentity === null) {
         const type = Number(statfsSync(this.root).type);
@@ -442,8 +442,7 @@ export class TreeWatcher implements WalkMemo {
 
   #sameRoot(): boolean {
     try {
-      const stats = statSync(this.root, { bigint: true });
-      return `${stats.dev}:${stats.ino}` === this.#rootIdentity;
+      return folderIdentity(statSync(this.root, { bigint: true })) === this.#rootIdentity;
     } catch {
       return false;
     }
@@ -477,6 +476,11 @@ function mountsInside(root: string): string {
     const mountPoint = line.split(" ")[4];
     return mountPoint !== undefined && (mountPoint === point || mountPoint.startsWith(below));
   }).join("\n");
+}
+
+/** Which folder a path is (device and inode): a folder replaced at the same path is another. */
+function folderIdentity(stats: BigIntStats): string {
+  return `${stats.dev}:${stats.ino}`;
 }
 
 function parentOf(diskRel: string): string {
