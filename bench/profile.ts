@@ -43,6 +43,7 @@ import { parseCwsSummary } from "./cws-runner.ts";
 import { findProcesses, runTimed, TIME_PATH } from "./measure.ts";
 import { discard, emptyTrash, useTrash } from "./trash.ts";
 import { LOW_MEMORY_MALLOC_ENV } from "../src/malloc-env.ts";
+import { keptLogPath, keptSessionStatus } from "../src/client/kept-session-wire.ts";
 
 interface ProfileNode {
   id: number;
@@ -102,6 +103,16 @@ function printSummary(title: string, file: string, repoRoot: string): number {
   return busyMs;
 }
 
+/** Waits until the kept session of `home` says it is idle (it names the moment it will exit). */
+async function awaitIdle(home: string): Promise<void> {
+  for (let waited = 0; waited < 120_000; waited += 50) {
+    const status = await keptSessionStatus(home);
+    if (status !== null && status.idleExitAt !== null) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the kept session of ${home} did not become idle within 120 s (see ${keptLogPath(home)})`);
+}
+
 function run(command: string, args: string[], env: NodeJS.ProcessEnv): { ms: number; stdout: string } {
   const started = performance.now();
   const result = spawnSync(command, args, { env, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
@@ -137,7 +148,8 @@ async function main(): Promise<void> {
   mkdirSync(profiles, { recursive: true });
   const cliEntry = cliOf(repo);
   const agentEntry = ["main.mjs", "main.ts"].map((f) => path.join(repo, "server-agent", "agent", f)).find(existsSync)!;
-  const serverMain = path.join(repo, "server-agent", "server-main.ts");
+  // The .mjs entry, as the agent starts the hub (it turns the compile cache on first).
+  const serverMain = path.join(repo, "server-agent", "server-main.mjs");
   const dataDir = path.join(work, "server");
   const home = path.join(work, "home");
   const root = path.join(work, "device-a");
@@ -166,12 +178,15 @@ async function main(): Promise<void> {
     for (const { pid } of findProcesses(dataDir)) process.kill(pid, "SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const hubProfiles = path.join(profiles, "hub");
-    const hub = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"]);
+    // With the real hub's V8 flags and allocator settings, so that its memory and collections are the real hub's.
+    const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
+    const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
+      { ...process.env, ...LOW_MEMORY_MALLOC_ENV });
     await new Promise((resolve) => setTimeout(resolve, 1500));
     run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
     if (values.kept) {
       env.CWS_KEEP_SESSION = "3600";
-      kept = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${path.join(profiles, "kept")}`, cliEntry, "session", "run"], env);
+      kept = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${path.join(profiles, "kept")}`, cliEntry, "session", "run"], { ...env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "kept-session.log"));
       for (let waited = 0; !existsSync(path.join(home, "kept-session.sock")) && waited < 30_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
       run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // its first sync, like the warm-up above
     }
@@ -183,6 +198,9 @@ async function main(): Promise<void> {
       const times: number[] = [];
       const clientDir = path.join(profiles, scenario === "no-op" ? "noop" : "change");
       for (let i = 0; i < runs; i++) {
+        // As in the benchmark, a sync starts once the kept session is idle (its watcher set
+        // up after the last sync): a user's next sync comes much later than a script's.
+        if (kept !== undefined) await awaitIdle(home);
         if (scenario === "1% change") mutateOnePercent(root, 100 + i);
         spawnSync("sync");
         times.push(run(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${clientDir}`, cliEntry, "sync", "p", "--json"], env).ms);
@@ -212,7 +230,7 @@ async function main(): Promise<void> {
       console.log("");
       printSummary(`hub, all ${runs * 2 + 1} syncs together`, hubProfile, repo);
     }
-    if (values.keep) console.log(`\nprofiles kept in ${profiles}`);
+    if (values.keep) console.log(`\nprofiles kept in ${profiles} (the kept session's log too)`);
   } finally {
     for (const pid of [...findProcesses(dataDir).map((p) => p.pid), ...(kept === undefined ? [] : [kept])]) {
       try { process.kill(pid, "SIGTERM"); } catch { /* gone already */ }

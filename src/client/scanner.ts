@@ -36,7 +36,7 @@ import { makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
 import { isErrno, OPEN_FLAGS, READ_BUFFER_BYTES } from "./file-chunks.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
-import { KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
+import { type FolderListing, KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
 
 /** The namespace prefix of the superproject folder's entries. */
@@ -131,7 +131,42 @@ export interface ScanResult {
   diskPaths: Map<string, string>;
   /** Absolute paths of temp files that interrupted pulls left in the tree (see leftovers.ts); never entries. */
   leftovers: string[];
+  /** How many folders were taken as the last scan found them, unwalked (kept sessions only; see FolderYield). */
+  reusedFolders: number;
 }
+
+/** Under which stat cache (the object a kept session holds for the file on disk) and ignore rules a scan ran. */
+interface ScanStamp {
+  /** The cache the scan left on disk; null until the scan completed and saved it. */
+  cache: StatCacheEntries | null;
+  rules: string;
+}
+
+/**
+ * What a walk found in one folder whose every name was settled without reading a file: the
+ * file entries (all stat cache hits), the cache pairs they keep, names stored under another
+ * spelling on disk, and the sub-folders to walk (with their entries). Kept, in a kept session
+ * only, against the folder's listing object from the watcher (tree-watch.ts).
+ *
+ * Why the next scan may take it as it is. The watcher hands out the same listing object only
+ * while no event came for that folder since it was made: no name in it was created, deleted,
+ * renamed, written or changed its attributes. Every file entry came from that listing's stat
+ * and the cache entry with the same stat fields, and the cache is still the very one the last
+ * scan left (the stamp; a pull, another command or a failed save replaces or drops it), so the
+ * walk would look up the same entries and find the same hashes. The ignore rules are the same
+ * (the stamp). A folder with a problem, a leftover or a file it read is not kept, and is walked
+ * as usual next time.
+ */
+interface FolderYield {
+  stamp: ScanStamp;
+  files: ManifestEntry[];
+  cache: Array<[string, StatCacheEntry]>;
+  diskPaths: Array<[string, string]>;
+  folders: Array<[string, string, ManifestEntry]>;
+}
+
+/** FolderYield by listing object: an entry goes with its listing when the watcher drops it. */
+const folderYields = new WeakMap<FolderListing, FolderYield>();
 
 /** What hashing one file found, or why it could not. */
 type HashOutcome =
@@ -190,7 +225,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   let scannedFiles = 0;
   let scannedBytes = 0;
 
-  const addFile = (entryPath: string, stats: StatsLike, hash: string, chunks: ChunkRef[], cached: StatCacheEntry | undefined): void => {
+  /** Adds a file's entry (and its stat cache entry unless racy); returns the cache pair added, if any. */
+  const addFile = (entryPath: string, stats: StatsLike, hash: string, chunks: ChunkRef[], cached: StatCacheEntry | undefined): [string, StatCacheEntry] | undefined => {
     entries.push({
       path: entryPath,
       kind: "file",
@@ -200,18 +236,21 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       hash,
       chunks,
     });
+    let pair: [string, StatCacheEntry] | undefined;
     if (stats.mtimeMs < startedAt - RACY_WINDOW_MS) {
       if (cached !== undefined && cached.ctimeMs !== undefined) {
-        nextCache.push([entryPath, cached]);
+        pair = [entryPath, cached];
         reusedEntries++;
       } else {
-        nextCache.push([entryPath, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, hash, chunks }]);
+        pair = [entryPath, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, hash, chunks }];
         cacheChanged = true;
       }
+      nextCache.push(pair);
     }
     scannedFiles++;
     scannedBytes += stats.size;
     onProgress?.({ files: scannedFiles, bytes: scannedBytes });
+    return pair;
   };
 
   const record = (entryPath: string, outcome: HashOutcome): void => {
@@ -262,12 +301,40 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   // and Ctrl+C are served. Each folder is listed, sorted, and walked right after its entry, so
   // the entries come out nearly in manifest order and the final sort has little to do.
   let sinceYield = 0;
+  // With a watcher, what each clean folder yielded is kept with its listing for the next scan
+  // (see FolderYield); the stamp says under which cache and rules, and is filled in only once
+  // this scan has completed and its cache is the one on disk.
+  const stamp: ScanStamp = { cache: null, rules: ignoreRules };
+  let reusedFolders = 0;
   const walkFolder = async (diskRel: string, nfcRel: string, folderEntry: ManifestEntry | null): Promise<void> => {
     const absFolder = diskRel === "" ? root : join(root, diskRel);
     // Names are appended to this rather than joined: join() normalises the whole path each time.
     const folderPrefix = absFolder.endsWith(sep) ? absFolder : absFolder + sep;
     // A watcher (tree-watch.ts) may know the folder's listing unchanged since the last walk.
     let listing = memo?.recall(diskRel);
+    const kept = listing === undefined ? undefined : folderYields.get(listing);
+    if (kept !== undefined && kept.stamp.cache === cache.entries && kept.stamp.rules === ignoreRules) {
+      // The very listing the last scan walked, under the same cache and rules: the walk would
+      // find what it found then (see FolderYield), so that is taken as it is.
+      folderYields.set(listing!, { ...kept, stamp });
+      if (folderEntry !== null) entries.push(folderEntry);
+      for (const file of kept.files) entries.push(file);
+      for (const pair of kept.cache) nextCache.push(pair);
+      for (const pair of kept.diskPaths) diskPaths.set(pair[0], pair[1]);
+      reusedEntries += kept.cache.length;
+      scannedFiles += kept.files.length;
+      for (const file of kept.files) scannedBytes += file.size;
+      if (kept.files.length > 0) onProgress?.({ files: scannedFiles, bytes: scannedBytes });
+      sinceYield += kept.files.length;
+      reusedFolders++;
+      if (sinceYield >= WALK_ENTRIES_PER_YIELD) {
+        sinceYield = 0;
+        throwIfCancelled(signal);
+        await yieldToEventLoop();
+      }
+      for (const [subDisk, subNfc, subEntry] of kept.folders) await walkFolder(subDisk, subNfc, subEntry);
+      return;
+    }
     if (listing === undefined) {
       const token = memo?.begin(diskRel) ?? 0;
       try {
@@ -293,6 +360,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     const entryPrefix = nfcRel === "" ? FILES_PREFIX : `${FILES_PREFIX}${nfcRel}/`;
     const relPathOf = (name: string) => (diskRel === "" ? name : `${diskRel}/${name}`);
     const nfcPathOf = (entryPath: string) => entryPath.slice(FILES_PREFIX.length);
+    // What this folder yields, kept for the next scan only if every name was settled here
+    // without a read, a problem or a leftover (see FolderYield).
+    const yielded: FolderYield | null = memo === undefined ? null : { stamp, files: [], cache: [], diskPaths: [], folders: [] };
+    let clean = yielded !== null;
+    const problemsBefore = problems.length;
     for (let index = 0; index < names.length; index++) {
       const name = names[index]!;
       throwIfCancelled(signal);
@@ -304,6 +376,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       const entryPath = entryPrefix + nfcName;
       if (name.endsWith(TREE_TEMP_SUFFIX) && isTreeTempName(name)) {
         leftovers.push(folderPrefix + name);
+        clean = false;
         continue;
       }
       const stats = statsOf[index];
@@ -323,9 +396,14 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         }
         claimed.add(nfcName);
       }
-      if (nfcName !== name || nfcRel !== diskRel) diskPaths.set(entryPath, relPathOf(name));
+      if (nfcName !== name || nfcRel !== diskRel) {
+        diskPaths.set(entryPath, relPathOf(name));
+        yielded?.diskPaths.push([entryPath, relPathOf(name)]);
+      }
       if (isDir) {
-        await walkFolder(relPathOf(name), nfcPathOf(entryPath), { path: entryPath, kind: "dir", size: 0, mtimeMs: entryMtime(stats), mode: permissionBits(stats, true), hash: "", chunks: [] });
+        const sub: [string, string, ManifestEntry] = [relPathOf(name), nfcPathOf(entryPath), { path: entryPath, kind: "dir", size: 0, mtimeMs: entryMtime(stats), mode: permissionBits(stats, true), hash: "", chunks: [] }];
+        yielded?.folders.push(sub);
+        await walkFolder(...sub);
         continue;
       }
       if (stats.kind === KIND_SYMLINK) {
@@ -337,9 +415,15 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         continue;
       }
       if (cached !== undefined && statMatches(cached, stats)) {
-        addFile(entryPath, stats, cached.hash, cached.chunks, cached);
+        const pair = addFile(entryPath, stats, cached.hash, cached.chunks, cached);
+        if (yielded !== null) {
+          yielded.files.push(entries[entries.length - 1]!);
+          if (pair !== undefined) yielded.cache.push(pair);
+        }
         continue;
       }
+      // A file read in this scan: its entry comes later (hashing may run in the background).
+      clean = false;
       if (stats.size < READ_BUFFER_BYTES) {
         const outcome = hashSmallFileSync(folderPrefix + name, smallBuffer);
         if (outcome !== undefined) {
@@ -355,6 +439,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       hashLater(entryPath, folderPrefix + name, mayBeAppended(cached, stats) ? cached : undefined);
       if (inFlight.size >= HASH_CONCURRENCY) await Promise.race(inFlight);
     }
+    // Problems of this folder's own names (sub-folders' come after their own walks, which
+    // already ran, so they are counted too: a folder is kept only if nothing below it was odd).
+    if (problems.length !== problemsBefore) clean = false;
+    if (clean && yielded !== null) folderYields.set(listing, yielded);
+    else folderYields.delete(listing);
   };
 
   try {
@@ -379,14 +468,18 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   if (statCachePath !== undefined && cacheChanged) {
     try {
       // Only what changed since the cache was read is written (stat-cache.ts, journal-file.ts).
-      await saveStatCache(statCachePath, new StatCacheEntries(nextCache), ignoreRules, [], cache);
+      const saved = new StatCacheEntries(nextCache);
+      await saveStatCache(statCachePath, saved, ignoreRules, [], cache);
+      stamp.cache = saved;
     } catch (error) {
       // When the cache cannot be written; the scan itself is still valid.
       onWarning(`Cannot save the stat cache "${statCachePath}" as ${describe(error)}: the next scan will hash every file again`);
     }
+  } else if (statCachePath !== undefined) {
+    stamp.cache = cache.entries;
   }
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { manifest: makeManifest(entries), hashedFiles, hashedBytes, problems, diskPaths, leftovers };
+  return { manifest: makeManifest(entries), hashedFiles, hashedBytes, problems, diskPaths, leftovers, reusedFolders };
 }
 
 /**

@@ -8,18 +8,23 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { scanTree } from "./scanner.ts";
 import { TreeWatcher, type TreeWatcherOptions } from "./tree-watch.ts";
+import { keepParsedFiles } from "./file-memo.ts";
+
+// As in the kept session: parsed state files (the stat cache) are kept while unchanged on disk.
+keepParsedFiles();
 
 interface Setup {
   root: string;
   watcher: TreeWatcher;
   logs: string[];
+  statCachePath: string;
   /** Walks with the watcher after its barrier, checks the result against a walk without it, and returns the manifest's paths. */
-  walk(): Promise<{ paths: Set<string>; recalled: number; listed: number; trusted: boolean }>;
+  walk(): Promise<{ paths: Set<string>; recalled: number; listed: number; trusted: boolean; reused: number }>;
   /** What the kept session does after a sync: watch the walked folders, list those not known. */
   settle(stop?: () => boolean): Promise<void>;
   [Symbol.dispose](): void;
@@ -42,11 +47,13 @@ function setup(options: Partial<TreeWatcherOptions> = {}): Setup {
   }
   const logs: string[] = [];
   const watcher = new TreeWatcher({ root, markerDir: join(dir, "state", "kept-watch"), maxFolders: 100, log: (line) => logs.push(line), ...options });
+  mkdirSync(join(dir, "state"), { recursive: true });
   const statCachePath = join(dir, "state", "stat-cache");
   return {
     root,
     watcher,
     logs,
+    statCachePath,
     async walk() {
       const trusted = await watcher.barrier();
       const withWatcher = await scanTree({ root, statCachePath, memo: watcher });
@@ -54,7 +61,7 @@ function setup(options: Partial<TreeWatcherOptions> = {}): Setup {
       const fresh = await scanTree({ root });
       assert.deepEqual(withWatcher.manifest, fresh.manifest, "the walk with the watcher finds what a full walk finds");
       assert.deepEqual(withWatcher.problems, fresh.problems);
-      return { paths: new Set(withWatcher.manifest.entries.map((entry) => entry.path)), ...counts, trusted };
+      return { paths: new Set(withWatcher.manifest.entries.map((entry) => entry.path)), ...counts, trusted, reused: withWatcher.reusedFolders };
     },
     async settle(stop = () => false) {
       watcher.watchWalked();
@@ -129,6 +136,56 @@ test("after each kind of change, a walk through the watcher finds it, and recall
   const last = await s.walk();
   assert.equal(last.listed, 0, "a quiet walk lists nothing again");
   assert.deepEqual(s.logs, [], "nothing made the watcher doubt");
+});
+
+test("a walk takes the folders nothing happened in as the last walk found them, and walks the rest", async () => {
+  using s = setup();
+  // Files written within the last two seconds are never cached (racy, see stat-cache.ts), so
+  // their folders are read every time: these files are made an hour old, as a workspace's are.
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  const age = (...paths: string[]) => { for (const path of paths) utimesSync(join(s.root, path), hourAgo, hourAgo); };
+  age("AGENTS.md", "notes/plan.md", "notes/deep/idea.md", "notes/deep/deeper/x.json", "configs/a.json");
+  await s.walk();
+  await s.settle();
+  // The first walk through the watcher walks every folder (its listings came from the set-up)
+  // and keeps what each yielded; the next takes all five as they were.
+  assert.equal((await s.walk()).reused, 0);
+  assert.equal((await s.walk()).reused, 5);
+
+  // An edited file: its folder is walked (and read), the other four are taken as they were.
+  writeFileSync(join(s.root, "notes/deep/deeper/x.json"), "{\"edited\": 2}\n");
+  age("notes/deep/deeper/x.json");
+  const edited = await s.walk();
+  assert.ok(edited.reused === 4 && edited.listed === 1, JSON.stringify(edited));
+  await s.settle();
+  // That folder read a file, so it was not kept: walked once more (all cache hits), then kept.
+  assert.equal((await s.walk()).reused, 4);
+  assert.equal((await s.walk()).reused, 5);
+
+  // A new file and a deleted one: their folders are walked, and the manifest has both changes
+  // (walk() compares every result with a walk without the watcher).
+  writeFileSync(join(s.root, "configs/b.json"), "[]\n");
+  age("configs/b.json");
+  unlinkSync(join(s.root, "notes/plan.md"));
+  const changed = await s.walk();
+  assert.ok(changed.paths.has("files/configs/b.json") && !changed.paths.has("files/notes/plan.md"));
+  assert.equal(changed.reused, 2, "notes/deep and notes/deep/deeper (the root's listing holds the two folders' times)");
+  await s.settle();
+  await s.walk();
+
+  // The stat cache changed by something else (another command's sync): nothing is taken as it
+  // was, as the cache entries the folders' files came from may be gone.
+  assert.equal((await s.walk()).reused, 5);
+  const later = new Date(Date.now() + 5_000);
+  utimesSync(s.statCachePath, later, later);
+  assert.equal((await s.walk()).reused, 0);
+  assert.equal((await s.walk()).reused, 5, "kept again after one walk under the new cache");
+
+  // Changed ignore rules: every folder is walked under them.
+  writeFileSync(join(s.root, ".cwsignore"), "configs/\n");
+  const ignoring = await s.walk();
+  assert.equal(ignoring.reused, 0);
+  assert.ok(![...ignoring.paths].some((path) => path.startsWith("files/configs/")));
 });
 
 test("changes made while the watcher is being set up are found by the next walk", async () => {
