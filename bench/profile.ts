@@ -180,8 +180,9 @@ async function main(): Promise<void> {
     const hubProfiles = path.join(profiles, "hub");
     // With the real hub's V8 flags and allocator settings, so that its memory and collections are the real hub's.
     const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
-    const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
-      { ...process.env, ...LOW_MEMORY_MALLOC_ENV });
+    const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
+    const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
+      { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
     await new Promise((resolve) => setTimeout(resolve, 1500));
     run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
     if (values.kept) {

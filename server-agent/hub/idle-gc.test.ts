@@ -1,19 +1,26 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { collectWhenIdle, GC_GROWTH_BYTES, IDLE_TICKS, MAX_IDLE_TICKS, type Collections } from "./idle-gc.ts";
+import { collectWhenIdle, GC_GROWTH_BYTES, IDLE_GROWTH_BYTES, IDLE_TICKS, MAX_IDLE_TICKS, type Collections } from "./idle-gc.ts";
 
 const MiB = 2 ** 20;
 
-/** A collector driven by hand: ticks, traffic and resident memory are the test's. */
+/** What the hub holds at rest in these tests; work that leaves garbage raises it by IDLE_GROWTH_BYTES. */
+const REST = 100 * MiB;
+
+/**
+ * A collector driven by hand: ticks, traffic and resident memory are the test's. By default,
+ * resident memory is `state.resident`, and a collection brings it back to REST.
+ */
 function harness(options: { resident?: () => number; afterCollection?: () => void } = {}) {
-  const state = { traffic: 0, full: 0, lastResort: 0, tick: () => {} };
+  const state = { traffic: 0, full: 0, lastResort: 0, resident: REST, tick: () => {} };
+  const afterCollection = options.afterCollection ?? (() => { state.resident = REST; });
   const collections: Collections = {
-    full: () => { state.full++; options.afterCollection?.(); },
-    lastResort: () => { state.lastResort++; options.afterCollection?.(); },
+    full: () => { state.full++; afterCollection(); },
+    lastResort: () => { state.lastResort++; afterCollection(); },
   };
   const collector = collectWhenIdle(() => state.traffic, {
     collections,
-    memory: options.resident ?? (() => 0),
+    memory: options.resident ?? (() => state.resident),
     schedule: (fn) => { state.tick = fn; return () => { state.tick = () => { throw new Error("ticked after stop"); }; }; },
   });
   const ticks = (n: number) => { for (let i = 0; i < n; i++) state.tick(); };
@@ -26,6 +33,7 @@ test("the hub collects once after work stops, not while it works nor while it st
   assert.equal(state.lastResort, 0, "idle from the start: nothing to give back");
   for (let i = 0; i < 10; i++) {
     state.traffic += 100;
+    state.resident = REST + IDLE_GROWTH_BYTES;
     ticks(1);
   }
   assert.equal(state.lastResort, 0, "no collection while bytes move");
@@ -36,6 +44,7 @@ test("the hub collects once after work stops, not while it works nor while it st
   ticks(IDLE_TICKS * 3);
   assert.equal(state.lastResort, 1, "and none while the hub stays idle");
   state.traffic += 1;
+  state.resident = REST + IDLE_GROWTH_BYTES;
   ticks(1);
   collector.settled();
   assert.equal(state.lastResort, 2, "the end of a sync collects at once");
@@ -49,6 +58,7 @@ test("pauses inside one long piece of work are collected less and less often, un
   const { state, collector, ticks } = harness();
   const pause = (quiet: number) => {
     state.traffic += 1;
+    state.resident = REST + IDLE_GROWTH_BYTES;
     ticks(1);
     ticks(quiet);
   };
@@ -62,10 +72,31 @@ test("pauses inside one long piece of work are collected less and less often, un
   assert.equal(state.lastResort, 12, "the wait stops growing at its cap");
   pause(MAX_IDLE_TICKS - 1);
   assert.equal(state.lastResort, 12, "and a shorter pause than the cap is not collected");
+  state.resident = REST + IDLE_GROWTH_BYTES;
   collector.settled();
   assert.equal(state.lastResort, 13);
   pause(IDLE_TICKS);
   assert.equal(state.lastResort, 14, "after a sync ended, the next pause waits the usual time again");
+  collector.stop();
+});
+
+test("work that left the hub about as big as it was is not followed by a collection, idle or at the end of a sync", () => {
+  const { state, collector, ticks } = harness();
+  // A kept session's small syncs and idle checks: bytes move, memory barely grows.
+  for (let sync = 0; sync < 5; sync++) {
+    state.traffic += 1000;
+    state.resident = REST + IDLE_GROWTH_BYTES - MiB;
+    ticks(1);
+    ticks(MAX_IDLE_TICKS * 2);
+  }
+  collector.settled();
+  assert.equal(state.lastResort, 0, "nothing worth a collection of all available garbage");
+  // Once the growth adds up to the threshold, the next quiet moment collects.
+  state.traffic += 1000;
+  state.resident = REST + IDLE_GROWTH_BYTES;
+  ticks(1);
+  ticks(IDLE_TICKS);
+  assert.equal(state.lastResort, 1);
   collector.stop();
 });
 
