@@ -495,6 +495,19 @@ describe("planSync() narrowed to the changed paths", () => {
     assert.ok(narrowed > 1000, `most random cases were planned narrowed, with something to do (${narrowed})`);
   });
 
+  it("plans the same with a frozen base that is also the server's (a kept session's), checked once and then remembered", () => {
+    for (let seed = 1; seed <= 500; seed++) {
+      const random = prng(seed);
+      const baseTree = randomTree(random, new Map(), 0);
+      const local = makeManifest(randomTree(random, baseTree, 0.9).values());
+      const base = makeManifest(baseTree.values());
+      const frozen: Manifest = { format: base.format, entries: Object.freeze([...base.entries]) as ManifestEntry[] };
+      const expected = outcome(() => planEveryPath(local, base, base));
+      // Twice: the second plan finds the frozen array remembered as consistent.
+      for (let round = 0; round < 2; round++) assert.deepEqual(outcome(() => planSync(local, frozen, frozen)), expected, `seed ${seed}, round ${round}`);
+    }
+  });
+
   it("plans a 1% change at 50,000 paths the same way", () => {
     const entries: ManifestEntry[] = [];
     for (let d = 0; d < 500; d++) {

@@ -289,7 +289,7 @@ function countWhenAllEqual(local: Manifest, server: Manifest, base: Manifest): n
     if (l[i].path !== path || b[i].path !== path || !sameContent(l[i], s[i]) || !sameContent(b[i], s[i])) return null;
     if (i > 0 && !(s[i - 1].path < path)) return null;
   }
-  if (fileAncestorProblem(s) !== null) return null;
+  if (!isConsistent(s)) return null;
   return s.length;
 }
 
@@ -315,7 +315,8 @@ const MAX_NARROWED_SHARE = 0.25;
  */
 export function planChangedPaths(local: Manifest, server: Manifest, base: Manifest): SyncPlan | null {
   const sides = [local.entries, server.entries, base.entries];
-  for (const entries of sides) if (!isStrictlySorted(entries) || fileAncestorProblem(entries) !== null) return null;
+  // The server's entries are often the base's very array (no one pushed since): checked once.
+  for (const entries of new Set(sides)) if (!isConsistent(entries)) return null;
   const [l, s, b] = sides;
   const limit = Math.max(l.length, s.length, b.length) * MAX_NARROWED_SHARE;
   // The paths whose listed entries differ (a superset of those whose decision is not "none":
@@ -347,26 +348,71 @@ export function planChangedPaths(local: Manifest, server: Manifest, base: Manife
     }
     if (keep.size > limit) return null;
   }
-  const narrow = (manifest: Manifest): Manifest => ({ format: manifest.format, entries: manifest.entries.filter((e) => keep.has(e.path)) });
+  // The kept paths in order, each looked up in the sorted sides: a few hundred binary searches
+  // instead of a pass over every entry of each side.
+  const kept = [...keep].sort(compareCodeUnits);
+  const narrow = (manifest: Manifest): Manifest => {
+    const entries: ManifestEntry[] = [];
+    for (const path of kept) {
+      const at = indexOf(manifest.entries, path);
+      if (at >= 0) entries.push(manifest.entries[at]);
+    }
+    return { format: manifest.format, entries };
+  };
   const plan = planEveryPath(narrow(local), narrow(server), narrow(base));
-  // The merged manifest: the server's entries outside the planned paths, and the plan's inside.
+  // The merged manifest: the server's entries outside the planned paths (copied a run at a time
+  // between the kept paths), and the plan's inside.
   const merged: ManifestEntry[] = [];
   const planned = plan.merged.entries;
-  let unchanged = plan.unchanged;
   let m = 0;
-  for (const entry of s) {
-    if (keep.has(entry.path)) continue;
-    while (m < planned.length && planned[m].path < entry.path) merged.push(planned[m++]);
-    merged.push(entry);
-    unchanged++;
+  let from = 0;
+  const copyServerUpTo = (end: number) => {
+    for (; from < end; from++) {
+      const entry = s[from];
+      while (m < planned.length && planned[m].path < entry.path) merged.push(planned[m++]);
+      merged.push(entry);
+    }
+  };
+  for (const path of kept) {
+    const at = lowerBound(s, path);
+    copyServerUpTo(at);
+    if (at < s.length && s[at].path === path) from = at + 1;
   }
+  copyServerUpTo(s.length);
   while (m < planned.length) merged.push(planned[m++]);
-  const problem = fileAncestorProblem(merged);
+  const unchanged = plan.unchanged + merged.length - planned.length;
+  const problem = mergedProblem(merged, planned);
   if (problem !== null) {
     // The rules exist to make this impossible; reaching it is a bug in this module.
     throw new CwsError("INTERNAL", `Cannot plan the sync: the merged manifest would be invalid (${problem})`);
   }
   return { ...plan, merged: { format: MANIFEST_FORMAT, entries: merged }, unchanged };
+}
+
+/**
+ * What `fileAncestorProblem` would say of `merged`, made of a consistent server side and the
+ * `planned` entries, looked for only where a planned entry takes part: the server's own entries
+ * were checked already. Such a problem pairs a file with an entry below it, so one of the two is
+ * planned: a planned entry with a file among its listed ancestors, or a planned file with
+ * entries below it. Each is a few binary searches.
+ */
+function mergedProblem(merged: readonly ManifestEntry[], planned: readonly ManifestEntry[]): string | null {
+  for (const entry of planned) {
+    const at = indexOf(merged, entry.path);
+    if (at < 0) return `${JSON.stringify(entry.path)} is missing`;
+    if ((at > 0 && !(merged[at - 1].path < entry.path)) || (at + 1 < merged.length && !(entry.path < merged[at + 1].path))) {
+      return `${JSON.stringify(entry.path)} is out of order`;
+    }
+    for (const ancestor of ancestors(entry.path)) {
+      const up = indexOf(merged, ancestor);
+      if (up >= 0 && merged[up].kind === "file") return `${JSON.stringify(entry.path)} is below the file ${JSON.stringify(ancestor)}`;
+    }
+    if (entry.kind === "file") {
+      const below = firstIndexBelow(merged, at);
+      if (below !== -1) return `${JSON.stringify(merged[below].path)} is below the file ${JSON.stringify(entry.path)}`;
+    }
+  }
+  return null;
 }
 
 /** The index of the first entry of sorted `entries` whose path is not before `path` in code-unit order. */
@@ -435,15 +481,7 @@ function effectiveEntry(side: Side, p: string): ManifestEntry | undefined {
  * listed folder was, or will be, checked itself).
  */
 function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
-  if (isStrictlySorted(entries)) {
-    for (let i = 0; i < entries.length; i++) {
-      if (entries[i].kind !== "file") continue;
-      const file = entries[i].path;
-      const below = firstBelow(entries, i);
-      if (below !== null) return `${JSON.stringify(below)} is below the file ${JSON.stringify(file)}`;
-    }
-    return null;
-  }
+  if (isStrictlySorted(entries)) return sortedFileAncestorProblem(entries);
   const kinds = new Map<string, ManifestEntry["kind"]>();
   for (const entry of entries) kinds.set(entry.path, entry.kind);
   for (const entry of entries) {
@@ -456,6 +494,32 @@ function fileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
     }
   }
   return null;
+}
+
+/** `fileAncestorProblem` of entries known to be strictly sorted: one pass. */
+function sortedFileAncestorProblem(entries: readonly ManifestEntry[]): string | null {
+  for (let i = 0; i < entries.length; i++) {
+    if (entries[i].kind !== "file") continue;
+    const file = entries[i].path;
+    const below = firstBelow(entries, i);
+    if (below !== null) return `${JSON.stringify(below)} is below the file ${JSON.stringify(file)}`;
+  }
+  return null;
+}
+
+/**
+ * Entry arrays found strictly sorted with nothing below a file, remembered only when frozen
+ * (a kept session's base, state.ts): such an array cannot change afterwards, so a long-lived
+ * process checks its base once instead of at every sync.
+ */
+const consistentArrays = new WeakSet<readonly ManifestEntry[]>();
+
+/** Whether `entries` are strictly sorted with nothing below a file (what every manifest must be). */
+function isConsistent(entries: readonly ManifestEntry[]): boolean {
+  if (consistentArrays.has(entries)) return true;
+  if (!isStrictlySorted(entries) || sortedFileAncestorProblem(entries) !== null) return false;
+  if (Object.isFrozen(entries)) consistentArrays.add(entries);
+  return true;
 }
 
 /** The first path of sorted `entries` below `file` (at index `at`), or null. */

@@ -116,6 +116,19 @@ describe("holdUntravelable()", () => {
     assert.deepEqual(held.restore(held.local).entries.map((e) => e.path), ["files/a:b", "files/keep"]);
   });
 
+  it("judges a frozen server manifest (a kept session's base) as an unfrozen one, every time", () => {
+    const entries = [file("files/a:b"), file("files/keep"), file("files/keep/below")];
+    const frozen = { format: 1 as const, entries: Object.freeze([...entries]) as typeof entries };
+    const local = makeManifest([file("files/keep"), file("files/other")]);
+    const expected = holdUntravelable(local, makeManifest(entries), makeManifest(entries)).held.server;
+    assert.deepEqual(expected.map((p) => [p.path, p.rule]), [["files/a:b", "windows-name"], ["files/keep/below", "file-under-file"]]);
+    for (let round = 0; round < 2; round++) {
+      // The local side differs each time; the server's problems do not depend on it.
+      const other = round === 0 ? local : makeManifest([file("files/a:b"), file("files/keep")]);
+      assert.deepEqual(holdUntravelable(other, frozen, frozen).held.server, expected, `round ${round}`);
+    }
+  });
+
   it("returns the same manifests when every name travels", () => {
     const m = makeManifest([file("files/a")]);
     const held = holdUntravelable(m, m, m);

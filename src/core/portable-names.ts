@@ -160,6 +160,13 @@ export function checkTravellingTree(manifest: Manifest, changed?: ReadonlySet<st
   refuseTravelProblems(travelProblems(manifest.entries, changed));
 }
 
+/**
+ * `travelProblems` of server manifests whose entries array is frozen (a kept session's base,
+ * which is also the server's side of a sync while no one else pushed): such an array cannot
+ * change, so its names are judged once per kept session rather than at every sync.
+ */
+const serverProblems = new WeakMap<readonly ManifestEntry[], TravelProblem[]>();
+
 /** Entries kept out of a sync because they cannot travel, by where they were found. */
 export interface HeldNames {
   /** Entries of this device that stay on it, not sent. */
@@ -184,15 +191,21 @@ export function holdUntravelable(local: Manifest, server: Manifest, base: Manife
   restore: (merged: Manifest) => Manifest;
 } {
   const held: HeldNames = { local: travelProblems(local.entries), server: [] };
-  // The server's names are mostly the local ones: those are judged once, which keeps a large
-  // tree's sync from paying for the name checks twice.
-  const localNames = new Map(held.local.filter((problem) => problem.rule !== "file-under-file").map((problem) => [problem.path, problem]));
-  let cursor = 0;
-  held.server = treeProblems(server.entries, undefined, (path) => {
-    while (cursor < local.entries.length && local.entries[cursor].path < path) cursor++;
-    if (cursor < local.entries.length && local.entries[cursor].path === path) return localNames.get(path) ?? null;
-    return nameTravelProblem(path);
-  });
+  const remembered = serverProblems.get(server.entries);
+  if (remembered !== undefined) {
+    held.server = [...remembered];
+  } else {
+    // The server's names are mostly the local ones: those are judged once, which keeps a large
+    // tree's sync from paying for the name checks twice.
+    const localNames = new Map(held.local.filter((problem) => problem.rule !== "file-under-file").map((problem) => [problem.path, problem]));
+    let cursor = 0;
+    held.server = treeProblems(server.entries, undefined, (path) => {
+      while (cursor < local.entries.length && local.entries[cursor].path < path) cursor++;
+      if (cursor < local.entries.length && local.entries[cursor].path === path) return localNames.get(path) ?? null;
+      return nameTravelProblem(path);
+    });
+    if (Object.isFrozen(server.entries)) serverProblems.set(server.entries, held.server);
+  }
   if (held.local.length === 0 && held.server.length === 0) return { local, server, base, held, restore: (merged) => merged };
   const paths = new Set([...held.local, ...held.server].map((problem) => problem.path));
   const without = (manifest: Manifest): Manifest => ({ format: manifest.format, entries: manifest.entries.filter((entry) => !paths.has(entry.path)) });
