@@ -187,7 +187,9 @@ async function main(): Promise<void> {
     run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
     if (values.kept) {
       env.CWS_KEEP_SESSION = "3600";
-      kept = spawnSyncDetached(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${path.join(profiles, "kept")}`, cliEntry, "session", "run"], { ...env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "kept-session.log"));
+      // CWS_PROFILE_KEPT_FLAGS adds V8 flags, e.g. --heapsnapshot-signal=SIGUSR2.
+      const keptFlags = (process.env.CWS_PROFILE_KEPT_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
+      kept = spawnSyncDetached(REPO_NODE, [...keptFlags, "--cpu-prof", `--cpu-prof-dir=${path.join(profiles, "kept")}`, cliEntry, "session", "run"], { ...env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "kept-session.log"));
       for (let waited = 0; !existsSync(path.join(home, "kept-session.sock")) && waited < 30_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
       run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // its first sync, like the warm-up above
     }
@@ -214,6 +216,11 @@ async function main(): Promise<void> {
       if (agent) printSummary("agent process (per SSH session), last run", agent, repo);
     }
     if (kept !== undefined) {
+      if (process.env.CWS_PROFILE_KEPT_FLAGS?.includes("--heapsnapshot-signal=SIGUSR2")) {
+        // A heap snapshot of the kept session as it rests between syncs, into its working folder.
+        process.kill(kept, "SIGUSR2");
+        await new Promise((resolve) => setTimeout(resolve, 15_000));
+      }
       const keptHwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${kept}/status`, "utf8"))?.[1];
       process.kill(kept, "SIGTERM");
       await new Promise((resolve) => setTimeout(resolve, 1500));
