@@ -185,7 +185,7 @@ test("through the kept session's file watcher, every kind of change is synced, a
 
   const noop = json(await a.cli(["sync", "watched", "--json"]));
   assert.equal(noop.via, "kept-session");
-  assert.match(await log(), /sync of watched: 0 pushed, 0 pulled, \d+ ms; folders recalled 4, listed 0\n/);
+  assert.match(await log(), /sync of watched: 0 pushed, 0 pulled, \d+ ms \(scan \d+ ms, plan \d+ ms\); folders recalled 4, listed 0\n/);
 
   // An edit, a new file, a deleted file, a renamed file, a new sub-folder with files.
   await writeFile(join(a.root, "notes", "deep", "idea.md"), "an idea, edited\n");

@@ -307,15 +307,20 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     // that its base is written.
     void lines.next().then((line) => { if (line?.type === "cancel") abort.abort(); });
     const started = Date.now();
+    const phases = new PhaseTimes();
     const watcher = await watcherFor(request.slug, checked.state.binding(request.slug).root);
     try {
       const summary = await syncSuperproject({
         conn: conn!, state: checked.state, slug: request.slug, mode: request.mode, dryRun: request.dryRun, signal: abort.signal,
-        onEvent: (event) => writeLine(socket, { type: "event", event }), walkMemo: watcher,
+        onEvent: (event) => {
+          if (event.type === "phase") phases.enter(event.phase);
+          writeLine(socket, { type: "event", event });
+        },
+        walkMemo: watcher,
       });
       syncs++;
       writeLine(socket, { type: "result", ok: true, summary });
-      log(`${request.mode} of ${request.slug}${request.dryRun ? " (dry run)" : ""}: ${summary.pushed.files + summary.pushed.deleted} pushed, ${summary.pulled.files + summary.pulled.deleted} pulled, ${Date.now() - started} ms${watchNote(watcher)}`);
+      log(`${request.mode} of ${request.slug}${request.dryRun ? " (dry run)" : ""}: ${summary.pushed.files + summary.pushed.deleted} pushed, ${summary.pulled.files + summary.pulled.deleted} pulled, ${Date.now() - started} ms (${phases.describe()})${watchNote(watcher)}`);
     } catch (error) {
       const wire = options.describe(error);
       writeLine(socket, { type: "result", ok: false, error: wire });
@@ -399,6 +404,28 @@ export async function runKeptSession(options: KeptSessionOptions): Promise<KeptS
     log(`kept session stopped: ${stopReason} (${syncs} sync(s))`);
   }
   return { reason: stopReason ?? "stopped", syncs };
+}
+
+/**
+ * How long each phase of a sync took (from its "phase" events), for the session's log: where a
+ * slow sync spent its time, without a profiler.
+ */
+class PhaseTimes {
+  #current: string | null = null;
+  #since = performance.now();
+  readonly #spent = new Map<string, number>();
+
+  enter(phase: string): void {
+    const now = performance.now();
+    if (this.#current !== null) this.#spent.set(this.#current, (this.#spent.get(this.#current) ?? 0) + now - this.#since);
+    this.#current = phase === "done" ? null : phase;
+    this.#since = now;
+  }
+
+  /** E.g. "scan 12 ms, plan 30 ms, push 210 ms, commit 45 ms". */
+  describe(): string {
+    return [...this.#spent].map(([phase, ms]) => `${phase} ${Math.round(ms)} ms`).join(", ");
+  }
 }
 
 /** A short digest of an environment, for the session's log (the values may be private). */
