@@ -12,6 +12,7 @@ import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from
 import { isAbsolute, join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { syncDir, writeFileAtomic } from "../../src/fs-atomic.ts";
+import { fsyncPath } from "../store/durable-file.ts";
 import { PACKAGE_VERSION } from "../../src/version.ts";
 import type { BackupSnapshot } from "./maintenance.ts";
 
@@ -35,19 +36,10 @@ export async function checkBackupDir(dir: string): Promise<void> {
   }
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function copyDurably(from: string, to: string): Promise<void> {
   // Cloned where the file system can; fsynced, since a backup a power cut can lose is no backup.
   await copyFile(from, to, fsConstants.COPYFILE_FICLONE);
-  await fsyncFile(to);
+  await fsyncPath(to);
 }
 
 /** Copies one consistent server state into `dir` (new or empty). */
@@ -76,7 +68,7 @@ export async function copyBackup(dataDir: string, snapshot: BackupSnapshot, dir:
   const database = join(dir, "hub.sqlite");
   try {
     await rename(snapshot.database, database);
-    await fsyncFile(database);
+    await fsyncPath(database);
   } catch {
     await copyDurably(snapshot.database, database);
     await rm(snapshot.database, { force: true });

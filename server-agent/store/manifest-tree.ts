@@ -51,8 +51,8 @@ const TREE_FORMAT = 1;
 const HASH = /^[0-9a-f]{16}$/;
 /** Parsed folder objects kept in memory, counted in entries (a few MiB at most). */
 const NODE_CACHE_ENTRIES = 20_000;
-/** Folder objects written at once by a commit. */
-const WRITERS = 16;
+/** Folder objects written per `Store.putObjects` batch. */
+const OBJECT_BATCH = 1024;
 
 function joinPath(folder: string, name: string): string {
   return folder === "" ? name : `${folder}/${name}`;
@@ -264,7 +264,7 @@ export class ManifestTrees {
   /**
    * Writes every node of `nodes` (path → node, ancestors of each included); returns the root's
    * hash. Hashes are computed deepest first (a parent names its children's hashes), then the
-   * objects are written side by side: their fsyncs overlap instead of queueing one by one.
+   * objects are written in batches made durable as a whole (`Store.putObjects`).
    */
   async #writeBottomUp(nodes: Map<string, TreeNode>): Promise<string> {
     const paths = [...nodes.keys()].filter((p) => p !== "").sort((a, b) => depth(b) - depth(a));
@@ -283,19 +283,15 @@ export class ManifestTrees {
       else parent.dirs.set(nameOf(path), { tree: encode(node), ...counts });
     }
     const root = encode(nodes.get("") as TreeNode);
-    let next = 0;
-    const writer = async (): Promise<void> => {
-      while (next < objects.length) {
-        const at = next++;
-        const { node, raw, hash } = objects[at];
-        // Let go of each object's bytes once written: a first push of 50,000 files encodes
-        // as many bytes of folder objects as its manifest has.
-        objects[at] = undefined as never;
-        await this.store.putObject(raw);
-        this.#remember(`${hash}\u0000${node.path}`, node);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WRITERS, objects.length) }, writer));
+    // In batches, each made durable with two file-system barriers (Store.putObjects), and each
+    // batch's bytes let go of once written: a first push of 50,000 files encodes as many bytes
+    // of folder objects as its manifest has.
+    for (let start = 0; start < objects.length; start += OBJECT_BATCH) {
+      const batch = objects.slice(start, start + OBJECT_BATCH);
+      for (let at = start; at < start + batch.length; at++) objects[at] = undefined as never;
+      await this.store.putObjects(batch.map((object) => object.raw));
+      for (const { node, hash } of batch) this.#remember(`${hash}\u0000${node.path}`, node);
+    }
     return root;
   }
 

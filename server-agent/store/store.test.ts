@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -215,6 +216,61 @@ test("putObject() and getObject() round-trip, idempotently", async (t) => {
   await assert.rejects(store.getObject("0123456789abcdef"), (error) => isCwsError(error, "NOT_FOUND"));
   await assert.rejects(store.getObject("../../etc/passwd"), (error) => isCwsError(error, "INVALID_ARGUMENT"));
 });
+
+/** Distinct small objects, like a commit's folder objects. */
+function folderObjects(count: number, seed: string): Buffer[] {
+  return Array.from({ length: count }, (_, i) => Buffer.from(JSON.stringify({ folder: `${seed}/${i}`, entries: [`a${i}.md`, `b${i}.md`] })));
+}
+
+/** Every object file under a final name in the store, and the temp files beside them. */
+async function objectFiles(store: Store): Promise<{ objects: string[]; temps: string[] }> {
+  const objects: string[] = [];
+  const temps: string[] = [];
+  for (const shard of await readdir(store.paths.objects)) {
+    for (const name of await readdir(join(store.paths.objects, shard))) (name.endsWith(".tmp") ? temps : objects).push(name);
+  }
+  return { objects: objects.sort(), temps };
+}
+
+test("putObjects() stores a batch (new, already present, repeated) and returns each hash in order", async (t) => {
+  const store = await openStore(t);
+  const raws = folderObjects(40, "batch");
+  const present = await store.putObject(raws[3]);
+  const batch = [...raws, raws[7], raws[0]];
+  const hashes = await store.putObjects(batch);
+  assert.deepEqual(hashes, batch.map((raw) => xxh64Hex(raw)));
+  assert.equal(hashes[3], present);
+  for (let i = 0; i < batch.length; i++) assert.deepEqual(Buffer.from(await store.getObject(hashes[i])), batch[i]);
+  assert.deepEqual(await objectFiles(store), { objects: [...new Set(hashes)].sort(), temps: [] }, "one file per object, no temp left");
+  // A small batch (below the barrier's threshold) goes through putObject, with the same result.
+  const few = folderObjects(3, "few");
+  for (const [i, hash] of (await store.putObjects(few)).entries()) assert.deepEqual(Buffer.from(await store.getObject(hash)), few[i]);
+});
+
+for (const fault of ["store-objects-before-rename", "store-objects-mid-rename"] as const) {
+  test(`a store killed at ${fault} has no torn object, its temp files go with repack(), and the batch then stores`, async (t) => {
+    const store = await openStore(t);
+    const raws = folderObjects(64, fault);
+    // A real crash: another process writes the batch and is killed at the fault point.
+    const script = join(store.paths.tmp, "put.mts");
+    await writeFile(script, `import { Store } from ${JSON.stringify(new URL("./store.ts", import.meta.url).href)};
+const store = await Store.open(${JSON.stringify(join(store.paths.objects, "..", ".."))});
+await store.putObjects(${JSON.stringify(raws.map((raw) => raw.toString()))}.map((text) => Buffer.from(text)));
+`);
+    const child = spawnSync(process.execPath, [script], { env: { ...process.env, CWS_FAULT: fault }, encoding: "utf8" });
+    assert.equal(child.signal, "SIGKILL", `killed at the fault point (stdout ${child.stdout}, stderr ${child.stderr})`);
+    const after = await objectFiles(store);
+    assert.ok(after.temps.length > 0, "the batch left temp files");
+    if (fault === "store-objects-before-rename") assert.equal(after.objects.length, 0);
+    else assert.ok(after.objects.length > 0 && after.objects.length < raws.length, `half renamed: ${after.objects.length}`);
+    // Whatever has a final name has its whole content: a later putObject would trust it.
+    for (const hash of after.objects) assert.ok(raws.some((raw) => xxh64Hex(raw) === hash) && (await store.getObject(hash)).byteLength > 0);
+    await store.repack(new Set(), { graceMs: 0, now: Date.now() + 1000 });
+    assert.deepEqual((await objectFiles(store)).temps, [], "repack removed the temp files");
+    const hashes = await store.putObjects(raws);
+    for (let i = 0; i < raws.length; i++) assert.deepEqual(Buffer.from(await store.getObject(hashes[i])), raws[i]);
+  });
+}
 
 test("getObject() detects a damaged object", async (t) => {
   const store = await openStore(t);

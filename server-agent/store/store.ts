@@ -28,9 +28,10 @@
  * the plain codec is the identity.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, mkdir, readdir, readFile, realpath, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import zlib from "node:zlib";
 import { CwsError } from "../../src/errors.ts";
+import { faultPoint } from "../../src/fault.ts";
 import { initHash, xxh64Hex } from "../../src/core/hash.ts";
 import {
   BundleWriter,
@@ -44,7 +45,7 @@ import {
 } from "../../src/protocol/bundle.ts";
 import { plainCodec } from "./codec.ts";
 import type { AtRestCodec } from "./codec.ts";
-import { syncDir, TEMP_SUFFIX, writeFileDurably } from "./durable-file.ts";
+import { fsyncPath, syncDir, syncFileSystem, TEMP_SUFFIX, tempNameFor, writeFileDurably } from "./durable-file.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { encodePackIndex, parsePackIndex } from "./pack-index.ts";
 import type { PackEntry } from "./pack-index.ts";
@@ -52,6 +53,12 @@ import { checkFileName, inside } from "./safe-path.ts";
 
 /** The largest object (e.g. a manifest) the store accepts, in raw bytes. */
 export const MAX_OBJECT_BYTES = 256 * 1024 * 1024;
+
+/** From this many new objects on, `putObjects` uses two file-system barriers instead of fsyncs per object. */
+export const OBJECT_BATCH_BARRIER = 16;
+
+/** How many object files `putObjects` writes at a time. */
+const OBJECT_WRITERS = 8;
 
 /** The first bytes of every object file; followed by the raw length (u32) and the payload. */
 const OBJECT_MAGIC = Buffer.from("CWSOBJ01", "latin1");
@@ -413,24 +420,98 @@ export class Store {
    * Idempotent: an object already present is not written again.
    */
   async putObject(raw: Uint8Array): Promise<string> {
-    if (raw.byteLength > MAX_OBJECT_BYTES) {
-      throw new CwsError("INVALID_ARGUMENT", `Cannot store an object of ${raw.byteLength} bytes as objects are limited to ${MAX_OBJECT_BYTES} bytes`);
-    }
-    const hash = xxh64Hex(raw);
+    const hash = this.#checkObject(raw);
     const path = this.#objectPath(hash);
     if (await exists(path)) return hash;
     const shard = inside(this.paths.objects, hash.slice(0, 2));
     const created = await mkdir(shard, { recursive: true, mode: 0o700 });
+    await writeFileDurably(path, this.#objectFile(raw, hash));
+    // The hub records the hash in its database right after; the entry must survive a crash.
+    await syncDir(shard);
+    if (created !== undefined) await syncDir(this.paths.objects);
+    return hash;
+  }
+
+  /**
+   * Stores several objects as `putObject` does, and returns their hashes in order. A batch of
+   * at least OBJECT_BATCH_BARRIER new objects (a commit's folder objects) is made durable with
+   * two file-system barriers instead of two fsyncs per object: every object is written to its
+   * temp name, the first barrier makes their contents durable, then they are renamed into
+   * place and the second barrier makes the names durable. A crash before the first barrier
+   * leaves only temp files (removed by `repack`); after it, any object under its final name
+   * has its full content, so a later `putObject` of the same hash, which trusts an existing
+   * file, never trusts a torn one. The caller records the hashes only after this resolves.
+   */
+  async putObjects(raws: readonly Uint8Array[]): Promise<string[]> {
+    const hashes = raws.map((raw) => this.#checkObject(raw));
+    const fresh = new Map<string, Uint8Array>();
+    for (let i = 0; i < raws.length; i++) {
+      if (!fresh.has(hashes[i]) && !(await exists(this.#objectPath(hashes[i])))) fresh.set(hashes[i], raws[i]);
+    }
+    if (fresh.size < OBJECT_BATCH_BARRIER) {
+      await Promise.all([...fresh.values()].map((raw) => this.putObject(raw)));
+      return hashes;
+    }
+    const shards = new Set([...fresh.keys()].map((hash) => hash.slice(0, 2)));
+    let madeShard = false;
+    for (const shard of shards) madeShard = (await mkdir(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 })) !== undefined || madeShard;
+    const temps: Array<{ temp: string; path: string }> = [];
+    try {
+      // A few writes in flight at a time, as the thread pool can run them side by side.
+      const queue = [...fresh];
+      const writer = async () => {
+        for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+          const [hash, raw] = next;
+          const path = this.#objectPath(hash);
+          const entry = { temp: tempNameFor(path), path };
+          temps.push(entry);
+          try {
+            await writeFile(entry.temp, this.#objectFile(raw, hash), { flag: "wx", mode: 0o600 });
+          } catch (error) {
+            queue.length = 0; // the other writers stop after their current file
+            throw error;
+          }
+        }
+      };
+      // Every writer has stopped before the temp files are cleaned up after a failure.
+      const failed = (await Promise.allSettled(Array.from({ length: OBJECT_WRITERS }, writer))).find((result) => result.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+      if (!(await syncFileSystem(this.paths.objects))) {
+        for (const { temp } of temps) await fsyncPath(temp);
+      }
+      faultPoint("store-objects-before-rename");
+      let renamed = 0;
+      for (const entry of temps) {
+        await rename(entry.temp, entry.path);
+        entry.temp = "";
+        if (++renamed === Math.ceil(temps.length / 2)) faultPoint("store-objects-mid-rename");
+      }
+    } finally {
+      for (const { temp } of temps) if (temp !== "") await rm(temp, { force: true });
+    }
+    if (!(await syncFileSystem(this.paths.objects))) {
+      for (const shard of shards) await syncDir(inside(this.paths.objects, shard));
+      if (madeShard) await syncDir(this.paths.objects);
+    }
+    return hashes;
+  }
+
+  /** The hash of an object's raw bytes, after checking its size. */
+  #checkObject(raw: Uint8Array): string {
+    if (raw.byteLength > MAX_OBJECT_BYTES) {
+      throw new CwsError("INVALID_ARGUMENT", `Cannot store an object of ${raw.byteLength} bytes as objects are limited to ${MAX_OBJECT_BYTES} bytes`);
+    }
+    return xxh64Hex(raw);
+  }
+
+  /** An object's file: its header (magic, raw length) and its compressed, sealed bytes. */
+  #objectFile(raw: Uint8Array, hash: string): Buffer {
     const compressed = zlib.zstdCompressSync(raw, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
     const header = Buffer.allocUnsafe(OBJECT_HEADER_BYTES);
     OBJECT_MAGIC.copy(header, 0);
     header.writeUInt32BE(raw.byteLength, OBJECT_MAGIC.byteLength);
     const sealed = this.#codec.seal(compressed, { kind: "object", id: hash });
-    await writeFileDurably(path, Buffer.concat([header, sealed]));
-    // The hub records the hash in its database right after; the entry must survive a crash.
-    await syncDir(shard);
-    if (created !== undefined) await syncDir(this.paths.objects);
-    return hash;
+    return Buffer.concat([header, sealed]);
   }
 
   /**
