@@ -279,6 +279,14 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
     `client peak RSS ${Math.round((pushed.clientRssKiB ?? 0) / 1024)} MiB, ${(sent / 2 ** 20).toFixed(0)} MiB sent`);
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
   if (hwm !== undefined) console.log(`hub peak RSS: ${Math.round(Number(hwm) / 1024)} MiB, hub CPU during the push ${((hubCpu() - hubCpuBefore) / 1000).toFixed(1)} s`);
+  if (extra.some((flag) => flag.startsWith("--heapsnapshot-signal=SIGUSR2"))) {
+    // The hub at rest after the push: its idle collection first, then a heap snapshot.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub}/status`, "utf8"))?.[1];
+    console.log(`hub RSS at rest after the push: ${Math.round(Number(rss) / 1024)} MiB; heap snapshot requested`);
+    process.kill(hub, "SIGUSR2");
+    await new Promise((resolve) => setTimeout(resolve, 20_000));
+  }
   process.kill(hub, "SIGTERM");
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const threads = readdirSync(clientDir).filter((f) => f.endsWith(".cpuprofile")).sort();
