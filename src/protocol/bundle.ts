@@ -38,6 +38,7 @@ import zlib from "node:zlib";
 import { CwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_BYTES, parseChunkId } from "../core/chunk-id.ts";
+import { ZstdDecoder } from "./zstd-decoder.ts";
 
 /** The 8 bytes every bundle (and pack) starts with. The trailing digit is the format version. */
 export const BUNDLE_MAGIC = Buffer.from("CWSBNDL1", "latin1");
@@ -241,6 +242,37 @@ export function decodeRecordPayload(flags: number, stored: Uint8Array, rawLength
     throw corrupt(`Cannot read ${what} as it decompresses to ${raw.byteLength} bytes instead of ${rawLength}`);
   }
   return raw;
+}
+
+/**
+ * Decodes records' stored bytes one at a time into one kept buffer, with one kept zstd
+ * context (see zstd-decoder.ts): for a reader that is done with each chunk's raw bytes before
+ * it decodes the next one (the pull's writer hashes and writes them at once). A decoded
+ * result is valid until the next `decode`; raw records are returned as they are.
+ */
+export class RecordDecoder {
+  #zstd = new ZstdDecoder();
+  #buffer: Buffer | undefined;
+
+  /**
+   * As `decodeRecordPayload`, into the kept buffer.
+   *
+   * @throws CwsError CORRUPT when the frame is invalid or has the wrong length.
+   */
+  decode(flags: number, stored: Uint8Array, rawLength: number, what = "record"): Uint8Array {
+    if ((flags & FLAG_ZSTD) === 0) return decodeRecordPayload(flags, stored, rawLength, what);
+    if (rawLength > MAX_CHUNK_BYTES) throw tooLarge(`Cannot read ${what} as it declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
+    // One byte more than a chunk can hold: a frame that fills it is longer than any chunk.
+    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_CHUNK_BYTES + 1);
+    let length: number;
+    try {
+      length = this.#zstd.decode(stored, this.#buffer.subarray(0, rawLength + 1));
+    } catch (error) {
+      throw corrupt(`Cannot decompress ${what} as its zstd data is invalid or longer than ${rawLength} bytes`, error);
+    }
+    if (length !== rawLength) throw corrupt(`Cannot read ${what} as it decompresses to ${length} bytes instead of ${rawLength}`);
+    return this.#buffer.subarray(0, length);
+  }
 }
 
 /**
@@ -677,6 +709,33 @@ export interface ReadBundleOptions {
    * @default {false}
    */
   shareBlocks?: boolean;
+  /**
+   * For a bundle held in memory (`readBundleBytes`): decompress each streamed frame into this
+   * decoder's one buffer, reused for the next frame, instead of a new buffer per frame. Records
+   * are then views that stay valid only until the next record is asked for: for callers that
+   * are done with each record by then (a pull copies or writes it at once).
+   */
+  frameDecoder?: FrameDecoder;
+}
+
+/**
+ * Decompresses the frames of streamed bundles one after another into one kept buffer, with
+ * one kept zstd context (see zstd-decoder.ts and `ReadBundleOptions.frameDecoder`). The buffer
+ * is as large as the largest frame allowed, but only the pages a frame fills are ever touched.
+ */
+export class FrameDecoder {
+  #zstd = new ZstdDecoder();
+  #buffer: Buffer | undefined;
+
+  /** The frame's content, a view of the kept buffer valid until the next call. */
+  decode(frame: Uint8Array, name: string): Buffer {
+    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_STREAM_FRAME_BYTES + 1);
+    try {
+      return this.#buffer.subarray(0, this.#zstd.decode(frame, this.#buffer));
+    } catch (error) {
+      throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
+    }
+  }
 }
 
 /**
@@ -713,11 +772,11 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
 export async function* readBundleBytes(bytes: Uint8Array, name: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const streamed = data.byteLength >= STREAMED_MAGIC.byteLength && data.subarray(0, STREAMED_MAGIC.byteLength).equals(STREAMED_MAGIC);
-  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name) : [data].values()), name, options);
+  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name, options.frameDecoder) : [data].values()), name, options);
 }
 
-/** The decompressed frames of a streamed bundle held in memory, one at a time. */
-function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
+/** The decompressed frames of a streamed bundle held in memory, one at a time (into `decoder`'s buffer if given). */
+function* memoryFrames(data: Buffer, name: string, decoder: FrameDecoder | undefined): Generator<Buffer> {
   let at = STREAMED_MAGIC.byteLength;
   while (at < data.byteLength) {
     if (at + 4 > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is cut short`);
@@ -725,14 +784,14 @@ function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
     at += 4;
     if (frameLength > MAX_STREAM_FRAME_BYTES) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit`);
     if (at + frameLength > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
-    yield* frameContent(data.subarray(at, at + frameLength), name);
+    yield* frameContent(data.subarray(at, at + frameLength), name, decoder);
     at += frameLength;
   }
 }
 
-/** A frame's content: the views of a raw frame's blocks, or what zstd decompresses. */
-function frameContent(frame: Buffer, name: string): Buffer[] {
-  return rawFrameContent(frame, name) ?? [decompressFrame(frame, name)];
+/** A frame's content: the views of a raw frame's blocks, or what zstd decompresses (into `decoder`'s buffer if given). */
+function frameContent(frame: Buffer, name: string, decoder?: FrameDecoder): Buffer[] {
+  return rawFrameContent(frame, name) ?? [decoder === undefined ? decompressFrame(frame, name) : decoder.decode(frame, name)];
 }
 
 function decompressFrame(compressed: Uint8Array, name: string): Buffer {
