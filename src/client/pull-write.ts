@@ -104,7 +104,7 @@ export interface OpenFile {
 /**
  * This thread's decoder of downloaded records: one zstd context and one output buffer for the
  * whole pull instead of a new pair per chunk, which would pile up until a full collection
- * (see zstd-decoder.ts). Each chunk is hashed and written before the next one is decoded.
+ * (see zstd-context.ts). Each chunk is hashed and written before the next one is decoded.
  */
 const records = new RecordDecoder();
 

@@ -38,7 +38,7 @@ import zlib from "node:zlib";
 import { CwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_BYTES, parseChunkId } from "../core/chunk-id.ts";
-import { ZstdDecoder } from "./zstd-decoder.ts";
+import { ZstdDecoder, ZstdEncoder } from "./zstd-context.ts";
 
 /** The 8 bytes every bundle (and pack) starts with. The trailing digit is the format version. */
 export const BUNDLE_MAGIC = Buffer.from("CWSBNDL1", "latin1");
@@ -162,6 +162,10 @@ export class SpareBuffers {
 /** The run buffers of streamed bundles being written (a few at once: a pull asks for bundles ahead). */
 const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
 
+/** The buffers a streamed bundle's large records and frames are compressed into (see KeptEncoder). */
+const recordOutBuffers = new SpareBuffers(compressBound(MAX_CHUNK_BYTES), 3);
+const frameOutBuffers = new SpareBuffers(compressBound(STREAM_RUN_BUFFER_BYTES), 3);
+
 /** Where a record landed in a bundle or pack file. */
 export interface RecordLocation {
   /** Byte offset of the record's header from the start of the file. */
@@ -201,15 +205,37 @@ export interface AddOptions {
 }
 
 /**
+ * A kept zstd context and the buffer it compresses into (see zstd-context.ts): the result is a
+ * view of `into`, valid until the next call.
+ */
+interface KeptEncoder {
+  encoder: ZstdEncoder;
+  into: Buffer;
+}
+
+/**
+ * Room for a zstd frame of `length` bytes that always fits (zstd's compress bound, and more):
+ * zstd then compresses in one pass, with no copies through its own buffers, and the frame
+ * comes out as `zstdCompressSync` with that output size makes it.
+ */
+function compressBound(length: number): number {
+  return length + (length >>> 7) + 128;
+}
+
+/**
  * Encodes a raw chunk into a record's payload: zstd-compressed when it is at least
  * MIN_COMPRESSED_CHUNK_BYTES long and that saves at least 5%, else raw. Shared by the writer and the store, which must make the same choice.
  */
-export function encodeRecordPayload(raw: Uint8Array, compress = true): { flags: number; stored: Uint8Array } {
+export function encodeRecordPayload(raw: Uint8Array, compress = true, kept?: KeptEncoder): { flags: number; stored: Uint8Array } {
+  if (compress && raw.byteLength >= MIN_COMPRESSED_CHUNK_BYTES && kept !== undefined) {
+    const length = kept.encoder.encode(raw, kept.into.subarray(0, compressBound(raw.byteLength)));
+    return length !== undefined && length <= raw.byteLength * (1 - MIN_SAVING) ? { flags: FLAG_ZSTD, stored: kept.into.subarray(0, length) } : { flags: 0, stored: raw };
+  }
   if (compress && raw.byteLength >= MIN_COMPRESSED_CHUNK_BYTES) {
     const compressed = zlib.zstdCompressSync(raw, {
       params: { [zlib.constants.ZSTD_c_compressionLevel]: CHUNK_ZSTD_LEVEL },
       // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
-      chunkSize: Math.max(64, raw.byteLength + (raw.byteLength >>> 7) + 128),
+      chunkSize: Math.max(64, compressBound(raw.byteLength)),
     });
     if (compressed.byteLength <= raw.byteLength * (1 - MIN_SAVING)) return { flags: FLAG_ZSTD, stored: compressed };
   }
@@ -246,7 +272,7 @@ export function decodeRecordPayload(flags: number, stored: Uint8Array, rawLength
 
 /**
  * Decodes records' stored bytes one at a time into one kept buffer, with one kept zstd
- * context (see zstd-decoder.ts): for a reader that is done with each chunk's raw bytes before
+ * context (see zstd-context.ts): for a reader that is done with each chunk's raw bytes before
  * it decodes the next one (the pull's writer hashes and writes them at once). A decoded
  * result is valid until the next `decode`; raw records are returned as they are.
  */
@@ -345,6 +371,12 @@ export class BundleWriter {
   /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
   #run: Buffer | undefined;
   #runBytes = 0;
+  /**
+   * A streamed bundle's zstd context, kept for all its records and frames, with the buffers
+   * they are compressed into: a record's frame is copied into the run at once, and a run's
+   * frame is written before the next is made.
+   */
+  #zstd: { encoder: ZstdEncoder; record: Buffer; frame: Buffer } | undefined;
   /** A streamed bundle's bytes for raw frames not written yet (views, in order), and their length. */
   #raw: Uint8Array[] = [];
   #rawBytes = 0;
@@ -359,6 +391,7 @@ export class BundleWriter {
     this.#passThrough = passThrough;
     if (stream) {
       this.#run = runBuffers.take();
+      this.#zstd = { encoder: new ZstdEncoder(STREAM_ZSTD_LEVEL), record: recordOutBuffers.take(), frame: frameOutBuffers.take() };
       this.#run.set(BUNDLE_MAGIC, 0);
       this.#runBytes = BUNDLE_MAGIC.byteLength;
       this.#offset = BUNDLE_MAGIC.byteLength;
@@ -394,7 +427,9 @@ export class BundleWriter {
     const { compress = true } = options;
     const [, length] = parseChunkId(id);
     if (length !== raw.byteLength) throw new RangeError(`Chunk ${id} was given ${raw.byteLength} bytes`);
-    const { flags, stored } = encodeRecordPayload(raw, compress);
+    // Passed-through records wait among the raw frames' pieces: those keep their own frames.
+    const kept = this.#zstd === undefined || this.#passThrough ? undefined : { encoder: this.#zstd.encoder, into: this.#zstd.record };
+    const { flags, stored } = encodeRecordPayload(raw, compress, kept);
     return this.addStored(id, flags, stored);
   }
 
@@ -460,12 +495,10 @@ export class BundleWriter {
     const run = this.#run!.subarray(0, length);
     this.#runBytes = 0;
     if (length >= MIN_STREAM_RUN_BYTES) {
-      const frame = zlib.zstdCompressSync(run, {
-        params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
-        // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
-        chunkSize: length + (length >>> 7) + 128,
-      });
-      if (frame.byteLength <= length * (1 - MIN_SAVING)) {
+      const { encoder, frame: into } = this.#zstd!;
+      const frameBytes = encoder.encode(run, into.subarray(0, compressBound(length)));
+      if (frameBytes !== undefined && frameBytes <= length * (1 - MIN_SAVING)) {
+        const frame = into.subarray(0, frameBytes);
         const pieces = rawFrames(this.#raw);
         this.#raw = [];
         this.#rawBytes = 0;
@@ -494,6 +527,12 @@ export class BundleWriter {
   #releaseRun(): void {
     if (this.#run !== undefined) runBuffers.give(this.#run);
     this.#run = undefined;
+    if (this.#zstd !== undefined) {
+      this.#zstd.encoder.close();
+      recordOutBuffers.give(this.#zstd.record);
+      frameOutBuffers.give(this.#zstd.frame);
+    }
+    this.#zstd = undefined;
   }
 
   /** Writes frames (the magic before the first). */
@@ -720,7 +759,7 @@ export interface ReadBundleOptions {
 
 /**
  * Decompresses the frames of streamed bundles one after another into one kept buffer, with
- * one kept zstd context (see zstd-decoder.ts and `ReadBundleOptions.frameDecoder`). The buffer
+ * one kept zstd context (see zstd-context.ts and `ReadBundleOptions.frameDecoder`). The buffer
  * is as large as the largest frame allowed, but only the pages a frame fills are ever touched.
  */
 export class FrameDecoder {
