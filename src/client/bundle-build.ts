@@ -10,7 +10,7 @@ import { xxh64Hex } from "../core/hash.ts";
 import { chunkId } from "../core/chunk-id.ts";
 import type { ManifestEntry } from "../core/manifest.ts";
 import { CwsError } from "../errors.ts";
-import { readFileChunks } from "./file-chunks.ts";
+import { readFileChunks, type ChunkScratch } from "./file-chunks.ts";
 
 /** File extensions whose content is already compressed: zstd is not even tried on them. */
 const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mov|pdf|woff2?)$/i;
@@ -80,11 +80,15 @@ export interface DiskPart {
   to?: number;
 }
 
-/** The reader of a disk part: the whole file through `readFileChunks`, or just its range. */
-export function diskSource(part: DiskPart): BundleSource {
+/**
+ * The reader of a disk part: the whole file through `readFileChunks`, or just its range. With
+ * `scratch` (for a streamed bundle, which is done with each chunk before the next) the chunks
+ * are read into its buffer instead of fresh ones.
+ */
+export function diskSource(part: DiskPart, scratch?: ChunkScratch): BundleSource {
   const { absPath, entry, from, to } = part;
-  if (from === undefined || to === undefined) return { entry, read: () => readFileChunks(absPath, entry) };
-  return { entry, read: () => readChunkRange(absPath, entry, from, to) };
+  if (from === undefined || to === undefined) return { entry, read: () => readFileChunks(absPath, entry, scratch) };
+  return { entry, read: () => readChunkRange(absPath, entry, from, to, scratch) };
 }
 
 /**
@@ -94,7 +98,7 @@ export function diskSource(part: DiskPart): BundleSource {
  *
  * @throws CwsError CORRUPT when the file changed since the scan, NOT_FOUND when it is gone.
  */
-export async function* readChunkRange(absPath: string, entry: ManifestEntry, from: number, to: number): AsyncGenerator<{ id: string; data: Uint8Array }> {
+export async function* readChunkRange(absPath: string, entry: ManifestEntry, from: number, to: number, scratch?: ChunkScratch): AsyncGenerator<{ id: string; data: Uint8Array }> {
   let fd: number;
   try {
     fd = openSync(absPath, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
@@ -112,8 +116,8 @@ export async function* readChunkRange(absPath: string, entry: ManifestEntry, fro
     for (let i = from; i < to; i++) {
       const ref = entry.chunks[i];
       const [expected, length] = ref;
-      // A fresh buffer per chunk: the bundle writer keeps it until its next flush.
-      const data = new Uint8Array(length);
+      // A fresh buffer per chunk (a plain bundle's writer keeps it until its next flush), unless `scratch`.
+      const data = scratch?.take(length) ?? new Uint8Array(length);
       let filled = 0;
       while (filled < length) {
         const got = readSync(fd, data, filled, length - filled, position + filled);
