@@ -293,6 +293,10 @@ test("a streamed bundle cut short or inflated beyond its cap is refused as corru
   for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
   await writer.finish();
   const file = await readFile(path);
+  // Incompressible runs go out in raw frames, straight from the run's buffer.
+  const whole = await readAll(path);
+  assert.deepEqual(whole.map((r) => r.id), chunks.map(idOf));
+  for (const [i, record] of whole.entries()) assert.ok(Buffer.from(verifyRecord(record)).equals(chunks[i]!));
   const cut = join(dir, "cut.bundle");
   await writeFile(cut, file.subarray(0, file.byteLength - 40));
   await assert.rejects(readAll(cut), (error) => isCwsError(error) && error.code === "CORRUPT");

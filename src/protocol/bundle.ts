@@ -487,7 +487,8 @@ export class BundleWriter {
   /**
    * Ends the run of small records: one zstd frame for all of them (one call, one context),
    * written at once after the raw bytes before it; or, when the run is too short to pay for a
-   * call or does not compress, a copy of it joins the raw bytes (its buffer is filled again next).
+   * call or does not compress, it is written in raw frames with them (its buffer is filled
+   * again next).
    */
   async #endRun(): Promise<void> {
     const length = this.#runBytes;
@@ -507,7 +508,10 @@ export class BundleWriter {
         return;
       }
     }
-    await this.#addRaw(Uint8Array.prototype.slice.call(run));
+    // The run goes out in raw frames at once, so its buffer is filled again without a copy.
+    this.#raw.push(run);
+    this.#rawBytes += length;
+    await this.#endRaw();
   }
 
   /** Adds bytes to the raw frames being collected; a full frame's worth is written out. */
