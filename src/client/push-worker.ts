@@ -5,7 +5,6 @@
 import { parentPort } from "node:worker_threads";
 import { initHash } from "../core/hash.ts";
 import { buildBundle, diskSource } from "./bundle-build.ts";
-import { ChunkScratch } from "./file-chunks.ts";
 import { errorToMessage, type BuildJob, type BuildReply } from "./push-pool.ts";
 
 if (parentPort === null) throw new TypeError("push-worker.ts runs only as a worker thread");
@@ -13,9 +12,7 @@ const port = parentPort;
 await initHash();
 
 port.on("message", (job: BuildJob) => {
-  // A streamed bundle is done with each chunk before it reads the next: one read buffer per bundle.
-  const scratch = job.stream ? new ChunkScratch() : undefined;
-  buildBundle(job.path, job.parts.map((part) => diskSource(part, scratch)), job.wanted, { stream: job.stream }).then(
+  buildBundle(job.path, job.parts.map(diskSource), job.wanted, { stream: job.stream }).then(
     (built) => port.postMessage({ id: job.id, built } satisfies BuildReply),
     (error: unknown) => port.postMessage({ id: job.id, error: errorToMessage(error) } satisfies BuildReply),
   );

@@ -335,3 +335,20 @@ test("a streamed bundle read with a frame decoder yields the same records, each 
   assert.deepEqual(ids, [...chunks.map(idOf), ...chunks.map(idOf)]);
   assert.equal(compressed, 4, "the large chunks are zstd records");
 });
+
+test("only a streamed bundle without pass-through says it is done with each chunk when add() returns", async (t) => {
+  const dir = await tempDir(t);
+  const expected = [[{}, false], [{ stream: true }, true], [{ stream: true, passThrough: true }, false]] as const;
+  for (const [i, [options, copies]] of expected.entries()) {
+    const writer = await BundleWriter.create(join(dir, `b${i}.bundle`), { durable: false, ...options });
+    assert.equal(writer.copiesChunks, copies, JSON.stringify(options));
+    // A chunk's buffer overwritten after add() returns: a writer that copies keeps what was added.
+    const chunk = text(100_000, i);
+    const original = Buffer.from(chunk);
+    await writer.add(idOf(original), chunk);
+    if (copies) chunk.fill(0);
+    await writer.finish();
+    const records = await readAll(join(dir, `b${i}.bundle`));
+    assert.ok(Buffer.from(verifyRecord(records[0]!)).equals(original));
+  }
+});

@@ -420,6 +420,15 @@ export class BundleWriter {
   }
 
   /**
+   * Whether `add` is done with a chunk's bytes when it returns, so the caller may reuse them:
+   * a streamed bundle without pass-through copies each chunk into its run or compresses it at
+   * once. A plain bundle keeps them until it writes, and pass-through until its raw frame is full.
+   */
+  get copiesChunks(): boolean {
+    return this.#run !== undefined && !this.#passThrough;
+  }
+
+  /**
    * Adds a chunk, compressed when that saves at least 5%. The id must carry the raw length;
    * the hash is not checked here (the caller computed it).
    */
