@@ -365,8 +365,12 @@ export class BundleWriter {
   readonly path: string;
   #handle: FileHandle;
   #durable: boolean;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  /**
+   * A plain bundle's records not written yet, copied into one buffer reused for the whole
+   * bundle (so `add` is done with a chunk when it returns, see copiesChunks), and their length.
+   */
+  #out: Buffer | undefined;
+  #outBytes = 0;
   readonly #passThrough: boolean;
   /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
   #run: Buffer | undefined;
@@ -377,6 +381,11 @@ export class BundleWriter {
    * frame is written before the next is made.
    */
   #zstd: { encoder: ZstdEncoder; record: Buffer; frame: Buffer } | undefined;
+
+  /** The kept zstd context and its buffers, made at the first use. */
+  #keptZstd(): { encoder: ZstdEncoder; record: Buffer; frame: Buffer } {
+    return (this.#zstd ??= { encoder: new ZstdEncoder(STREAM_ZSTD_LEVEL), record: recordOutBuffers.take(), frame: frameOutBuffers.take() });
+  }
   /** A streamed bundle's bytes for raw frames not written yet (views, in order), and their length. */
   #raw: Uint8Array[] = [];
   #rawBytes = 0;
@@ -391,11 +400,12 @@ export class BundleWriter {
     this.#passThrough = passThrough;
     if (stream) {
       this.#run = runBuffers.take();
-      this.#zstd = { encoder: new ZstdEncoder(STREAM_ZSTD_LEVEL), record: recordOutBuffers.take(), frame: frameOutBuffers.take() };
       this.#run.set(BUNDLE_MAGIC, 0);
       this.#runBytes = BUNDLE_MAGIC.byteLength;
       this.#offset = BUNDLE_MAGIC.byteLength;
     } else {
+      // A run's worth of records and the one that ends it, as a streamed bundle's run buffer.
+      this.#out = runBuffers.take();
       this.#push(BUNDLE_MAGIC);
     }
   }
@@ -421,11 +431,12 @@ export class BundleWriter {
 
   /**
    * Whether `add` is done with a chunk's bytes when it returns, so the caller may reuse them:
-   * a streamed bundle without pass-through copies each chunk into its run or compresses it at
-   * once. A plain bundle keeps them until it writes, and pass-through until its raw frame is full.
+   * a plain bundle copies each record into its write buffer, a streamed one without
+   * pass-through into its run (or compresses it) at once. Pass-through keeps a large record's
+   * bytes until its raw frame is full.
    */
   get copiesChunks(): boolean {
-    return this.#run !== undefined && !this.#passThrough;
+    return this.#run === undefined || !this.#passThrough;
   }
 
   /**
@@ -437,7 +448,7 @@ export class BundleWriter {
     const [, length] = parseChunkId(id);
     if (length !== raw.byteLength) throw new RangeError(`Chunk ${id} was given ${raw.byteLength} bytes`);
     // Passed-through records wait among the raw frames' pieces: those keep their own frames.
-    const kept = this.#zstd === undefined || this.#passThrough ? undefined : { encoder: this.#zstd.encoder, into: this.#zstd.record };
+    const kept = this.copiesChunks ? { encoder: this.#keptZstd().encoder, into: this.#keptZstd().record } : undefined;
     const { flags, stored } = encodeRecordPayload(raw, compress, kept);
     return this.addStored(id, flags, stored);
   }
@@ -460,11 +471,11 @@ export class BundleWriter {
       await this.#addToStream(hash, rawLength, flags, stored);
       return location;
     }
-    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
-    writeRecordHeader(header, 0, flags, hash, rawLength, stored.byteLength);
-    this.#push(header);
+    writeRecordHeader(this.#out!, this.#outBytes, flags, hash, rawLength, stored.byteLength);
+    this.#outBytes += RECORD_HEADER_BYTES;
+    this.#offset += RECORD_HEADER_BYTES;
     this.#push(stored);
-    if (this.#pendingBytes >= WRITE_BUFFER_BYTES) await this.#flush();
+    if (this.#outBytes >= WRITE_BUFFER_BYTES) await this.#flush();
     return location;
   }
 
@@ -505,7 +516,7 @@ export class BundleWriter {
     const run = this.#run!.subarray(0, length);
     this.#runBytes = 0;
     if (length >= MIN_STREAM_RUN_BYTES) {
-      const { encoder, frame: into } = this.#zstd!;
+      const { encoder, frame: into } = this.#keptZstd();
       const frameBytes = encoder.encode(run, into.subarray(0, compressBound(length)));
       if (frameBytes !== undefined && frameBytes <= length * (1 - MIN_SAVING)) {
         const frame = into.subarray(0, frameBytes);
@@ -537,9 +548,11 @@ export class BundleWriter {
     await this.#writeFrames(pieces);
   }
 
-  #releaseRun(): void {
+  #release(): void {
     if (this.#run !== undefined) runBuffers.give(this.#run);
     this.#run = undefined;
+    if (this.#out !== undefined) runBuffers.give(this.#out);
+    this.#out = undefined;
     if (this.#zstd !== undefined) {
       this.#zstd.encoder.close();
       recordOutBuffers.give(this.#zstd.record);
@@ -573,11 +586,11 @@ export class BundleWriter {
         this.#offset += END_RECORD_BYTES;
         await this.#endRun();
         await this.#endRaw();
-        this.#releaseRun();
       } else {
         this.#push(end);
         await this.#flush();
       }
+      this.#release();
       if (this.#durable) await this.#handle.sync();
       await this.#handle.close();
       this.#state = "finished";
@@ -594,17 +607,18 @@ export class BundleWriter {
     if (this.#state === "aborted") return;
     const wasOpen = this.#state === "open";
     this.#state = "aborted";
-    this.#pending = [];
+    this.#outBytes = 0;
     this.#raw = [];
-    // No write is under way (each add and finish is awaited): the run buffer is free again.
-    this.#releaseRun();
+    // No write is under way (each add and finish is awaited): the buffers are free again.
+    this.#release();
     if (wasOpen) await this.#handle.close().catch(() => {});
     await rm(`${this.path}.tmp`, { force: true });
   }
 
+  /** Copies bytes of a plain bundle into its write buffer (which always has room for one more record and the end). */
   #push(bytes: Uint8Array): void {
-    this.#pending.push(bytes);
-    this.#pendingBytes += bytes.byteLength;
+    this.#out!.set(bytes, this.#outBytes);
+    this.#outBytes += bytes.byteLength;
     this.#offset += bytes.byteLength;
   }
 
@@ -612,10 +626,9 @@ export class BundleWriter {
   #frames = 0;
 
   async #flush(): Promise<void> {
-    const pieces = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    await this.#writePieces(pieces);
+    const pending = this.#out!.subarray(0, this.#outBytes);
+    this.#outBytes = 0;
+    await this.#writePieces([pending]);
   }
 
   async #writePieces(pieces: Uint8Array[]): Promise<void> {
