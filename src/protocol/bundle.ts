@@ -162,7 +162,7 @@ export class SpareBuffers {
 /** The run buffers of streamed bundles being written (a few at once: a pull asks for bundles ahead). */
 const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
 
-/** The buffers a streamed bundle's large records and frames are compressed into (see KeptEncoder). */
+/** The buffers a bundle's large records and a streamed bundle's frames are compressed into (see KeptEncoder). */
 const recordOutBuffers = new SpareBuffers(compressBound(MAX_CHUNK_BYTES), 3);
 const frameOutBuffers = new SpareBuffers(compressBound(STREAM_RUN_BUFFER_BYTES), 3);
 
@@ -376,9 +376,9 @@ export class BundleWriter {
   #run: Buffer | undefined;
   #runBytes = 0;
   /**
-   * A streamed bundle's zstd context, kept for all its records and frames, with the buffers
-   * they are compressed into: a record's frame is copied into the run at once, and a run's
-   * frame is written before the next is made.
+   * The bundle's zstd context, kept for all its records and frames, with the buffers they are
+   * compressed into: a record's frame is copied into the write buffer or the run at once, and
+   * a run's frame is written before the next is made.
    */
   #zstd: { encoder: ZstdEncoder; record: Buffer; frame: Buffer } | undefined;
 
@@ -447,8 +447,9 @@ export class BundleWriter {
     const { compress = true } = options;
     const [, length] = parseChunkId(id);
     if (length !== raw.byteLength) throw new RangeError(`Chunk ${id} was given ${raw.byteLength} bytes`);
-    // Passed-through records wait among the raw frames' pieces: those keep their own frames.
-    const kept = this.copiesChunks ? { encoder: this.#keptZstd().encoder, into: this.#keptZstd().record } : undefined;
+    // A passed-through record waits among the raw frames' pieces: its frame must be its own.
+    const zstd = this.copiesChunks ? this.#keptZstd() : undefined;
+    const kept = zstd === undefined ? undefined : { encoder: zstd.encoder, into: zstd.record };
     const { flags, stored } = encodeRecordPayload(raw, compress, kept);
     return this.addStored(id, flags, stored);
   }
