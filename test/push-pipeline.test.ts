@@ -15,6 +15,7 @@ import { initHash } from "../src/core/hash.ts";
 import { chunkId, type ManifestEntry } from "../src/core/manifest.ts";
 import { isCwsError } from "../src/errors.ts";
 import { readChunkRange } from "../src/client/bundle-build.ts";
+import { ChunkScratch, readFileChunks } from "../src/client/file-chunks.ts";
 import { nextBundleBytes, pushChunks } from "../src/client/push.ts";
 import { scanTree } from "../src/client/scanner.ts";
 import type { AgentConnection } from "../src/transport/connection.ts";
@@ -151,4 +152,27 @@ test("bundles start small, grow to the target and shrink again at the end of a p
   assert.equal(nextBundleBytes(target, 10, 40 * MiB, 2), 20 * MiB);
   assert.equal(nextBundleBytes(target, 12, 5 * MiB, 2), 4 * MiB, "never below the first bundle's size");
   assert.equal(nextBundleBytes(1_000_000, 0, total, 2), 1_000_000, "a smaller target wins");
+});
+
+test("readFileChunks() and readChunkRange() with a scratch buffer yield the chunks fresh reads yield, each valid until the next is asked for", async () => {
+  const { dir, root, store } = await setup();
+  try {
+    const { manifest } = await scanTree({ root });
+    const files = manifest.entries.filter((e) => e.kind === "file");
+    assert.ok(files.some((e) => e.chunks.length > 4) && files.some((e) => e.size < 1024 * 1024), "a big file and small ones");
+    const scratch = new ChunkScratch();
+    for (const entry of files) {
+      const absPath = join(root, entry.path.slice("files/".length));
+      const fresh = [];
+      for await (const chunk of readFileChunks(absPath, entry)) fresh.push(Buffer.from(chunk.data));
+      let i = 0;
+      for await (const chunk of readFileChunks(absPath, entry, scratch)) assert.ok(Buffer.from(chunk.data).equals(fresh[i++]!), `${entry.path} chunk ${i}`);
+      assert.equal(i, fresh.length);
+      i = 1;
+      for await (const chunk of readChunkRange(absPath, entry, 1, entry.chunks.length, scratch)) assert.ok(Buffer.from(chunk.data).equals(fresh[i++]!), `${entry.path} range chunk ${i}`);
+    }
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -10,7 +10,7 @@ import { xxh64Hex } from "../core/hash.ts";
 import { chunkId } from "../core/chunk-id.ts";
 import type { ManifestEntry } from "../core/manifest.ts";
 import { CwsError } from "../errors.ts";
-import { readFileChunks } from "./file-chunks.ts";
+import { ChunkScratch, readFileChunks } from "./file-chunks.ts";
 
 /** File extensions whose content is already compressed: zstd is not even tried on them. */
 const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mov|pdf|woff2?)$/i;
@@ -18,7 +18,11 @@ const INCOMPRESSIBLE = /\.(zst|gz|tgz|zip|7z|xz|bz2|png|jpe?g|gif|webp|mp[34]|mo
 /** One file of a bundle plan with the way to read its chunks (verified against the entry). */
 export interface BundleSource {
   entry: ManifestEntry;
-  read(): AsyncIterable<{ id: string; data: Uint8Array }>;
+  /**
+   * The chunks, each a fresh buffer, or with `scratch` (given when the consumer is done with
+   * each chunk before it asks for the next) possibly views of its one buffer.
+   */
+  read(scratch?: ChunkScratch): AsyncIterable<{ id: string; data: Uint8Array }>;
 }
 
 /** A finished bundle file and what it carries. */
@@ -46,11 +50,15 @@ export async function buildBundle(path: string, sources: Iterable<BundleSource>,
   if (wanted.length > MAX_BUNDLE_RECORDS) throw new RangeError(`A bundle plan of ${wanted.length} chunks exceeds ${MAX_BUNDLE_RECORDS}`);
   const left = new Set(wanted);
   const writer = await BundleWriter.create(path, { durable: false, stream });
+  // A writer that copies or compresses each chunk at once lets the files be read into one
+  // buffer for the whole bundle: fresh buffers per chunk or small file piled up in a push
+  // worker's memory until a full collection.
+  const scratch = writer.copiesChunks ? new ChunkScratch() : undefined;
   let raw = 0;
   try {
     for (const { entry, read } of sources) {
       const compress = !INCOMPRESSIBLE.test(entry.path);
-      for await (const chunk of read()) {
+      for await (const chunk of read(scratch)) {
         if (signal?.aborted) throw new CwsError("CANCELLED", "The push was cancelled; chunks already uploaded are kept on the server");
         // A chunk shared by two files (or twice in one) is sent once.
         if (!left.delete(chunk.id)) continue;
@@ -83,8 +91,8 @@ export interface DiskPart {
 /** The reader of a disk part: the whole file through `readFileChunks`, or just its range. */
 export function diskSource(part: DiskPart): BundleSource {
   const { absPath, entry, from, to } = part;
-  if (from === undefined || to === undefined) return { entry, read: () => readFileChunks(absPath, entry) };
-  return { entry, read: () => readChunkRange(absPath, entry, from, to) };
+  if (from === undefined || to === undefined) return { entry, read: (scratch) => readFileChunks(absPath, entry, scratch) };
+  return { entry, read: (scratch) => readChunkRange(absPath, entry, from, to, scratch) };
 }
 
 /**
@@ -94,7 +102,7 @@ export function diskSource(part: DiskPart): BundleSource {
  *
  * @throws CwsError CORRUPT when the file changed since the scan, NOT_FOUND when it is gone.
  */
-export async function* readChunkRange(absPath: string, entry: ManifestEntry, from: number, to: number): AsyncGenerator<{ id: string; data: Uint8Array }> {
+export async function* readChunkRange(absPath: string, entry: ManifestEntry, from: number, to: number, scratch?: ChunkScratch): AsyncGenerator<{ id: string; data: Uint8Array }> {
   let fd: number;
   try {
     fd = openSync(absPath, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
@@ -112,8 +120,8 @@ export async function* readChunkRange(absPath: string, entry: ManifestEntry, fro
     for (let i = from; i < to; i++) {
       const ref = entry.chunks[i];
       const [expected, length] = ref;
-      // A fresh buffer per chunk: the bundle writer keeps it until its next flush.
-      const data = new Uint8Array(length);
+      // A fresh buffer per chunk (a plain bundle's writer keeps it until its next flush), unless `scratch`.
+      const data = scratch?.take(length) ?? new Uint8Array(length);
       let filled = 0;
       while (filled < length) {
         const got = readSync(fd, data, filled, length - filled, position + filled);

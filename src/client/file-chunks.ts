@@ -20,17 +20,34 @@ export const READ_BUFFER_BYTES = 1024 * 1024;
 export const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0);
 
 /**
+ * One buffer that chunks are read into, one after another, for a consumer that is done with
+ * each chunk before it asks for the next (a streamed bundle copies or compresses it at once).
+ * Fresh buffers per chunk (up to 256 KiB) or small file (up to 1 MiB) outlived the young
+ * generation of a push worker and piled up in its memory until a full collection.
+ */
+export class ChunkScratch {
+  #buffer: Uint8Array | undefined;
+
+  /** `length` bytes of the kept buffer (its content is not cleared), valid until the next call. */
+  take(length: number): Uint8Array {
+    if (this.#buffer === undefined || this.#buffer.byteLength < length) this.#buffer = new Uint8Array(Math.max(length, READ_BUFFER_BYTES + 1));
+    return this.#buffer.subarray(0, length);
+  }
+}
+
+/**
  * Reads a file and yields its chunks by the lengths in `entry.chunks`, verifying each xxh64 and
- * at the end the whole file's. Each yielded `data` is a fresh buffer the consumer may keep.
+ * at the end the whole file's. Each yielded `data` is a fresh buffer the consumer may keep,
+ * or with `scratch` a view of its buffer, valid until the next chunk is asked for.
  *
  * @throws {CwsError} CORRUPT when the content differs from the entry (the file changed since
  *   the scan), NOT_FOUND when the file no longer exists.
  */
-export async function* readFileChunks(absPath: string, entry: ManifestEntry): AsyncGenerator<{ id: string; data: Uint8Array }> {
+export async function* readFileChunks(absPath: string, entry: ManifestEntry, scratch?: ChunkScratch): AsyncGenerator<{ id: string; data: Uint8Array }> {
   if (entry.kind !== "file") throw new TypeError(`readFileChunks() needs a file entry, got a ${entry.kind}: ${entry.path}`);
   if (entry.size < READ_BUFFER_BYTES) {
     // Small files are read whole with synchronous calls, as the scanner does, for the same reason.
-    yield* smallFileChunks(entry, readSmallFileSync(absPath, entry));
+    yield* smallFileChunks(entry, readSmallFileSync(absPath, entry, scratch));
     return;
   }
   let handle: FileHandle;
@@ -44,8 +61,8 @@ export async function* readFileChunks(absPath: string, entry: ManifestEntry): As
     let position = 0;
     for (const ref of entry.chunks) {
       const [expected, length] = ref;
-      // A fresh buffer per chunk, because the consumer may keep it (e.g. queue it for upload).
-      const data = new Uint8Array(length);
+      // A fresh buffer per chunk unless the consumer is done with each one first: it may keep it.
+      const data = scratch?.take(length) ?? new Uint8Array(length);
       const got = await readFully(handle, data, position);
       const actual = xxh64Hex(data.subarray(0, got));
       if (got !== length || actual !== expected) {
@@ -69,8 +86,8 @@ export async function* readFileChunks(absPath: string, entry: ManifestEntry): As
   }
 }
 
-/** Reads a small file whole into a fresh buffer, one byte longer than expected to notice growth. */
-function readSmallFileSync(absPath: string, entry: ManifestEntry): Uint8Array {
+/** Reads a small file whole into a fresh buffer (or `scratch`'s), one byte longer than expected to notice growth. */
+function readSmallFileSync(absPath: string, entry: ManifestEntry, scratch: ChunkScratch | undefined): Uint8Array {
   let fd: number;
   try {
     fd = openSync(absPath, OPEN_FLAGS);
@@ -78,7 +95,7 @@ function readSmallFileSync(absPath: string, entry: ManifestEntry): Uint8Array {
     throw isErrno(error, "ENOENT") ? vanishedSinceScan(entry, error) : error;
   }
   try {
-    const content = new Uint8Array(entry.size + 1);
+    const content = scratch?.take(entry.size + 1) ?? new Uint8Array(entry.size + 1);
     let filled = 0;
     for (;;) {
       const bytesRead = readSync(fd, content, filled, content.length - filled, filled);

@@ -24,7 +24,7 @@ import { Worker } from "node:worker_threads";
 import { CwsError } from "../errors.ts";
 import { createXxh64, type Xxh64 } from "../core/hash.ts";
 import { chunkId } from "../core/chunk-id.ts";
-import { decodeRecordPayload, verifyRecord } from "../protocol/bundle.ts";
+import { RecordDecoder, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
 
@@ -102,6 +102,13 @@ export interface OpenFile {
 }
 
 /**
+ * This thread's decoder of downloaded records: one zstd context and one output buffer for the
+ * whole pull instead of a new pair per chunk, which would pile up until a full collection
+ * (see zstd-context.ts). Each chunk is hashed and written before the next one is decoded.
+ */
+const records = new RecordDecoder();
+
+/**
  * Applies a batch. Open files stay in `open` between batches (a large file spans several);
  * on an error the caller discards every temp file. Needs `initHash()` to have completed.
  *
@@ -136,7 +143,7 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
       if (flags >= 0) {
         const hash = strs[s++]!;
         const id = chunkId([hash, rawLength]);
-        data = verifyRecord({ id, hash, rawLength, raw: () => decodeRecordPayload(flags, stored, rawLength, `chunk "${id}"`) });
+        data = verifyRecord({ id, hash, rawLength, raw: () => records.decode(flags, stored, rawLength, `chunk "${id}"`) });
       }
       file.hash?.update(data);
       let written = 0;

@@ -16,7 +16,7 @@ import { chunkId, type ChunkRef, type Manifest, type ManifestEntry } from "../co
 import type { PlanAction } from "../core/plan.ts";
 import { resolveInside } from "../core/paths.ts";
 import { xxh64Hex } from "../core/hash.ts";
-import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
+import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, FrameDecoder, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
@@ -332,10 +332,11 @@ const BUNDLES_AHEAD = 2;
  * transfer and the writing of files overlap. Memory: at most BUNDLES_AHEAD + 2 bundles.
  *
  * With `reuse`, a bundle's buffer is filled again by a later download once the caller asks
- * for the record after its last one: the caller must be done with a record's bytes (copied
+ * for the record after its last one, and a streamed frame's content is decompressed into one
+ * buffer that the next frame overwrites: the caller must be done with a record's bytes (copied
  * or written) before it asks for the next. That keeps a handful of buffers for the whole
- * pull instead of a new 4 MiB one per bundle, which V8 would only free at its next full
- * collection (they outlive the young generation).
+ * pull instead of a new 4 MiB one per bundle and a new 1.25 MiB one per frame, which V8 would
+ * only free at its next full collection (they outlive the young generation).
  */
 async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, number>, stats: PullStats, signal: AbortSignal | undefined, reuse: boolean): AsyncGenerator<Piece & { record: RecordCheck }> {
   const batches: string[][] = [];
@@ -354,6 +355,8 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
   const stream = conn.hello.capabilities.includes("bundles-stream");
   const inflight: Array<Promise<Buffer>> = [];
   const spare: Buffer[] = [];
+  // Streamed frames are decompressed into one buffer too, under the same rule.
+  const frameDecoder = reuse ? new FrameDecoder() : undefined;
   let started = 0;
   const fill = (): void => {
     while (inflight.length < BUNDLES_AHEAD + 1 && started < batches.length) {
@@ -369,7 +372,7 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
       const data = await inflight.shift()!;
       fill();
       let index = 0;
-      for await (const record of readBundleBytes(data, "pull bundle")) {
+      for await (const record of readBundleBytes(data, "pull bundle", frameDecoder === undefined ? {} : { frameDecoder })) {
         if (record.id !== ids[index]) {
           throw new CwsError("CORRUPT", `The server sent chunk ${record.id} where ${ids[index] ?? "no more chunks"} was asked for; the download was stopped.`);
         }

@@ -8,7 +8,7 @@ import { zstdDecompressSync } from "node:zlib";
 import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { chunkId, MAX_CHUNK_BYTES } from "../core/manifest.ts";
-import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, MIN_COMPRESSED_CHUNK_BYTES, RECORD_HEADER_BYTES, readBundle, readBundleBytes, verifyRecord } from "./bundle.ts";
+import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, FrameDecoder, MIN_COMPRESSED_CHUNK_BYTES, RECORD_HEADER_BYTES, RecordDecoder, readBundle, readBundleBytes, verifyRecord } from "./bundle.ts";
 import type { BundleRecord } from "./bundle.ts";
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -293,6 +293,10 @@ test("a streamed bundle cut short or inflated beyond its cap is refused as corru
   for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
   await writer.finish();
   const file = await readFile(path);
+  // Incompressible runs go out in raw frames, straight from the run's buffer.
+  const whole = await readAll(path);
+  assert.deepEqual(whole.map((r) => r.id), chunks.map(idOf));
+  for (const [i, record] of whole.entries()) assert.ok(Buffer.from(verifyRecord(record)).equals(chunks[i]!));
   const cut = join(dir, "cut.bundle");
   await writeFile(cut, file.subarray(0, file.byteLength - 40));
   await assert.rejects(readAll(cut), (error) => isCwsError(error) && error.code === "CORRUPT");
@@ -301,4 +305,52 @@ test("a streamed bundle cut short or inflated beyond its cap is refused as corru
   const huge = Buffer.from(file);
   huge.writeUInt32BE(0x7fffffff, 8);
   await assert.rejects(Array.fromAsync(readBundleBytes(huge, "huge")), (error) => isCwsError(error) && error.code === "CORRUPT");
+});
+
+test("a streamed bundle read with a frame decoder yields the same records, each valid until the next is asked for; a record decoder decodes into one buffer and refuses a wrong length", async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, "s.bundle");
+  const chunks = [...Array.from({ length: 1500 }, (_, i) => text(2000 + i, i)), text(200 * 1024, 5), text(150 * 1024, 6)];
+  const writer = await BundleWriter.create(path, { stream: true, durable: false });
+  for (const chunk of chunks) await writer.add(idOf(chunk), chunk);
+  await writer.finish();
+  const file = await readFile(path);
+  const frameDecoder = new FrameDecoder();
+  const recordDecoder = new RecordDecoder();
+  const ids: string[] = [];
+  let compressed = 0;
+  // Twice with the same decoders: the kept buffers and contexts serve bundle after bundle.
+  for (let round = 0; round < 2; round++) {
+    for await (const record of readBundleBytes(file, "s.bundle", { frameDecoder })) {
+      const i = ids.length % chunks.length;
+      const raw = verifyRecord({ ...record, raw: () => recordDecoder.decode(record.flags, record.stored, record.rawLength) });
+      assert.ok(Buffer.from(raw).equals(chunks[i]!), `record ${i}`);
+      if (record.flags === FLAG_ZSTD) {
+        compressed++;
+        assert.throws(() => recordDecoder.decode(record.flags, record.stored, record.rawLength - 1), (error) => isCwsError(error) && error.code === "CORRUPT");
+      }
+      ids.push(record.id);
+    }
+  }
+  assert.deepEqual(ids, [...chunks.map(idOf), ...chunks.map(idOf)]);
+  assert.equal(compressed, 4, "the large chunks are zstd records");
+});
+
+test("a plain bundle and a streamed one without pass-through say they are done with each chunk when add() returns, and are", async (t) => {
+  const dir = await tempDir(t);
+  const expected = [[{}, true], [{ stream: true }, true], [{ stream: true, passThrough: true }, false]] as const;
+  for (const [i, [options, copies]] of expected.entries()) {
+    const writer = await BundleWriter.create(join(dir, `b${i}.bundle`), { durable: false, ...options });
+    assert.equal(writer.copiesChunks, copies, JSON.stringify(options));
+    // Chunks' buffers overwritten after add() returns: a writer that copies keeps what was added.
+    const originals = [text(100_000, i), randomBytes(60_000), text(3000, i + 1), randomBytes(2000)].map((chunk) => Buffer.from(chunk));
+    for (const original of originals) {
+      const chunk = Buffer.from(original);
+      await writer.add(idOf(original), chunk);
+      if (copies) chunk.fill(0);
+    }
+    await writer.finish();
+    const records = await readAll(join(dir, `b${i}.bundle`));
+    assert.deepEqual(records.map((record) => Buffer.from(verifyRecord(record))), originals);
+  }
 });

@@ -38,6 +38,7 @@ import zlib from "node:zlib";
 import { CwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { MAX_CHUNK_BYTES, parseChunkId } from "../core/chunk-id.ts";
+import { ZstdDecoder, ZstdEncoder } from "./zstd-context.ts";
 
 /** The 8 bytes every bundle (and pack) starts with. The trailing digit is the format version. */
 export const BUNDLE_MAGIC = Buffer.from("CWSBNDL1", "latin1");
@@ -161,6 +162,10 @@ export class SpareBuffers {
 /** The run buffers of streamed bundles being written (a few at once: a pull asks for bundles ahead). */
 const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
 
+/** The buffers a bundle's large records and a streamed bundle's frames are compressed into (see KeptEncoder). */
+const recordOutBuffers = new SpareBuffers(compressBound(MAX_CHUNK_BYTES), 3);
+const frameOutBuffers = new SpareBuffers(compressBound(STREAM_RUN_BUFFER_BYTES), 3);
+
 /** Where a record landed in a bundle or pack file. */
 export interface RecordLocation {
   /** Byte offset of the record's header from the start of the file. */
@@ -200,15 +205,37 @@ export interface AddOptions {
 }
 
 /**
+ * A kept zstd context and the buffer it compresses into (see zstd-context.ts): the result is a
+ * view of `into`, valid until the next call.
+ */
+interface KeptEncoder {
+  encoder: ZstdEncoder;
+  into: Buffer;
+}
+
+/**
+ * Room for a zstd frame of `length` bytes that always fits (zstd's compress bound, and more):
+ * zstd then compresses in one pass, with no copies through its own buffers, and the frame
+ * comes out as `zstdCompressSync` with that output size makes it.
+ */
+function compressBound(length: number): number {
+  return length + (length >>> 7) + 128;
+}
+
+/**
  * Encodes a raw chunk into a record's payload: zstd-compressed when it is at least
  * MIN_COMPRESSED_CHUNK_BYTES long and that saves at least 5%, else raw. Shared by the writer and the store, which must make the same choice.
  */
-export function encodeRecordPayload(raw: Uint8Array, compress = true): { flags: number; stored: Uint8Array } {
+export function encodeRecordPayload(raw: Uint8Array, compress = true, kept?: KeptEncoder): { flags: number; stored: Uint8Array } {
+  if (compress && raw.byteLength >= MIN_COMPRESSED_CHUNK_BYTES && kept !== undefined) {
+    const length = kept.encoder.encode(raw, kept.into.subarray(0, compressBound(raw.byteLength)));
+    return length !== undefined && length <= raw.byteLength * (1 - MIN_SAVING) ? { flags: FLAG_ZSTD, stored: kept.into.subarray(0, length) } : { flags: 0, stored: raw };
+  }
   if (compress && raw.byteLength >= MIN_COMPRESSED_CHUNK_BYTES) {
     const compressed = zlib.zstdCompressSync(raw, {
       params: { [zlib.constants.ZSTD_c_compressionLevel]: CHUNK_ZSTD_LEVEL },
       // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
-      chunkSize: Math.max(64, raw.byteLength + (raw.byteLength >>> 7) + 128),
+      chunkSize: Math.max(64, compressBound(raw.byteLength)),
     });
     if (compressed.byteLength <= raw.byteLength * (1 - MIN_SAVING)) return { flags: FLAG_ZSTD, stored: compressed };
   }
@@ -241,6 +268,37 @@ export function decodeRecordPayload(flags: number, stored: Uint8Array, rawLength
     throw corrupt(`Cannot read ${what} as it decompresses to ${raw.byteLength} bytes instead of ${rawLength}`);
   }
   return raw;
+}
+
+/**
+ * Decodes records' stored bytes one at a time into one kept buffer, with one kept zstd
+ * context (see zstd-context.ts): for a reader that is done with each chunk's raw bytes before
+ * it decodes the next one (the pull's writer hashes and writes them at once). A decoded
+ * result is valid until the next `decode`; raw records are returned as they are.
+ */
+export class RecordDecoder {
+  #zstd = new ZstdDecoder();
+  #buffer: Buffer | undefined;
+
+  /**
+   * As `decodeRecordPayload`, into the kept buffer.
+   *
+   * @throws CwsError CORRUPT when the frame is invalid or has the wrong length.
+   */
+  decode(flags: number, stored: Uint8Array, rawLength: number, what = "record"): Uint8Array {
+    if ((flags & FLAG_ZSTD) === 0) return decodeRecordPayload(flags, stored, rawLength, what);
+    if (rawLength > MAX_CHUNK_BYTES) throw tooLarge(`Cannot read ${what} as it declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
+    // One byte more than a chunk can hold: a frame that fills it is longer than any chunk.
+    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_CHUNK_BYTES + 1);
+    let length: number;
+    try {
+      length = this.#zstd.decode(stored, this.#buffer.subarray(0, rawLength + 1));
+    } catch (error) {
+      throw corrupt(`Cannot decompress ${what} as its zstd data is invalid or longer than ${rawLength} bytes`, error);
+    }
+    if (length !== rawLength) throw corrupt(`Cannot read ${what} as it decompresses to ${length} bytes instead of ${rawLength}`);
+    return this.#buffer.subarray(0, length);
+  }
 }
 
 /**
@@ -307,12 +365,27 @@ export class BundleWriter {
   readonly path: string;
   #handle: FileHandle;
   #durable: boolean;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  /**
+   * A plain bundle's records not written yet, copied into one buffer reused for the whole
+   * bundle (so `add` is done with a chunk when it returns, see copiesChunks), and their length.
+   */
+  #out: Buffer | undefined;
+  #outBytes = 0;
   readonly #passThrough: boolean;
   /** A streamed bundle's run of small records being collected (reused for every frame), and its length. */
   #run: Buffer | undefined;
   #runBytes = 0;
+  /**
+   * The bundle's zstd context, kept for all its records and frames, with the buffers they are
+   * compressed into: a record's frame is copied into the write buffer or the run at once, and
+   * a run's frame is written before the next is made.
+   */
+  #zstd: { encoder: ZstdEncoder; record: Buffer; frame: Buffer } | undefined;
+
+  /** The kept zstd context and its buffers, made at the first use. */
+  #keptZstd(): { encoder: ZstdEncoder; record: Buffer; frame: Buffer } {
+    return (this.#zstd ??= { encoder: new ZstdEncoder(STREAM_ZSTD_LEVEL), record: recordOutBuffers.take(), frame: frameOutBuffers.take() });
+  }
   /** A streamed bundle's bytes for raw frames not written yet (views, in order), and their length. */
   #raw: Uint8Array[] = [];
   #rawBytes = 0;
@@ -331,6 +404,8 @@ export class BundleWriter {
       this.#runBytes = BUNDLE_MAGIC.byteLength;
       this.#offset = BUNDLE_MAGIC.byteLength;
     } else {
+      // A run's worth of records and the one that ends it, as a streamed bundle's run buffer.
+      this.#out = runBuffers.take();
       this.#push(BUNDLE_MAGIC);
     }
   }
@@ -355,6 +430,16 @@ export class BundleWriter {
   }
 
   /**
+   * Whether `add` is done with a chunk's bytes when it returns, so the caller may reuse them:
+   * a plain bundle copies each record into its write buffer, a streamed one without
+   * pass-through into its run (or compresses it) at once. Pass-through keeps a large record's
+   * bytes until its raw frame is full.
+   */
+  get copiesChunks(): boolean {
+    return this.#run === undefined || !this.#passThrough;
+  }
+
+  /**
    * Adds a chunk, compressed when that saves at least 5%. The id must carry the raw length;
    * the hash is not checked here (the caller computed it).
    */
@@ -362,7 +447,10 @@ export class BundleWriter {
     const { compress = true } = options;
     const [, length] = parseChunkId(id);
     if (length !== raw.byteLength) throw new RangeError(`Chunk ${id} was given ${raw.byteLength} bytes`);
-    const { flags, stored } = encodeRecordPayload(raw, compress);
+    // A passed-through record waits among the raw frames' pieces: its frame must be its own.
+    const zstd = this.copiesChunks ? this.#keptZstd() : undefined;
+    const kept = zstd === undefined ? undefined : { encoder: zstd.encoder, into: zstd.record };
+    const { flags, stored } = encodeRecordPayload(raw, compress, kept);
     return this.addStored(id, flags, stored);
   }
 
@@ -384,11 +472,11 @@ export class BundleWriter {
       await this.#addToStream(hash, rawLength, flags, stored);
       return location;
     }
-    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
-    writeRecordHeader(header, 0, flags, hash, rawLength, stored.byteLength);
-    this.#push(header);
+    writeRecordHeader(this.#out!, this.#outBytes, flags, hash, rawLength, stored.byteLength);
+    this.#outBytes += RECORD_HEADER_BYTES;
+    this.#offset += RECORD_HEADER_BYTES;
     this.#push(stored);
-    if (this.#pendingBytes >= WRITE_BUFFER_BYTES) await this.#flush();
+    if (this.#outBytes >= WRITE_BUFFER_BYTES) await this.#flush();
     return location;
   }
 
@@ -420,7 +508,8 @@ export class BundleWriter {
   /**
    * Ends the run of small records: one zstd frame for all of them (one call, one context),
    * written at once after the raw bytes before it; or, when the run is too short to pay for a
-   * call or does not compress, a copy of it joins the raw bytes (its buffer is filled again next).
+   * call or does not compress, it is written in raw frames with them (its buffer is filled
+   * again next).
    */
   async #endRun(): Promise<void> {
     const length = this.#runBytes;
@@ -428,12 +517,10 @@ export class BundleWriter {
     const run = this.#run!.subarray(0, length);
     this.#runBytes = 0;
     if (length >= MIN_STREAM_RUN_BYTES) {
-      const frame = zlib.zstdCompressSync(run, {
-        params: { [zlib.constants.ZSTD_c_compressionLevel]: STREAM_ZSTD_LEVEL },
-        // One output buffer that always fits (zstd's compress bound): no second pass, no concat.
-        chunkSize: length + (length >>> 7) + 128,
-      });
-      if (frame.byteLength <= length * (1 - MIN_SAVING)) {
+      const { encoder, frame: into } = this.#keptZstd();
+      const frameBytes = encoder.encode(run, into.subarray(0, compressBound(length)));
+      if (frameBytes !== undefined && frameBytes <= length * (1 - MIN_SAVING)) {
+        const frame = into.subarray(0, frameBytes);
         const pieces = rawFrames(this.#raw);
         this.#raw = [];
         this.#rawBytes = 0;
@@ -442,7 +529,10 @@ export class BundleWriter {
         return;
       }
     }
-    await this.#addRaw(Uint8Array.prototype.slice.call(run));
+    // The run goes out in raw frames at once, so its buffer is filled again without a copy.
+    this.#raw.push(run);
+    this.#rawBytes += length;
+    await this.#endRaw();
   }
 
   /** Adds bytes to the raw frames being collected; a full frame's worth is written out. */
@@ -459,9 +549,17 @@ export class BundleWriter {
     await this.#writeFrames(pieces);
   }
 
-  #releaseRun(): void {
+  #release(): void {
     if (this.#run !== undefined) runBuffers.give(this.#run);
     this.#run = undefined;
+    if (this.#out !== undefined) runBuffers.give(this.#out);
+    this.#out = undefined;
+    if (this.#zstd !== undefined) {
+      this.#zstd.encoder.close();
+      recordOutBuffers.give(this.#zstd.record);
+      frameOutBuffers.give(this.#zstd.frame);
+    }
+    this.#zstd = undefined;
   }
 
   /** Writes frames (the magic before the first). */
@@ -489,11 +587,11 @@ export class BundleWriter {
         this.#offset += END_RECORD_BYTES;
         await this.#endRun();
         await this.#endRaw();
-        this.#releaseRun();
       } else {
         this.#push(end);
         await this.#flush();
       }
+      this.#release();
       if (this.#durable) await this.#handle.sync();
       await this.#handle.close();
       this.#state = "finished";
@@ -510,17 +608,18 @@ export class BundleWriter {
     if (this.#state === "aborted") return;
     const wasOpen = this.#state === "open";
     this.#state = "aborted";
-    this.#pending = [];
+    this.#outBytes = 0;
     this.#raw = [];
-    // No write is under way (each add and finish is awaited): the run buffer is free again.
-    this.#releaseRun();
+    // No write is under way (each add and finish is awaited): the buffers are free again.
+    this.#release();
     if (wasOpen) await this.#handle.close().catch(() => {});
     await rm(`${this.path}.tmp`, { force: true });
   }
 
+  /** Copies bytes of a plain bundle into its write buffer (which always has room for one more record and the end). */
   #push(bytes: Uint8Array): void {
-    this.#pending.push(bytes);
-    this.#pendingBytes += bytes.byteLength;
+    this.#out!.set(bytes, this.#outBytes);
+    this.#outBytes += bytes.byteLength;
     this.#offset += bytes.byteLength;
   }
 
@@ -528,10 +627,9 @@ export class BundleWriter {
   #frames = 0;
 
   async #flush(): Promise<void> {
-    const pieces = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    await this.#writePieces(pieces);
+    const pending = this.#out!.subarray(0, this.#outBytes);
+    this.#outBytes = 0;
+    await this.#writePieces([pending]);
   }
 
   async #writePieces(pieces: Uint8Array[]): Promise<void> {
@@ -677,6 +775,33 @@ export interface ReadBundleOptions {
    * @default {false}
    */
   shareBlocks?: boolean;
+  /**
+   * For a bundle held in memory (`readBundleBytes`): decompress each streamed frame into this
+   * decoder's one buffer, reused for the next frame, instead of a new buffer per frame. Records
+   * are then views that stay valid only until the next record is asked for: for callers that
+   * are done with each record by then (a pull copies or writes it at once).
+   */
+  frameDecoder?: FrameDecoder;
+}
+
+/**
+ * Decompresses the frames of streamed bundles one after another into one kept buffer, with
+ * one kept zstd context (see zstd-context.ts and `ReadBundleOptions.frameDecoder`). The buffer
+ * is as large as the largest frame allowed, but only the pages a frame fills are ever touched.
+ */
+export class FrameDecoder {
+  #zstd = new ZstdDecoder();
+  #buffer: Buffer | undefined;
+
+  /** The frame's content, a view of the kept buffer valid until the next call. */
+  decode(frame: Uint8Array, name: string): Buffer {
+    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_STREAM_FRAME_BYTES + 1);
+    try {
+      return this.#buffer.subarray(0, this.#zstd.decode(frame, this.#buffer));
+    } catch (error) {
+      throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
+    }
+  }
 }
 
 /**
@@ -713,11 +838,11 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
 export async function* readBundleBytes(bytes: Uint8Array, name: string, options: ReadBundleOptions = {}): AsyncGenerator<BundleRecord> {
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const streamed = data.byteLength >= STREAMED_MAGIC.byteLength && data.subarray(0, STREAMED_MAGIC.byteLength).equals(STREAMED_MAGIC);
-  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name) : [data].values()), name, options);
+  yield* readRecords(new MemoryReader(streamed ? memoryFrames(data, name, options.frameDecoder) : [data].values()), name, options);
 }
 
-/** The decompressed frames of a streamed bundle held in memory, one at a time. */
-function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
+/** The decompressed frames of a streamed bundle held in memory, one at a time (into `decoder`'s buffer if given). */
+function* memoryFrames(data: Buffer, name: string, decoder: FrameDecoder | undefined): Generator<Buffer> {
   let at = STREAMED_MAGIC.byteLength;
   while (at < data.byteLength) {
     if (at + 4 > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is cut short`);
@@ -725,14 +850,14 @@ function* memoryFrames(data: Buffer, name: string): Generator<Buffer> {
     at += 4;
     if (frameLength > MAX_STREAM_FRAME_BYTES) throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit`);
     if (at + frameLength > data.byteLength) throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
-    yield* frameContent(data.subarray(at, at + frameLength), name);
+    yield* frameContent(data.subarray(at, at + frameLength), name, decoder);
     at += frameLength;
   }
 }
 
-/** A frame's content: the views of a raw frame's blocks, or what zstd decompresses. */
-function frameContent(frame: Buffer, name: string): Buffer[] {
-  return rawFrameContent(frame, name) ?? [decompressFrame(frame, name)];
+/** A frame's content: the views of a raw frame's blocks, or what zstd decompresses (into `decoder`'s buffer if given). */
+function frameContent(frame: Buffer, name: string, decoder?: FrameDecoder): Buffer[] {
+  return rawFrameContent(frame, name) ?? [decoder === undefined ? decompressFrame(frame, name) : decoder.decode(frame, name)];
 }
 
 function decompressFrame(compressed: Uint8Array, name: string): Buffer {

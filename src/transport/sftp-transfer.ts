@@ -221,9 +221,14 @@ function pipelinedWrite(
   let prefetch: Promise<Buffer> | undefined;
   // A whole number of requests per block, so no request straddles two blocks.
   const blockBytes = chunkSize * Math.max(1, Math.floor(LOCAL_READ_BLOCK_BYTES / chunkSize));
+  // Two blocks are in use at a time (the one being sent and the one read ahead), and a block
+  // whose requests are all sent is read into again: ssh2 copies each write into its request
+  // packet at once. A fresh block per MiB sent outlived the young generation and piled up
+  // until a full collection.
+  const spare: Buffer[] = [];
   const readBlock = async (offset: number): Promise<Buffer> => {
     const want = Math.min(blockBytes, size - offset);
-    const fresh = Buffer.allocUnsafe(want);
+    const fresh = (spare.pop() ?? Buffer.allocUnsafeSlow(blockBytes)).subarray(0, want);
     const { bytesRead } = await local.read(fresh, 0, want, offset);
     if (bytesRead < want) {
       throw new CwsError("CORRUPT", `Cannot upload "${remotePath}" as the local file shrank while it was read`);
@@ -263,7 +268,9 @@ function pipelinedWrite(
             const length = Math.min(chunkSize, size - next);
             if (next + length > blockOffset + block.length) {
               // The current block is used up exactly, so the next one starts at `next`.
+              const sent = block;
               block = await (prefetch ?? readBlock(next));
+              if (sent.buffer.byteLength === blockBytes) spare.push(Buffer.from(sent.buffer, 0, blockBytes));
               blockOffset = next;
               const following = next + block.length;
               prefetch = following < size ? readBlock(following) : undefined;
