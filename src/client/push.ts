@@ -120,8 +120,10 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     let pool = workers > 0 ? started : undefined;
     if (pool === undefined) await started?.close();
     workDir = await makeWorkDir("push");
-    // Streamed bundles (small chunks compressed in runs) for agents that read them.
+    // Streamed bundles (small chunks compressed in runs) for agents that read them, with the
+    // large chunks' records in raw frames for agents that take those apart (see buildBundle).
     const stream = conn.hello.capabilities.includes("bundles-stream");
+    const passThrough = stream && conn.hello.capabilities.includes("bundles-raw-frames");
 
     // Finished bundles upload two at a time (the round trips that open, sync and rename one
     // overlap the data of the other) and are ingested one after another, in the order they
@@ -161,7 +163,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     // would gain nothing.
     let inlineTail: Promise<void> = Promise.resolve();
     const buildInline = (path: string, plan: BundlePlan): Promise<BuiltBundle> => {
-      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, signal }));
+      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, passThrough, signal }));
       inlineTail = building.then(() => {}, () => {});
       return building;
     };
@@ -169,7 +171,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
       const onDisk = plan.parts.filter((part): part is DiskPart => "absPath" in part);
       if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan);
       try {
-        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream });
+        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream, passThrough });
       } catch (error) {
         if (!(error instanceof PoolFailure)) throw error;
         // Workers that cannot start or crashed (not a build error such as a changed file):
