@@ -8,7 +8,7 @@
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
 import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";
@@ -24,6 +24,7 @@ import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
 import { BatchWriter, type FinishedFile, type RecordCheck } from "./pull-write.ts";
+import { LinkMeter } from "./link-meter.ts";
 
 export interface PullStats {
   files: number;
@@ -326,49 +327,6 @@ const DOWNLOAD_BUFFER_BYTES = DOWNLOAD_BUNDLE_BYTES + 256 * 1024;
 const BUNDLES_AHEAD = 2;
 
 /**
- * A link that delivers this many bytes a second (or more) gets plain bundles instead of streamed
- * ones. Compressing the runs of small records costs both ends a zstd context and an output
- * buffer per frame (at 50,000 files, about 3 s of the hub's CPU and 4 s of the client's main
- * thread, with garbage collection on top) to save a tenth of the bytes; on a link this fast
- * the bytes cost less time than that CPU. A slow link (the benchmark's is 50 Mbit/s, about
- * 6 MiB/s) stays well below it and keeps the compression.
- */
-export const FAST_LINK_BYTES_PER_SECOND = 24 * 1024 * 1024;
-
-/** Bytes downloaded before the link's speed is judged (until then bundles are streamed). */
-const LINK_SAMPLE_BYTES = 4 * 1024 * 1024;
-
-/**
- * The speed of the link as the pull's downloads see it: bytes over the time during which at
- * least one download was under way (bundles download a few at a time, so each one alone would
- * see a share of the link).
- */
-export class LinkMeter {
-  #active = 0;
-  #since = 0;
-  #busyMs = 0;
-  #bytes = 0;
-
-  /** A download starts at `now` (milliseconds). */
-  start(now: number): void {
-    if (this.#active++ === 0) this.#since = now;
-  }
-
-  /** A download that started ends at `now` with `bytes` received (0 if it failed). */
-  end(now: number, bytes: number): void {
-    this.#busyMs += now - this.#since;
-    this.#since = now;
-    this.#active--;
-    this.#bytes += bytes;
-  }
-
-  /** Whether enough was measured to call the link fast (see FAST_LINK_BYTES_PER_SECOND). */
-  get fast(): boolean {
-    return this.#bytes >= LINK_SAMPLE_BYTES && this.#bytes * 1000 >= FAST_LINK_BYTES_PER_SECOND * Math.max(1, this.#busyMs);
-  }
-}
-
-/**
  * The chunks `need` lists, in its order, as their records' stored bytes (checked against their
  * ids by whoever decodes them: see Piece): bundles are prepared by the agent and
  * downloaded into memory a few ahead of the one being read, so the server's work, the
@@ -531,6 +489,11 @@ interface PendingFile {
  * while this thread downloads the next chunks; folders are made here, in order, before their files.
  * Folders this pull made are known empty but for its own temp files, so files in them are
  * not looked for first (on a fresh device, no stat per file).
+ *
+ * The first barrier waits for every byte of the pull to reach the disk. So that it does not
+ * start that work from nothing at the end, the file system's writeback is started early, every
+ * WRITEBACK_START_BYTES written (see startWriteback): the barrier then waits only for the last
+ * part. That is not a barrier of its own and nothing waits for it.
  */
 class PullWriter {
   private pending: PendingFile[] = [];
@@ -543,6 +506,9 @@ class PullWriter {
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
   private readonly batches: BatchWriter;
+  /** Bytes handed to the writer since writeback was last started, and whether a start is still under way. */
+  private unflushed = 0;
+  private flushing = false;
 
   constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
     this.backup = backup;
@@ -591,6 +557,12 @@ class PullWriter {
       await this.batches.write(file, piece.data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2), piece.record);
     }
     await this.batches.finish(file, { path: entry.path, hash: entry.hash, mode: entry.mode, mtimeMs: entry.mtimeMs });
+    this.unflushed += entry.size;
+    if (this.unflushed >= WRITEBACK_START_BYTES && !this.flushing) {
+      this.unflushed = 0;
+      // Its folder, which exists already (the writer thread may not have created the file yet).
+      this.flushing = startWriteback(dirname(temp), () => (this.flushing = false));
+    }
   }
 
   /** Waits for the writer thread, then the two barriers and the renames between them (see the class comment). */
@@ -628,6 +600,30 @@ class PullWriter {
     await this.batches.close();
     for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
     this.pending = [];
+  }
+}
+
+/** Bytes a pull writes between two early starts of the file system's writeback (see PullWriter). */
+const WRITEBACK_START_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Starts writing the dirty data of `path`'s file system to disk, without waiting: a `sync -f`
+ * in the background on Linux (the kernel would otherwise hold the pull's bytes in memory for
+ * up to 30 s, and the pull's barrier would then write them all while the user waits). Calls
+ * `done` when it ends; returns false where there is nothing to start (another system, or
+ * `sync` cannot be started), and a failure is harmless: the barrier still does the work.
+ */
+function startWriteback(path: string, done: () => void): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    const child = spawn("sync", ["-f", path], { stdio: "ignore" });
+    child.on("error", done);
+    child.on("exit", done);
+    // The pull does not wait for it, nor does the process's exit.
+    child.unref();
+    return true;
+  } catch {
+    return false;
   }
 }
 

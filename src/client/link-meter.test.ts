@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FAST_LINK_BYTES_PER_SECOND, LinkMeter } from "./pull.ts";
+import { FAST_LINK_BYTES_PER_SECOND, LinkMeter } from "./link-meter.ts";
 
 const MIB = 1024 * 1024;
 
