@@ -613,7 +613,7 @@ const WRITEBACK_START_BYTES = 64 * 1024 * 1024;
  * `done` when it ends; returns false where there is nothing to start (another system, or
  * `sync` cannot be started), and a failure is harmless: the barrier still does the work.
  */
-function startWriteback(path: string, done: () => void): boolean {
+export function startWriteback(path: string, done: () => void): boolean {
   if (process.platform !== "linux") return false;
   try {
     const child = spawn("sync", ["-f", path], { stdio: "ignore" });
