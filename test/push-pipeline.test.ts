@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Store } from "../server-agent/store/store.ts";
@@ -20,13 +20,12 @@ import { nextBundleBytes, pushChunks } from "../src/client/push.ts";
 import { scanTree } from "../src/client/scanner.ts";
 import type { AgentConnection } from "../src/transport/connection.ts";
 import type { Hello } from "../src/protocol/messages.ts";
-import { encodeRecordPayload, FLAG_ZSTD } from "../src/protocol/bundle.ts";
 
 /** The agent's side of a push, in process: uploads land in the store's incoming folder. */
-function storeConnection(store: Store, capabilities = ["bundles-stream"], onUpload?: (bundle: Buffer) => void): AgentConnection & { uploads: number } {
+function storeConnection(store: Store): AgentConnection & { uploads: number } {
   const conn = {
     uploads: 0,
-    hello: { type: "hello", capabilities } as unknown as Hello,
+    hello: { type: "hello", capabilities: ["bundles-stream"] } as unknown as Hello,
     async call(method: string, params: { ids?: string[]; name?: string }) {
       if (method === "missingChunks") return { missing: await store.missing(params.ids ?? []) };
       if (method === "ingestBundle") return store.ingestBundle(params.name ?? "");
@@ -34,7 +33,6 @@ function storeConnection(store: Store, capabilities = ["bundles-stream"], onUplo
     },
     async upload(localPath: string, name: string) {
       conn.uploads++;
-      onUpload?.(await readFile(localPath));
       await copyFile(localPath, join(store.paths.incoming, name));
     },
     async download() {
@@ -98,58 +96,6 @@ test("a push through the workers stores every chunk once, in bundles of the plan
     for (const id of unique) await store.readChunk(id);
     // A second push finds nothing missing and builds nothing.
     assert.deepEqual(await pushChunks({ conn, files }), { chunks: 0, bytes: 0, bundles: 0 });
-  } finally {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
-
-/**
- * The frame of a streamed bundle that holds `bytes`, and whether its blocks are all raw (zstd
- * block type 0: bytes passed through, not compressed).
- */
-function frameAround(bundle: Buffer, bytes: Buffer): { allRaw: boolean } | undefined {
-  const found = bundle.indexOf(bytes);
-  if (found < 0) return undefined;
-  for (let at = 8; at < bundle.byteLength;) {
-    const end = at + 4 + bundle.readUInt32BE(at);
-    if (found >= at && found < end) {
-      // A raw frame's header: magic (4), descriptor 0xa0 (1), content size (4); then 3-byte block headers.
-      if (bundle[at + 8] !== 0xa0) return { allRaw: false };
-      let allRaw = true;
-      for (let block = at + 4 + 9; block < end;) {
-        const header = bundle.readUIntLE(block, 3);
-        if (((header >>> 1) & 3) !== 0) allRaw = false;
-        block += 3 + (((header >>> 1) & 3) === 1 ? 1 : header >>> 3);
-      }
-      return { allRaw };
-    }
-    at = end;
-  }
-  return undefined;
-}
-
-test("a push to an agent that takes raw frames apart sends large compressed records as they are, not compressed again", async () => {
-  const { dir, root, store } = await setup();
-  try {
-    // A large text file: its chunks are compressed one by one (records of their own).
-    const words = Array.from({ length: 60_000 }, (_, i) => `word${(i * 7919) % 1000}`).join(" ");
-    await writeFile(join(root, "zz-long.md"), words);
-    const { manifest } = await scanTree({ root });
-    const files = fileInputs(root, manifest.entries);
-    const long = files.find(({ entry }) => entry.path === "files/zz-long.md")!.entry;
-    const content = await readFile(join(root, "zz-long.md"));
-    const first = encodeRecordPayload(content.subarray(0, long.chunks[0]![1]));
-    assert.equal(first.flags, FLAG_ZSTD);
-    const uploaded: Buffer[] = [];
-    const conn = storeConnection(store, ["bundles-stream", "bundles-raw-frames"], (bundle) => uploaded.push(bundle));
-    await withEnv({ CWS_PUSH_WORKERS: "1" }, () => pushChunks({ conn, files }));
-    // The frame that carries it is made of raw blocks only (not zstd's output over the notes before it and the record).
-    const carrying = uploaded.map((bundle) => frameAround(bundle, Buffer.from(first.stored))).find((frame) => frame !== undefined);
-    assert.ok(carrying !== undefined, "the record's zstd frame is in a bundle as it was made");
-    assert.equal(carrying.allRaw, true);
-    const unique = new Set(files.flatMap(({ entry }) => entry.chunks.map(chunkId)));
-    for (const id of unique) await store.readChunk(id);
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });

@@ -39,25 +39,20 @@ export interface BuiltBundle {
 /**
  * Writes the chunks of `sources` whose ids are in `wanted` to a new bundle at `path`, each
  * once, in the order met; a streamed bundle (`stream`, when the agent reads them) compresses
- * the small chunks in runs. With `passThrough` (for an agent that takes raw frames apart,
- * capability "bundles-raw-frames") a streamed bundle's large records, compressed one by one
- * already or found not to compress, go out in raw frames instead of through zstd a second
- * time: that spared the client's workers a second compression and the hub a second
- * decompression of nearly every byte of a first push. The bundle is a throw-away copy (the
- * next run rebuilds it after a crash), so it is not fsynced.
+ * the small chunks in runs. The bundle is a throw-away copy (the next run rebuilds it after a
+ * crash), so it is not fsynced.
  *
  * @throws CwsError CORRUPT / NOT_FOUND when a file changed or vanished since the scan (from the
  *   sources' readers), CORRUPT when a wanted chunk was not met, CANCELLED on `signal`.
  */
-export async function buildBundle(path: string, sources: Iterable<BundleSource>, wanted: readonly string[], options: { stream: boolean; passThrough?: boolean; signal?: AbortSignal }): Promise<BuiltBundle> {
-  const { stream, passThrough = false, signal } = options;
+export async function buildBundle(path: string, sources: Iterable<BundleSource>, wanted: readonly string[], options: { stream: boolean; signal?: AbortSignal }): Promise<BuiltBundle> {
+  const { stream, signal } = options;
   if (wanted.length > MAX_BUNDLE_RECORDS) throw new RangeError(`A bundle plan of ${wanted.length} chunks exceeds ${MAX_BUNDLE_RECORDS}`);
   const left = new Set(wanted);
-  const writer = await BundleWriter.create(path, { durable: false, stream, passThrough });
+  const writer = await BundleWriter.create(path, { durable: false, stream });
   // A writer that copies or compresses each chunk at once lets the files be read into one
   // buffer for the whole bundle: fresh buffers per chunk or small file piled up in a push
-  // worker's memory until a full collection. (Pass-through keeps large chunks' bytes until
-  // their raw frame is written: then every chunk has a buffer of its own.)
+  // worker's memory until a full collection.
   const scratch = writer.copiesChunks ? new ChunkScratch() : undefined;
   let raw = 0;
   try {

@@ -19,8 +19,6 @@ export interface BuildJob {
   wanted: string[];
   /** Write a streamed bundle (the agent reads them). */
   stream: boolean;
-  /** Large records pass through in raw frames (the agent takes them apart, see buildBundle). */
-  passThrough: boolean;
 }
 
 /** An error as it crosses from a worker to the main thread. */

@@ -12,7 +12,7 @@ const port = parentPort;
 await initHash();
 
 port.on("message", (job: BuildJob) => {
-  buildBundle(job.path, job.parts.map(diskSource), job.wanted, { stream: job.stream, passThrough: job.passThrough }).then(
+  buildBundle(job.path, job.parts.map(diskSource), job.wanted, { stream: job.stream }).then(
     (built) => port.postMessage({ id: job.id, built } satisfies BuildReply),
     (error: unknown) => port.postMessage({ id: job.id, error: errorToMessage(error) } satisfies BuildReply),
   );

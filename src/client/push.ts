@@ -121,11 +121,9 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     let pool = workers > 0 ? started : undefined;
     if (pool === undefined) await started?.close();
     workDir = await makeWorkDir("push");
-    // Streamed bundles (small chunks compressed in runs) for agents that read them, with the
-    // large chunks' records in raw frames for agents that take those apart (see buildBundle),
-    // until the uploads show a link fast enough for plain ones (see LinkMeter).
+    // Streamed bundles (small chunks compressed in runs) for agents that read them, until the
+    // uploads show a link fast enough for plain ones (see LinkMeter).
     const streams = conn.hello.capabilities.includes("bundles-stream");
-    const passThrough = streams && conn.hello.capabilities.includes("bundles-raw-frames");
     const link = new LinkMeter();
 
     // Finished bundles upload two at a time (the round trips that open, sync and rename one
@@ -175,7 +173,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     // would gain nothing.
     let inlineTail: Promise<void> = Promise.resolve();
     const buildInline = (path: string, plan: BundlePlan, stream: boolean): Promise<BuiltBundle> => {
-      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, passThrough, signal }));
+      const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, signal }));
       inlineTail = building.then(() => {}, () => {});
       return building;
     };
@@ -184,7 +182,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
       const onDisk = plan.parts.filter((part): part is DiskPart => "absPath" in part);
       if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan, stream);
       try {
-        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream, passThrough });
+        return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream });
       } catch (error) {
         if (!(error instanceof PoolFailure)) throw error;
         // Workers that cannot start or crashed (not a build error such as a changed file):
