@@ -6,7 +6,7 @@
  * and the hub's CPU time split by where it was spent (Node start-up and module loading, our
  * source files, dependencies, garbage collection, idle), and the hottest functions.
  *
- *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push | --kept | --pull [--against DIR]]
+ *   node bench/profile.ts [--files N] [--mib N] [--runs N] [--repo DIR] [--keep DIR] [--push | --kept | --pull [--against DIR] [--wrap CMD]]
  *
  * `--push` profiles the initial push instead (create-superproject and a sync onto an empty
  * server, as the benchmark's push): the hub runs under the profiler from the start, the client
@@ -23,7 +23,10 @@
  * and attached to an empty folder, and its first sync (every file downloaded) runs under the
  * profiler, `--runs` times (a fresh device each time), with the client's peak RSS and a
  * breakdown of where its time went. `--against DIR` alternates each pull with one by another
- * checkout (e.g. `git worktree add /tmp/base main`) on the same server and data.
+ * checkout (e.g. `git worktree add /tmp/base main`) on the same server and data. `--wrap CMD`
+ * runs each profiled pull under CMD (e.g. `--wrap "perf record -g -o /tmp/perf-{run}.data --"`
+ * or `"strace -c -f -o /tmp/strace-{run}.txt"`, `{run}` naming the run), to see the system
+ * calls and the kernel's share.
  *
  * `--repo` profiles another checkout (e.g. an older commit unpacked with `git archive`), so a
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
@@ -136,7 +139,7 @@ async function main(): Promise<void> {
     options: {
       files: { type: "string", default: "5000" }, mib: { type: "string", default: "300" }, runs: { type: "string", default: "3" },
       repo: { type: "string" }, keep: { type: "string" }, push: { type: "boolean", default: false }, kept: { type: "boolean", default: false },
-      pull: { type: "boolean", default: false }, against: { type: "string" },
+      pull: { type: "boolean", default: false }, against: { type: "string" }, wrap: { type: "string" },
     },
   });
   const repo = path.resolve(values.repo ?? REPO_ROOT);
@@ -195,7 +198,7 @@ async function main(): Promise<void> {
     }
     const scenarios = values.pull ? [] : (["no-op", "1% change"] as const);
     if (values.pull) {
-      await profilePull({ work, cliEntry, agentCommand, sshd, runs, profiles, repo, agentProfiles, env, hub, ...(values.against === undefined ? {} : { against: values.against }) });
+      await profilePull({ work, cliEntry, agentCommand, sshd, runs, profiles, repo, agentProfiles, env, hub, wrap: (values.wrap ?? "").split(" ").filter((w) => w !== ""), ...(values.against === undefined ? {} : { against: values.against }) });
     }
     for (const scenario of scenarios) {
       const times: number[] = [];
@@ -307,7 +310,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
  * the other one (same server, same data, alternating, so the machine's load hits both alike).
  */
 async function profilePull(context: {
-  work: string; cliEntry: string; agentCommand: string; sshd: SshdHandle; runs: number; profiles: string; repo: string; agentProfiles: string; env: NodeJS.ProcessEnv; hub: number; against?: string;
+  work: string; cliEntry: string; agentCommand: string; sshd: SshdHandle; runs: number; profiles: string; repo: string; agentProfiles: string; env: NodeJS.ProcessEnv; hub: number; wrap: string[]; against?: string;
 }): Promise<void> {
   const { work, agentCommand, sshd, runs, profiles, repo, agentProfiles } = context;
   const variants = [{ name: "this checkout", repo, cli: context.cliEntry, dir: path.join(profiles, "pull") }];
@@ -328,7 +331,7 @@ async function profilePull(context: {
       spawnSync("sync");
       const rssFile = path.join(work, `pull-rss-${v}-${i}.txt`);
       const hubBefore = cpuSeconds(context.hub);
-      const timed = run(TIME_PATH, ["-f", "%U %S %M", "-o", rssFile, REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
+      const timed = run(TIME_PATH, ["-f", "%U %S %M", "-o", rssFile, ...context.wrap.map((w) => w.replaceAll("{run}", `${v}-${i}`)), REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
       results[v]!.times.push(timed.ms);
       const hubCpu = cpuSeconds(context.hub) - hubBefore;
       const [user, system, rssKib] = readFileSync(rssFile, "utf8").trim().split("\n").pop()!.split(" ").map(Number);

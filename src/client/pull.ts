@@ -8,7 +8,7 @@
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
 import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";
@@ -24,6 +24,7 @@ import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
 import { BatchWriter, type FinishedFile, type RecordCheck } from "./pull-write.ts";
+import { LinkMeter } from "./link-meter.ts";
 
 export interface PullStats {
   files: number;
@@ -353,6 +354,7 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
   }
   if (batch.length > 0) batches.push(batch);
   const stream = conn.hello.capabilities.includes("bundles-stream");
+  const link = new LinkMeter();
   const inflight: Array<Promise<Buffer>> = [];
   const spare: Buffer[] = [];
   // Streamed frames are decompressed into one buffer too, under the same rule.
@@ -361,7 +363,7 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
   const fill = (): void => {
     while (inflight.length < BUNDLES_AHEAD + 1 && started < batches.length) {
       const into = reuse ? (spare.pop() ?? Buffer.allocUnsafeSlow(DOWNLOAD_BUFFER_BYTES)) : undefined;
-      const fetching = fetchBundle(conn, batches[started++], need, stream, signal, into);
+      const fetching = fetchBundle(conn, batches[started++], need, { stream: stream && !link.fast, link }, signal, into);
       fetching.catch(() => {}); // reported when its turn comes
       inflight.push(fetching);
     }
@@ -398,12 +400,18 @@ function bundleBound(ids: readonly string[], lengths: ReadonlyMap<string, number
   return bound;
 }
 
-async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, stream: boolean, signal: AbortSignal | undefined, into: Buffer | undefined): Promise<Buffer> {
+async function fetchBundle(conn: AgentConnection, ids: string[], lengths: ReadonlyMap<string, number>, how: { stream: boolean; link: LinkMeter }, signal: AbortSignal | undefined, into: Buffer | undefined): Promise<Buffer> {
+  const { stream, link } = how;
   // This reader takes raw frames apart itself (older agents ignore the request).
   const { name } = await conn.call("prepareBundle", stream ? { ids, stream, rawFrames: true } : { ids }, { signal });
+  let received = 0;
+  link.start(performance.now());
   try {
-    return await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths), ...(into === undefined ? {} : { into }) });
+    const data = await conn.downloadBytes(name, { signal, maxBytes: bundleBound(ids, lengths), ...(into === undefined ? {} : { into }) });
+    received = data.byteLength;
+    return data;
   } finally {
+    link.end(performance.now(), received);
     await conn.call("releaseBundle", { name }).catch(() => {});
   }
 }
@@ -481,6 +489,11 @@ interface PendingFile {
  * while this thread downloads the next chunks; folders are made here, in order, before their files.
  * Folders this pull made are known empty but for its own temp files, so files in them are
  * not looked for first (on a fresh device, no stat per file).
+ *
+ * The first barrier waits for every byte of the pull to reach the disk. So that it does not
+ * start that work from nothing at the end, the file system's writeback is started early, every
+ * WRITEBACK_START_BYTES written (see startWriteback): the barrier then waits only for the last
+ * part. That is not a barrier of its own and nothing waits for it.
  */
 class PullWriter {
   private pending: PendingFile[] = [];
@@ -493,6 +506,9 @@ class PullWriter {
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
   private readonly batches: BatchWriter;
+  /** Bytes handed to the writer since writeback was last started, and whether a start is still under way. */
+  private unflushed = 0;
+  private flushing = false;
 
   constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
     this.backup = backup;
@@ -541,6 +557,12 @@ class PullWriter {
       await this.batches.write(file, piece.data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2), piece.record);
     }
     await this.batches.finish(file, { path: entry.path, hash: entry.hash, mode: entry.mode, mtimeMs: entry.mtimeMs });
+    this.unflushed += entry.size;
+    if (this.unflushed >= WRITEBACK_START_BYTES && !this.flushing) {
+      this.unflushed = 0;
+      // Its folder, which exists already (the writer thread may not have created the file yet).
+      this.flushing = startWriteback(dirname(temp), () => (this.flushing = false));
+    }
   }
 
   /** Waits for the writer thread, then the two barriers and the renames between them (see the class comment). */
@@ -578,6 +600,30 @@ class PullWriter {
     await this.batches.close();
     for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
     this.pending = [];
+  }
+}
+
+/** Bytes a pull writes between two early starts of the file system's writeback (see PullWriter). */
+const WRITEBACK_START_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Starts writing the dirty data of `path`'s file system to disk, without waiting: a `sync -f`
+ * in the background on Linux (the kernel would otherwise hold the pull's bytes in memory for
+ * up to 30 s, and the pull's barrier would then write them all while the user waits). Calls
+ * `done` when it ends; returns false where there is nothing to start (another system, or
+ * `sync` cannot be started), and a failure is harmless: the barrier still does the work.
+ */
+export function startWriteback(path: string, done: () => void): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    const child = spawn("sync", ["-f", path], { stdio: "ignore" });
+    child.on("error", done);
+    child.on("exit", done);
+    // The pull does not wait for it, nor does the process's exit.
+    child.unref();
+    return true;
+  } catch {
+    return false;
   }
 }
 

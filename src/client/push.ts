@@ -22,6 +22,7 @@ import { BuildPool, PoolFailure } from "./push-pool.ts";
 import { CwsError, isCwsError } from "../errors.ts";
 import { faultPoint } from "../fault.ts";
 import { makeWorkDir } from "./leftovers.ts";
+import { LinkMeter } from "./link-meter.ts";
 
 /** A bundle is closed once it holds this many raw bytes (its file is smaller when compressed). */
 export const BUNDLE_TARGET_BYTES = 32 * 1024 * 1024;
@@ -120,8 +121,10 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     let pool = workers > 0 ? started : undefined;
     if (pool === undefined) await started?.close();
     workDir = await makeWorkDir("push");
-    // Streamed bundles (small chunks compressed in runs) for agents that read them.
-    const stream = conn.hello.capabilities.includes("bundles-stream");
+    // Streamed bundles (small chunks compressed in runs) for agents that read them, until the
+    // uploads show a link fast enough for plain ones (see LinkMeter).
+    const streams = conn.hello.capabilities.includes("bundles-stream");
+    const link = new LinkMeter();
 
     // Finished bundles upload two at a time (the round trips that open, sync and rename one
     // overlap the data of the other) and are ingested one after another, in the order they
@@ -132,7 +135,16 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     const ship = (built: BuiltBundle): Promise<void> => {
       const name = `push-${randomUUID()}.bundle`;
       const lane = shipped++ % UPLOAD_LANES;
-      const uploaded = uploadLanes[lane].then(() => conn.upload(built.path, name, { signal }));
+      const uploaded = uploadLanes[lane].then(async () => {
+        link.start(performance.now());
+        let sent = 0;
+        try {
+          await conn.upload(built.path, name, { signal });
+          sent = built.bytes;
+        } finally {
+          link.end(performance.now(), sent);
+        }
+      });
       uploadLanes[lane] = uploaded.catch(() => {});
       const previousIngest = ingestTail;
       const done = (async () => {
@@ -160,14 +172,15 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
     // a push whose workers failed are built on this thread, one at a time: interleaving them
     // would gain nothing.
     let inlineTail: Promise<void> = Promise.resolve();
-    const buildInline = (path: string, plan: BundlePlan): Promise<BuiltBundle> => {
+    const buildInline = (path: string, plan: BundlePlan, stream: boolean): Promise<BuiltBundle> => {
       const building = inlineTail.then(() => buildBundle(path, plan.parts.map(toBundleSource), plan.wanted, { stream, signal }));
       inlineTail = building.then(() => {}, () => {});
       return building;
     };
     const build = async (path: string, id: number, plan: BundlePlan): Promise<BuiltBundle> => {
+      const stream = streams && !link.fast;
       const onDisk = plan.parts.filter((part): part is DiskPart => "absPath" in part);
-      if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan);
+      if (pool === undefined || onDisk.length !== plan.parts.length) return buildInline(path, plan, stream);
       try {
         return await pool.build({ id, path, parts: onDisk, wanted: plan.wanted, stream });
       } catch (error) {
@@ -177,7 +190,7 @@ export async function pushChunks(options: PushChunksOptions): Promise<PushStats>
         if (pool !== undefined) process.emitWarning(`cws: building the rest of the push on the main thread, as ${error.message}`);
         pool = undefined;
         await rm(`${path}.tmp`, { force: true });
-        return buildInline(path, plan);
+        return buildInline(path, plan, stream);
       }
     };
 
