@@ -444,53 +444,41 @@ export class Store {
    */
   async putObjects(raws: readonly Uint8Array[]): Promise<string[]> {
     const hashes = raws.map((raw) => this.#checkObject(raw));
+    const unique = new Map<string, Uint8Array>();
+    for (let i = 0; i < raws.length; i++) if (!unique.has(hashes[i])) unique.set(hashes[i], raws[i]);
     const fresh = new Map<string, Uint8Array>();
-    for (let i = 0; i < raws.length; i++) {
-      if (!fresh.has(hashes[i]) && !(await exists(this.#objectPath(hashes[i])))) fresh.set(hashes[i], raws[i]);
-    }
+    await eachInParallel([...unique], OBJECT_WRITERS, async ([hash, raw]) => {
+      if (!(await exists(this.#objectPath(hash)))) fresh.set(hash, raw);
+    });
     if (fresh.size < OBJECT_BATCH_BARRIER) {
       await Promise.all([...fresh.values()].map((raw) => this.putObject(raw)));
       return hashes;
     }
-    const shards = new Set([...fresh.keys()].map((hash) => hash.slice(0, 2)));
+    const shards = [...new Set([...fresh.keys()].map((hash) => hash.slice(0, 2)))];
     let madeShard = false;
-    for (const shard of shards) madeShard = (await mkdir(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 })) !== undefined || madeShard;
-    const temps: Array<{ temp: string; path: string }> = [];
+    await eachInParallel(shards, OBJECT_WRITERS, async (shard) => {
+      if ((await mkdir(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 })) !== undefined) madeShard = true;
+    });
+    const temps = [...fresh.keys()].map((hash) => ({ hash, path: this.#objectPath(hash), temp: "" }));
     try {
-      // A few writes in flight at a time, as the thread pool can run them side by side.
-      const queue = [...fresh];
-      const writer = async () => {
-        for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
-          const [hash, raw] = next;
-          const path = this.#objectPath(hash);
-          const entry = { temp: tempNameFor(path), path };
-          temps.push(entry);
-          try {
-            await writeFile(entry.temp, this.#objectFile(raw, hash), { flag: "wx", mode: 0o600 });
-          } catch (error) {
-            queue.length = 0; // the other writers stop after their current file
-            throw error;
-          }
-        }
-      };
-      // Every writer has stopped before the temp files are cleaned up after a failure.
-      const failed = (await Promise.allSettled(Array.from({ length: OBJECT_WRITERS }, writer))).find((result) => result.status === "rejected");
-      if (failed !== undefined) throw failed.reason;
-      if (!(await syncFileSystem(this.paths.objects))) {
-        for (const { temp } of temps) await fsyncPath(temp);
-      }
+      await eachInParallel(temps, OBJECT_WRITERS, async (entry) => {
+        const temp = tempNameFor(entry.path);
+        entry.temp = temp;
+        await writeFile(temp, this.#objectFile(fresh.get(entry.hash)!, entry.hash), { flag: "wx", mode: 0o600 });
+      });
+      if (!(await syncFileSystem(this.paths.objects))) await eachInParallel(temps, OBJECT_WRITERS, (entry) => fsyncPath(entry.temp));
       faultPoint("store-objects-before-rename");
       let renamed = 0;
-      for (const entry of temps) {
+      await eachInParallel(temps, OBJECT_WRITERS, async (entry) => {
         await rename(entry.temp, entry.path);
         entry.temp = "";
         if (++renamed === Math.ceil(temps.length / 2)) faultPoint("store-objects-mid-rename");
-      }
+      });
     } finally {
       for (const { temp } of temps) if (temp !== "") await rm(temp, { force: true });
     }
     if (!(await syncFileSystem(this.paths.objects))) {
-      for (const shard of shards) await syncDir(inside(this.paths.objects, shard));
+      await eachInParallel(shards, OBJECT_WRITERS, (shard) => syncDir(inside(this.paths.objects, shard)));
       if (madeShard) await syncDir(this.paths.objects);
     }
     return hashes;
@@ -958,6 +946,28 @@ function isErrno(error: unknown, code: string): boolean {
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs `work` on every item, at most `limit` at a time (the thread pool runs file system calls
+ * side by side). After a failure no new item starts, the ones running are waited for, and the
+ * first failure is thrown.
+ */
+async function eachInParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      try {
+        await work(items[next++]);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  const failure = (await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))).find((result) => result.status === "rejected");
+  if (failure !== undefined) throw failure.reason;
 }
 
 async function exists(path: string): Promise<boolean> {
