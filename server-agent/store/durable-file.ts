@@ -2,7 +2,6 @@
  * Crash-safe file writes: a temp file written exclusively, fsynced, then renamed over the
  * final name, and the folder fsynced so the rename itself survives a power cut.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
@@ -43,18 +42,4 @@ export const syncDir = fsyncPath;
 export function tempNameFor(path: string): string {
   // A random part keeps two processes writing the same content-addressed name apart.
   return `${path}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
-}
-
-/**
- * Makes everything written on the file system that holds `path` durable: file contents, new
- * names and renames alike (`sync -f`, syncfs(2), on Linux). One barrier costs about what a
- * handful of fsyncs cost, so a batch of many small files is made durable with two of them
- * (contents, then names) instead of two fsyncs per file. Resolves to false where it is not
- * available (the caller then fsyncs file by file); never blocks the event loop.
- */
-export function syncFileSystem(path: string): Promise<boolean> {
-  if (process.platform !== "linux") return Promise.resolve(false);
-  return new Promise((resolve) => {
-    execFile("sync", ["-f", path], { timeout: 120_000 }, (error) => resolve(error === null));
-  });
 }

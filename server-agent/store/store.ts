@@ -45,7 +45,8 @@ import {
 } from "../../src/protocol/bundle.ts";
 import { plainCodec } from "./codec.ts";
 import type { AtRestCodec } from "./codec.ts";
-import { fsyncPath, syncDir, syncFileSystem, TEMP_SUFFIX, tempNameFor, writeFileDurably } from "./durable-file.ts";
+import { syncFileSystem } from "../../src/fs-atomic.ts";
+import { fsyncPath, syncDir, TEMP_SUFFIX, tempNameFor, writeFileDurably } from "./durable-file.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { encodePackIndex, parsePackIndex } from "./pack-index.ts";
 import type { PackEntry } from "./pack-index.ts";

@@ -8,7 +8,7 @@
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
 import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";
@@ -18,6 +18,7 @@ import { resolveInside } from "../core/paths.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, FrameDecoder, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
+import { syncFileSystem } from "../fs-atomic.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
@@ -571,7 +572,7 @@ class PullWriter {
     await this.batches.close();
     const batch = this.pending;
     if (batch.length === 0) return;
-    durabilityBarrier(batch.map((f) => f.temp), "files");
+    await durabilityBarrier(batch.map((f) => f.temp), "files");
     faultPoint("client-mid-pull");
     const dirs = new Set<string>();
     let renamed = 0;
@@ -584,7 +585,7 @@ class PullWriter {
     }
     // The folders this pull made must be durable in their parents too.
     for (const made of this.madeDirs) dirs.add(dirname(made));
-    durabilityBarrier([...dirs], "folders");
+    await durabilityBarrier([...dirs], "folders");
     this.pending = [];
     for (const file of batch) {
       // The stat taken before the rename: size, mtime and inode are the file's; its ctime
@@ -631,12 +632,9 @@ export function startWriteback(path: string, done: () => void): boolean {
  * Makes `paths` durable (their contents, or for folders their entries): syncfs(2) of their
  * file system on Linux, one fsync per path elsewhere or if that fails.
  */
-function durabilityBarrier(paths: readonly string[], kind: "files" | "folders"): void {
+async function durabilityBarrier(paths: readonly string[], kind: "files" | "folders"): Promise<void> {
   if (paths.length === 0) return;
-  if (process.platform === "linux") {
-    const result = spawnSync("sync", ["-f", paths[0]], { stdio: "ignore", timeout: 120_000 });
-    if (result.status === 0) return;
-  }
+  if (await syncFileSystem(paths[0])) return;
   for (const path of paths) {
     try {
       const fd = openSync(path, kind === "files" ? "r+" : "r");

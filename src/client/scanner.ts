@@ -442,8 +442,10 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     // Problems of this folder's own names (sub-folders' come after their own walks, which
     // already ran, so they are counted too: a folder is kept only if nothing below it was odd).
     if (problems.length !== problemsBefore) clean = false;
-    if (clean && yielded !== null) folderYields.set(listing, yielded);
-    else folderYields.delete(listing);
+    if (yielded !== null) {
+      if (clean) folderYields.set(listing, yielded);
+      else folderYields.delete(listing);
+    }
   };
 
   try {
