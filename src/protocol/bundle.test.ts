@@ -334,6 +334,19 @@ test("a streamed bundle read with a frame decoder yields the same records, each 
   }
   assert.deepEqual(ids, [...chunks.map(idOf), ...chunks.map(idOf)]);
   assert.equal(compressed, 4, "the large chunks are zstd records");
+
+  // From a file (the store's ingest): each frame's content is copied into the read blocks, so
+  // records kept until the end stay intact though the decoder's buffers serve frame after frame.
+  const kept = await Array.fromAsync(readBundle(path, { shareBlocks: true, frameDecoder }));
+  assert.deepEqual(kept.map((r) => r.id), chunks.map(idOf));
+  for (const [i, record] of kept.entries()) assert.ok(Buffer.from(verifyRecord(record)).equals(chunks[i]!), `kept record ${i}`);
+  // A damaged frame is refused as corrupt, and the same decoder then reads a sound bundle.
+  const damaged = Buffer.from(file);
+  damaged[8 + 4 + 20] ^= 0xff;
+  const damagedPath = join(dir, "damaged.bundle");
+  await writeFile(damagedPath, damaged);
+  await assert.rejects(Array.fromAsync(readBundle(damagedPath, { frameDecoder })), (error) => isCwsError(error) && error.code === "CORRUPT");
+  assert.equal((await Array.fromAsync(readBundle(path, { frameDecoder }))).length, chunks.length);
 });
 
 test("a plain bundle and a streamed one without pass-through say they are done with each chunk when add() returns, and are", async (t) => {

@@ -299,6 +299,11 @@ export class RecordDecoder {
     if (length !== rawLength) throw corrupt(`Cannot read ${what} as it decompresses to ${length} bytes instead of ${rawLength}`);
     return this.#buffer.subarray(0, length);
   }
+  /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
+  close(): void {
+    this.#zstd.close();
+    this.#buffer = undefined;
+  }
 }
 
 /**
@@ -776,10 +781,12 @@ export interface ReadBundleOptions {
    */
   shareBlocks?: boolean;
   /**
-   * For a bundle held in memory (`readBundleBytes`): decompress each streamed frame into this
-   * decoder's one buffer, reused for the next frame, instead of a new buffer per frame. Records
-   * are then views that stay valid only until the next record is asked for: for callers that
-   * are done with each record by then (a pull copies or writes it at once).
+   * Decompress each streamed frame into this decoder's one buffer, reused for the next frame,
+   * instead of a new buffer and zstd context per frame. For a bundle held in memory
+   * (`readBundleBytes`) records are then views that stay valid only until the next record is
+   * asked for: for callers that are done with each record by then (a pull copies or writes it
+   * at once). A bundle read from a file (`readBundle`) copies each frame's content into its
+   * read blocks, so its records are as valid as without a decoder. Not for two readers at once.
    */
   frameDecoder?: FrameDecoder;
 }
@@ -801,6 +808,11 @@ export class FrameDecoder {
     } catch (error) {
       throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
     }
+  }
+  /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
+  close(): void {
+    this.#zstd.close();
+    this.#buffer = undefined;
   }
 }
 
@@ -825,7 +837,7 @@ export async function* readBundle(path: string, options: ReadBundleOptions = {})
       position += bytesRead;
       return bytesRead;
     };
-    yield* readRecords(new BufferedReader(await unstreamed(fromFile, name), options.shareBlocks), name, options);
+    yield* readRecords(new BufferedReader(await unstreamed(fromFile, name, options.frameDecoder), options.shareBlocks), name, options);
   } finally {
     await handle.close();
   }
@@ -889,7 +901,7 @@ async function readFully(source: ByteSource, into: Buffer, length: number): Prom
  * The plain bundle a source holds: the source itself, or for a streamed bundle (see the
  * module comment) the content of its frames, decompressed one frame at a time.
  */
-async function unstreamed(source: ByteSource, name: string): Promise<ByteSource> {
+async function unstreamed(source: ByteSource, name: string, decoder?: FrameDecoder): Promise<ByteSource> {
   const head = Buffer.allocUnsafe(STREAMED_MAGIC.byteLength);
   const got = await readFully(source, head, head.byteLength);
   let first: Buffer = head.subarray(0, got);
@@ -906,6 +918,9 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
   let frame: Buffer = Buffer.alloc(0);
   let rest: Buffer[] = [];
   const lengthBytes = Buffer.allocUnsafe(4);
+  // With a decoder, each frame's compressed bytes are read into one kept buffer too: a frame's
+  // content is copied out of the decoder's buffer before the next frame is read.
+  let kept: Buffer | undefined;
   return async (into, offset, length) => {
     while (frame.byteLength === 0 && rest.length > 0) frame = rest.shift()!;
     if (frame.byteLength === 0) {
@@ -915,11 +930,12 @@ async function unstreamed(source: ByteSource, name: string): Promise<ByteSource>
       if (frameLength < 0 || frameLength > MAX_STREAM_FRAME_BYTES) {
         throw corrupt(`Cannot read streamed bundle "${name}" as a frame's length is ${got === 4 ? `${frameLength} bytes, over the ${MAX_STREAM_FRAME_BYTES}-byte limit` : "cut short"}`);
       }
-      const compressed = Buffer.allocUnsafe(frameLength);
+      if (decoder !== undefined && (kept === undefined || kept.byteLength < frameLength)) kept = Buffer.allocUnsafeSlow(Math.max(frameLength, FRAME_OUTPUT_BYTES));
+      const compressed = decoder === undefined ? Buffer.allocUnsafe(frameLength) : kept!.subarray(0, frameLength);
       if ((await readFully(source, compressed, frameLength)) !== frameLength) {
         throw corrupt(`Cannot read streamed bundle "${name}" as it ends inside a frame; it was cut short, send it again`);
       }
-      [frame = Buffer.alloc(0), ...rest] = frameContent(compressed, name);
+      [frame = Buffer.alloc(0), ...rest] = frameContent(compressed, name, decoder);
     }
     const n = Math.min(length, frame.byteLength);
     frame.copy(into, offset, 0, n);
