@@ -32,6 +32,9 @@
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
  * readable in Chrome DevTools) are kept in `--keep DIR` when given.
  *
+ * `CWS_PROFILE_OFF=1` runs `--push` without the profiler: wall time, peak RSS and the hub's CPU
+ * only, for before/after comparisons (the profiler's overhead is uneven across threads).
+ *
  * This is not a test: `npm test` does not run it.
  */
 import { spawnSync } from "node:child_process";
@@ -267,7 +270,11 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   // --trace-gc, whose lines go to hub-stdout.txt in the profiles folder).
   const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
   const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
-  const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
+  // CWS_PROFILE_OFF=1 times the push without the profiler (its overhead is uneven: a third or
+  // more on the busiest thread), for before/after comparisons of wall time.
+  const profiling = process.env.CWS_PROFILE_OFF !== "1";
+  const profile = (dir: string) => (profiling ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []);
+  const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, ...profile(hubProfiles), serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
     { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
   await new Promise((resolve) => setTimeout(resolve, 1500));
   spawnSync("sync");
@@ -275,7 +282,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   const hubCpuBefore = hubCpu();
   const clientDir = path.join(profiles, "push");
   const created = run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
-  const pushed = await runTimed(REPO_NODE, ["--cpu-prof", `--cpu-prof-dir=${clientDir}`, cliEntry, "sync", "p", "--json"], { rssFile: path.join(profiles, "client-rss.txt"), env });
+  const pushed = await runTimed(REPO_NODE, [...profile(clientDir), cliEntry, "sync", "p", "--json"], { rssFile: path.join(profiles, "client-rss.txt"), env });
   if (pushed.code !== 0) throw new Error(`the push exited with ${pushed.code}: ${pushed.stderr}`);
   const sent = parseCwsSummary(pushed.stdout)?.payload?.sent ?? 0;
   console.log(`initial push: ${((created.ms + pushed.wallMs) / 1000).toFixed(2)} s (create-superproject ${(created.ms / 1000).toFixed(2)} s), ` +
@@ -292,6 +299,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   }
   process.kill(hub, "SIGTERM");
   await new Promise((resolve) => setTimeout(resolve, 1500));
+  if (!profiling) return;
   const threads = readdirSync(clientDir).filter((f) => f.endsWith(".cpuprofile")).sort();
   let clientBusyMs = 0;
   for (const file of threads) {
