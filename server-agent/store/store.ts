@@ -317,7 +317,7 @@ export class Store {
         // Decompresses and hashes; a mismatch throws and the whole bundle is dropped. The raw
         // bytes are not kept (the record's stored bytes are), so the decoder's buffer may be
         // reused by the next record.
-        verifyRecord({ ...record, raw: () => records.decode(record.flags, record.stored, record.rawLength, `chunk "${record.id}"`) });
+        records.verify(record);
         if (this.#index.has(record.id) || added.has(record.id)) continue;
         added.add(record.id);
         // The bundle's compressed bytes are kept as they are: the client's writer already

@@ -299,6 +299,16 @@ export class RecordDecoder {
     if (length !== rawLength) throw corrupt(`Cannot read ${what} as it decompresses to ${length} bytes instead of ${rawLength}`);
     return this.#buffer.subarray(0, length);
   }
+  /**
+   * Decodes a record into the kept buffer and checks it as `verifyRecord` does (without a
+   * closure per record); the result is valid until the next call.
+   *
+   * @throws CwsError CORRUPT on any mismatch.
+   */
+  verify(record: Pick<BundleRecord, "id" | "hash" | "rawLength" | "flags" | "stored">): Uint8Array {
+    return checkRaw(record, this.decode(record.flags, record.stored, record.rawLength, `chunk "${record.id}"`));
+  }
+
   /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
   close(): void {
     this.#zstd.close();
@@ -314,7 +324,11 @@ export class RecordDecoder {
  * @throws CwsError CORRUPT on any mismatch.
  */
 export function verifyRecord(record: Pick<BundleRecord, "id" | "hash" | "rawLength" | "raw">): Uint8Array {
-  const raw = record.raw();
+  return checkRaw(record, record.raw());
+}
+
+/** `verifyRecord` once the raw bytes are decoded. */
+function checkRaw(record: Pick<BundleRecord, "id" | "hash" | "rawLength">, raw: Uint8Array): Uint8Array {
   if (raw.byteLength !== record.rawLength) {
     throw corrupt(`Cannot accept chunk "${record.id}" as it has ${raw.byteLength} bytes instead of ${record.rawLength}`, undefined, { id: record.id });
   }
