@@ -38,8 +38,16 @@ export async function fsyncPath(path: string): Promise<void> {
 /** Fsyncs a folder, making the renames and unlinks inside it durable. */
 export const syncDir = fsyncPath;
 
-/** A temp name beside `path` for a file that will be renamed onto it. */
-export function tempNameFor(path: string): string {
+/**
+ * A temp name beside `path` for a file that will be renamed onto it. `tag` (12 hex digits) may
+ * be one random value shared by a batch of different paths: the paths keep their temps apart.
+ */
+export function tempNameFor(path: string, tag = randomTag()): string {
   // A random part keeps two processes writing the same content-addressed name apart.
-  return `${path}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`;
+  return `${path}.${tag}${TEMP_SUFFIX}`;
+}
+
+/** The random part of a temp name (see tempNameFor). */
+export function randomTag(): string {
+  return randomBytes(6).toString("hex");
 }

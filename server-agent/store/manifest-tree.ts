@@ -205,7 +205,7 @@ export class ManifestTrees {
     const raw = await this.store.getObject(hash);
     let json: unknown;
     try {
-      json = JSON.parse(Buffer.from(raw).toString("utf8"));
+      json = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("utf8"));
     } catch {
       throw corrupt(hash, "not JSON");
     }

@@ -28,6 +28,7 @@
  * the plain codec is the identity.
  */
 import { randomBytes } from "node:crypto";
+import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import zlib from "node:zlib";
 import { CwsError } from "../../src/errors.ts";
@@ -35,6 +36,7 @@ import { faultPoint } from "../../src/fault.ts";
 import { initHash, xxh64Hex } from "../../src/core/hash.ts";
 import {
   BundleWriter,
+  compressBound,
   decodeRecordPayload,
   FrameDecoder,
   MAX_BUNDLE_RECORDS,
@@ -48,7 +50,9 @@ import {
 import { plainCodec } from "./codec.ts";
 import type { AtRestCodec } from "./codec.ts";
 import { syncFileSystem } from "../../src/fs-atomic.ts";
-import { fsyncPath, syncDir, TEMP_SUFFIX, tempNameFor, writeFileDurably } from "./durable-file.ts";
+import { fsyncPath, randomTag, syncDir, TEMP_SUFFIX, tempNameFor, writeFileDurably } from "./durable-file.ts";
+import { TimeSlice } from "./time-slice.ts";
+import { ZstdDecoder, ZstdEncoder } from "../../src/protocol/zstd-context.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { encodePackIndex, parsePackIndex } from "./pack-index.ts";
 import type { PackEntry } from "./pack-index.ts";
@@ -60,8 +64,18 @@ export const MAX_OBJECT_BYTES = 256 * 1024 * 1024;
 /** From this many new objects on, `putObjects` uses two file-system barriers instead of fsyncs per object. */
 export const OBJECT_BATCH_BARRIER = 16;
 
-/** How many object files `putObjects` writes at a time. */
+/** How many object files `putObjects` fsyncs at a time where the file system has no barrier. */
 const OBJECT_WRITERS = 8;
+
+/** The store's read buffer for object files: any folder object fits (a large one is about 20 KiB). */
+const OBJECT_READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Objects up to this raw size go through the store's kept zstd contexts and leave them as they
+ * are; after a larger one (a manifest stored whole) they are freed, since zstd keeps the
+ * buffers of the largest frame it has seen.
+ */
+const KEPT_OBJECT_CONTEXT_BYTES = 1024 * 1024;
 
 /** The first bytes of every object file; followed by the raw length (u32) and the payload. */
 const OBJECT_MAGIC = Buffer.from("CWSOBJ01", "latin1");
@@ -181,6 +195,13 @@ export class Store {
   /** pack id → why its index could not be loaded; not retried until it changes. */
   #badIndexes = new Map<string, string>();
   #refreshChain: Promise<void> = Promise.resolve();
+  /** zstd contexts for objects, kept from one to the next (see zstd-context.ts); calls on them never await. */
+  readonly #objectEncoder = new ZstdEncoder(ZSTD_LEVEL);
+  readonly #objectDecoder = new ZstdDecoder();
+  /** The buffer object files are read into (see #readObjectFile). */
+  readonly #objectReadBuffer = Buffer.allocUnsafe(OBJECT_READ_BUFFER_BYTES);
+  /** Paces the synchronous object calls of every caller: a turn of the event loop every few ms. */
+  readonly #slice = new TimeSlice();
 
   private constructor(paths: StorePaths, options: StoreOptions) {
     this.paths = paths;
@@ -213,6 +234,8 @@ export class Store {
 
   /** Closes the cached pack files. The store must not be used afterwards. */
   async close(): Promise<void> {
+    this.#objectEncoder.close();
+    this.#objectDecoder.close();
     await this.#handles.closeAll();
   }
 
@@ -455,39 +478,50 @@ export class Store {
    * leaves only temp files (removed by `repack`); after it, any object under its final name
    * has its full content, so a later `putObject` of the same hash, which trusts an existing
    * file, never trusts a torn one. The caller records the hashes only after this resolves.
+   *
+   * The existence checks, shard folders, writes and renames are synchronous calls, a few
+   * microseconds each on this small a file, with a turn of the event loop every few
+   * milliseconds (time-slice.ts); the barriers are not (each is one `sync -f`).
    */
   async putObjects(raws: readonly Uint8Array[]): Promise<string[]> {
     const hashes = raws.map((raw) => this.#checkObject(raw));
     const unique = new Map<string, Uint8Array>();
     for (let i = 0; i < raws.length; i++) if (!unique.has(hashes[i])) unique.set(hashes[i], raws[i]);
     const fresh = new Map<string, Uint8Array>();
-    await eachInParallel([...unique], OBJECT_WRITERS, async ([hash, raw]) => {
-      if (!(await exists(this.#objectPath(hash)))) fresh.set(hash, raw);
-    });
+    const slice = this.#slice;
+    for (const [hash, raw] of unique) {
+      // No error object is made for an absent file (most of them, in a first push).
+      if (lstatSync(this.#objectPath(hash), { throwIfNoEntry: false }) === undefined) fresh.set(hash, raw);
+      await slice.pause();
+    }
     if (fresh.size < OBJECT_BATCH_BARRIER) {
       await Promise.all([...fresh.values()].map((raw) => this.putObject(raw)));
       return hashes;
     }
     const shards = [...new Set([...fresh.keys()].map((hash) => hash.slice(0, 2)))];
     let madeShard = false;
-    await eachInParallel(shards, OBJECT_WRITERS, async (shard) => {
-      if ((await mkdir(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 })) !== undefined) madeShard = true;
-    });
+    for (const shard of shards) {
+      if (mkdirSync(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 }) !== undefined) madeShard = true;
+    }
+    // One random tag for the batch: each temp name also holds its object's hash.
+    const tag = randomTag();
     const temps = [...fresh.keys()].map((hash) => ({ hash, path: this.#objectPath(hash), temp: "" }));
     try {
-      await eachInParallel(temps, OBJECT_WRITERS, async (entry) => {
-        const temp = tempNameFor(entry.path);
+      for (const entry of temps) {
+        const temp = tempNameFor(entry.path, tag);
         entry.temp = temp;
-        await writeFile(temp, this.#objectFile(fresh.get(entry.hash)!, entry.hash), { flag: "wx", mode: 0o600 });
-      });
+        writeNewFileSync(temp, this.#objectFile(fresh.get(entry.hash)!, entry.hash));
+        await slice.pause();
+      }
       if (!(await syncFileSystem(this.paths.objects))) await eachInParallel(temps, OBJECT_WRITERS, (entry) => fsyncPath(entry.temp));
       faultPoint("store-objects-before-rename");
       let renamed = 0;
-      await eachInParallel(temps, OBJECT_WRITERS, async (entry) => {
-        await rename(entry.temp, entry.path);
+      for (const entry of temps) {
+        renameSync(entry.temp, entry.path);
         entry.temp = "";
         if (++renamed === Math.ceil(temps.length / 2)) faultPoint("store-objects-mid-rename");
-      });
+        await slice.pause();
+      }
     } finally {
       for (const { temp } of temps) if (temp !== "") await rm(temp, { force: true });
     }
@@ -506,18 +540,35 @@ export class Store {
     return xxh64Hex(raw);
   }
 
-  /** An object's file: its header (magic, raw length) and its compressed, sealed bytes. */
+  /**
+   * An object's file: its header (magic, raw length) and its compressed, sealed bytes. The
+   * frame is made by the store's kept zstd context, straight after the header (as
+   * `zstdCompressSync` would make it, without a new context per object).
+   */
   #objectFile(raw: Uint8Array, hash: string): Buffer {
-    const compressed = zlib.zstdCompressSync(raw, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
-    const header = Buffer.allocUnsafe(OBJECT_HEADER_BYTES);
-    OBJECT_MAGIC.copy(header, 0);
-    header.writeUInt32BE(raw.byteLength, OBJECT_MAGIC.byteLength);
+    const file = Buffer.allocUnsafe(OBJECT_HEADER_BYTES + compressBound(raw.byteLength));
+    OBJECT_MAGIC.copy(file, 0);
+    file.writeUInt32BE(raw.byteLength, OBJECT_MAGIC.byteLength);
+    const length = this.#objectEncoder.encode(raw, file.subarray(OBJECT_HEADER_BYTES));
+    // The compress bound always fits; the encoder only declines where Node lacks its internals
+    // and the frame of the sync call came out longer (never seen).
+    const compressed = length !== undefined ? file.subarray(OBJECT_HEADER_BYTES, OBJECT_HEADER_BYTES + length) : zlib.zstdCompressSync(raw, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+    if (raw.byteLength > KEPT_OBJECT_CONTEXT_BYTES) this.#objectEncoder.close();
     const sealed = this.#codec.seal(compressed, { kind: "object", id: hash });
-    return Buffer.concat([header, sealed]);
+    if (sealed === compressed && length !== undefined) return file.subarray(0, OBJECT_HEADER_BYTES + length);
+    return Buffer.concat([file.subarray(0, OBJECT_HEADER_BYTES), sealed]);
   }
 
   /**
    * Returns an object's raw bytes, verified against its hash.
+   *
+   * The file is read with synchronous calls (see putObjects): opened, read into the store's
+   * read buffer (which holds any folder object whole, so a short read is the whole file),
+   * closed; only a larger file (a manifest stored whole by an earlier version) is measured
+   * through its descriptor, capped, and read into a buffer of its own. The frame is
+   * decompressed by the store's kept zstd context into a buffer of the length the header
+   * claims (capped), so nothing longer ever comes out. A walk over a tree calls this thousands
+   * of times in a row: every few milliseconds one call first lets the event loop have a turn.
    *
    * @throws CwsError INVALID_ARGUMENT for a malformed hash, NOT_FOUND, or CORRUPT.
    */
@@ -525,32 +576,61 @@ export class Store {
     if (typeof hash !== "string" || !OBJECT_HASH.test(hash)) {
       throw new CwsError("INVALID_ARGUMENT", `Cannot read object ${JSON.stringify(String(hash).slice(0, 40))} as it is not 16 hex digits`);
     }
-    let bytes: Buffer;
-    try {
-      const path = this.#objectPath(hash);
-      const size = (await stat(path)).size;
-      if (size > MAX_OBJECT_BYTES + OBJECT_HEADER_BYTES + 64 * 1024) throw corruptObject(hash, `its file has ${size} bytes`);
-      bytes = await readFile(path);
-    } catch (error) {
-      if (isErrno(error, "ENOENT")) throw new CwsError("NOT_FOUND", `Cannot read object "${hash}" as the store does not have it`, { data: { hash } });
-      throw error;
-    }
+    // Before the read, not after: the read buffer's view must be used before anything awaits.
+    await this.#slice.pause();
+    const bytes = this.#readObjectFile(hash);
     if (bytes.byteLength < OBJECT_HEADER_BYTES || !OBJECT_MAGIC.equals(bytes.subarray(0, OBJECT_MAGIC.byteLength))) {
       throw corruptObject(hash, "its header is damaged");
     }
     const rawLength = bytes.readUInt32BE(OBJECT_MAGIC.byteLength);
     if (rawLength > MAX_OBJECT_BYTES) throw corruptObject(hash, `it claims ${rawLength} bytes`);
     const compressed = this.#codec.open(bytes.subarray(OBJECT_HEADER_BYTES), { kind: "object", id: hash });
-    let raw: Buffer;
+    // One byte more than claimed, so a frame holding more than the header says is caught.
+    const into = Buffer.allocUnsafe(rawLength + 1);
+    let length: number;
     try {
-      raw = zlib.zstdDecompressSync(compressed, { maxOutputLength: Math.max(1, rawLength) });
+      length = this.#objectDecoder.decode(compressed, into);
     } catch (error) {
       throw corruptObject(hash, "its compressed data is damaged", error);
+    } finally {
+      if (rawLength > KEPT_OBJECT_CONTEXT_BYTES) this.#objectDecoder.close();
     }
-    if (raw.byteLength !== rawLength) throw corruptObject(hash, `it holds ${raw.byteLength} bytes instead of ${rawLength}`);
+    if (length !== rawLength) throw corruptObject(hash, `it holds ${length} bytes instead of ${rawLength}`);
+    const raw = into.subarray(0, length);
     const actual = xxh64Hex(raw);
     if (actual !== hash) throw corruptObject(hash, `its content hashes to "${actual}"`);
     return raw;
+  }
+
+  /**
+   * An object's file bytes: a view of the store's read buffer (valid until the next read, so
+   * used before anything awaits) or, for a file that does not fit, a buffer of its own.
+   */
+  #readObjectFile(hash: string): Buffer {
+    let fd: number;
+    try {
+      fd = openSync(this.#objectPath(hash), "r");
+    } catch (error) {
+      if (isErrno(error, "ENOENT")) throw new CwsError("NOT_FOUND", `Cannot read object "${hash}" as the store does not have it`, { data: { hash } });
+      throw error;
+    }
+    try {
+      const buffer = this.#objectReadBuffer;
+      const first = readSync(fd, buffer, 0, buffer.byteLength, 0);
+      if (first < buffer.byteLength) return buffer.subarray(0, first);
+      const size = fstatSync(fd).size;
+      if (size > MAX_OBJECT_BYTES + OBJECT_HEADER_BYTES + 64 * 1024) throw corruptObject(hash, `its file has ${size} bytes`);
+      const whole = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, whole, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return whole.subarray(0, done);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   // ---- maintenance ---------------------------------------------------------------------------
@@ -982,6 +1062,17 @@ async function eachInParallel<T>(items: readonly T[], limit: number, work: (item
   };
   const failure = (await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))).find((result) => result.status === "rejected");
   if (failure !== undefined) throw failure.reason;
+}
+
+/** Creates `path` (which must not exist) holding `bytes`, with synchronous calls; not durable by itself. */
+function writeNewFileSync(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, "wx", 0o600);
+  try {
+    let done = 0;
+    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -218,7 +218,7 @@ interface KeptEncoder {
  * zstd then compresses in one pass, with no copies through its own buffers, and the frame
  * comes out as `zstdCompressSync` with that output size makes it.
  */
-function compressBound(length: number): number {
+export function compressBound(length: number): number {
   return length + (length >>> 7) + 128;
 }
 
