@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isCwsError } from "../../src/errors.ts";
@@ -162,6 +162,36 @@ test("a damaged folder object or a wrong count is reported as CORRUPT, never use
   await assert.rejects(new ManifestTrees(trees.store).getManifest(unsorted), (e) => isCwsError(e) && e.code === "CORRUPT");
   const slash = await trees.store.putObject(Buffer.from(JSON.stringify({ tree: 1, entries: [], dirs: [{ name: "a/b", tree: hex(1), entries: 1, files: 1, bytes: 1 }] })));
   await assert.rejects(new ManifestTrees(trees.store).getManifest(slash), (e) => isCwsError(e) && e.code === "CORRUPT");
+});
+
+test("a walk by a fresh reader visits every folder object of a tree once, and fails on a damaged one deep down", async (t) => {
+  const trees = await openTrees(t);
+  const entries: ManifestEntry[] = [];
+  for (let a = 0; a < 6; a++) {
+    entries.push(folder(`files/a${a}`));
+    for (let b = 0; b < 40; b++) {
+      entries.push(folder(`files/a${a}/b${b}`));
+      for (let i = 0; i < 3; i++) entries.push(file(`files/a${a}/b${b}/n${i}.md`, a * 1000 + b * 10 + i));
+    }
+  }
+  const root = await trees.putManifest(makeManifest([folder("files"), ...entries]));
+  const visited: string[] = [];
+  let entriesSeen = 0;
+  await new ManifestTrees(trees.store).walk(root, (node, hash) => {
+    visited.push(hash);
+    entriesSeen += node.entries.size;
+  }, { checkCounts: true });
+  assert.equal(visited.length, 1 + 1 + 6 + 6 * 40, "the root, files/, a*, a*/b*");
+  assert.equal(new Set(visited).size, visited.length, "each folder once");
+  assert.equal(visited.length, await countObjects(trees));
+  assert.equal(entriesSeen, entries.length + 1);
+  // One leaf's object damaged on disk: the walk reads it and refuses it.
+  const leaf = (await trees.folder(root, "files/a5"))!.dirs.get("b39")!.tree;
+  const path = join(trees.store.paths.objects, leaf.slice(0, 2), leaf);
+  const bytes = await readFile(path);
+  bytes[bytes.byteLength - 3] ^= 0x40;
+  await writeFile(path, bytes);
+  await assert.rejects(new ManifestTrees(trees.store).walk(root, () => {}), (e) => isCwsError(e) && e.code === "CORRUPT" && e.message.includes(leaf));
 });
 
 async function countObjects(trees: ManifestTrees): Promise<number> {

@@ -287,6 +287,42 @@ test("getObject() detects a damaged object", async (t) => {
   assert.equal((await store.verifyAll()).problems.length, 1);
 });
 
+test("getObject() reads back objects whose files end just before, at and after its read buffer's end, and very large ones", async (t) => {
+  const store = await openStore(t);
+  // Random bytes do not compress: each file is its raw length plus a few bytes of headers, so
+  // these sizes put the files' ends on both sides of the 64 KiB read buffer's.
+  const raws: Uint8Array[] = [];
+  for (let length = 64 * 1024 - 40; length <= 64 * 1024 + 8; length++) raws.push(randomBytes(length));
+  // Over 1 MiB (the kept zstd contexts are freed after it), then small ones through new contexts.
+  raws.push(Buffer.from("a manifest stored whole ".repeat(60_000)), randomBytes(2 * 1024 * 1024), Buffer.from("small"), Buffer.alloc(0));
+  const sizes = new Set<number>();
+  for (const raw of raws) {
+    const hash = await store.putObject(raw);
+    sizes.add((await readFile(join(store.paths.objects, hash.slice(0, 2), hash))).byteLength);
+    assert.deepEqual(Buffer.from(await store.getObject(hash)), Buffer.from(raw));
+  }
+  assert.ok(sizes.has(64 * 1024) && [...sizes].some((size) => size < 64 * 1024) && [...sizes].some((size) => size > 64 * 1024 && size < 70 * 1024), `file sizes ${[...sizes].sort((a, b) => a - b).join(", ")} straddle the read buffer's end`);
+  // The kept contexts still read and write after all that.
+  const hashes = await store.putObjects(folderObjects(20, "after"));
+  for (const [i, raw] of folderObjects(20, "after").entries()) assert.deepEqual(Buffer.from(await store.getObject(hashes[i])), raw);
+});
+
+test("getObject() refuses an object whose frame holds more or fewer bytes than its header claims, and reads the next one", async (t) => {
+  const store = await openStore(t);
+  const hash = await store.putObject(Buffer.from("a folder object ".repeat(50)));
+  const path = join(store.paths.objects, hash.slice(0, 2), hash);
+  const bytes = await readFile(path);
+  const claimed = bytes.readUInt32BE(8);
+  for (const [lie, why] of [[claimed - 1, /compressed data is damaged/], [claimed + 1, /holds 800 bytes instead of 801/]] as const) {
+    bytes.writeUInt32BE(lie, 8);
+    await writeFile(path, bytes);
+    await assert.rejects(store.getObject(hash), (error) => isCwsError(error, "CORRUPT") && why.test(error.message));
+    // The kept zstd context, left mid-frame by the refused one, reads a sound object.
+    const other = await store.putObject(Buffer.from(`another ${lie}`));
+    assert.equal(Buffer.from(await store.getObject(other)).toString(), `another ${lie}`);
+  }
+});
+
 test("repack() keeps live chunks, drops dead ones, and never touches a young pack", async (t) => {
   const store = await openStore(t);
   const now = Date.UTC(2025, 0, 10);

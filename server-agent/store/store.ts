@@ -28,7 +28,7 @@
  * the plain codec is the identity.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { close as fsClose, closeSync, fstatSync, lstatSync, open as fsOpen, openSync, readSync, renameSync, write as fsWrite } from "node:fs";
 import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import zlib from "node:zlib";
 import { CwsError } from "../../src/errors.ts";
@@ -479,9 +479,9 @@ export class Store {
    * has its full content, so a later `putObject` of the same hash, which trusts an existing
    * file, never trusts a torn one. The caller records the hashes only after this resolves.
    *
-   * The existence checks, shard folders, writes and renames are synchronous calls, a few
-   * microseconds each on this small a file, with a turn of the event loop every few
-   * milliseconds (time-slice.ts); the barriers are not (each is one `sync -f`).
+   * The existence checks, shard folders and renames are synchronous calls, a few microseconds
+   * each, with a turn of the event loop every few milliseconds (time-slice.ts); the files are
+   * created through the thread pool, and each barrier is one `sync -f`.
    */
   async putObjects(raws: readonly Uint8Array[]): Promise<string[]> {
     const hashes = raws.map((raw) => this.#checkObject(raw));
@@ -500,19 +500,24 @@ export class Store {
     }
     const shards = [...new Set([...fresh.keys()].map((hash) => hash.slice(0, 2)))];
     let madeShard = false;
-    for (const shard of shards) {
-      if (mkdirSync(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 }) !== undefined) madeShard = true;
-    }
+    // Shard folders are looked up synchronously and only the missing ones (a new store's) made.
+    const missing = shards.filter((shard) => lstatSync(inside(this.paths.objects, shard), { throwIfNoEntry: false }) === undefined);
+    await eachInParallel(missing, OBJECT_WRITERS, async (shard) => {
+      if ((await mkdir(inside(this.paths.objects, shard), { recursive: true, mode: 0o700 })) !== undefined) madeShard = true;
+    });
     // One random tag for the batch: each temp name also holds its object's hash.
     const tag = randomTag();
     const temps = [...fresh.keys()].map((hash) => ({ hash, path: this.#objectPath(hash), temp: "" }));
     try {
-      for (const entry of temps) {
+      // Creating a file is the one call here that is not cheap: ext4 allocates an inode, which
+      // takes hundreds of microseconds a file after a mass deletion (HELPERS.md). These calls
+      // go to the thread pool, so that kernel time overlaps the hub's other work (a first
+      // push writes folder objects while its bundles are ingested).
+      await eachInParallel(temps, OBJECT_WRITERS, async (entry) => {
         const temp = tempNameFor(entry.path, tag);
         entry.temp = temp;
-        writeNewFileSync(temp, this.#objectFile(fresh.get(entry.hash)!, entry.hash));
-        await slice.pause();
-      }
+        await writeNewFile(temp, this.#objectFile(fresh.get(entry.hash)!, entry.hash));
+      });
       if (!(await syncFileSystem(this.paths.objects))) await eachInParallel(temps, OBJECT_WRITERS, (entry) => fsyncPath(entry.temp));
       faultPoint("store-objects-before-rename");
       let renamed = 0;
@@ -1064,14 +1069,19 @@ async function eachInParallel<T>(items: readonly T[], limit: number, work: (item
   if (failure !== undefined) throw failure.reason;
 }
 
-/** Creates `path` (which must not exist) holding `bytes`, with synchronous calls; not durable by itself. */
-function writeNewFileSync(path: string, bytes: Uint8Array): void {
-  const fd = openSync(path, "wx", 0o600);
+/**
+ * Creates `path` (which must not exist) holding `bytes`; not durable by itself. Through the
+ * callback calls, which cost the main thread less than fs/promises (no FileHandle object).
+ */
+async function writeNewFile(path: string, bytes: Uint8Array): Promise<void> {
+  const fd = await new Promise<number>((resolve, reject) => fsOpen(path, "wx", 0o600, (error, fd) => (error ? reject(error) : resolve(fd))));
   try {
     let done = 0;
-    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+    while (done < bytes.byteLength) {
+      done += await new Promise<number>((resolve, reject) => fsWrite(fd, bytes, done, bytes.byteLength - done, null, (error, n) => (error ? reject(error) : resolve(n))));
+    }
   } finally {
-    closeSync(fd);
+    await new Promise<void>((resolve, reject) => fsClose(fd, (error) => (error ? reject(error) : resolve())));
   }
 }
 

@@ -15,17 +15,21 @@
 export const SLICE_MS = 8;
 
 export class TimeSlice {
-  #since = performance.now();
   readonly #budgetMs: number;
+  readonly #now: () => number;
+  #since: number;
 
-  constructor(budgetMs = SLICE_MS) {
+  /** `now` reads a clock in milliseconds (tests pass a fake one). */
+  constructor(budgetMs = SLICE_MS, now: () => number = () => performance.now()) {
     this.#budgetMs = budgetMs;
+    this.#now = now;
+    this.#since = now();
   }
 
   /** Resolves at once while within the budget; past it, after one turn of the event loop. */
   async pause(): Promise<void> {
-    if (performance.now() - this.#since < this.#budgetMs) return;
+    if (this.#now() - this.#since < this.#budgetMs) return;
     await new Promise((resolve) => setImmediate(resolve));
-    this.#since = performance.now();
+    this.#since = this.#now();
   }
 }
