@@ -30,6 +30,7 @@
 import { randomBytes } from "node:crypto";
 import { close as fsClose, closeSync, fstatSync, lstatSync, open as fsOpen, openSync, readSync, renameSync, write as fsWrite } from "node:fs";
 import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { sep } from "node:path";
 import zlib from "node:zlib";
 import { CwsError } from "../../src/errors.ts";
 import { faultPoint } from "../../src/fault.ts";
@@ -974,7 +975,10 @@ export class Store {
   }
 
   #objectPath(hash: string): string {
-    return inside(this.paths.objects, hash.slice(0, 2), hash);
+    // A hash is 16 hex digits, which cannot leave the folder: checked here, then joined as text
+    // (path.resolve in `inside` cost a walk over 5,000 folder objects 40 ms).
+    if (!OBJECT_HASH.test(hash)) throw new CwsError("INVALID_PATH", `Cannot use ${JSON.stringify(hash.slice(0, 40))} as an object's name`);
+    return `${this.paths.objects}${sep}${hash.slice(0, 2)}${sep}${hash}`;
   }
 }
 
