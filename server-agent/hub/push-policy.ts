@@ -24,6 +24,9 @@ import { ManifestTrees } from "../store/manifest-tree.ts";
 import type { HubDatabase, NewQuarantineItem } from "./hub-db.ts";
 import { MAX_MARKDOWN_READ_BYTES, readEntry, rolloutExtends } from "./stored-content.ts";
 
+/** Chunk ids asked about at a time when a commit checks a whole tree (see requireTreeChunks). */
+const CHUNK_CHECK_BATCH = 2048;
+
 /** A quarantine item's content as stored: what it would put at each path, and what was there. */
 export const QuarantineContent = z.object({
   proposed: z.record(z.string(), ManifestEntry.nullable()),
@@ -165,19 +168,23 @@ async function finishCommit(
   return { snapshot, held };
 }
 
-/** `requireChunks` for every chunk of a tree, asked in batches of ids gathered folder by folder. */
-async function requireTreeChunks(manifests: ManifestTrees, root: string): Promise<void> {
+/**
+ * `requireChunks` for every chunk of a tree, asked in batches of ids gathered folder by folder.
+ * Each batch is asked about as soon as it is full and then let go of: ids kept to the end of a
+ * 50,000-file tree's walk outlived the young generation and cost the hub a full collection
+ * (half a second) at the very end of a first push, while the client waited.
+ */
+export async function requireTreeChunks(manifests: ManifestTrees, root: string, batchSize = CHUNK_CHECK_BATCH): Promise<void> {
   let batch = new Set<string>();
-  const pending: string[][] = [];
-  await manifests.walk(root, (node) => {
+  await manifests.walk(root, async (node) => {
     for (const entry of node.entries.values()) for (const ref of entry.chunks) batch.add(chunkId(ref));
-    if (batch.size >= 10_000) {
-      pending.push([...batch]);
+    if (batch.size >= batchSize) {
+      const ids = [...batch];
       batch = new Set();
+      await manifests.store.requireChunks(ids);
     }
   });
-  pending.push([...batch]);
-  for (const ids of pending) await manifests.store.requireChunks(ids);
+  await manifests.store.requireChunks([...batch]);
 }
 
 /**

@@ -149,7 +149,7 @@ test("a manifest stored whole by an earlier version is read, and turned into a t
   assert.notEqual(root, legacy);
   assert.equal(root, await trees.putManifest(manifest));
   const seen: string[] = [];
-  await trees.walk(legacy, (_node, hash) => seen.push(hash));
+  await trees.walk(legacy, (_node, hash) => void seen.push(hash));
   assert.deepEqual(seen, [legacy], "a whole manifest is one object to keep");
 });
 

@@ -355,9 +355,10 @@ export class ManifestTrees {
    * Visits every folder object of a tree once (`seen`, shared across calls, skips sub-trees
    * already visited: snapshots share most of theirs). A whole manifest of an earlier version is
    * visited as one folder holding all its entries. With `checkCounts`, the counts a parent keeps
-   * for each sub-folder are checked against the sub-folder itself.
+   * for each sub-folder are checked against the sub-folder itself. A visit that returns a
+   * promise is awaited before the walk goes on.
    */
-  async walk(root: string, visit: (node: TreeNode, hash: string) => void, options: { seen?: Set<string>; checkCounts?: boolean } = {}): Promise<void> {
+  async walk(root: string, visit: (node: TreeNode, hash: string) => void | Promise<void>, options: { seen?: Set<string>; checkCounts?: boolean } = {}): Promise<void> {
     const seen = options.seen ?? new Set<string>();
     if (seen.has(root)) return;
     const stored = await this.#read(root, "");
@@ -365,7 +366,7 @@ export class ManifestTrees {
       seen.add(root);
       const node = emptyNode("");
       for (const entry of stored.manifest.entries) node.entries.set(entry.path, entry);
-      visit(node, root);
+      await visit(node, root);
       return;
     }
     const descend = async (hash: string, path: string, expected: TreeCounts | null): Promise<void> => {
@@ -379,7 +380,7 @@ export class ManifestTrees {
       }
       if (seen.has(hash)) return;
       seen.add(hash);
-      visit(node, hash);
+      await visit(node, hash);
       for (const [name, ref] of node.dirs) await descend(ref.tree, joinPath(path, name), options.checkCounts ? ref : null);
     };
     await descend(root, "", null);
