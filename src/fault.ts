@@ -20,8 +20,9 @@ export type FaultPoint =
   | "agent-before-hello" // the agent, started, before it says hello (killed by the OOM killer, a reboot)
   | "client-mid-pull" // the client, with the first batch of pulled files written under temp names, before any rename
   | "client-pull-mid-write" // the client, pulling: the first files are written under temp names, one perhaps half
-  | "client-pull-before-barrier" // the client, pulling: every file written under its temp name, none renamed
-  | "client-pull-mid-rename" // the client, pulling: half of the files renamed into place
+  | "client-pull-after-early-rename" // the client, pulling many new files: the first round of them renamed into place, the rest still coming
+  | "client-pull-before-barrier" // the client, pulling: every file written under its temp name, none renamed but those of early rounds
+  | "client-pull-mid-rename" // the client, pulling: half of the files left for the end renamed into place
   | "client-pull-before-base" // the client, pulling: every file in place and durable, the base not yet recorded
   | "client-base-mid-append" // the client, recording its new base in the base's journal: half the record written
   | "client-base-before-journal-reset" // the client, a new base snapshot renamed into place, the old journal not yet removed

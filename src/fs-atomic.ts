@@ -2,7 +2,8 @@
  * Crash-safe file replacement: write a temp file beside the target, fsync it, rename it over
  * the target, then fsync the folder so the rename itself survives a power cut.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcessByStdio } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
 import { open, rename, rm } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -61,4 +62,75 @@ export function syncFileSystem(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     execFile("sync", ["-f", path], { timeout: 120_000 }, (error) => resolve(error === null));
   });
+}
+
+/** The helper's loop: one `sync -f` of its first argument per line read, answered 0 (done) or 1 (failed). */
+const SYNC_LOOP = 'while read -r _; do if sync -f -- "$1"; then echo 0; else echo 1; fi; done';
+
+/**
+ * `syncFileSystem` of one path, asked for many times, from one small helper process (a shell
+ * loop that runs `sync -f` each time it is asked) instead of a new child each time. Starting a
+ * child copies the parent's page tables (fork): from a pull's client, with its heap, a worker
+ * thread and its buffers, that cost 30-100 ms of the main thread per barrier, and a pull asks
+ * for one every few thousand files. The helper is small, so its own children start cheaply.
+ * Requests are answered in order; when the helper cannot start or dies, each request not yet
+ * answered falls back to `syncFileSystem`. `close` ends it (a pending request is still answered); a killed parent
+ * closes its pipe, which ends the loop too.
+ */
+export class FileSystemSyncer {
+  readonly #path: string;
+  #child: ChildProcessByStdio<Writable, Readable, null> | undefined;
+  #waiting: Array<(ok: boolean) => void> = [];
+  #output = "";
+
+  constructor(path: string) {
+    this.#path = path;
+    if (process.platform !== "linux") return;
+    try {
+      const child = spawn("sh", ["-c", SYNC_LOOP, "cws-sync", path], { stdio: ["pipe", "pipe", "ignore"] });
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (text: string) => this.#answer(text));
+      child.on("error", () => this.#lost());
+      // After its output has been read to the end (`exit` may come before the last answer).
+      child.on("close", () => this.#lost());
+      // A closed pipe is reported by `close` too; the write error itself needs no handling.
+      child.stdin.on("error", () => {});
+      this.#child = child;
+    } catch {
+      this.#child = undefined;
+    }
+  }
+
+  /** Makes everything written on the path's file system durable; false where that failed or is not available. */
+  sync(): Promise<boolean> {
+    const child = this.#child;
+    if (child === undefined) return syncFileSystem(this.#path);
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      child.stdin.write("\n");
+    });
+  }
+
+  /** Ends the helper once it has answered what it was asked. */
+  close(): void {
+    const child = this.#child;
+    this.#child = undefined;
+    child?.stdin.end();
+  }
+
+  #answer(text: string): void {
+    this.#output += text;
+    let end: number;
+    while ((end = this.#output.indexOf("\n")) >= 0) {
+      const line = this.#output.slice(0, end);
+      this.#output = this.#output.slice(end + 1);
+      this.#waiting.shift()?.(line === "0");
+    }
+  }
+
+  /** The helper is gone: what it was asked and did not answer is done the slow way. */
+  #lost(): void {
+    this.#child = undefined;
+    for (const resolve of this.#waiting.splice(0)) void syncFileSystem(this.#path).then(resolve);
+  }
 }

@@ -85,3 +85,31 @@ for (const fault of FAULTS) {
     assert.equal((await b.state()).data.superprojects[slug].base, second.snapshot!.id);
   });
 }
+
+test("a first pull killed once its first round of new files is in place leaves those whole and no base, and the next sync converges without leftovers", async () => {
+  const slug = "pull-early-rename";
+  const { a, b, rootA, rootB } = await cluster.pair(slug);
+  // Enough new files for an early round (ROUND_FILES in pull.ts) and more after it.
+  for (let i = 0; i < 2400; i++) {
+    await mkdir(join(rootA, `notes/${i % 40}`), { recursive: true });
+    await writeFile(join(rootA, `notes/${i % 40}/note-${i}.md`), `# Note ${i}\n\n${"a line of the note ".repeat(1 + (i % 7))}\n`);
+  }
+  const pushed = await a.sync(slug);
+  const tree = await treeOf(rootA);
+
+  const killed = await b.cli(["sync", slug], { CWS_FAULT: "client-pull-after-early-rename" });
+  assert.equal(killed.signal, "SIGKILL", `the CLI reached the fault point: ${killed.stderr}`);
+  const placed = [...(await treeOf(rootB))].filter(([path]) => !path.endsWith(".cws-tmp"));
+  assert.ok(placed.length > 0, "the first round's files are in place");
+  assert.ok(placed.length < tree.size, "the pull was stopped before its end");
+  for (const [path, content] of placed) assert.ok(tree.get(path)?.equals(content), `${path} is whole`);
+  assert.equal((await b.state()).data.superprojects[slug].base, null, "no base was recorded");
+
+  const next = await b.sync(slug);
+  assert.equal(next.pushed.files + next.pushed.deleted, 0, "the files placed early are not taken for local changes");
+  assert.equal(next.snapshot!.id, pushed.snapshot!.id);
+  const after = await treeOf(rootB);
+  assert.deepEqual([...after.keys()].filter((path) => path.endsWith(".cws-tmp")), [], "no temp file is left");
+  assert.equal(after.size, tree.size);
+  for (const [path, content] of tree) assert.ok(after.get(path)?.equals(content), `${path} is the server's version`);
+});

@@ -159,6 +159,35 @@ for (const threaded of [true, false]) {
     }
   });
 
+  test(`BatchWriter ${where} makes folders before the files given after them and renames finished files in order`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    const finished: FinishedFile[] = [];
+    const writer = new BatchWriter(threaded, (file) => finished.push(file));
+    try {
+      // More folders than one batch holds, handed over before any file is written.
+      const folders = Array.from({ length: 1000 }, (_, i) => join(dir, `d${i % 10}`, `e${i}`));
+      for (const folder of folders) writer.mkdir(folder);
+      writer.offer();
+      for (const [file, folder] of folders.entries()) {
+        const content = Buffer.from(`file ${file}\n`);
+        writer.open(file, join(folder, "temp"), 0o644);
+        await writer.write(file, content, false);
+        await writer.finish(file, { path: `f${file}`, hash: xxh64Hex(content), mode: 0o644, mtimeMs: Date.now() });
+      }
+      await writer.drain();
+      assert.equal(finished.length, folders.length);
+      for (const [file, folder] of folders.entries()) writer.rename(file, join(folder, "temp"), join(folder, "final"));
+      await writer.drain();
+      for (const file of [0, 500, 999]) {
+        assert.equal((await readFile(join(folders[file]!, "final"))).toString(), `file ${file}\n`);
+        await assert.rejects(stat(join(folders[file]!, "temp")), { code: "ENOENT" });
+      }
+    } finally {
+      await writer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test(`BatchWriter ${where} reports a failed system call with its errno code and refuses more work`, async () => {
     const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
     const writer = new BatchWriter(threaded, () => {});

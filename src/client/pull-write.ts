@@ -19,7 +19,7 @@
  * (zstd and xxh64) runs beside the main thread, and a chunk that fails its check is never
  * written, as before: the failure ends the pull and its temp files are removed.
  */
-import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, futimesSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { CwsError } from "../errors.ts";
 import { createXxh64, type Xxh64 } from "../core/hash.ts";
@@ -45,6 +45,11 @@ import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
  * - finish `OP_FINISH, file, mode, mtimeMs` + strings `path`, `hash`: checks the file's whole
  *   hash, gives it its mtime (and its mode if the umask took some of it), reads its stat and
  *   closes it.
+ * - mkdir `OP_MKDIR, -1` + string `path`: creates a folder (and any missing parent; an existing
+ *   folder is fine), before the files the batches put in it.
+ * - rename `OP_RENAME, file, fault` + strings `temp`, `target`: moves a finished temp file into
+ *   place. The caller sends it only once the file's content is durable (see PullWriter in
+ *   pull.ts). `fault` 1: the crash-test point follows.
  */
 export interface WriteBatch {
   id: number;
@@ -56,6 +61,8 @@ export interface WriteBatch {
 const OP_OPEN = 0;
 const OP_WRITE = 1;
 const OP_FINISH = 2;
+const OP_MKDIR = 3;
+const OP_RENAME = 4;
 
 /** The most numbers one operation takes (a write). */
 const MAX_OP_NUMBERS = 7;
@@ -172,6 +179,16 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
       } finally {
         closeSync(fd);
       }
+    } else if (op === OP_MKDIR) {
+      n += 2;
+      mkdirSync(strs[s++]!, { recursive: true });
+    } else if (op === OP_RENAME) {
+      const fault = nums[n + 2] === 1;
+      n += 3;
+      const temp = strs[s++]!;
+      renameSync(temp, strs[s++]!);
+      // Crash tests: files placed early, the pull not finished.
+      if (fault) faultPoint("client-pull-after-early-rename");
     } else {
       throw new TypeError(`Unknown write operation ${op}`);
     }
@@ -288,6 +305,37 @@ export class BatchWriter {
     if (this.#ops >= BATCH_OPS) await this.flush();
   }
 
+  /**
+   * Creates a folder (and its missing parents) before anything later in the batches is
+   * written. Not awaited: a batch of nothing but folders is handed over at once when there is
+   * room, so the writer makes a pull's folders while the first bundles are on their way.
+   */
+  mkdir(path: string): void {
+    this.#op2(OP_MKDIR, -1);
+    this.#strs.push(path);
+    if (this.#ops >= BATCH_OPS && this.#bytes === 0) this.offer();
+  }
+
+  /**
+   * Renames a finished file into place, after everything given before. Only for a file whose
+   * content is durable already (the caller's barrier). `fault`: the crash-test point follows.
+   */
+  rename(file: number, temp: string, target: string, fault = false): void {
+    const nums = this.#room();
+    const n = this.#n;
+    nums[n] = OP_RENAME;
+    nums[n + 1] = file;
+    nums[n + 2] = fault ? 1 : 0;
+    this.#n += 3;
+    this.#ops++;
+    this.#strs.push(temp, target);
+  }
+
+  /** Hands the current batch over if there is room among the batches in flight, without waiting. */
+  offer(): void {
+    if (this.#ops > 0 && this.#waiting.size < BATCHES_IN_FLIGHT && this.#failure === undefined) this.#handOver();
+  }
+
   /** Hands the current batch over, after waiting for room among the batches in flight. */
   async flush(): Promise<void> {
     this.#throwIfFailed();
@@ -296,6 +344,11 @@ export class BatchWriter {
       await new Promise<void>((resolve) => this.#idle.push(resolve));
       this.#throwIfFailed();
     }
+    this.#handOver();
+  }
+
+  /** Hands the current batch over now: to the worker, or applied here without one. */
+  #handOver(): void {
     // The batch's buffer is moved to the worker, not copied (transferred).
     const bytes = this.#current ?? new Uint8Array(0);
     const batch: WriteBatch = { id: this.#nextId++, nums: this.#nums.slice(0, this.#n), strs: this.#strs.join("\0"), bytes };
@@ -338,6 +391,15 @@ export class BatchWriter {
     if (worker !== undefined) await worker.terminate();
     closeAll(this.#open);
     this.#fail(new Error("the pull's writer was closed"));
+  }
+
+  /** Adds an operation of two numbers (mkdir). */
+  #op2(op: number, file: number): void {
+    const nums = this.#room();
+    nums[this.#n] = op;
+    nums[this.#n + 1] = file;
+    this.#n += 2;
+    this.#ops++;
   }
 
   /** Adds an operation of four numbers (open, finish). */

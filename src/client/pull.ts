@@ -8,7 +8,6 @@
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
 import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
-import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";
@@ -18,7 +17,7 @@ import { resolveInside } from "../core/paths.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { BUNDLE_MAGIC, decodeRecordPayload, END_RECORD_BYTES, FrameDecoder, MAX_STORED_OVERHEAD_BYTES, readBundleBytes, RECORD_HEADER_BYTES, verifyRecord } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
-import { syncFileSystem } from "../fs-atomic.ts";
+import { FileSystemSyncer } from "../fs-atomic.ts";
 import { MAX_IDS_PER_REQUEST } from "../protocol/messages.ts";
 import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
@@ -117,7 +116,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     localSources.get(id)?.find((s) => s.path === target || !changing.has(s.path));
 
   const totalFiles = actions.filter((a) => a.type === "pull" && a.entry?.kind === "file").length;
-  const writer = new PullWriter(backup, stats, (path, entry) => options.onWritten?.(path, entry), totalFiles);
+  const writer = new PullWriter(root, backup, stats, (path, entry) => options.onWritten?.(path, entry), totalFiles);
   const workDir = await makeWorkDir("pull");
   const spool = new ChunkSpool(join(workDir, "spool"));
   try {
@@ -168,6 +167,9 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
       }
       jobs.push({ entry: action.entry, file: { absPath, relative, replaces: existing !== null } });
     }
+
+    // The folders go to the writer thread now, to be made while the first bundles are prepared.
+    writer.offerFolders();
 
     // Which chunks come from the network, in the order the files need them; a chunk needed
     // again later (by a second file, or twice in one) is kept in the spool when it arrives.
@@ -247,6 +249,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     await writer.discard();
     throw error;
   } finally {
+    writer.close();
     await spool.close();
     await rm(workDir, { recursive: true, force: true });
   }
@@ -472,51 +475,77 @@ interface PendingFile {
   replaces: boolean;
   /** The temp file's stat once it is complete (its ctime changes with the rename). */
   stat?: FinishedFile;
+  /** Handed to the writer thread to be renamed into place early (see PullWriter). */
+  placed?: boolean;
 }
 
 /**
- * Writes the files of a pull durably with two barriers for the whole pull instead of one
- * fsync per file: every file is written under a temp name beside its target (with its mode
- * and mtime, its content hash checked); then one barrier makes all of their contents durable;
- * then each is renamed over its target (the old version hard-linked into the backup first);
- * then a second barrier makes the renames durable. Only after that does the caller record the
- * new base. A crash before the renames leaves temp files only (never synced, and removed by
- * the next sync's scan, see leftovers.ts) and the old tree; a crash among the renames leaves every
- * renamed file complete, and the base still the old one, so the next sync finds them equal to
- * the server's and converges. On Linux a barrier is one syncfs(2) of the superproject's file
- * system (`sync -f`); elsewhere, or if that fails, each file and then each folder is fsynced.
+ * Writes the files of a pull durably with file-system barriers instead of one fsync per file:
+ * every file is written under a temp name beside its target (with its mode and mtime, its
+ * content hash checked); then a barrier makes their contents durable; then each is renamed
+ * over its target (the old version hard-linked into the backup first); then a last barrier
+ * makes the renames durable. Only after that does the caller record the new base. A crash
+ * before a file's rename leaves its temp file only (never synced, and removed by the next
+ * sync's scan, see leftovers.ts) and the old version; a crash after it leaves the file complete
+ * and the base still the old one, so the next sync finds it equal to the server's and
+ * converges. On Linux a barrier is one syncfs(2) of the superproject's file system (`sync -f`,
+ * from one helper process, see FileSystemSyncer); elsewhere, or if that fails, each file and
+ * then each folder is fsynced.
+ *
+ * Files that replace nothing (every file of a fresh device) need not wait for the end of the
+ * pull to be renamed: every ROUND_BYTES or ROUND_FILES written, a barrier is started in the
+ * background for the files the writer thread has finished so far, and once it succeeded they
+ * are renamed into place by the writer thread, between the next files. So the renames, which
+ * took seconds at the end of a pull of many files, mostly happen while it downloads, and the
+ * barrier at the end finds most bytes written already. Each such file still goes through the
+ * same sequence (temp file, barrier, rename, barrier, base); a crash or a failure part-way
+ * leaves some new files in place, complete, as a crash among the renames at the end does.
+ * Files that replace a local version wait for the end, where the old version is backed up
+ * first, so a cancelled or failed pull still replaced nothing.
  *
  * The temp files are created, filled and checked in batches on a writer thread (pull-write.ts)
- * while this thread downloads the next chunks; folders are made here, in order, before their files.
- * Folders this pull made are known empty but for its own temp files, so files in them are
- * not looked for first (on a fresh device, no stat per file).
- *
- * The first barrier waits for every byte of the pull to reach the disk. So that it does not
- * start that work from nothing at the end, the file system's writeback is started early, every
- * WRITEBACK_START_BYTES written (see startWriteback): the barrier then waits only for the last
- * part. That is not a barrier of its own and nothing waits for it.
+ * while this thread downloads the next chunks. Folders are made by the writer too, in order,
+ * before their files: on a fresh device that is thousands of creations, which would otherwise
+ * hold up the first download. Folders this pull makes are known empty but for its own temp
+ * files, so files in them are not looked for first (on a fresh device, no stat per file).
  */
 class PullWriter {
   private pending: PendingFile[] = [];
+  /** Folders that exist or that the writer thread is to make before anything given after them. */
+  private readonly knownDirs = new Set<string>();
+  /** Folders given to the writer to make: their entries in their parents are made durable with the files. */
   private readonly madeDirs = new Set<string>();
-  /** Folders this pull created (they held nothing before it). */
+  /** Folders this pull creates (they held nothing before it). */
   private readonly freshDirs = new Set<string>();
   private readonly prefix = randomBytes(4).toString("hex");
   private counter = 0;
+  private readonly root: string;
   private readonly backup: BackupSession;
   private readonly stats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
   private readonly batches: BatchWriter;
-  /** Bytes handed to the writer since writeback was last started, and whether a start is still under way. */
-  private unflushed = 0;
-  private flushing = false;
+  /** The barriers' helper, started with the first barrier. */
+  private syncer: FileSystemSyncer | undefined;
+  /** Bytes and files handed to the writer since the last early round started. */
+  private sinceRoundBytes = 0;
+  private sinceRoundFiles = 0;
+  /** The early round under way: its barrier, until it ended. */
+  private round: Promise<void> | undefined;
+  /** Files that replace nothing, finished by the writer thread since the last round started. */
+  private finishedNew: number[] = [];
+  /** Files that a round's barrier made durable, to be renamed by the writer thread. */
+  private durable: number[] = [];
+  private placedAny = false;
 
-  constructor(backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
+  constructor(root: string, backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
+    this.root = root;
     this.backup = backup;
     this.stats = stats;
     this.onWritten = onWritten;
     this.batches = new BatchWriter(files >= THREADED_WRITE_FILES, (finished) => {
-      this.pending[finished.file]!.stat = finished;
+      const file = this.pending[finished.file]!;
+      file.stat = finished;
+      if (!file.replaces) this.finishedNew.push(finished.file);
     });
   }
 
@@ -524,13 +553,33 @@ class PullWriter {
     return join(dirname(target), treeTempName(this.prefix, this.counter++));
   }
 
+  /**
+   * Has the writer thread make `dir` (and its missing parents) before the files given after
+   * it. A folder inside one this pull makes cannot exist yet; any other is looked for once.
+   */
   ensureDir(dir: string): void {
-    if (this.madeDirs.has(dir)) return;
-    const first = mkdirSync(dir, { recursive: true });
+    if (this.knownDirs.has(dir)) return;
+    const parent = dirname(dir);
+    let fresh = this.freshDirs.has(parent);
+    if (!fresh) {
+      const existing = lstatOrNull(dir);
+      if (existing?.isDirectory()) {
+        this.knownDirs.add(dir);
+        return;
+      }
+      // Missing, or something else in its place (then the writer's mkdir reports it).
+      if (parent !== dir) this.ensureDir(parent);
+      fresh = existing === null;
+    }
+    this.batches.mkdir(dir);
+    this.knownDirs.add(dir);
     this.madeDirs.add(dir);
-    if (first === undefined) return;
-    // Every folder from the first one created down to `dir` is new.
-    for (let made = dir; made.length >= first.length; made = dirname(made)) this.freshDirs.add(made);
+    if (fresh) this.freshDirs.add(dir);
+  }
+
+  /** Hands the folders given so far to the writer thread if it has room, without waiting. */
+  offerFolders(): void {
+    this.batches.offer();
   }
 
   /** Whether `absPath` cannot exist yet: its folder was created by this pull. */
@@ -540,10 +589,11 @@ class PullWriter {
 
   /**
    * Writes one file under a temp name from its chunks, checks its whole hash and gives it its
-   * mode and mtime (on the writer thread, in batches). Not fsynced here: `commit` makes every
-   * file durable at once.
+   * mode and mtime (on the writer thread, in batches). Not fsynced here: the barriers of an
+   * early round or of `commit` make it durable.
    */
   async write(entry: ManifestEntry, target: { absPath: string; relative: string; replaces: boolean }, next: NextChunk): Promise<void> {
+    this.placeDurable();
     this.ensureDir(dirname(target.absPath));
     const temp = this.tempName(target.absPath);
     const file = this.pending.length;
@@ -558,34 +608,76 @@ class PullWriter {
       await this.batches.write(file, piece.data, i === 0 && (entry.chunks.length > 1 || this.pending.length === 2), piece.record);
     }
     await this.batches.finish(file, { path: entry.path, hash: entry.hash, mode: entry.mode, mtimeMs: entry.mtimeMs });
-    this.unflushed += entry.size;
-    if (this.unflushed >= WRITEBACK_START_BYTES && !this.flushing) {
-      this.unflushed = 0;
-      // Its folder, which exists already (the writer thread may not have created the file yet).
-      this.flushing = startWriteback(dirname(temp), () => (this.flushing = false));
-    }
+    this.sinceRoundBytes += entry.size;
+    this.sinceRoundFiles++;
+    if ((this.sinceRoundBytes >= ROUND_BYTES || this.sinceRoundFiles >= ROUND_FILES) && this.round === undefined) this.startRound();
   }
 
-  /** Waits for the writer thread, then the two barriers and the renames between them (see the class comment). */
+  /**
+   * Starts a barrier in the background for the files the writer thread has finished (closed)
+   * so far that replace nothing; once it succeeded, the next `write` has the writer rename
+   * them into place. It also starts the file system's writeback early: the kernel would
+   * otherwise hold the pull's bytes in memory for up to 30 s, and the barrier at the end would
+   * write them all while the user waits. A failed barrier only leaves its files for the end.
+   */
+  private startRound(): void {
+    this.sinceRoundBytes = 0;
+    this.sinceRoundFiles = 0;
+    const files = this.finishedNew;
+    this.finishedNew = [];
+    this.round = this.barrier().then((ok) => {
+      if (ok) this.durable.push(...files);
+      this.round = undefined;
+    });
+  }
+
+  /** Has the writer thread rename the files an early round made durable (after what it was given before). */
+  private placeDurable(): void {
+    if (this.durable.length === 0) return;
+    const last = this.durable.length - 1;
+    for (const [i, file] of this.durable.entries()) {
+      const pending = this.pending[file]!;
+      // Crash tests: the first round's files are in place, the rest of the pull is not.
+      this.batches.rename(file, pending.temp, pending.absPath, !this.placedAny && i === last);
+      pending.placed = true;
+    }
+    this.placedAny = true;
+    this.durable = [];
+  }
+
+  /** One `sync -f` of the superproject's file system (see FileSystemSyncer); false where it is not available. */
+  private barrier(): Promise<boolean> {
+    this.syncer ??= new FileSystemSyncer(this.root);
+    return this.syncer.sync();
+  }
+
+  /** Waits for the writer thread, then the barriers and the renames between them (see the class comment). */
   async commit(): Promise<void> {
+    await this.batches.drain();
+    // A round still under way ends first (its barrier is the same work as the next one's), and
+    // its files go into place like the others of early rounds.
+    await this.round;
+    this.placeDurable();
     await this.batches.drain();
     await this.batches.close();
     const batch = this.pending;
     if (batch.length === 0) return;
-    await durabilityBarrier(batch.map((f) => f.temp), "files");
+    const rest = batch.filter((file) => file.placed !== true);
+    if (rest.length > 0 && !(await this.barrier())) await fsyncEach(rest.map((f) => f.temp), "files");
     faultPoint("client-mid-pull");
     const dirs = new Set<string>();
     let renamed = 0;
     for (const file of batch) {
+      dirs.add(dirname(file.absPath));
+      if (file.placed === true) continue;
       if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);
       renameSync(file.temp, file.absPath);
       file.temp = "";
-      dirs.add(dirname(file.absPath));
-      if (++renamed === Math.ceil(batch.length / 2)) faultPoint("client-pull-mid-rename");
+      if (++renamed === Math.ceil(rest.length / 2)) faultPoint("client-pull-mid-rename");
     }
     // The folders this pull made must be durable in their parents too.
     for (const made of this.madeDirs) dirs.add(dirname(made));
-    await durabilityBarrier([...dirs], "folders");
+    if (!(await this.barrier())) await fsyncEach([...dirs], "folders");
     this.pending = [];
     for (const file of batch) {
       // The stat taken before the rename: size, mtime and inode are the file's; its ctime
@@ -596,45 +688,30 @@ class PullWriter {
     }
   }
 
-  /** Stops the writer thread and removes the temp files not renamed yet (after a failure). */
+  /**
+   * Stops the writer thread and removes the temp files not renamed yet (after a failure); a
+   * file an early round placed has no temp name left to remove.
+   */
   async discard(): Promise<void> {
     await this.batches.close();
     for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
     this.pending = [];
   }
-}
 
-/** Bytes a pull writes between two early starts of the file system's writeback (see PullWriter). */
-const WRITEBACK_START_BYTES = 64 * 1024 * 1024;
-
-/**
- * Starts writing the dirty data of `path`'s file system to disk, without waiting: a `sync -f`
- * in the background on Linux (the kernel would otherwise hold the pull's bytes in memory for
- * up to 30 s, and the pull's barrier would then write them all while the user waits). Calls
- * `done` when it ends; returns false where there is nothing to start (another system, or
- * `sync` cannot be started), and a failure is harmless: the barrier still does the work.
- */
-export function startWriteback(path: string, done: () => void): boolean {
-  if (process.platform !== "linux") return false;
-  try {
-    const child = spawn("sync", ["-f", path], { stdio: "ignore" });
-    child.on("error", done);
-    child.on("exit", done);
-    // The pull does not wait for it, nor does the process's exit.
-    child.unref();
-    return true;
-  } catch {
-    return false;
+  /** Ends the barriers' helper (after `commit` or `discard`). */
+  close(): void {
+    this.syncer?.close();
   }
 }
 
-/**
- * Makes `paths` durable (their contents, or for folders their entries): syncfs(2) of their
- * file system on Linux, one fsync per path elsewhere or if that fails.
- */
-async function durabilityBarrier(paths: readonly string[], kind: "files" | "folders"): Promise<void> {
-  if (paths.length === 0) return;
-  if (await syncFileSystem(paths[0])) return;
+/** Bytes a pull writes between two early rounds (see PullWriter). */
+const ROUND_BYTES = 64 * 1024 * 1024;
+
+/** Files a pull writes between two early rounds: renames are per file, so a pull of many small ones needs rounds too. */
+const ROUND_FILES = 2048;
+
+/** Makes `paths` durable one by one (their contents, or for folders their entries), where a barrier is not available. */
+async function fsyncEach(paths: readonly string[], kind: "files" | "folders"): Promise<void> {
   for (const path of paths) {
     try {
       const fd = openSync(path, kind === "files" ? "r+" : "r");
