@@ -24,7 +24,7 @@ import { Worker } from "node:worker_threads";
 import { CwsError } from "../errors.ts";
 import { createXxh64, type Xxh64 } from "../core/hash.ts";
 import { chunkId } from "../core/chunk-id.ts";
-import { RecordDecoder, verifyRecord } from "../protocol/bundle.ts";
+import { RecordDecoder } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
 
@@ -150,7 +150,7 @@ export function applyWriteBatch(batch: WriteBatch, open: Map<number, OpenFile>):
       if (flags >= 0) {
         const hash = strs[s++]!;
         const id = chunkId([hash, rawLength]);
-        data = verifyRecord({ id, hash, rawLength, raw: () => records.decode(flags, stored, rawLength, `chunk "${id}"`) });
+        data = records.verify({ id, hash, rawLength, flags, stored });
       }
       file.hash?.update(data);
       let written = 0;
