@@ -60,9 +60,12 @@ export async function syncDir(path: string): Promise<void> {
 export function syncFileSystem(path: string): Promise<boolean> {
   if (process.platform !== "linux") return Promise.resolve(false);
   return new Promise((resolve) => {
-    execFile("sync", ["-f", path], { timeout: 120_000 }, (error) => resolve(error === null));
+    execFile("sync", ["-f", path], { timeout: SYNC_TIMEOUT_MS }, (error) => resolve(error === null));
   });
 }
+
+/** How long one `sync -f` may take before it counts as failed (a hung file system, e.g. a lost NFS server). */
+const SYNC_TIMEOUT_MS = 120_000;
 
 /** The helper's loop: one `sync -f` of its first argument per line read, answered 0 (done) or 1 (failed). */
 const SYNC_LOOP = 'while read -r _; do if sync -f -- "$1"; then echo 0; else echo 1; fi; done';
@@ -74,14 +77,17 @@ const SYNC_LOOP = 'while read -r _; do if sync -f -- "$1"; then echo 0; else ech
  * thread and its buffers, that cost 30-100 ms of the main thread per barrier, and a pull asks
  * for one every few thousand files. The helper is small, so its own children start cheaply.
  * Requests are answered in order; when the helper cannot start or dies, each request not yet
- * answered falls back to `syncFileSystem`. `close` ends it (a pending request is still answered); a killed parent
+ * answered falls back to `syncFileSystem`. One not answered within SYNC_TIMEOUT_MS (the limit
+ * `syncFileSystem` has too) counts as failed, and the helper stuck behind it is killed. `close` ends it (a pending request is still answered); a killed parent
  * closes its pipe, which ends the loop too.
  */
 export class FileSystemSyncer {
   readonly #path: string;
   #child: ChildProcessByStdio<Writable, Readable, null> | undefined;
-  #waiting: Array<(ok: boolean) => void> = [];
+  #waiting: Array<{ resolve: (ok: boolean) => void; timer: NodeJS.Timeout }> = [];
   #output = "";
+  /** Set when a request timed out: the helper's later output is ignored. */
+  #broken = false;
 
   constructor(path: string) {
     this.#path = path;
@@ -106,7 +112,20 @@ export class FileSystemSyncer {
     const child = this.#child;
     if (child === undefined) return syncFileSystem(this.#path);
     return new Promise((resolve) => {
-      this.#waiting.push(resolve);
+      // Unanswered in time: it failed, and the helper, stuck behind it, goes (later requests
+      // then fall back to their own sync, which has the same limit).
+      const timer = setTimeout(() => {
+        // Whatever it still says could answer another request: nothing it says counts now.
+        this.#broken = true;
+        this.#child = undefined;
+        child.kill("SIGKILL");
+        for (const waiter of this.#waiting.splice(0)) {
+          clearTimeout(waiter.timer);
+          if (waiter.resolve === resolve) resolve(false);
+          else void syncFileSystem(this.#path).then(waiter.resolve);
+        }
+      }, SYNC_TIMEOUT_MS);
+      this.#waiting.push({ resolve, timer });
       child.stdin.write("\n");
     });
   }
@@ -119,18 +138,25 @@ export class FileSystemSyncer {
   }
 
   #answer(text: string): void {
+    if (this.#broken) return;
     this.#output += text;
     let end: number;
     while ((end = this.#output.indexOf("\n")) >= 0) {
       const line = this.#output.slice(0, end);
       this.#output = this.#output.slice(end + 1);
-      this.#waiting.shift()?.(line === "0");
+      const waiter = this.#waiting.shift();
+      if (waiter === undefined) continue;
+      clearTimeout(waiter.timer);
+      waiter.resolve(line === "0");
     }
   }
 
   /** The helper is gone: what it was asked and did not answer is done the slow way. */
   #lost(): void {
     this.#child = undefined;
-    for (const resolve of this.#waiting.splice(0)) void syncFileSystem(this.#path).then(resolve);
+    for (const { resolve, timer } of this.#waiting.splice(0)) {
+      clearTimeout(timer);
+      void syncFileSystem(this.#path).then(resolve);
+    }
   }
 }
