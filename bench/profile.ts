@@ -282,7 +282,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   const hubCpu = () => readFileSync(`/proc/${hub}/stat`, "utf8").split(") ")[1]!.split(" ").slice(11, 13).reduce((sum, ticks) => sum + Number(ticks) * 10, 0);
   const hubCpuBefore = hubCpu();
   const clientDir = path.join(profiles, "push");
-  const created = run(REPO_NODE, [cliEntry, "create-superproject", "p", "--root", root], env);
+  const created = run(REPO_NODE, [...profile(path.join(profiles, "create")), cliEntry, "create-superproject", "p", "--root", root], env);
   const pushed = await runTimed(REPO_NODE, [...profile(clientDir), cliEntry, "sync", "p", "--json"], { rssFile: path.join(profiles, "client-rss.txt"), env });
   if (pushed.code !== 0) throw new Error(`the push exited with ${pushed.code}: ${pushed.stderr}`);
   const sent = parseCwsSummary(pushed.stdout)?.payload?.sent ?? 0;
