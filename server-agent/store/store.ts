@@ -72,9 +72,9 @@ const OBJECT_WRITERS = 8;
 const OBJECT_READ_BUFFER_BYTES = 64 * 1024;
 
 /**
- * Objects up to this raw size go through the store's kept zstd contexts and leave them as they
- * are; after a larger one (a manifest stored whole) they are freed, since zstd keeps the
- * buffers of the largest frame it has seen.
+ * Objects up to this raw size go through the store's kept zstd contexts. A larger one (a
+ * manifest stored whole) is compressed through them and then frees them, since zstd keeps the
+ * buffers of the largest frame it has seen, and is decompressed through a one-off context.
  */
 const KEPT_OBJECT_CONTEXT_BYTES = 1024 * 1024;
 
@@ -571,10 +571,12 @@ export class Store {
    * The file is read with synchronous calls (see putObjects): opened, read into the store's
    * read buffer (which holds any folder object whole, so a short read is the whole file),
    * closed; only a larger file (a manifest stored whole by an earlier version) is measured
-   * through its descriptor, capped, and read into a buffer of its own. The frame is
-   * decompressed by the store's kept zstd context into a buffer of the length the header
-   * claims (capped), so nothing longer ever comes out. A walk over a tree calls this thousands
-   * of times in a row: every few milliseconds one call first lets the event loop have a turn.
+   * through its descriptor, capped, and read into a buffer of its own. The frame of a folder
+   * object is decompressed by the store's kept zstd context into a buffer of the length the
+   * header claims, so nothing longer ever comes out; a larger object (over
+   * KEPT_OBJECT_CONTEXT_BYTES) goes through a one-off context capped at that length. A walk
+   * over a tree calls this thousands of times in a row: every few milliseconds one call first
+   * lets the event loop have a turn.
    *
    * @throws CwsError INVALID_ARGUMENT for a malformed hash, NOT_FOUND, or CORRUPT.
    */
@@ -591,18 +593,22 @@ export class Store {
     const rawLength = bytes.readUInt32BE(OBJECT_MAGIC.byteLength);
     if (rawLength > MAX_OBJECT_BYTES) throw corruptObject(hash, `it claims ${rawLength} bytes`);
     const compressed = this.#codec.open(bytes.subarray(OBJECT_HEADER_BYTES), { kind: "object", id: hash });
-    // One byte more than claimed, so a frame holding more than the header says is caught.
-    const into = Buffer.allocUnsafe(rawLength + 1);
-    let length: number;
+    let raw: Buffer;
     try {
-      length = this.#objectDecoder.decode(compressed, into);
+      if (rawLength > KEPT_OBJECT_CONTEXT_BYTES) {
+        // A large object (a manifest stored whole) through a one-off context whose output
+        // grows as the frame is read, up to the claimed length: a damaged header claiming up
+        // to the cap never makes the hub allocate that much at once.
+        raw = zlib.zstdDecompressSync(compressed, { maxOutputLength: rawLength });
+      } else {
+        // One byte more than claimed, so a frame holding more than the header says is caught.
+        const into = Buffer.allocUnsafe(rawLength + 1);
+        raw = into.subarray(0, this.#objectDecoder.decode(compressed, into));
+      }
     } catch (error) {
       throw corruptObject(hash, "its compressed data is damaged", error);
-    } finally {
-      if (rawLength > KEPT_OBJECT_CONTEXT_BYTES) this.#objectDecoder.close();
     }
-    if (length !== rawLength) throw corruptObject(hash, `it holds ${length} bytes instead of ${rawLength}`);
-    const raw = into.subarray(0, length);
+    if (raw.byteLength !== rawLength) throw corruptObject(hash, `it holds ${raw.byteLength} bytes instead of ${rawLength}`);
     const actual = xxh64Hex(raw);
     if (actual !== hash) throw corruptObject(hash, `its content hashes to "${actual}"`);
     return raw;
