@@ -313,7 +313,9 @@ test("getObject() refuses an object whose frame holds more or fewer bytes than i
   const path = join(store.paths.objects, hash.slice(0, 2), hash);
   const bytes = await readFile(path);
   const claimed = bytes.readUInt32BE(8);
-  for (const [lie, why] of [[claimed - 1, /compressed data is damaged/], [claimed + 1, /holds 800 bytes instead of 801/]] as const) {
+  // The last lie claims nearly the 256 MiB cap for an 800-byte object (the one-off context's path).
+  const huge = 250 * 1024 * 1024;
+  for (const [lie, why] of [[claimed - 1, /compressed data is damaged/], [claimed + 1, /holds 800 bytes instead of 801/], [huge, /holds 800 bytes instead of 262144000/]] as const) {
     bytes.writeUInt32BE(lie, 8);
     await writeFile(path, bytes);
     await assert.rejects(store.getObject(hash), (error) => isCwsError(error, "CORRUPT") && why.test(error.message));
