@@ -78,8 +78,9 @@ const SYNC_LOOP = 'while read -r _; do if sync -f -- "$1"; then echo 0; else ech
  * for one every few thousand files. The helper is small, so its own children start cheaply.
  * Requests are answered in order; when the helper cannot start or dies, each request not yet
  * answered falls back to `syncFileSystem`. One not answered within SYNC_TIMEOUT_MS (the limit
- * `syncFileSystem` has too) counts as failed, and the helper stuck behind it is killed. `close` ends it (a pending request is still answered); a killed parent
- * closes its pipe, which ends the loop too.
+ * `syncFileSystem` has too) counts as failed, and the helper stuck behind it is killed.
+ * `close` ends it (a pending request is still answered); a killed parent closes its pipe,
+ * which ends the loop too.
  */
 export class FileSystemSyncer {
   readonly #path: string;
