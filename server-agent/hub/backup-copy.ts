@@ -8,7 +8,7 @@
  * and fsynced otherwise.
  */
 import { constants as fsConstants } from "node:fs";
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
 import { syncDir, writeFileAtomic } from "../../src/fs-atomic.ts";

@@ -29,7 +29,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { close as fsClose, closeSync, fstatSync, lstatSync, open as fsOpen, openSync, readSync, renameSync, write as fsWrite } from "node:fs";
-import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, realpath, rm, stat } from "node:fs/promises";
 import { sep } from "node:path";
 import zlib from "node:zlib";
 import { CwsError } from "../../src/errors.ts";

@@ -7,7 +7,7 @@
  * transcript only downloads its new tail). Nothing is overwritten or deleted without a backup first.
  */
 import { readdir, rm, rmdir } from "node:fs/promises";
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
+import { closeSync, fsyncSync, lstatSync, openSync, readSync, renameSync, rmSync, writeSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CwsError } from "../errors.ts";

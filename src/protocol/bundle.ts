@@ -299,6 +299,7 @@ export class RecordDecoder {
     if (length !== rawLength) throw corrupt(`Cannot read ${what} as it decompresses to ${length} bytes instead of ${rawLength}`);
     return this.#buffer.subarray(0, length);
   }
+
   /**
    * Decodes a record into the kept buffer and checks it as `verifyRecord` does (without a
    * closure per record); the result is valid until the next call.
@@ -823,6 +824,7 @@ export class FrameDecoder {
       throw corrupt(`Cannot read streamed bundle "${name}" as a frame's zstd data is invalid or longer than ${MAX_STREAM_FRAME_BYTES} bytes`, error);
     }
   }
+
   /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
   close(): void {
     this.#zstd.close();
