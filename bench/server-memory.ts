@@ -3,17 +3,18 @@
  * scenario, for one cws checkout: initial push, no-op, 1% change and pull onto a second device,
  * driven exactly as the benchmark drives them (bench/cws-runner.ts, the benchmark's sshd and
  * data set), so the figures are the benchmark's "Server RSS" column. For each scenario it also
- * prints the hub's resident memory before the scenario (what the benchmark's peak cannot go
- * below) and after it, and the hub's CPU time during it (from /proc).
+ * prints the two parts of the server's peak (the session's agent, as GNU time saw it, and the
+ * hub's VmHWM), the hub's resident memory before the scenario (what the benchmark's peak cannot
+ * go below) and after it, and the hub's CPU time during it (from /proc).
  *
  *   node bench/server-memory.ts [--files N] [--mib N] [--scenarios push,noop,change,pull]
- *                               [--hub-node-options "FLAGS"] [--hub-env K=V,K=V]
+ *                               [--hub-node-options="FLAGS"] [--hub-env K=V,K=V] [--help]
  *
  * It measures the checkout it runs from (the agent command the benchmark enrolls names this
  * checkout's agent): for a before/after pair, run it from each checkout, one right after the
  * other. `--hub-node-options` runs the hub with these NODE_OPTIONS (e.g.
- * `--cpu-prof --cpu-prof-dir=DIR`, or `--heapsnapshot-signal=SIGUSR2`) and `--hub-env` with
- * these variables, started here rather than by the relay (sshd gives the relay a clean
+ * `--cpu-prof --cpu-prof-dir=DIR`, or `--heapsnapshot-signal=SIGUSR2`; after the hub's own
+ * flags, HUB_NODE_FLAGS) and `--hub-env` with these variables (over its allocator settings), started here rather than by the relay (sshd gives the relay a clean
  * environment); the hub writes a CPU profile when it exits, at the end.
  *
  * This is not a test: `npm test` does not run it.
@@ -27,7 +28,9 @@ import { parseArgs } from "node:util";
 import { REPO_NODE, REPO_ROOT, startSshd, type SshdHandle } from "../test/helpers/sshd.ts";
 import { CwsRunner } from "./cws-runner.ts";
 import { generateDataset, mutateOnePercent, planDataset, scalePlan } from "./dataset.ts";
-import { findProcesses } from "./measure.ts";
+import { HUB_NODE_FLAGS } from "../server-agent/hub/hub-client.ts";
+import { LOW_MEMORY_MALLOC_ENV } from "../src/malloc-env.ts";
+import { findProcesses, peakRssOf, readRssFile } from "./measure.ts";
 
 /** Resident memory now and the CPU time so far (user + system) of a live process. */
 function sample(pid: number): { rssMiB: number; cpuMs: number } | undefined {
@@ -60,8 +63,14 @@ async function main(): Promise<void> {
       scenarios: { type: "string", default: "push,noop,change,pull" },
       "hub-node-options": { type: "string" },
       "hub-env": { type: "string" },
+      help: { type: "boolean", default: false },
     },
   });
+  if (values.help) {
+    // The usage is this file's header comment.
+    console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]!.replace(/^\/\*\*\n|^ \* ?/gm, ""));
+    return;
+  }
   const repo = REPO_ROOT;
   const files = Number(values.files);
   const scenarios = new Set(values.scenarios.split(","));
@@ -85,7 +94,9 @@ async function main(): Promise<void> {
       const pid = hubPid(dataDir);
       if (pid !== undefined) process.kill(pid, "SIGTERM");
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      const hubEnv: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: values["hub-node-options"] };
+      // The hub's own flags and allocator settings first (as hub-client.ts starts it), so the
+      // figures stay comparable with the relay's hub; the options given here come after them.
+      const hubEnv: NodeJS.ProcessEnv = { ...LOW_MEMORY_MALLOC_ENV, ...process.env, NODE_OPTIONS: [...HUB_NODE_FLAGS, values["hub-node-options"]].join(" ") };
       for (const pair of values["hub-env"]?.split(",") ?? []) {
         const [key, value] = pair.split("=");
         if (key !== undefined && value !== undefined) hubEnv[key] = value;
@@ -100,13 +111,17 @@ async function main(): Promise<void> {
       ["pull", async () => { await runner!.preparePull(); return runner!.pull(); }],
     ];
     const keys = ["push", "noop", "change", "pull"];
-    console.log("scenario        wall      server peak  hub before  hub after  hub CPU");
+    console.log("scenario        wall      server peak  (agent, hub)  hub before  hub after  hub CPU");
     for (const [i, [name, step]] of steps.entries()) {
       if (!scenarios.has(keys[i]!)) continue;
       const pid = hubPid(dataDir);
       const before = pid === undefined ? undefined : sample(pid);
       const measured = await step();
       const after = sample(hubPid(dataDir) ?? -1);
+      // The two parts of the server peak: the session's agent (relay) as GNU time saw it, and
+      // the hub's VmHWM (reset by the runner before the scenario).
+      const agentPeakKiB = await readRssFile(path.join(work, "cws", "server-rss.txt"));
+      const hubPeakKiB = peakRssOf(hubPid(dataDir) ?? -1);
       if (process.env.CWS_MEMORY_DEBUG_SIGNAL !== undefined) {
         const status = readFileSync(`/proc/${hubPid(dataDir)}/status`, "utf8");
         console.log((status.match(/^(RssAnon|RssFile).*$/gm) ?? []).join("  "));
@@ -117,6 +132,7 @@ async function main(): Promise<void> {
       const fmt = (mib: number | undefined) => (mib === undefined ? "—" : `${mib.toFixed(0)} MiB`);
       console.log(
         `${name.padEnd(14)}  ${(measured.wallMs / 1000).toFixed(2).padStart(6)} s  ${fmt(measured.serverRssKiB === undefined ? undefined : measured.serverRssKiB / 1024).padStart(9)}  ` +
+          `${`${fmt(agentPeakKiB === undefined ? undefined : agentPeakKiB / 1024)}, ${fmt(hubPeakKiB === undefined ? undefined : hubPeakKiB / 1024)}`.padStart(18)}  ` +
           `${fmt(before?.rssMiB).padStart(10)}  ${fmt(after?.rssMiB).padStart(9)}  ${cpu === undefined ? "—" : `${cpu} ms`}`,
       );
     }

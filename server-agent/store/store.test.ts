@@ -403,3 +403,32 @@ test("repack() removes old orphans, staging files and unreferenced objects, but 
   await store.getObject(youngDeadObject);
   await assert.rejects(store.getObject(deadObject), (error) => isCwsError(error, "NOT_FOUND"));
 });
+
+test("a chunk stored in two packs is listed once, read from either, and kept once by repack()", async (t) => {
+  const store = await openStore(t);
+  const now = Date.UTC(2025, 0, 10);
+  const chunks = [text(9_000, 1), randomBytes(4_000), text(300, 2)];
+  await store.ingestBundle(await stage(store, "a.cwsb", chunks));
+  // The same pack under a second name: what two pushes storing the same chunks at once leave.
+  const [index, pack] = await packFiles(store);
+  const copy = "0123456789abcdef";
+  await writeFile(join(store.paths.packs, `${copy}.pack`), await readFile(join(store.paths.packs, pack!)));
+  await writeFile(join(store.paths.packs, `${copy}.idx`), await readFile(join(store.paths.packs, index!)));
+  const reopened = await Store.open(store.paths.root);
+  t.after(() => reopened.close());
+  assert.deepEqual(reopened.listChunkIds().sort(), chunks.map(idOf).sort());
+  assert.deepEqual(await reopened.missing(chunks.map(idOf)), []);
+  for (const chunk of chunks) assert.deepEqual(Buffer.from(await reopened.readChunk(idOf(chunk))), Buffer.from(chunk));
+
+  for (const name of await packFiles(store)) await age(join(store.paths.packs, name), now - 2 * HOUR);
+  const result = await reopened.repack(new Set(chunks.map(idOf)), { graceMs: HOUR, now });
+  assert.deepEqual([result.packsKept, result.packsRemoved, result.chunksDropped], [1, 1, 3]);
+  assert.equal((await packFiles(store)).length, 2, "one pack and its index left");
+  // Whichever copy the index pointed to, every chunk is found in the pack left, by this store
+  // (its index rebuilt) and by the one that still had both packs loaded.
+  for (const reader of [reopened, store]) {
+    assert.deepEqual(reader.listChunkIds().sort(), chunks.map(idOf).sort());
+    for (const chunk of chunks) assert.deepEqual(Buffer.from(await reader.readChunk(idOf(chunk))), Buffer.from(chunk));
+  }
+  assert.equal((await reopened.verifyAll()).problems.length, 0);
+});

@@ -55,7 +55,8 @@ import { fsyncPath, randomTag, syncDir, TEMP_SUFFIX, tempNameFor, writeFileDurab
 import { TimeSlice } from "./time-slice.ts";
 import { ZstdDecoder, ZstdEncoder } from "../../src/protocol/zstd-context.ts";
 import { HandleCache } from "./handle-cache.ts";
-import { encodePackIndex, parsePackIndex } from "./pack-index.ts";
+import { ChunkIndex } from "./chunk-index.ts";
+import { encodePackIndex, PackEntries, parsePackIndex } from "./pack-index.ts";
 import type { PackEntry } from "./pack-index.ts";
 import { checkFileName, inside } from "./safe-path.ts";
 
@@ -175,7 +176,8 @@ export interface RepackResult {
 interface LoadedPack {
   id: string;
   packBytes: number;
-  entries: PackEntry[];
+  /** Its index's entries, kept as the index holds them (see PackEntries). */
+  entries: PackEntries;
 }
 
 /** A pack being written: its writer and the entries of the records added so far. */
@@ -191,8 +193,8 @@ export class Store {
   #log: (message: string) => void;
   #handles: HandleCache;
   #packs = new Map<string, LoadedPack>();
-  /** chunk id → one location (the first loaded, when a chunk is in several packs). */
-  #index = new Map<string, PackEntry>();
+  /** chunk id → one location (the first loaded, when a chunk is in several packs); see chunk-index.ts. */
+  #index = new ChunkIndex();
   /** pack id → why its index could not be loaded; not retried until it changes. */
   #badIndexes = new Map<string, string>();
   #refreshChain: Promise<void> = Promise.resolve();
@@ -288,7 +290,7 @@ export class Store {
 
   /** The ids of every chunk in the loaded indexes (call `refresh()` first for other processes' packs). */
   listChunkIds(): string[] {
-    return [...this.#index.keys()];
+    return this.#index.ids();
   }
 
   /**
@@ -348,7 +350,7 @@ export class Store {
         // decided whether compression helps, so recompressing would only cost CPU.
         const sealed = this.#codec.seal(record.stored, { kind: "chunk", id: record.id });
         const location = await builder.writer.addStored(record.id, record.flags, sealed);
-        builder.entries.push({ id: record.id, pack: builder.id, ...location });
+        builder.entries.push({ id: record.id, pack: builder.id, offset: location.offset, storedLength: location.storedLength, flags: location.flags });
         bytes += record.rawLength;
       }
     } catch (error) {
@@ -660,7 +662,7 @@ export class Store {
     };
     for (const [pack, message] of this.#badIndexes) report({ kind: "index", name: pack, message });
     for (const pack of [...this.#packs.values()]) {
-      const byOffset = new Map(pack.entries.map((entry) => [entry.offset, entry]));
+      const byOffset = new Map(pack.entries.entries().map((entry) => [entry.offset, entry]));
       try {
         for await (const record of readBundle(this.#packPath(pack.id))) {
           const entry = byOffset.get(record.offset);
@@ -722,29 +724,30 @@ export class Store {
 
     // Young packs stay; every chunk in them counts as stored.
     const kept = new Set<string>();
-    const old: LoadedPack[] = [];
+    // The old packs' entries as objects, for the length of the repack only.
+    const old: { pack: LoadedPack; entries: PackEntry[]; dead: number }[] = [];
     for (const pack of this.#packs.values()) {
       const mtime = await mtimeOf(this.#packPath(pack.id));
       if (mtime === undefined) continue; // Removed meanwhile by another process.
       if (mtime > cutoff) {
         result.packsYoung++;
-        for (const entry of pack.entries) kept.add(entry.id);
+        for (let slot = 0; slot < pack.entries.count; slot++) kept.add(pack.entries.idAt(slot));
       } else {
-        old.push(pack);
+        const entries = pack.entries.entries();
+        old.push({ pack, entries, dead: entries.filter((entry) => !liveIds.has(entry.id)).length });
       }
     }
     // Packs with the fewest dead chunks first, so duplicates are dropped from the worse ones.
-    const deadCount = (pack: LoadedPack) => pack.entries.filter((entry) => !liveIds.has(entry.id)).length;
-    old.sort((a, b) => deadCount(a) - deadCount(b) || (a.id < b.id ? -1 : 1));
+    old.sort((a, b) => a.dead - b.dead || (a.pack.id < b.pack.id ? -1 : 1));
     const doomed: { pack: LoadedPack; moving: PackEntry[] }[] = [];
-    for (const pack of old) {
-      const moving = pack.entries.filter((entry) => liveIds.has(entry.id) && !kept.has(entry.id));
+    for (const { pack, entries } of old) {
+      const moving = entries.filter((entry) => liveIds.has(entry.id) && !kept.has(entry.id));
       for (const entry of moving) kept.add(entry.id);
-      if (moving.length === pack.entries.length) {
+      if (moving.length === entries.length) {
         result.packsKept++;
       } else {
         doomed.push({ pack, moving });
-        result.chunksDropped += pack.entries.length - moving.length;
+        result.chunksDropped += entries.length - moving.length;
       }
     }
 
@@ -756,7 +759,7 @@ export class Store {
           builder ??= await this.#startPack();
           const sealed = await this.#readSealed(entry);
           const location = await builder.writer.addStored(entry.id, entry.flags, sealed);
-          builder.entries.push({ id: entry.id, pack: builder.id, ...location });
+          builder.entries.push({ id: entry.id, pack: builder.id, offset: location.offset, storedLength: location.storedLength, flags: location.flags });
           if (builder.writer.bytes >= maxPackBytes || builder.entries.length >= MAX_BUNDLE_RECORDS) {
             result.bytesFreed -= (await this.#commitPack(builder)).packBytes;
             result.packsWritten++;
@@ -867,14 +870,11 @@ export class Store {
   #addPack(pack: LoadedPack): void {
     if (this.#packs.has(pack.id)) return;
     this.#packs.set(pack.id, pack);
-    for (const entry of pack.entries) if (!this.#index.has(entry.id)) this.#index.set(entry.id, entry);
+    this.#index.add(pack.entries);
   }
 
   #rebuildIndex(): void {
-    this.#index.clear();
-    for (const pack of this.#packs.values()) {
-      for (const entry of pack.entries) if (!this.#index.has(entry.id)) this.#index.set(entry.id, entry);
-    }
+    this.#index.rebuild(Array.from(this.#packs.values(), (pack) => pack.entries));
   }
 
   async #startPack(): Promise<PackBuilder> {
@@ -885,14 +885,17 @@ export class Store {
   /** Finishes a pack, writes its index, makes both durable and adds them to the in-memory index. */
   async #commitPack(builder: PackBuilder): Promise<LoadedPack> {
     const { bytes: packBytes } = await builder.writer.finish();
+    let index: Buffer;
     try {
-      await writeFileDurably(this.#indexPath(builder.id), encodePackIndex(builder.entries, packBytes));
+      index = encodePackIndex(builder.entries, packBytes);
+      await writeFileDurably(this.#indexPath(builder.id), index);
       await syncDir(this.paths.packs);
     } catch (error) {
       await rm(this.#packPath(builder.id), { force: true });
       throw error;
     }
-    const pack: LoadedPack = { id: builder.id, packBytes, entries: builder.entries };
+    // Kept as the index holds them; the builder's entry objects go with the builder.
+    const pack: LoadedPack = { id: builder.id, packBytes, entries: PackEntries.ofEncoded(index, builder.id) };
     this.#addPack(pack);
     return pack;
   }
