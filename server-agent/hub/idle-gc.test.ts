@@ -143,3 +143,20 @@ test("resident memory that is high for a moment after a collection does not rais
   assert.equal(state.full, 1, "collected, though the hub is still below what it held just after the last collection");
   collector.stop();
 });
+
+test("a full collection in the middle of work does not keep the end of the sync from giving pages back", () => {
+  let resident = REST;
+  // A full collection frees objects but keeps V8's pages; the last-resort one gives them back.
+  const { state, collector, ticks } = harness({
+    resident: () => resident,
+    afterCollection: () => { resident = state.lastResort > 0 ? REST : resident - MiB; },
+  });
+  state.traffic += 1;
+  resident = REST + GC_GROWTH_BYTES + MiB;
+  ticks(1);
+  assert.equal(state.full, 1, "collected in the middle of work");
+  collector.settled();
+  assert.equal(state.lastResort, 1, "and the end of the sync still gives back what the hub grew by");
+  assert.equal(resident, REST);
+  collector.stop();
+});

@@ -37,8 +37,8 @@ export const MAX_IDLE_TICKS = 40;
 export const GC_GROWTH_BYTES = 16 * 1024 * 1024;
 
 /**
- * Resident memory the hub must have gained since its last collection for an idle (last resort)
- * collection to run. A last-resort collection is V8's "collect all available garbage": up to
+ * Resident memory the hub must have gained since its last idle (last resort) collection for the
+ * next one to run (a full collection in between gives no pages back, so it does not count). A last-resort collection is V8's "collect all available garbage": up to
  * seven full collections in a row, 0.3-0.4 s of a 50,000-file hub's time (traced with
  * --trace-gc: runs of 4-7 "Mark-Compact (reduce)" of 30-120 ms each), during which the hub
  * answers nobody. After a small sync there is little to give back, and with a kept session
@@ -72,7 +72,7 @@ function v8Collections(): Collections {
  * Collects (last resort) once `traffic()` (a count that grows while the hub works, e.g. the bytes
  * its sockets moved) has stopped changing for IDLE_TICKS samples after it last changed, and at
  * once when `settled()` is called (the last connection closed: a sync has ended), in both cases
- * only if resident memory grew by IDLE_GROWTH_BYTES since the last collection; collects (full)
+ * only if resident memory grew by IDLE_GROWTH_BYTES since the last such collection; collects (full)
  * in the middle of work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES over the
  * least it was since the last collection. Returns the stop function and `settled`. `collections`, `memory` and
  * `schedule` are injectable so tests need no real clock.
@@ -92,19 +92,26 @@ export function collectWhenIdle(
   let worked = false;
   let quiet = 0;
   let wait = IDLE_TICKS;
+  // Both marks are the least the hub held since the collection that set them, not what it held
+  // just after it: other work can hold memory for a moment then (seen: an enrollment's scrypt,
+  // 32 MiB on the thread pool, right after the collection at the end of a push: a mark of
+  // 143 MiB for a hub resting at 111 MiB, which let the next pull's first 40 MiB of garbage,
+  // its manifest's text and freed bundle buffers, stand for 13 s).
+  // `floor`: since any collection, for the full ones in the middle of work.
   let floor = memory();
+  // `rested`: since the last last-resort collection, for the next one. A full collection does
+  // not give V8's pages back, so it must not move this mark: after a 50,000-file push whose
+  // last full collection came during its commit, the hub stayed at 103 MiB instead of 81.
+  let rested = floor;
   const collect = (kind: keyof Collections) => {
     collections[kind]();
     floor = memory();
+    if (kind === "lastResort") rested = floor;
   };
   const stop = schedule(() => {
-    // The floor is the least the hub held since its last collection, not what it held just
-    // after it: a last-resort collection compacts, and for a moment after it the hub can hold
-    // its old pages and its new ones at once (seen: 111 MiB at rest, 143 MiB for a tick). A
-    // floor taken in that moment let a 50,000-file pull's first 40 MiB of garbage (its
-    // manifest's text, freed bundle buffers) stay uncollected for 13 s.
     const resident = memory();
     floor = Math.min(floor, resident);
+    rested = Math.min(rested, resident);
     if (resident > floor + GC_GROWTH_BYTES) collect("full");
     const now = traffic();
     if (now !== last) {
@@ -115,7 +122,7 @@ export function collectWhenIdle(
     }
     if (!worked || ++quiet < wait) return;
     worked = false;
-    if (memory() < floor + IDLE_GROWTH_BYTES) return;
+    if (memory() < rested + IDLE_GROWTH_BYTES) return;
     wait = Math.min(wait * 2, MAX_IDLE_TICKS);
     collect("lastResort");
   });
@@ -125,7 +132,7 @@ export function collectWhenIdle(
       last = traffic();
       worked = false;
       wait = IDLE_TICKS;
-      if (memory() >= floor + IDLE_GROWTH_BYTES) collect("lastResort");
+      if (memory() >= rested + IDLE_GROWTH_BYTES) collect("lastResort");
     },
   };
 }
