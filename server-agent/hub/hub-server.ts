@@ -25,6 +25,14 @@ import { acceptQuarantineItem, rejectQuarantineItem, restoreCheckpoint } from ".
 import { BackupGuard, beginBackup, endBackup, runGc, runVerify, superprojectRetention } from "./maintenance.ts";
 import { acquireHubLock } from "./hub-lock.ts";
 import { collectWhenIdle } from "./idle-gc.ts";
+import { keepSpareBuffers, releaseSpareBuffers } from "../../src/protocol/bundle.ts";
+
+/**
+ * How long the hub keeps spare bundle buffers unused (see keepSpareBuffers). They are let go
+ * sooner when the hub is found idle (idle-gc.ts); this only bounds how long a hub that never
+ * goes quiet keeps them.
+ */
+const HUB_SPARE_BUFFERS_MS = 10_000;
 
 export { hubSocketPath };
 
@@ -92,7 +100,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     for (const socket of sockets) bytes += socket.bytesRead + socket.bytesWritten;
     return bytes;
   };
-  const collector = collectWhenIdle(traffic);
+  // Spare bundle buffers are kept from one bundle to the next however far apart a pull asks
+  // for them, and let go when the hub is found idle, before it decides whether to collect.
+  keepSpareBuffers(HUB_SPARE_BUFFERS_MS);
+  const collector = collectWhenIdle(traffic, { onIdle: releaseSpareBuffers });
 
   const handle = async (method: HubMethodName, params: unknown): Promise<unknown> => {
     lastActivity = Date.now();

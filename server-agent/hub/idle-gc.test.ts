@@ -160,3 +160,24 @@ test("a full collection in the middle of work does not keep the end of the sync 
   assert.equal(resident, REST);
   collector.stop();
 });
+
+test("onIdle runs each time the hub is found idle, before it decides whether to collect", () => {
+  const calls: string[] = [];
+  let resident = REST;
+  let tick: () => void = () => {};
+  let traffic = 0;
+  const collector = collectWhenIdle(() => traffic, {
+    collections: { full: () => calls.push("full"), lastResort: () => { calls.push("lastResort"); resident = REST; } },
+    memory: () => resident,
+    schedule: (fn) => { tick = fn; return () => {}; },
+    // What the hub lets go here is still resident until the collection frees it.
+    onIdle: () => { calls.push("idle"); resident += IDLE_GROWTH_BYTES; },
+  });
+  traffic = 1;
+  tick();
+  for (let i = 0; i < IDLE_TICKS; i++) tick();
+  assert.deepEqual(calls, ["idle", "lastResort"]);
+  collector.settled();
+  assert.deepEqual(calls, ["idle", "lastResort", "idle", "lastResort"]);
+  collector.stop();
+});

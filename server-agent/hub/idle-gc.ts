@@ -72,16 +72,20 @@ function v8Collections(): Collections {
  * Collects (last resort) once `traffic()` (a count that grows while the hub works, e.g. the bytes
  * its sockets moved) has stopped changing for IDLE_TICKS samples after it last changed, and at
  * once when `settled()` is called (the last connection closed: a sync has ended), in both cases
- * only if resident memory grew by IDLE_GROWTH_BYTES since the last such collection; collects (full)
- * in the middle of work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES over the
- * least it was since the last collection. Returns the stop function and `settled`. `collections`, `memory` and
- * `schedule` are injectable so tests need no real clock.
+ * only if resident memory grew by IDLE_GROWTH_BYTES since the last such collection; collects
+ * (full) in the middle of work when `memory()` (resident bytes) has grown by GC_GROWTH_BYTES over
+ * the least it was since the last collection. `onIdle` runs each time the hub is found idle,
+ * before it decides whether to collect (the hub lets its spare buffers go there, so that the
+ * collection frees them).
+ * Returns the stop function and `settled`. `collections`, `memory` and `schedule` are
+ * injectable so tests need no real clock.
  */
 export function collectWhenIdle(
   traffic: () => number,
-  options: { collections?: Collections; memory?: () => number; schedule?: (tick: () => void) => () => void } = {},
+  options: { collections?: Collections; memory?: () => number; schedule?: (tick: () => void) => () => void; onIdle?: () => void } = {},
 ): { stop(): void; settled(): void } {
   const collections = options.collections ?? v8Collections();
+  const onIdle = options.onIdle ?? (() => {});
   const memory = options.memory ?? (() => process.memoryUsage.rss());
   const schedule = options.schedule ?? ((tick) => {
     const timer = setInterval(tick, GC_TICK_MS);
@@ -122,6 +126,7 @@ export function collectWhenIdle(
     }
     if (!worked || ++quiet < wait) return;
     worked = false;
+    onIdle();
     if (memory() < rested + IDLE_GROWTH_BYTES) return;
     wait = Math.min(wait * 2, MAX_IDLE_TICKS);
     collect("lastResort");
@@ -132,6 +137,7 @@ export function collectWhenIdle(
       last = traffic();
       worked = false;
       wait = IDLE_TICKS;
+      onIdle();
       if (memory() >= rested + IDLE_GROWTH_BYTES) collect("lastResort");
     },
   };

@@ -8,7 +8,7 @@ import { zstdDecompressSync } from "node:zlib";
 import { isCwsError } from "../errors.ts";
 import { xxh64Hex } from "../core/hash.ts";
 import { chunkId, MAX_CHUNK_BYTES } from "../core/manifest.ts";
-import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, FrameDecoder, MIN_COMPRESSED_CHUNK_BYTES, RECORD_HEADER_BYTES, RecordDecoder, readBundle, readBundleBytes, verifyRecord } from "./bundle.ts";
+import { BUNDLE_MAGIC, BundleWriter, FLAG_ZSTD, FrameDecoder, keepSpareBuffers, MIN_COMPRESSED_CHUNK_BYTES, RECORD_HEADER_BYTES, RecordDecoder, readBundle, readBundleBytes, releaseSpareBuffers, SpareBuffers, verifyRecord } from "./bundle.ts";
 import type { BundleRecord } from "./bundle.ts";
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -366,4 +366,24 @@ test("a plain bundle and a streamed one without pass-through say they are done w
     const records = await readAll(join(dir, `b${i}.bundle`));
     assert.deepEqual(records.map((record) => Buffer.from(verifyRecord(record))), originals);
   }
+});
+
+test("SpareBuffers keeps a given-back buffer for the next take, as long as keepSpareBuffers says, and releaseSpareBuffers lets it go", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  t.after(() => keepSpareBuffers(200));
+  const spares = new SpareBuffers(1024, 2);
+  const first = spares.take();
+  spares.give(first);
+  assert.equal(spares.take(), first, "reused at once");
+  spares.give(first);
+  t.mock.timers.tick(200);
+  assert.notEqual(spares.take(), first, "let go 200 ms after its last use, by default");
+  keepSpareBuffers(10_000);
+  const kept = spares.take();
+  spares.give(kept);
+  t.mock.timers.tick(5_000);
+  assert.equal(spares.take(), kept, "kept longer when asked");
+  spares.give(kept);
+  releaseSpareBuffers();
+  assert.notEqual(spares.take(), kept, "and let go at once when told");
 });

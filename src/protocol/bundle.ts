@@ -118,15 +118,39 @@ const READ_BUFFER_BYTES = 1024 * 1024;
 /** The writer hands its buffered records to the OS once this many bytes are pending. */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 
-/** How long spare buffers are kept unused before they are let go (see SpareBuffers). */
+/** How long spare buffers are kept unused before they are let go, by default (see SpareBuffers). */
 const SPARE_RELEASE_MS = 200;
+
+/** How long spare buffers are kept unused now (see keepSpareBuffers). */
+let spareReleaseMs = SPARE_RELEASE_MS;
+
+/** Every SpareBuffers made, so that `releaseSpareBuffers` reaches them all. */
+const everySpareBuffers: SpareBuffers[] = [];
+
+/**
+ * Keeps spare buffers for `ms` after their last use instead of SPARE_RELEASE_MS. For a
+ * long-lived server that lets them go itself when it goes idle (`releaseSpareBuffers`): a
+ * pull's bundles are asked for a second or so apart at 50,000 files (the client writes files
+ * meanwhile), so spares kept 200 ms were let go between two bundles nearly every time, and
+ * each bundle took fresh ones (7 MiB) that stayed resident as garbage until the next full
+ * collection.
+ */
+export function keepSpareBuffers(ms: number): void {
+  spareReleaseMs = ms;
+}
+
+/** Lets every spare buffer go now (a server that has gone idle, before it collects). */
+export function releaseSpareBuffers(): void {
+  for (const spares of everySpareBuffers) spares.release();
+}
 
 /**
  * Large buffers kept between uses by work that repeats (a pull's bundles, prepared one after
  * another): a new one each time would grow resident memory until the next full collection,
  * which a long-lived server forces on growth (idle-gc.ts), so fresh buffers cost CPU as well.
  * Spares are let go shortly after the work stops (sooner than the server's idle collection),
- * so a resting process does not keep them.
+ * so a resting process does not keep them; the hub keeps them longer and lets them go just
+ * before its idle collection (keepSpareBuffers, releaseSpareBuffers).
  */
 export class SpareBuffers {
   readonly size: number;
@@ -137,6 +161,7 @@ export class SpareBuffers {
   constructor(size: number, keep: number) {
     this.size = size;
     this.#keep = keep;
+    everySpareBuffers.push(this);
   }
 
   /** A buffer of `size` bytes (its content is not cleared). */
@@ -148,14 +173,18 @@ export class SpareBuffers {
   give(buffer: Buffer): void {
     if (this.#spare.length < this.#keep) this.#spare.push(buffer);
     if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => {
-        this.#spare = [];
-        this.#timer = undefined;
-      }, SPARE_RELEASE_MS);
+      this.#timer = setTimeout(() => this.release(), spareReleaseMs);
       this.#timer.unref();
     } else {
       this.#timer.refresh();
     }
+  }
+
+  /** Lets the spares go (buffers taken and not given back are not affected). */
+  release(): void {
+    this.#spare = [];
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }
 
