@@ -195,6 +195,14 @@ const runBuffers = new SpareBuffers(STREAM_RUN_BUFFER_BYTES, 3);
 const recordOutBuffers = new SpareBuffers(compressBound(MAX_CHUNK_BYTES), 3);
 const frameOutBuffers = new SpareBuffers(compressBound(STREAM_RUN_BUFFER_BYTES), 3);
 
+/**
+ * The buffers records and streamed frames are decompressed into (see RecordDecoder and
+ * FrameDecoder): the hub makes a pair of decoders per ingested bundle, and a 4 MiB buffer per
+ * bundle left that much garbage each time.
+ */
+const recordDecodeBuffers = new SpareBuffers(MAX_CHUNK_BYTES + 1, 3);
+const frameDecodeBuffers = new SpareBuffers(MAX_STREAM_FRAME_BYTES + 1, 3);
+
 /** Where a record landed in a bundle or pack file. */
 export interface RecordLocation {
   /** Byte offset of the record's header from the start of the file. */
@@ -318,7 +326,7 @@ export class RecordDecoder {
     if ((flags & FLAG_ZSTD) === 0) return decodeRecordPayload(flags, stored, rawLength, what);
     if (rawLength > MAX_CHUNK_BYTES) throw tooLarge(`Cannot read ${what} as it declares ${rawLength} raw bytes, more than the ${MAX_CHUNK_BYTES}-byte chunk limit`);
     // One byte more than a chunk can hold: a frame that fills it is longer than any chunk.
-    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_CHUNK_BYTES + 1);
+    this.#buffer ??= recordDecodeBuffers.take();
     let length: number;
     try {
       length = this.#zstd.decode(stored, this.#buffer.subarray(0, rawLength + 1));
@@ -339,9 +347,13 @@ export class RecordDecoder {
     return checkRaw(record, this.decode(record.flags, record.stored, record.rawLength, `chunk "${record.id}"`));
   }
 
-  /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
+  /**
+   * Frees the zstd context at once and gives the buffer back for the next decoder (a later
+   * `decode` takes new ones); nothing decoded may be used afterwards.
+   */
   close(): void {
     this.#zstd.close();
+    if (this.#buffer !== undefined) recordDecodeBuffers.give(this.#buffer);
     this.#buffer = undefined;
   }
 }
@@ -846,7 +858,7 @@ export class FrameDecoder {
 
   /** The frame's content, a view of the kept buffer valid until the next call. */
   decode(frame: Uint8Array, name: string): Buffer {
-    this.#buffer ??= Buffer.allocUnsafeSlow(MAX_STREAM_FRAME_BYTES + 1);
+    this.#buffer ??= frameDecodeBuffers.take();
     try {
       return this.#buffer.subarray(0, this.#zstd.decode(frame, this.#buffer));
     } catch (error) {
@@ -854,9 +866,13 @@ export class FrameDecoder {
     }
   }
 
-  /** Frees the zstd context and the buffer at once (a later `decode` makes new ones). */
+  /**
+   * Frees the zstd context at once and gives the buffer back for the next decoder (a later
+   * `decode` takes new ones); nothing decoded may be used afterwards.
+   */
   close(): void {
     this.#zstd.close();
+    if (this.#buffer !== undefined) frameDecodeBuffers.give(this.#buffer);
     this.#buffer = undefined;
   }
 }
