@@ -14,8 +14,9 @@
  * checkout's agent): for a before/after pair, run it from each checkout, one right after the
  * other. `--hub-node-options` runs the hub with these NODE_OPTIONS (e.g.
  * `--cpu-prof --cpu-prof-dir=DIR`, or `--heapsnapshot-signal=SIGUSR2`; after the hub's own
- * flags, HUB_NODE_FLAGS) and `--hub-env` with these variables (over its allocator settings), started here rather than by the relay (sshd gives the relay a clean
- * environment); the hub writes a CPU profile when it exits, at the end.
+ * flags, HUB_NODE_FLAGS) and `--hub-env` with these variables (over its allocator settings),
+ * started here rather than by the relay (sshd gives the relay a clean environment); the hub
+ * writes a CPU profile when it exits, at the end.
  *
  * This is not a test: `npm test` does not run it.
  */
