@@ -18,9 +18,16 @@
  *
  * `cws sync` and `cws update-from-server` first try a session of this device that is already
  * running (kept-sync.ts): that path loads a few small modules, not the command line program.
+ *
+ * The commands that may push or pull a whole tree in this process (when no session runs it)
+ * start Node again first with glibc's low-memory settings (src/malloc-env.ts): the transfer's
+ * Buffers come from malloc, and with glibc's defaults its heap kept what they had held.
  */
 import { enableCompileCache } from "node:module";
 import { setFlagsFromString } from "node:v8";
+
+/** Commands that may push or pull a whole tree in this process (see above). */
+const TREE_COMMANDS = new Set(["sync", "update-from-server", "override-current-state", "turn-on-sync"]);
 
 setFlagsFromString("--semi-space-growth-factor=1");
 enableCompileCache();
@@ -30,4 +37,10 @@ if (command === "sync" || command === "update-from-server") {
   const { runThroughRunningSession } = await import("./kept-sync.ts");
   done = await runThroughRunningSession(process.argv.slice(2));
 }
-if (!done) await import("./cws-main.ts");
+if (!done) {
+  if (TREE_COMMANDS.has(command)) {
+    const { restartWithLowMemoryMalloc } = await import("../malloc-env.ts");
+    restartWithLowMemoryMalloc();
+  }
+  await import("./cws-main.ts");
+}

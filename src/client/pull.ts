@@ -23,7 +23,7 @@ import type { AgentConnection } from "../transport/connection.ts";
 import type { BackupSession } from "./backups.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 import { isOsLitter, isTreeTempName, makeWorkDir, treeTempName } from "./leftovers.ts";
-import { BatchWriter, type FinishedFile, type RecordCheck } from "./pull-write.ts";
+import { BatchWriter, type RecordCheck } from "./pull-write.ts";
 import { LinkMeter } from "./link-meter.ts";
 
 export interface PullStats {
@@ -136,7 +136,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
           continue;
         }
         if (action.entry.kind !== "file") continue; // handlers own flat namespaces: folders are implicit
-        jobs.push({ entry: action.entry, handler });
+        jobs.push({ entry: action.entry, absPath: null, replaces: false, handler, local: undefined });
         continue;
       }
       const absPath = diskPath(root, action.path);
@@ -165,7 +165,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
         stats.skipped.push({ path: action.path, reason: "a folder of that name is still here with unsynced files in it" });
         continue;
       }
-      jobs.push({ entry: action.entry, file: { absPath, relative, replaces: existing !== null } });
+      jobs.push({ entry: action.entry, absPath, replaces: existing !== null, handler: undefined, local: undefined });
     }
 
     // The folders go to the writer thread now, to be made while the first bundles are prepared.
@@ -176,12 +176,12 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
     const need = new Map<string, number>();
     const keep = new Set<string>();
     for (const job of jobs) {
-      job.local = new Uint8Array(job.entry.chunks.length);
-      for (const [i, ref] of job.entry.chunks.entries()) {
-        const id = chunkId(ref);
-        if (usableSource(id, job.entry.path) !== undefined) job.local[i] = 1;
+      const { chunks } = job.entry;
+      for (let i = 0; i < chunks.length; i++) {
+        const id = chunkId(chunks[i]!);
+        if (usableSource(id, job.entry.path) !== undefined) (job.local ??= new Uint8Array(chunks.length))[i] = 1;
         else if (need.has(id)) keep.add(id);
-        else need.set(id, ref[1]);
+        else need.set(id, chunks[i]![1]);
       }
     }
 
@@ -193,7 +193,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
         if (signal?.aborted) throw pullCancelled();
         const next = async (ref: ChunkRef, i: number): Promise<Piece> => {
           const id = chunkId(ref);
-          if (job.local![i] === 1) {
+          if (job.local?.[i] === 1) {
             const source = usableSource(id, job.entry.path)!;
             const data = source.absPath !== undefined ? readLocalChunkSync(source.absPath, source.offset, ref[1]) : await source.read!(ref[1]);
             if (xxh64Hex(data) !== ref[0]) throw new CwsError("CORRUPT", `${source.path} changed while the sync read it (chunk ${id}); run the sync again.`);
@@ -225,7 +225,7 @@ export async function pullChanges(options: PullOptions): Promise<PullStats> {
           options.onProgress?.({ files: ++done, total: totalFiles });
           continue;
         }
-        await writer.write(job.entry, job.file!, next);
+        await writer.write(job.entry, job.absPath!, job.replaces, next);
         // Progress counts files written (under their temp names): the renames at the end are quick.
         options.onProgress?.({ files: ++done, total: totalFiles });
         // Back to the event loop now and then, so downloads, heartbeats and Ctrl+C go on.
@@ -289,13 +289,23 @@ async function removeEmptiedFolder(absPath: string, relative: string, backup: Ba
   }
 }
 
-/** One file of the pull: written below the root, or handed to a namespace's handler. */
+/**
+ * One file of the pull: written below the root, or handed to a namespace's handler. A pull
+ * holds one per file from the start, so it is kept small (at 50,000 files every hundred bytes
+ * of it is 5 MiB): every field is set when it is made, so V8 gives them all one shape.
+ */
 interface FileJob {
   entry: ManifestEntry;
-  file?: { absPath: string; relative: string; replaces: boolean };
-  handler?: PullHandler;
-  /** Per chunk: 1 when it is read from a file on this device, 0 when it comes from the server. */
-  local?: Uint8Array;
+  /** Where a file below the root goes; null for a handler's entry. */
+  absPath: string | null;
+  /** Whether a local version is in its place (backed up before it is replaced). */
+  replaces: boolean;
+  handler: PullHandler | undefined;
+  /**
+   * Per chunk: 1 when it is read from a file on this device, 0 when it comes from the server;
+   * undefined when every chunk comes from the server (every file of a fresh device).
+   */
+  local: Uint8Array | undefined;
 }
 
 /** Gives the `i`-th chunk of the entry being written, verified. */
@@ -467,17 +477,27 @@ const FILES_PER_YIELD = 64;
 /** Pulls of at least this many files write on a worker thread (see pull-write.ts); smaller ones need not start it. */
 const THREADED_WRITE_FILES = 16;
 
+/**
+ * A file handed to the writer, until the pull ends. Its temp name is made again from its
+ * target and its number when needed (see PullWriter.tempOf), and its stat is kept in a packed
+ * array (PullWriter.stats): a pull of 50,000 files held both for every file, about 300 bytes
+ * each, to the end.
+ */
 interface PendingFile {
-  temp: string;
   absPath: string;
-  relative: string;
   entry: ManifestEntry;
   replaces: boolean;
-  /** The temp file's stat once it is complete (its ctime changes with the rename). */
-  stat?: FinishedFile;
-  /** Handed to the writer thread to be renamed into place early (see PullWriter). */
-  placed?: boolean;
+  /** PLACED_EARLY once handed to the writer thread to be renamed early; RENAMED once commit renamed it. */
+  state: number;
 }
+
+/** PendingFile states: written or being written under its temp name; renamed early (see PullWriter); renamed by commit. */
+const TEMP = 0;
+const PLACED_EARLY = 1;
+const RENAMED = 2;
+
+/** Numbers per file in PullWriter.stats: size, mtimeMs, ino. */
+const STAT_NUMBERS = 3;
 
 /**
  * Writes the files of a pull durably with file-system barriers instead of one fsync per file:
@@ -518,10 +538,9 @@ class PullWriter {
   /** Folders this pull creates (they held nothing before it). */
   private readonly freshDirs = new Set<string>();
   private readonly prefix = randomBytes(4).toString("hex");
-  private counter = 0;
   private readonly root: string;
   private readonly backup: BackupSession;
-  private readonly stats: PullStats;
+  private readonly pullStats: PullStats;
   private readonly onWritten: (path: string, entry: StatCacheEntry) => void;
   private readonly batches: BatchWriter;
   /** The barriers' helper, started with the first barrier. */
@@ -536,21 +555,31 @@ class PullWriter {
   /** Files that a round's barrier made durable, to be renamed by the writer thread. */
   private durable: number[] = [];
   private placedAny = false;
+  /** The stat of each finished temp file, by file number (see STAT_NUMBERS): what the stat cache needs (its ctime changes with the rename). */
+  private stats = new Float64Array(STAT_NUMBERS * 1024);
 
   constructor(root: string, backup: BackupSession, stats: PullStats, onWritten: (path: string, entry: StatCacheEntry) => void, files: number) {
     this.root = root;
     this.backup = backup;
-    this.stats = stats;
+    this.pullStats = stats;
     this.onWritten = onWritten;
     this.batches = new BatchWriter(files >= THREADED_WRITE_FILES, (finished) => {
-      const file = this.pending[finished.file]!;
-      file.stat = finished;
-      if (!file.replaces) this.finishedNew.push(finished.file);
+      const at = finished.file * STAT_NUMBERS;
+      if (at + STAT_NUMBERS > this.stats.length) {
+        const grown = new Float64Array(Math.max(this.stats.length * 2, at + STAT_NUMBERS));
+        grown.set(this.stats);
+        this.stats = grown;
+      }
+      this.stats[at] = finished.size;
+      this.stats[at + 1] = finished.mtimeMs;
+      this.stats[at + 2] = finished.ino;
+      if (!this.pending[finished.file]!.replaces) this.finishedNew.push(finished.file);
     });
   }
 
-  tempName(target: string): string {
-    return join(dirname(target), treeTempName(this.prefix, this.counter++));
+  /** The temp name of file number `file`, beside its target. */
+  private tempOf(file: number): string {
+    return join(dirname(this.pending[file]!.absPath), treeTempName(this.prefix, file));
   }
 
   /**
@@ -592,12 +621,12 @@ class PullWriter {
    * mode and mtime (on the writer thread, in batches). Not fsynced here: the barriers of an
    * early round or of `commit` make it durable.
    */
-  async write(entry: ManifestEntry, target: { absPath: string; relative: string; replaces: boolean }, next: NextChunk): Promise<void> {
+  async write(entry: ManifestEntry, absPath: string, replaces: boolean, next: NextChunk): Promise<void> {
     this.placeDurable();
-    this.ensureDir(dirname(target.absPath));
-    const temp = this.tempName(target.absPath);
+    this.ensureDir(dirname(absPath));
     const file = this.pending.length;
-    this.pending.push({ temp, ...target, entry });
+    this.pending.push({ absPath, entry, replaces, state: TEMP });
+    const temp = this.tempOf(file);
     // A file of one chunk is that chunk, checked against its hash on its way here or on the
     // writer: its whole hash is the same hash (when the manifest says so) and need not be taken again.
     const single = entry.chunks.length === 1 && entry.chunks[0]![0] === entry.hash && entry.chunks[0]![1] === entry.size ? entry.size : undefined;
@@ -638,8 +667,8 @@ class PullWriter {
     for (const [i, file] of this.durable.entries()) {
       const pending = this.pending[file]!;
       // Crash tests: the first round's files are in place, the rest of the pull is not.
-      this.batches.rename(file, pending.temp, pending.absPath, !this.placedAny && i === last);
-      pending.placed = true;
+      this.batches.rename(file, this.tempOf(file), pending.absPath, !this.placedAny && i === last);
+      pending.state = PLACED_EARLY;
     }
     this.placedAny = true;
     this.durable = [];
@@ -662,29 +691,30 @@ class PullWriter {
     await this.batches.close();
     const batch = this.pending;
     if (batch.length === 0) return;
-    const rest = batch.filter((file) => file.placed !== true);
-    if (rest.length > 0 && !(await this.barrier())) await fsyncEach(rest.map((f) => f.temp), "files");
+    const rest: number[] = [];
+    for (const [file, pending] of batch.entries()) if (pending.state === TEMP) rest.push(file);
+    if (rest.length > 0 && !(await this.barrier())) await fsyncEach(rest.map((file) => this.tempOf(file)), "files");
     faultPoint("client-mid-pull");
     const dirs = new Set<string>();
     let renamed = 0;
-    for (const file of batch) {
+    for (const [number, file] of batch.entries()) {
       dirs.add(dirname(file.absPath));
-      if (file.placed === true) continue;
-      if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.relative, file.absPath);
-      renameSync(file.temp, file.absPath);
-      file.temp = "";
+      if (file.state !== TEMP) continue;
+      if (file.replaces && lstatOrNull(file.absPath) !== null) await this.backup.preserve(file.entry.path.slice("files/".length), file.absPath);
+      renameSync(this.tempOf(number), file.absPath);
+      file.state = RENAMED;
       if (++renamed === Math.ceil(rest.length / 2)) faultPoint("client-pull-mid-rename");
     }
     // The folders this pull made must be durable in their parents too.
     for (const made of this.madeDirs) dirs.add(dirname(made));
     if (!(await this.barrier())) await fsyncEach([...dirs], "folders");
     this.pending = [];
-    for (const file of batch) {
+    for (const [number, file] of batch.entries()) {
       // The stat taken before the rename: size, mtime and inode are the file's; its ctime
       // changed with the rename, so it is left out and the next scan records it.
-      const stat = file.stat!;
-      this.onWritten(file.entry.path, { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, hash: file.entry.hash, chunks: file.entry.chunks });
-      this.stats.files++;
+      const at = number * STAT_NUMBERS;
+      this.onWritten(file.entry.path, { size: this.stats[at]!, mtimeMs: this.stats[at + 1]!, ino: this.stats[at + 2]!, hash: file.entry.hash, chunks: file.entry.chunks });
+      this.pullStats.files++;
     }
   }
 
@@ -694,7 +724,7 @@ class PullWriter {
    */
   async discard(): Promise<void> {
     await this.batches.close();
-    for (const file of this.pending) if (file.temp !== "") rmSync(file.temp, { force: true });
+    for (const [number, file] of this.pending.entries()) if (file.state !== RENAMED) rmSync(this.tempOf(number), { force: true });
     this.pending = [];
   }
 
