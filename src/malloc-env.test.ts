@@ -5,11 +5,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { LOW_MEMORY_MALLOC_ENV, wantsLowMemoryRestart } from "./malloc-env.ts";
+import { BULK_CLI_MALLOC_ENV, wantsLowMemoryRestart } from "./malloc-env.ts";
 
 test("wantsLowMemoryRestart() restarts on Linux only, once, and never over a user's own settings", () => {
   assert.equal(wantsLowMemoryRestart({}, "linux", true), true);
-  assert.equal(wantsLowMemoryRestart({ ...LOW_MEMORY_MALLOC_ENV }, "linux", true), false, "the restarted process itself");
+  assert.equal(wantsLowMemoryRestart({ ...BULK_CLI_MALLOC_ENV }, "linux", true), false, "the restarted process itself");
   assert.equal(wantsLowMemoryRestart({ MALLOC_ARENA_MAX: "4" }, "linux", true), false, "the user chose an arena count");
   assert.equal(wantsLowMemoryRestart({ CWS_MALLOC_RESTART: "0" }, "linux", true), false);
   assert.equal(wantsLowMemoryRestart({}, "win32", true), false);
@@ -27,13 +27,13 @@ test("restartWithLowMemoryMalloc() runs the same command again in the same proce
       "restartWithLowMemoryMalloc();",
     ].join("\n"));
     const env = { ...process.env };
-    for (const name of [...Object.keys(LOW_MEMORY_MALLOC_ENV), "CWS_MALLOC_RESTART"]) delete env[name];
+    for (const name of [...Object.keys(BULK_CLI_MALLOC_ENV), "CWS_MALLOC_RESTART"]) delete env[name];
     const run = spawnSync(process.execPath, [script, "sync", "my project"], { env, encoding: "utf8" });
     assert.equal(run.status, 0, run.stderr);
     const [before, after, ...rest] = run.stdout.trim().split("\n");
     assert.deepEqual(rest, [], "restarted once, not again");
     assert.equal(before, `${run.pid} - - sync my project`);
-    assert.equal(after, `${run.pid} 1 32768 sync my project`, "the same pid and arguments, with the settings");
+    assert.equal(after, `${run.pid} 1 65536 sync my project`, "the same pid and arguments, with the settings");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
