@@ -33,8 +33,9 @@
  * before/after comparison runs on the same data, machine and moment. Profiles (.cpuprofile,
  * readable in Chrome DevTools) are kept in `--keep DIR` when given.
  *
- * `CWS_PROFILE_OFF=1` runs `--push` without the profiler: wall time, peak RSS and the hub's CPU
- * only, for before/after comparisons (the profiler's overhead is uneven across threads).
+ * `CWS_PROFILE_OFF=1` runs `--push` and `--pull` without the profiler (client, agent and hub):
+ * wall time, peak RSS and the hub's CPU only, for before/after comparisons (the profiler's
+ * overhead is uneven across threads, and larger at start-up).
  *
  * This is not a test: `npm test` does not run it.
  */
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
     await writeFile(path.join(work, "pass.txt"), "profile-passphrase\n", { mode: 0o600 });
     run(REPO_NODE, [serverMain, "init", "--data", dataDir, "--passphrase-file", path.join(work, "pass.txt")], env);
     const agentProfiles = path.join(profiles, "agent");
-    const agentCommand = [REPO_NODE, `--cpu-prof-dir=${agentProfiles}`, "--cpu-prof", agentEntry, "--stdio", "--data", dataDir].map(shellQuote).join(" ");
+    const agentCommand = [REPO_NODE, ...(PROFILING ? [`--cpu-prof-dir=${agentProfiles}`, "--cpu-prof"] : []), agentEntry, "--stdio", "--data", dataDir].map(shellQuote).join(" ");
     run(REPO_NODE, [cliEntry, "enroll-device", "--host", sshd.host, "--port", String(sshd.port), "--user", sshd.user, "--identity", sshd.clientKeyPath,
       "--known-hosts", sshd.knownHostsPath, "--device-name", "profile", "--passphrase-file", path.join(work, "pass.txt"), "--agent-command", agentCommand, "--yes"], env);
     if (values.push) {
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
     // With the real hub's V8 flags and allocator settings, so that its memory and collections are the real hub's.
     const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
     const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
-    const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, "--cpu-prof", `--cpu-prof-dir=${hubProfiles}`, serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
+    const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, ...(PROFILING ? ["--cpu-prof", `--cpu-prof-dir=${hubProfiles}`] : []), serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
       { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
     await new Promise((resolve) => setTimeout(resolve, 1500));
     run(REPO_NODE, [cliEntry, "sync", "p", "--json"], env); // warm the compile cache and the page cache
@@ -271,9 +272,7 @@ async function profilePush(setup: { repo: string; cliEntry: string; serverMain: 
   // --trace-gc, whose lines go to hub-stdout.txt in the profiles folder).
   const { HUB_NODE_FLAGS } = await import(path.join(repo, "server-agent", "hub", "hub-client.ts")) as { HUB_NODE_FLAGS: string[] };
   const extra = (process.env.CWS_PROFILE_HUB_FLAGS ?? "").split(" ").filter((flag) => flag !== "");
-  // CWS_PROFILE_OFF=1 times the push without the profiler (its overhead is uneven: a third or
-  // more on the busiest thread), for before/after comparisons of wall time.
-  const profiling = process.env.CWS_PROFILE_OFF !== "1";
+  const profiling = PROFILING;
   const profile = (dir: string) => (profiling ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : []);
   const hub = spawnSyncDetached(REPO_NODE, [...HUB_NODE_FLAGS, ...extra, ...profile(hubProfiles), serverMain, "serve", "--data", dataDir, "--idle-exit-ms", "0"],
     { ...process.env, ...LOW_MEMORY_MALLOC_ENV }, path.join(profiles, "hub-stdout.txt"));
@@ -345,7 +344,7 @@ async function profilePull(context: {
       spawnSync("sync");
       const rssFile = path.join(work, `pull-rss-${v}-${i}.txt`);
       const hubBefore = cpuSeconds(context.hub);
-      const timed = run(TIME_PATH, ["-f", "%U %S %M", "-o", rssFile, ...context.wrap.map((w) => w.replaceAll("{run}", `${v}-${i}`)), REPO_NODE, "--cpu-prof", `--cpu-prof-dir=${variant.dir}`, variant.cli, "sync", "p", "--json"], env);
+      const timed = run(TIME_PATH, ["-f", "%U %S %M", "-o", rssFile, ...context.wrap.map((w) => w.replaceAll("{run}", `${v}-${i}`)), REPO_NODE, ...(PROFILING ? ["--cpu-prof", `--cpu-prof-dir=${variant.dir}`] : []), variant.cli, "sync", "p", "--json"], env);
       results[v]!.times.push(timed.ms);
       const hubCpu = cpuSeconds(context.hub) - hubBefore;
       const [user, system, rssKib] = readFileSync(rssFile, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
@@ -373,6 +372,13 @@ function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+
+/**
+ * False with CWS_PROFILE_OFF=1: times without the profiler. Its overhead is uneven (a third or
+ * more on the busiest thread, more at start-up), so before/after comparisons of wall time run
+ * without it.
+ */
+const PROFILING = process.env.CWS_PROFILE_OFF !== "1";
 
 function cliOf(repo: string): string {
   return ["cws.mjs", "cws.ts"].map((f) => path.join(repo, "src", "cli", f)).find(existsSync)!;
