@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, readdir, stat, writeFile, appendFile, utimes, rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
-import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
+import { makeCluster, type TestCluster } from "./helpers/cluster.ts";
 import { connectLocal } from "../src/transport/local.ts";
 import { isCwsError } from "../src/errors.ts";
 

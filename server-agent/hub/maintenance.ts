@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CwsError } from "../../src/errors.ts";
-import { chunkId, manifestChunkIds, type ManifestEntry } from "../../src/core/manifest.ts";
+import { chunkId, type ManifestEntry } from "../../src/core/manifest.ts";
 import { decideRetention, resolveRetentionSettings, type RetentionSettings } from "../../src/core/retention.ts";
 import type { RepackResult } from "../store/store.ts";
 import { getQuarantineContent, type PolicyContext } from "./push-policy.ts";

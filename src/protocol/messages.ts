@@ -10,7 +10,7 @@
  *   agent → client:         { id, ok: true, result } | { id, ok: false, error }
  */
 import { z } from "zod";
-import { HashHex, Manifest, ManifestDelta, ManifestEntry } from "../core/manifest.ts";
+import { HashHex, ManifestDelta, ManifestEntry } from "../core/manifest.ts";
 import { CheckedManifest } from "../core/manifest-check.ts";
 import { QuarantineReason } from "../core/policy.ts";
 

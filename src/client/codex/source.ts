@@ -462,7 +462,7 @@ export class CodexSide {
 
   /** Records a rollout this device just wrote, so the next scan neither reads it nor loses its overrides. */
   recordWritten(relativePath: string, record: CachedRollout, overrides: CodexCacheFile["overrides"][string]): void {
-    for (const [rel, cached] of Object.entries(this.#cache.rollouts)) {
+    for (const rel of Object.keys(this.#cache.rollouts)) {
       if (rel.replace(/\.zst$/, "") === relativePath.replace(/\.zst$/, "") && rel !== relativePath) delete this.#cache.rollouts[rel];
     }
     this.#cache.rollouts[relativePath] = record;
