@@ -356,3 +356,46 @@ test("scanTree() does not rewrite an unchanged stat cache", async () => {
   assert.equal(after.ino, before.ino, "the file was not replaced");
   assert.equal(after.mtimeMs, before.mtimeMs);
 });
+
+test("scanTree() gives the same entries when a second thread hashes the files", async () => {
+  await using fixture = await makeFixture();
+  // Enough files that both threads take some: the thread's queue is bounded.
+  const many = join(fixture.root, "many");
+  await mkdir(many);
+  for (let i = 0; i < 300; i++) await writeFile(join(many, `f${i}.bin`), randomBytes(1000 + i * 97, 100 + i));
+  const alone = await scanTree({ root: fixture.root, hashThread: "never" });
+  const shared = await scanTree({ root: fixture.root, hashThread: "always" });
+  assert.deepEqual(shared.manifest, alone.manifest);
+  assert.deepEqual(shared.problems, alone.problems);
+  assert.equal(shared.hashedFiles, alone.hashedFiles);
+  assert.equal(shared.hashedBytes, alone.hashedBytes);
+  assert.equal(entry(shared.manifest, "files/notes/deep/data.bin").hash, xxh64Hex(await readFile(join(fixture.root, "notes/deep/data.bin"))));
+});
+
+test("scanTree() with a hashing thread keeps files that vanish as unknown, and stops on CANCELLED", async () => {
+  await using fixture = await makeFixture();
+  const many = join(fixture.root, "many");
+  await mkdir(many);
+  for (let i = 0; i < 200; i++) await writeFile(join(many, `f${i}.md`), `file ${i}\n`);
+  let deleted = false;
+  const { manifest, problems } = await scanTree({
+    root: fixture.root,
+    hashThread: "always",
+    onProgress: () => {
+      if (!deleted) rmSync(many, { recursive: true });
+      deleted = true;
+    },
+  });
+  Manifest.parse(manifest);
+  const gone = problems.filter((p) => p.path.startsWith("files/many/"));
+  const survivors = manifest.entries.filter((e) => e.path.startsWith("files/many/") && e.kind === "file");
+  assert.equal(gone.length + survivors.length, 200, "every listed file is an entry or a problem, never dropped");
+  for (const problem of gone) {
+    assert.match(problem.reason, /vanished/);
+    assert.equal(problem.unknown, true);
+  }
+
+  const controller = new AbortController();
+  const scanning = scanTree({ root: fixture.root, hashThread: "always", signal: controller.signal, onProgress: () => controller.abort() });
+  await assert.rejects(scanning, (error) => isCwsError(error, "CANCELLED"));
+});

@@ -24,17 +24,20 @@
  * - Temp files of an interrupted pull (leftovers.ts) are never entries; their paths are
  *   returned so that the sync can remove them.
  */
-import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
+import type { Stats } from "node:fs";
+import { availableParallelism } from "node:os";
 import { open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { join, sep } from "node:path";
 import ignore, { type Ignore } from "ignore";
 import { CwsError } from "../errors.ts";
 import { PACKAGE_VERSION } from "../version.ts";
-import { Chunker, chunkLengths } from "../core/chunker.ts";
+import { Chunker } from "../core/chunker.ts";
 import { createXxh64, xxh64Hex } from "../core/hash.ts";
 import { makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
 import { isErrno, OPEN_FLAGS, READ_BUFFER_BYTES } from "./file-chunks.ts";
+import { describe, hashSmallFileSync, keptChanging, MAX_READ_ATTEMPTS, openFailure, sameStat, statFields, type FileStat, type HashOutcome } from "./file-hash.ts";
+import { ScanHashPool } from "./scan-hash-pool.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
 import { type FolderListing, KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
 import { RACY_WINDOW_MS, readStatCache, saveStatCache, StatCacheEntries, statMatches, type StatCache, type StatCacheEntry } from "./stat-cache.ts";
@@ -60,11 +63,18 @@ export const DEFAULT_IGNORE: readonly string[] = [
 /** How many files are hashed at once; reads overlap with hashing without thrashing a disk. */
 export const HASH_CONCURRENCY = 4;
 
-/** How often a file that changes while it is being read is read again before it is reported. */
-const MAX_READ_ATTEMPTS = 3;
-
 /** The largest `.cwsignore` accepted, in bytes. */
 const MAX_IGNORE_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Bytes the main thread hashes before a scan starts its second hashing thread: a thread costs
+ * tens of milliseconds and some MiB to start, which a few changed files do not repay.
+ */
+const HASH_THREAD_START_BYTES = 16 * 1024 * 1024;
+
+/** Files, and bytes, queued on the hashing thread at most; past them a file is hashed on the main thread. */
+const HASH_THREAD_QUEUE_FILES = 64;
+const HASH_THREAD_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /** After this many files hashed synchronously in a row, the scan yields to the event loop. */
 const SYNC_FILES_PER_YIELD = 32;
@@ -102,6 +112,14 @@ export interface ScanOptions {
    * the kept session, tree-watch.ts); without it every folder is listed afresh.
    */
   memo?: WalkMemo;
+  /**
+   * Whether a second thread hashes files beside the main thread (scan-hash-pool.ts): "auto"
+   * once the scan has hashed HASH_THREAD_START_BYTES on a machine with more than one core,
+   * "always" from the first file, "never" (tests compare the two).
+   *
+   * @default "auto"
+   */
+  hashThread?: "auto" | "always" | "never";
 }
 
 /** A path the scan skipped, and why; problems never stop a scan. */
@@ -168,11 +186,6 @@ interface FolderYield {
 /** FolderYield by listing object: an entry goes with its listing when the watcher drops it. */
 const folderYields = new WeakMap<FolderListing, FolderYield>();
 
-/** What hashing one file found, or why it could not. */
-type HashOutcome =
-  | { ok: true; stat: Stats; hash: string; chunks: ChunkRef[] }
-  | { ok: false; reason: string };
-
 /**
  * Scans `options.root` into a manifest of `files/…` entries.
  *
@@ -189,6 +202,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     onWarning = (message: string) => process.emitWarning(message),
     now = Date.now,
     memo,
+    hashThread = "auto",
   } = options;
   throwIfCancelled(signal);
   const startedAt = now();
@@ -226,7 +240,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   let scannedBytes = 0;
 
   /** Adds a file's entry (and its stat cache entry unless racy); returns the cache pair added, if any. */
-  const addFile = (entryPath: string, stats: StatsLike, hash: string, chunks: ChunkRef[], cached: StatCacheEntry | undefined): [string, StatCacheEntry] | undefined => {
+  const addFile = (entryPath: string, stats: FileStat, hash: string, chunks: ChunkRef[], cached: StatCacheEntry | undefined): [string, StatCacheEntry] | undefined => {
     entries.push({
       path: entryPath,
       kind: "file",
@@ -275,23 +289,59 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   // memory stays flat however big the tree is. Tasks never reject; a failure is a problem.
   const freeReaders: Array<{ buffer: Buffer; chunker: Chunker }> = [];
   const inFlight = new Set<Promise<void>>();
+  const hashInline = async (entryPath: string, absPath: string, cached: StatCacheEntry | undefined): Promise<void> => {
+    const reader = freeReaders.pop() ?? { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), chunker: new Chunker() };
+    try {
+      // A file that only grew (a rollout with a new turn) has only its tail chunked: append-hash.ts.
+      const appended = cached === undefined ? undefined : await hashAppendedFile(absPath, cached, reader.buffer, reader.chunker, signal);
+      record(entryPath, appended !== undefined ? { ok: true, ...appended } : await hashFile(absPath, reader.buffer, reader.chunker, signal));
+    } catch (error) {
+      // Cancellation is reported once, by scanTree itself, after every task has settled.
+      if (!signal?.aborted) problems.push({ path: entryPath, reason: `it could not be read: ${describe(error)}`, unknown: true });
+      reader.chunker.finish(); // resets a chunker left mid-file
+    } finally {
+      freeReaders.push(reader);
+    }
+  };
   const hashLater = (entryPath: string, absPath: string, cached: StatCacheEntry | undefined): void => {
-    const task = (async () => {
-      const reader = freeReaders.pop() ?? { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), chunker: new Chunker() };
-      try {
-        // A file that only grew (a rollout with a new turn) has only its tail chunked: append-hash.ts.
-        const appended = cached === undefined ? undefined : await hashAppendedFile(absPath, cached, reader.buffer, reader.chunker, signal);
-        record(entryPath, appended !== undefined ? { ok: true, ...appended } : await hashFile(absPath, reader.buffer, reader.chunker, signal));
-      } catch (error) {
-        // Cancellation is reported once, by scanTree itself, after every task has settled.
-        if (!signal?.aborted) problems.push({ path: entryPath, reason: `it could not be read: ${describe(error)}`, unknown: true });
-        reader.chunker.finish(); // resets a chunker left mid-file
-      } finally {
-        freeReaders.push(reader);
-      }
-    })();
+    const task = hashInline(entryPath, absPath, cached);
     inFlight.add(task);
     void task.finally(() => inFlight.delete(task));
+  };
+
+  // A second thread hashes beside this one once the scan has shown that it has much to read
+  // (scan-hash-pool.ts): a file goes to it while it has little queued, else it is hashed here,
+  // so both cores stay busy and neither waits for the other. Small scans (a few changed
+  // files) never start it. A file the thread could not take (it failed) is hashed here.
+  const threadWanted = hashThread === "always" || (hashThread === "auto" && availableParallelism() > 1);
+  let thread: ScanHashPool | undefined;
+  let hashedHere = 0;
+  const threadTasks = new Set<Promise<void>>();
+  const stopThread = (): void => void thread?.close();
+  signal?.addEventListener("abort", stopThread, { once: true });
+  const threadFor = (size: number): ScanHashPool | undefined => {
+    if (!threadWanted) return undefined;
+    if (thread === undefined) {
+      if (hashThread !== "always" && hashedHere < HASH_THREAD_START_BYTES) return undefined;
+      thread = new ScanHashPool();
+    }
+    const room = thread.queuedFiles < HASH_THREAD_QUEUE_FILES && thread.queuedBytes + size <= HASH_THREAD_QUEUE_BYTES;
+    return thread.usable && room ? thread : undefined;
+  };
+  const hashOnThread = (pool: ScanHashPool, entryPath: string, absPath: string, size: number): void => {
+    const task = (async () => {
+      const outcome = await pool.hash(absPath, size);
+      if (outcome !== null) record(entryPath, outcome);
+      else await hashInline(entryPath, absPath, undefined);
+    })();
+    threadTasks.add(task);
+    void task.finally(() => threadTasks.delete(task));
+  };
+  const settleAll = async (): Promise<void> => {
+    await Promise.allSettled(threadTasks);
+    await Promise.allSettled(inFlight);
+    signal?.removeEventListener("abort", stopThread);
+    await thread?.close();
   };
 
   // The walk uses synchronous calls on purpose: tens of thousands of lstat calls through the
@@ -424,6 +474,13 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       }
       // A file read in this scan: its entry comes later (hashing may run in the background).
       clean = false;
+      const appendable = mayBeAppended(cached, stats);
+      const pool = appendable ? undefined : threadFor(stats.size);
+      if (pool !== undefined) {
+        hashOnThread(pool, entryPath, folderPrefix + name, stats.size);
+        continue;
+      }
+      hashedHere += stats.size;
       if (stats.size < READ_BUFFER_BYTES) {
         const outcome = hashSmallFileSync(folderPrefix + name, smallBuffer);
         if (outcome !== undefined) {
@@ -436,7 +493,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
         }
         // The file grew past the buffer since the walk saw it: stream it like a big file.
       }
-      hashLater(entryPath, folderPrefix + name, mayBeAppended(cached, stats) ? cached : undefined);
+      hashLater(entryPath, folderPrefix + name, appendable ? cached : undefined);
       if (inFlight.size >= HASH_CONCURRENCY) await Promise.race(inFlight);
     }
     // Problems of this folder's own names (sub-folders' come after their own walks, which
@@ -451,7 +508,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
   try {
     await walkFolder("", "", null);
   } catch (error) {
-    await Promise.allSettled(inFlight);
+    await settleAll();
     throwIfCancelled(signal);
     // Only file-system errors come from the walk; anything else (a throwing onProgress) is not ours to relabel.
     if (typeof (error as NodeJS.ErrnoException | undefined)?.syscall !== "string") throw error;
@@ -462,7 +519,7 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       data: { root },
     });
   }
-  await Promise.allSettled(inFlight);
+  await settleAll();
   throwIfCancelled(signal);
 
   // A file deleted or newly racy since the last scan leaves the cache smaller: rewrite it too.
@@ -518,7 +575,7 @@ async function hashFile(absPath: string, buffer: Buffer, chunker: Chunker, signa
       for (const chunk of chunker.finish()) chunks.push([xxh64Hex(chunk), chunk.length]);
       const after = await handle.stat();
       if (total === before.size && sameStat(before, after)) {
-        return { ok: true, stat: before, hash: whole.digestHex(), chunks };
+        return { ok: true, stat: statFields(before), hash: whole.digestHex(), chunks };
       }
     } catch (error) {
       if (isCancelled(error)) throw error;
@@ -528,55 +585,6 @@ async function hashFile(absPath: string, buffer: Buffer, chunker: Chunker, signa
     }
   }
   return keptChanging();
-}
-
-/**
- * Reads and hashes a file smaller than `buffer` with synchronous calls. Returns undefined when
- * the file turns out not to fit the buffer, so that the caller streams it instead.
- */
-function hashSmallFileSync(absPath: string, buffer: Buffer): HashOutcome | undefined {
-  for (let attempt = 1; attempt <= MAX_READ_ATTEMPTS; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(absPath, OPEN_FLAGS);
-    } catch (error) {
-      return openFailure(error);
-    }
-    try {
-      const before = fstatSync(fd);
-      if (!before.isFile()) return { ok: false, reason: "it is no longer a regular file" };
-      if (before.size >= buffer.length) return undefined;
-      // One read of the whole buffer: a short read of a regular file means end of file.
-      const length = readSync(fd, buffer, 0, buffer.length, 0);
-      if (length === buffer.length) return undefined;
-      const after = fstatSync(fd);
-      if (length === before.size && sameStat(before, after)) {
-        const content = buffer.subarray(0, length);
-        const chunks: ChunkRef[] = [];
-        let offset = 0;
-        for (const chunkLength of chunkLengths(content)) {
-          chunks.push([xxh64Hex(content.subarray(offset, offset + chunkLength)), chunkLength]);
-          offset += chunkLength;
-        }
-        return { ok: true, stat: before, hash: xxh64Hex(content), chunks };
-      }
-    } catch (error) {
-      return { ok: false, reason: `it could not be read: ${describe(error)}` };
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return keptChanging();
-}
-
-function openFailure(error: unknown): HashOutcome {
-  if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return { ok: false, reason: "it vanished during the scan" };
-  if (isErrno(error, "ELOOP")) return { ok: false, reason: "it became a symbolic link during the scan, which cws never follows or syncs" };
-  return { ok: false, reason: `it could not be opened: ${describe(error)}` };
-}
-
-function keptChanging(): HashOutcome {
-  return { ok: false, reason: `it kept changing while it was read (${MAX_READ_ATTEMPTS} attempts)` };
 }
 
 /**
@@ -599,21 +607,8 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-function sameStat(a: Stats, b: Stats): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
-}
-
-/** The stat fields an entry and the cache use. */
-interface StatsLike {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  mode: number;
-}
-
 /** The mtime for a manifest entry; the manifest has no dates before 1970, so those become 0. */
-function entryMtime(stats: StatsLike): number {
+function entryMtime(stats: FileStat): number {
   return Math.max(0, stats.mtimeMs);
 }
 
@@ -622,7 +617,7 @@ function entryMtime(stats: StatsLike): number {
  * 0o444), so Windows devices report the manifest's conventional 0o644 for files and 0o755 for
  * folders, and the sync keeps modes it cannot see.
  */
-function permissionBits(stats: StatsLike, isDir: boolean): number {
+function permissionBits(stats: FileStat, isDir: boolean): number {
   if (process.platform === "win32") return isDir ? 0o755 : 0o644;
   return stats.mode & 0o777;
 }
@@ -692,8 +687,4 @@ function throwIfCancelled(signal: AbortSignal | undefined): void {
 
 function isCancelled(error: unknown): boolean {
   return error instanceof CwsError && error.code === "CANCELLED";
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
