@@ -325,7 +325,8 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       if (hashThread !== "always" && hashedHere < HASH_THREAD_START_BYTES) return undefined;
       thread = new ScanHashPool();
     }
-    const room = thread.queuedFiles < HASH_THREAD_QUEUE_FILES && thread.queuedBytes + size <= HASH_THREAD_QUEUE_BYTES;
+    // A file larger than the byte bound goes when nothing else is queued.
+    const room = thread.queuedFiles === 0 || (thread.queuedFiles < HASH_THREAD_QUEUE_FILES && thread.queuedBytes + size <= HASH_THREAD_QUEUE_BYTES);
     return thread.usable && room ? thread : undefined;
   };
   const hashOnThread = (pool: ScanHashPool, entryPath: string, absPath: string, size: number): void => {
