@@ -15,8 +15,10 @@
  * - Hashing: every chunk gets its xxh64 and the file its whole-content xxh64. Files smaller than
  *   one 1 MiB read buffer are read in one synchronous read (system-call overhead dominates them);
  *   bigger files are streamed in 1 MiB reads through the Chunker by a pool of HASH_CONCURRENCY
- *   async readers. No file is ever held whole in memory: peak memory is a few read buffers,
- *   whatever the size of the files or the tree (beyond the manifest itself).
+ *   async readers. Once a scan has read HASH_THREAD_START_BYTES, a second thread takes part of
+ *   the files (scan-hash-pool.ts, same code in file-hash.ts), so a first scan uses two cores.
+ *   No file is ever held whole in memory: peak memory is a few read buffers, whatever the size
+ *   of the files or the tree (beyond the manifest itself).
  * - Stat cache: a file whose size, mtime, ctime and inode equal the cached ones is not read.
  * - A file that vanishes while the scan runs is left out and reported; one that changes while
  *   it is read is read again, and reported if it keeps changing. Neither stops the scan. Such
