@@ -341,14 +341,6 @@ const DOWNLOAD_BUFFER_BYTES = DOWNLOAD_BUNDLE_BYTES + 256 * 1024;
 const BUNDLES_AHEAD = 2;
 
 /**
- * Raw bytes asked for in the first bundle; each later one asks for twice as much, up to
- * DOWNLOAD_BUNDLE_BYTES. The first bundles are downloaded side by side, so with full-size ones
- * the writer had nothing to write until about 12 MiB had come in (0.3–0.5 s of a fresh
- * device's pull); small ones let it start after a fraction of that.
- */
-const FIRST_BUNDLE_BYTES = 512 * 1024;
-
-/**
  * The chunks `need` lists, in its order, as their records' stored bytes (checked against their
  * ids by whoever decodes them: see Piece): bundles are prepared by the agent and
  * downloaded into memory a few ahead of the one being read, so the server's work, the
@@ -365,13 +357,11 @@ async function* fetchRecords(conn: AgentConnection, need: ReadonlyMap<string, nu
   const batches: string[][] = [];
   let batch: string[] = [];
   let bytes = 0;
-  let limit = FIRST_BUNDLE_BYTES;
   for (const [id, length] of need) {
-    if (batch.length > 0 && (batch.length >= MAX_IDS_PER_REQUEST || bytes + length > limit)) {
+    if (batch.length > 0 && (batch.length >= MAX_IDS_PER_REQUEST || bytes + length > DOWNLOAD_BUNDLE_BYTES)) {
       batches.push(batch);
       batch = [];
       bytes = 0;
-      limit = Math.min(limit * 2, DOWNLOAD_BUNDLE_BYTES);
     }
     batch.push(id);
     bytes += length;
