@@ -36,51 +36,59 @@ export type HashOutcome =
  * turns out not to fit the buffer, so that the caller streams it instead.
  */
 export function hashSmallFileSync(absPath: string, buffer: Buffer): HashOutcome | undefined {
-  return readingOpenFile(absPath, (fd, before) => {
-    if (before.size >= buffer.length) return undefined;
-    // One read of the whole buffer: a short read of a regular file means end of file.
-    const length = readSync(fd, buffer, 0, buffer.length, 0);
-    if (length === buffer.length) return undefined;
-    if (length !== before.size || !sameStat(before, fstatSync(fd))) return CHANGED;
-    const content = buffer.subarray(0, length);
-    const chunks: ChunkRef[] = [];
-    let offset = 0;
-    for (const chunkLength of chunkLengths(content)) {
-      chunks.push([xxh64Hex(content.subarray(offset, offset + chunkLength)), chunkLength]);
-      offset += chunkLength;
-    }
-    return { ok: true, stat: statFields(before), hash: xxh64Hex(content), chunks };
-  });
+  return readingOpenFile(absPath, (fd, before) => readWhole(fd, before, buffer));
 }
 
 /**
  * Reads and hashes a file of any size through `buffer` and `chunker` (reset first, so whatever
- * an earlier file left in it does not matter). For a thread that may block on its reads.
+ * an earlier file left in it does not matter): in one read when it fits the buffer, else
+ * streamed, on the same descriptor. For a thread that may block on its reads.
  */
 export function hashFileSync(absPath: string, buffer: Buffer, chunker: Chunker): HashOutcome {
-  const small = hashSmallFileSync(absPath, buffer);
-  if (small !== undefined) return small;
-  return readingOpenFile(absPath, (fd, before) => {
-    const whole = createXxh64();
-    chunker.finish();
-    const chunks: ChunkRef[] = [];
-    let total = 0;
-    try {
-      for (;;) {
-        const bytesRead = readSync(fd, buffer, 0, buffer.length, null);
-        if (bytesRead === 0) break;
-        const piece = buffer.subarray(0, bytesRead);
-        whole.update(piece);
-        // The chunks may be views of `buffer`, so they are hashed before the next read reuses it.
-        for (const chunk of chunker.push(piece)) chunks.push([xxh64Hex(chunk), chunk.length]);
-        total += bytesRead;
-      }
-    } finally {
-      chunks.push(...chunker.finish().map((chunk): ChunkRef => [xxh64Hex(chunk), chunk.length]));
+  return readingOpenFile(absPath, (fd, before) => readWhole(fd, before, buffer) ?? readStreamed(fd, before, buffer, chunker))!;
+}
+
+/** A file that fits `buffer`, in one positioned read; undefined when it does not fit. */
+function readWhole(fd: number, before: Stats, buffer: Buffer): HashOutcome | typeof CHANGED | undefined {
+  if (before.size >= buffer.length) return undefined;
+  // One read of the whole buffer: a short read of a regular file means end of file.
+  const length = readSync(fd, buffer, 0, buffer.length, 0);
+  if (length === buffer.length) return undefined;
+  if (length !== before.size || !sameStat(before, fstatSync(fd))) return CHANGED;
+  const content = buffer.subarray(0, length);
+  const chunks: ChunkRef[] = [];
+  let offset = 0;
+  for (const chunkLength of chunkLengths(content)) {
+    chunks.push([xxh64Hex(content.subarray(offset, offset + chunkLength)), chunkLength]);
+    offset += chunkLength;
+  }
+  return { ok: true, stat: statFields(before), hash: xxh64Hex(content), chunks };
+}
+
+/**
+ * A file of any size, read from its start in buffer-sized pieces through `chunker` (positioned
+ * reads, so a readWhole before it on the same descriptor changes nothing).
+ */
+function readStreamed(fd: number, before: Stats, buffer: Buffer, chunker: Chunker): HashOutcome | typeof CHANGED {
+  const whole = createXxh64();
+  chunker.finish();
+  const chunks: ChunkRef[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const bytesRead = readSync(fd, buffer, 0, buffer.length, total);
+      if (bytesRead === 0) break;
+      const piece = buffer.subarray(0, bytesRead);
+      whole.update(piece);
+      // The chunks may be views of `buffer`, so they are hashed before the next read reuses it.
+      for (const chunk of chunker.push(piece)) chunks.push([xxh64Hex(chunk), chunk.length]);
+      total += bytesRead;
     }
-    if (total !== before.size || !sameStat(before, fstatSync(fd))) return CHANGED;
-    return { ok: true, stat: statFields(before), hash: whole.digestHex(), chunks };
-  })!;
+  } finally {
+    chunks.push(...chunker.finish().map((chunk): ChunkRef => [xxh64Hex(chunk), chunk.length]));
+  }
+  if (total !== before.size || !sameStat(before, fstatSync(fd))) return CHANGED;
+  return { ok: true, stat: statFields(before), hash: whole.digestHex(), chunks };
 }
 
 /** What a reader returns when the file changed while it was read: it is read again. */
