@@ -88,33 +88,27 @@ export class ChunkIndex {
   #find(id: string): number {
     const key = parseChunkId(id);
     if (key === undefined) return -1;
-    const [high, low, rawLength] = key;
-    const table = this.#table;
-    for (let bucket = startBucket(low, rawLength, this.#mask); ; bucket = (bucket + 2) & (table.length - 1)) {
-      const number = table[bucket]!;
-      if (number === 0) return -1;
-      const entries = this.#packs[number - 1]!;
-      const slot = table[bucket + 1]!;
-      if (entries.hashLow(slot) === low && entries.hashHigh(slot) === high && entries.rawLength(slot) === rawLength) return bucket;
-    }
+    const bucket = this.#probe(key[0], key[1], key[2]);
+    return this.#table[bucket] === 0 ? -1 : bucket;
   }
 
   #insert(number: number, entries: PackEntries, slot: number): void {
-    const high = entries.hashHigh(slot);
-    const low = entries.hashLow(slot);
-    const rawLength = entries.rawLength(slot);
+    const bucket = this.#probe(entries.hashHigh(slot), entries.hashLow(slot), entries.rawLength(slot));
+    if (this.#table[bucket] !== 0) return; // indexed already, in a pack added earlier
+    this.#table[bucket] = number + 1;
+    this.#table[bucket + 1] = slot;
+    this.#size++;
+  }
+
+  /** The bucket holding the chunk with this key, or the empty bucket where it would go. */
+  #probe(high: number, low: number, rawLength: number): number {
     const table = this.#table;
     for (let bucket = startBucket(low, rawLength, this.#mask); ; bucket = (bucket + 2) & (table.length - 1)) {
-      const held = table[bucket]!;
-      if (held === 0) {
-        table[bucket] = number + 1;
-        table[bucket + 1] = slot;
-        this.#size++;
-        return;
-      }
-      const other = this.#packs[held - 1]!;
-      const otherSlot = table[bucket + 1]!;
-      if (other.hashLow(otherSlot) === low && other.hashHigh(otherSlot) === high && other.rawLength(otherSlot) === rawLength) return;
+      const number = table[bucket]!;
+      if (number === 0) return bucket;
+      const entries = this.#packs[number - 1]!;
+      const slot = table[bucket + 1]!;
+      if (entries.hashLow(slot) === low && entries.hashHigh(slot) === high && entries.rawLength(slot) === rawLength) return bucket;
     }
   }
 
