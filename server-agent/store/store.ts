@@ -187,6 +187,16 @@ interface PackBuilder {
   entries: PackEntry[];
 }
 
+/**
+ * Writes a sealed record into the pack being built and notes where it went. The entry is
+ * made field by field: spreading the writer's location object gave every entry a property
+ * array of its own.
+ */
+async function addToPack(builder: PackBuilder, id: string, flags: number, sealed: Uint8Array): Promise<void> {
+  const location = await builder.writer.addStored(id, flags, sealed);
+  builder.entries.push({ id, pack: builder.id, offset: location.offset, storedLength: location.storedLength, flags: location.flags });
+}
+
 export class Store {
   readonly paths: StorePaths;
   #codec: AtRestCodec;
@@ -349,8 +359,7 @@ export class Store {
         // The bundle's compressed bytes are kept as they are: the client's writer already
         // decided whether compression helps, so recompressing would only cost CPU.
         const sealed = this.#codec.seal(record.stored, { kind: "chunk", id: record.id });
-        const location = await builder.writer.addStored(record.id, record.flags, sealed);
-        builder.entries.push({ id: record.id, pack: builder.id, offset: location.offset, storedLength: location.storedLength, flags: location.flags });
+        await addToPack(builder, record.id, record.flags, sealed);
         bytes += record.rawLength;
       }
     } catch (error) {
@@ -758,8 +767,7 @@ export class Store {
         for (const entry of moving) {
           builder ??= await this.#startPack();
           const sealed = await this.#readSealed(entry);
-          const location = await builder.writer.addStored(entry.id, entry.flags, sealed);
-          builder.entries.push({ id: entry.id, pack: builder.id, offset: location.offset, storedLength: location.storedLength, flags: location.flags });
+          await addToPack(builder, entry.id, entry.flags, sealed);
           if (builder.writer.bytes >= maxPackBytes || builder.entries.length >= MAX_BUNDLE_RECORDS) {
             result.bytesFreed -= (await this.#commitPack(builder)).packBytes;
             result.packsWritten++;
