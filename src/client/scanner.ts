@@ -305,10 +305,13 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
       freeReaders.push(reader);
     }
   };
+  /** Keeps `task` in `tasks` until it settles (tasks never reject). */
+  const track = (tasks: Set<Promise<void>>, task: Promise<void>): void => {
+    tasks.add(task);
+    void task.finally(() => tasks.delete(task));
+  };
   const hashLater = (entryPath: string, absPath: string, cached: StatCacheEntry | undefined): void => {
-    const task = hashInline(entryPath, absPath, cached);
-    inFlight.add(task);
-    void task.finally(() => inFlight.delete(task));
+    track(inFlight, hashInline(entryPath, absPath, cached));
   };
 
   // A second thread hashes beside this one once the scan has shown that it has much to read
@@ -332,13 +335,11 @@ export async function scanTree(options: ScanOptions): Promise<ScanResult> {
     return thread.usable && room ? thread : undefined;
   };
   const hashOnThread = (pool: ScanHashPool, entryPath: string, absPath: string, size: number): void => {
-    const task = (async () => {
+    track(threadTasks, (async () => {
       const outcome = await pool.hash(absPath, size);
       if (outcome !== null) record(entryPath, outcome);
       else await hashInline(entryPath, absPath, undefined);
-    })();
-    threadTasks.add(task);
-    void task.finally(() => threadTasks.delete(task));
+    })());
   };
   const settleAll = async (): Promise<void> => {
     await Promise.allSettled(threadTasks);
