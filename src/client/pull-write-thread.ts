@@ -7,6 +7,7 @@ import { parentPort } from "node:worker_threads";
 import { initHash } from "../core/hash.ts";
 import { errorToMessage } from "./push-pool.ts";
 import { applyWriteBatch, closeAll, type BatchReply, type OpenFile, type WriteBatch } from "./pull-write.ts";
+import { serveUntilStopped } from "./worker-stop.ts";
 
 if (parentPort === null) throw new TypeError("pull-write-thread.ts runs only as a worker thread");
 const port = parentPort;
@@ -15,7 +16,9 @@ const open = new Map<number, OpenFile>();
 await initHash();
 let failed = false;
 
-port.on("message", (batch: WriteBatch) => {
+// A batch is applied in one turn, so a stop takes effect between batches; the descriptors
+// this thread holds belong to the whole process and are closed before it ends.
+serveUntilStopped<WriteBatch>(port, (batch) => {
   if (failed) return;
   try {
     const finished = applyWriteBatch(batch, open);
@@ -27,4 +30,4 @@ port.on("message", (batch: WriteBatch) => {
     closeAll(open);
     port.postMessage({ id: batch.id, error: errorToMessage(error) } satisfies BatchReply);
   }
-});
+}, () => closeAll(open));

@@ -27,6 +27,7 @@ import { chunkId } from "../core/chunk-id.ts";
 import { RecordDecoder } from "../protocol/bundle.ts";
 import { faultPoint } from "../fault.ts";
 import { errorFromMessage, type ErrorMessage } from "./push-pool.ts";
+import { stopWorker } from "./worker-stop.ts";
 
 /**
  * The operations of a batch on temp files, by each file's number in the pull, packed: numbers
@@ -384,11 +385,15 @@ export class BatchWriter {
     this.#throwIfFailed();
   }
 
-  /** Stops the worker (mid-batch if need be) and closes what is open; the temp files stay for the caller. */
+  /**
+   * Stops the worker after the batch it is applying (asked, not terminated: see
+   * worker-stop.ts; it closes the files it holds) and closes what is open here; the temp
+   * files stay for the caller.
+   */
   async close(): Promise<void> {
     const worker = this.#worker;
     this.#worker = undefined;
-    if (worker !== undefined) await worker.terminate();
+    if (worker !== undefined) await stopWorker(worker);
     closeAll(this.#open);
     this.#fail(new Error("the pull's writer was closed"));
   }

@@ -8,6 +8,7 @@
 import { Worker } from "node:worker_threads";
 import { CwsError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import type { BuiltBundle, DiskPart } from "./bundle-build.ts";
+import { stopWorker } from "./worker-stop.ts";
 
 /** What a worker is asked to build. */
 export interface BuildJob {
@@ -119,13 +120,14 @@ export class BuildPool {
   }
 
   /**
-   * Stops every worker; jobs still queued or running are rejected with `reason` (a worker
+   * Stops every worker and waits until they have exited (see worker-stop.ts: asked, not
+   * terminated); jobs still queued or running are rejected with `reason` at once (a worker
    * stopped mid-bundle leaves a temp file, which the push's work folder clean-up removes).
    */
   async close(reason: Error = new CwsError("CANCELLED", "The push was stopped")): Promise<void> {
     if (this.#closed === undefined) this.#closed = reason;
     this.#rejectAll(this.#closed);
-    await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
+    await Promise.all(this.#slots.map((slot) => stopWorker(slot.worker)));
   }
 
   #dispatch(): void {
@@ -151,7 +153,7 @@ export class BuildPool {
     if (this.#closed !== undefined) return;
     this.#closed = error;
     this.#rejectAll(error);
-    for (const slot of this.#slots) void slot.worker.terminate();
+    for (const slot of this.#slots) void stopWorker(slot.worker);
   }
 
   #rejectAll(error: Error): void {

@@ -11,6 +11,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { HashOutcome } from "./file-hash.ts";
+import { stopWorker } from "./worker-stop.ts";
 
 /** Files to hash, in one message. */
 export interface HashBatch {
@@ -96,11 +97,14 @@ export class ScanHashPool {
     this.#batch = [];
   }
 
-  /** Stops the thread; files still queued are answered with null. */
+  /**
+   * Stops the thread and waits until it has exited (asked, not terminated: see
+   * worker-stop.ts); files still queued are answered with null at once.
+   */
   async close(): Promise<void> {
     const worker = this.#worker;
     this.#fail();
-    await worker?.terminate();
+    if (worker !== null) await stopWorker(worker);
   }
 
   #settle(id: number, outcome: HashOutcome | null): void {

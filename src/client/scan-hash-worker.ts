@@ -8,6 +8,7 @@ import { initHash } from "../core/hash.ts";
 import { READ_BUFFER_BYTES } from "./file-chunks.ts";
 import { describe, hashFileSync, type HashOutcome } from "./file-hash.ts";
 import type { HashBatch, HashReply } from "./scan-hash-pool.ts";
+import { serveUntilStopped } from "./worker-stop.ts";
 
 if (parentPort === null) throw new TypeError("scan-hash-worker.ts runs only as a worker thread");
 const port = parentPort;
@@ -15,7 +16,8 @@ await initHash();
 const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 const chunker = new Chunker();
 
-port.on("message", (batch: HashBatch) => {
+// A batch is hashed in one turn, so a stop takes effect between batches.
+serveUntilStopped<HashBatch>(port, (batch) => {
   const results: HashReply["results"] = [];
   for (const { id, path } of batch.jobs) results.push({ id, outcome: hashOne(path) });
   port.postMessage({ results } satisfies HashReply);
