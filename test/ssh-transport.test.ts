@@ -335,6 +335,29 @@ describe("SSH transport against a real sshd", { skip }, () => {
       }
     });
 
+    it("fsyncs the uploaded file before its rename, unless the upload need not be durable", async () => {
+      const session = await openSshSession(baseTarget());
+      try {
+        const sftp = await session.sftp();
+        // Counts the fsync@openssh.com requests the upload sends, still sending them.
+        let fsyncs = 0;
+        const fsync = sftp.ext_openssh_fsync.bind(sftp);
+        sftp.ext_openssh_fsync = (handle, callback) => {
+          fsyncs++;
+          return fsync(handle, callback);
+        };
+        const remote = path.join(work, "durable", "bundle.bin");
+        await mkdir(path.dirname(remote), { recursive: true });
+        await uploadResumable(sftp, source, remote);
+        assert.equal(fsyncs, 1);
+        await uploadResumable(sftp, source, `${remote}.2`, { durable: false });
+        assert.equal(fsyncs, 1, "a bundle is made durable by the agent's pack, not by its upload");
+        assert.ok((await readFile(`${remote}.2`)).equals(content));
+      } finally {
+        await session.close();
+      }
+    });
+
     it("reports NOT_FOUND for a missing remote file", async () => {
       const session = await openSshSession(baseTarget());
       try {

@@ -40,6 +40,15 @@ export interface SftpTransferOptions extends TransferOptions {
    * @default {DEFAULT_CHUNK_BYTES}
    */
   chunkSize?: number;
+  /**
+   * Upload only: fsync the remote file before it is renamed into place. Off for what the
+   * server copies somewhere durable itself after checking it (a bundle: the agent verifies
+   * every record and writes the new chunks into fsynced packs, then removes the staged
+   * file), where the fsync would only write the staged bytes to disk a second time.
+   *
+   * @default true
+   */
+  durable?: boolean;
 }
 
 /**
@@ -83,7 +92,7 @@ export async function uploadResumable(
   remotePath: string,
   options: SftpTransferOptions = {},
 ): Promise<UploadResult> {
-  const { concurrency = DEFAULT_CONCURRENCY, signal, onProgress } = options;
+  const { concurrency = DEFAULT_CONCURRENCY, signal, onProgress, durable = true } = options;
   const chunkSize = Math.min(options.chunkSize ?? DEFAULT_CHUNK_BYTES, serverLimit(sftp, "write"));
   checkTuning(concurrency, chunkSize);
   if (signal?.aborted) throw cancelled(remotePath);
@@ -106,7 +115,7 @@ export async function uploadResumable(
     try {
       try {
         await pipelinedWrite(sftp, handle, local, { start: resumedFrom, size, concurrency, chunkSize, signal, onProgress, remotePath: partPath });
-        await fsyncIfSupported(sftp, handle);
+        if (durable) await fsyncIfSupported(sftp, handle);
       } finally {
         await sftpCall<void>(partPath, (cb) => sftp.close(handle, cb)).catch(() => undefined);
       }
