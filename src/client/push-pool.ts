@@ -46,6 +46,11 @@ const WORKER_MAIN = new URL("./push-worker.mjs", import.meta.url);
  */
 const WORKER_YOUNG_GENERATION_MB = 4;
 
+/** Starts one push worker thread; it takes BuildJob messages (see BuildPool). */
+export function startBuildWorker(): Worker {
+  return new Worker(WORKER_MAIN, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+}
+
 /** Turns any thrown value into a message that survives postMessage with its code and data. */
 export function errorToMessage(error: unknown): ErrorMessage {
   if (error instanceof CwsError) return { cws: true, code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
@@ -100,7 +105,7 @@ export class BuildPool {
   /** Starts `size` workers. They load in the background; jobs queue until one is free. */
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
-      const slot: Slot = { worker: new Worker(WORKER_MAIN, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } }) };
+      const slot: Slot = { worker: startBuildWorker() };
       slot.worker.on("message", (reply: BuildReply) => this.#onReply(slot, reply));
       slot.worker.on("error", (error) => this.#fail(new PoolFailure(`a push worker failed: ${error.message}`, { cause: error })));
       slot.worker.on("exit", (code) => {
