@@ -16,8 +16,8 @@ const open = new Map<number, OpenFile>();
 await initHash();
 let failed = false;
 
-// A batch is applied in one turn, so a stop takes effect between batches; the descriptors
-// this thread holds belong to the whole process and are closed before it ends.
+// A batch is applied in one turn, so a stop takes effect between batches; the files still
+// open are closed before the thread ends.
 serveUntilStopped<WriteBatch>(port, (batch) => {
   if (failed) return;
   try {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -186,6 +186,28 @@ for (const threaded of [true, false]) {
       await writer.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test(`BatchWriter ${where} closed in the middle of files leaves none of their descriptors open`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pull-write-test-"));
+    // Descriptors belong to the whole process, not to the thread that opened them: a writer
+    // stopped while it holds files open must leave none behind, as a kept session runs pull
+    // after pull in one process.
+    const openFds = async () => (await readdir("/proc/self/fd")).length;
+    const before = await openFds();
+    const writer = new BatchWriter(threaded, () => {});
+    try {
+      for (let file = 0; file < 20; file++) {
+        writer.open(file, join(dir, `f${file}`));
+        await writer.write(file, randomBytes(1000), false);
+      }
+      // Every open and write applied, no file finished.
+      await writer.drain();
+    } finally {
+      await writer.close();
+    }
+    assert.equal(await openFds(), before);
+    await rm(dir, { recursive: true, force: true });
   });
 
   test(`BatchWriter ${where} reports a failed system call with its errno code and refuses more work`, async () => {
