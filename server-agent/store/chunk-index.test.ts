@@ -86,6 +86,24 @@ test("ChunkIndex answers no for strings that are not chunk ids, and for another 
   assert.equal(index.has(objects[1]!.id), true, "a chunk of length 0");
 });
 
+test("ChunkIndex.holds(hash, length) answers as has() of the id they make, without the id", () => {
+  const { entries, objects } = loaded("f".repeat(16), Array.from({ length: 1500 }, (_, i) => idOf(i, 1000 + i)));
+  const index = new ChunkIndex();
+  index.add(entries);
+  for (const { id } of objects) {
+    const [hash, length] = id.split("-") as [string, string];
+    assert.equal(index.holds(hash, Number(length)), true, id);
+    assert.equal(index.holds(hash, Number(length) + 1), false, `${id} with another length`);
+  }
+  const [hash, length] = objects[1]!.id.split("-") as [string, string];
+  // What no id spells: another hash, a hash that is not 16 lower-case hex digits, a length
+  // that is not a whole number of at most 7 digits.
+  for (const [h, n] of [[idOf(5000).slice(0, 16), Number(length)], [hash.toUpperCase(), Number(length)], [hash.slice(1), Number(length)], [`${hash}0`, Number(length)], [`${hash.slice(0, 15)}g`, Number(length)], [hash, Number(length) + 0.5], [hash, -1], [hash, 10_000_000], [hash, Number.NaN]] as Array<[string, number]>) {
+    assert.equal(index.holds(h, n), false, `${h} ${n}`);
+    assert.equal(index.holds(h, n), index.has(`${h}-${n}`), `${h} ${n}`);
+  }
+});
+
 test("PackEntries round-trips an index's entries, sorted, as objects", () => {
   const ids = [idOf(9), idOf(3), idOf(4)];
   const objects = entriesOf("d".repeat(16), ids);

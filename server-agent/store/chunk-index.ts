@@ -21,6 +21,9 @@ import type { PackEntries, PackEntry } from "./pack-index.ts";
 /** Buckets of a new, empty table (a power of two). */
 const MIN_CAPACITY = 1024;
 
+/** The largest length a chunk id spells (up to 7 digits, see parseChunkId). */
+const MAX_ID_LENGTH = 9_999_999;
+
 /** Where a chunk is: its pack's entries and its slot in them. */
 export interface ChunkSlot {
   entries: PackEntries;
@@ -59,6 +62,18 @@ export class ChunkIndex {
   /** True if chunk `id` is indexed. */
   has(id: string): boolean {
     return this.#find(id) >= 0;
+  }
+
+  /**
+   * True if the chunk of this hash (16 lower-case hex digits) and raw length is indexed:
+   * `has(chunkId([hash, rawLength]))` without making the id (a commit's walk over a whole tree
+   * asks this for each of its 50,000 chunk references).
+   */
+  holds(hash: string, rawLength: number): boolean {
+    if (typeof hash !== "string" || hash.length !== 16 || !Number.isInteger(rawLength) || rawLength < 0 || rawLength > MAX_ID_LENGTH) return false;
+    const high = hexWord(hash, 0);
+    const low = hexWord(hash, 8);
+    return high >= 0 && low >= 0 && this.#table[this.#probe(high, low, rawLength)] !== 0;
   }
 
   /** Where chunk `id` is, or undefined (also for a string that is not a chunk id). */

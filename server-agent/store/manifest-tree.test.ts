@@ -194,6 +194,62 @@ test("a walk by a fresh reader visits every folder object of a tree once, and fa
   await assert.rejects(new ManifestTrees(trees.store).walk(root, () => {}), (e) => isCwsError(e) && e.code === "CORRUPT" && e.message.includes(leaf));
 });
 
+test("forEachChunk lists every chunk reference of a tree as its manifest holds them: deep folders, equal folders, several chunks a file, a whole manifest", async (t) => {
+  const trees = await openTrees(t);
+  const twice = (path: string): ManifestEntry[] => [folder(path), file(`${path}/same.md`, 5), { ...file(`${path}/big.jsonl`, 0), size: 30, hash: hex(9), chunks: [[hex(7), 10], [hex(8), 10], [hex(7), 10]] }];
+  const manifest = makeManifest([...sampleTree(7, 300).entries, ...twice("files/copy-1"), ...twice("files/copy-2")]);
+  const root = await trees.putManifest(manifest);
+  assert.equal((await trees.folder(root, "files"))!.dirs.get("copy-1")!.tree, (await trees.folder(root, "files"))!.dirs.get("copy-2")!.tree, "two folders, one object");
+  const listed = async (hash: string): Promise<string[]> => {
+    const refs: string[] = [];
+    await new ManifestTrees(trees.store).forEachChunk(hash, (chunk, length) => void refs.push(`${chunk}-${length}`));
+    return refs.sort();
+  };
+  const expected = manifest.entries.flatMap((entry) => entry.chunks.map(([chunk, length]) => `${chunk}-${length}`)).sort();
+  assert.deepEqual(await listed(root), expected);
+  assert.deepEqual(await listed(await trees.store.putObject(Buffer.from(JSON.stringify(manifest)))), expected, "a whole manifest of an earlier version");
+  assert.deepEqual(await listed(await trees.putManifest(makeManifest([]))), []);
+});
+
+test("forEachChunk refuses a damaged folder object, deep in the tree, as reading it as a node does", async (t) => {
+  const trees = await openTrees(t);
+  const entryOf = (e: ManifestEntry, name: string, extra: object = {}) => ({ name, kind: e.kind, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, hash: e.hash, chunks: e.chunks, ...extra });
+  const good = { tree: 1, entries: [entryOf(file("x", 1), "a"), entryOf(file("x", 2), "b")], dirs: [] };
+  const damaged: Array<[string, unknown]> = [
+    ["another format", { tree: 2, entries: [], dirs: [] }],
+    ["a whole manifest", { format: 1, entries: [] }],
+    ["no entries", { tree: 1, dirs: [] }],
+    ["an entry that is no object", { ...good, entries: [7] }],
+    ["a name with a slash", { ...good, entries: [entryOf(file("x", 1), "a/b")] }],
+    ["names out of order", { ...good, entries: [...good.entries].reverse() }],
+    ["a size its chunks do not make", { ...good, entries: [{ ...entryOf(file("x", 1), "a"), size: 5 }] }],
+    ["a chunk without a length", { ...good, entries: [{ ...entryOf(file("x", 1), "a"), chunks: [[hex(1)]] }] }],
+    ["a key too many", { ...good, entries: [entryOf(file("x", 1), "a", { path: "elsewhere" })] }],
+    ["a path too long", { ...good, entries: [entryOf(file("x", 1), "n".repeat(4090))] }],
+    ["a sub-folder without counts", { ...good, dirs: [{ name: "d", tree: hex(1) }] }],
+    ["sub-folders out of order", { ...good, dirs: [{ name: "e", tree: hex(1), entries: 1, files: 1, bytes: 1 }, { name: "d", tree: hex(1), entries: 1, files: 1, bytes: 1 }] }],
+  ];
+  for (const [what, json] of damaged) {
+    const bad = await trees.store.putObject(Buffer.from(JSON.stringify(json)));
+    // Two levels down, under "files/deep" (a path of 10 characters).
+    const deep = await trees.store.putObject(Buffer.from(JSON.stringify({ tree: 1, entries: [], dirs: [{ name: "deep", tree: bad, entries: 2, files: 2, bytes: 5 }] })));
+    const root = await trees.store.putObject(Buffer.from(JSON.stringify({ tree: 1, entries: [], dirs: [{ name: "files", tree: deep, entries: 3, files: 2, bytes: 5 }] })));
+    const asNode = await new ManifestTrees(trees.store).node(bad, "files/deep").then(() => undefined, (error: unknown) => error);
+    assert.ok(isCwsError(asNode, "CORRUPT"), `${what}: read as a node`);
+    // The same sentence, but for a whole manifest where a folder belongs (each says so its own way).
+    const same = (message: string) => (what === "a whole manifest" ? message.includes(bad) : message === asNode.message);
+    await assert.rejects(new ManifestTrees(trees.store).forEachChunk(root, () => {}), (e) => isCwsError(e, "CORRUPT") && same(e.message), what);
+  }
+  // Damaged on disk: its hash no longer matches.
+  const root = await trees.putManifest(makeManifest([folder("files/a"), file("files/a/x", 1), file("files/y", 2)]));
+  const leaf = (await trees.folder(root, "files"))!.dirs.get("a")!.tree;
+  const path = join(trees.store.paths.objects, leaf.slice(0, 2), leaf);
+  const bytes = await readFile(path);
+  bytes[bytes.byteLength - 3] ^= 0x40;
+  await writeFile(path, bytes);
+  await assert.rejects(new ManifestTrees(trees.store).forEachChunk(root, () => {}), (e) => isCwsError(e, "CORRUPT") && e.message.includes(leaf));
+});
+
 async function countObjects(trees: ManifestTrees): Promise<number> {
   let n = 0;
   for (const shard of await readdir(trees.store.paths.objects)) n += (await readdir(join(trees.store.paths.objects, shard))).length;

@@ -17,8 +17,8 @@
  */
 import { CwsError } from "../../src/errors.ts";
 import { xxh64Hex } from "../../src/core/hash.ts";
-import { diffManifests, MANIFEST_FORMAT, ManifestEntry, sameEntry, type Manifest, type ManifestDelta } from "../../src/core/manifest.ts";
-import { isPlainManifestEntry, safeParseManifest } from "../../src/core/manifest-check.ts";
+import { diffManifests, MANIFEST_FORMAT, MAX_PATH_LENGTH, ManifestEntry, sameEntry, type Manifest, type ManifestDelta } from "../../src/core/manifest.ts";
+import { hasPlainEntryFields, safeParseManifest } from "../../src/core/manifest-check.ts";
 import { byPath, type PushView } from "../../src/core/push-view.ts";
 import type { TravelLookup } from "../../src/core/portable-names.ts";
 import type { Store } from "./store.ts";
@@ -118,25 +118,45 @@ function isName(value: unknown): value is string {
   return typeof value === "string" && value.length > 0 && !value.includes("/");
 }
 
-/** Checks a folder's object as read from JSON and returns it; throws CORRUPT naming what is wrong. */
-function decodeNode(json: unknown, hash: string, path: string): TreeNode {
-  const node = emptyNode(path);
+/** An entry of a folder's object as read from JSON: a manifest entry with its name in place of its path. */
+type EntryJson = Omit<ManifestEntry, "path"> & { name: string };
+
+/** A folder's object as read from JSON (see encodeNode). */
+interface NodeJson {
+  tree: typeof TREE_FORMAT;
+  entries: EntryJson[];
+  dirs: Array<SubtreeRef & { name: string }>;
+}
+
+/** True when `json` is marked as a folder object (a whole manifest has `format` instead). */
+function isTreeJson(json: unknown): boolean {
+  return typeof json === "object" && json !== null && "tree" in json;
+}
+
+/**
+ * Checks a folder's object as read from JSON where it lies, copying nothing, and returns it
+ * typed; throws CORRUPT naming what is wrong. `path` is where the folder sits (its entries'
+ * paths must not grow too long).
+ */
+function checkNodeJson(json: unknown, hash: string, path: string): NodeJson {
   if (typeof json !== "object" || json === null || (json as { tree?: unknown }).tree !== TREE_FORMAT) throw corrupt(hash, "not a folder object");
   const { entries, dirs } = json as { entries?: unknown; dirs?: unknown };
   if (!Array.isArray(entries) || !Array.isArray(dirs)) throw corrupt(hash, "entries or dirs missing");
   let previous: string | null = null;
+  // The path an entry's name makes is this long plus the name.
+  const prefix = path === "" ? 0 : path.length + 1;
   for (const raw of entries as unknown[]) {
     if (typeof raw !== "object" || raw === null) throw corrupt(hash, "an entry is not an object");
-    const { name, ...fields } = raw as { name?: unknown };
+    const { name } = raw as { name?: unknown };
     if (!isName(name)) throw corrupt(hash, `entry name ${JSON.stringify(name)}`);
     if (previous !== null && !(previous < name)) throw corrupt(hash, "entries not sorted by name");
     previous = name;
-    const entry = { path: joinPath(path, name), ...fields };
-    if (!isPlainManifestEntry(entry)) {
-      const checked = ManifestEntry.safeParse(entry);
+    if (prefix + name.length > MAX_PATH_LENGTH || !hasPlainEntryFields(raw)) {
+      // The schema names what is wrong (only now: a valid entry is never copied).
+      const { name: _name, ...fields } = raw as { name: string };
+      const checked = ManifestEntry.safeParse({ path: joinPath(path, name), ...fields });
       throw corrupt(hash, `entry ${name}: ${checked.success ? "unexpected fields" : checked.error.issues[0]?.message}`);
     }
-    node.entries.set(name, entry as ManifestEntry);
   }
   previous = null;
   for (const raw of dirs as unknown[]) {
@@ -146,8 +166,22 @@ function decodeNode(json: unknown, hash: string, path: string): TreeNode {
     }
     if (previous !== null && !(previous < name)) throw corrupt(hash, "sub-folders not sorted by name");
     previous = name;
-    node.dirs.set(name, { tree, entries: n, files, bytes });
   }
+  return json as NodeJson;
+}
+
+/** Checks a folder's object as read from JSON and returns it as a node; throws CORRUPT naming what is wrong. */
+function decodeNode(json: unknown, hash: string, path: string): TreeNode {
+  const checked = checkNodeJson(json, hash, path);
+  // Not emptyNode(): V8 decides per allocation site whether to allocate its objects in the old
+  // generation from the start, and the folders a commit or a staged piece edits (made by
+  // emptyNode, held until written) persuade it to for emptyNode's. A decoded node in the old
+  // generation keeps every entry it holds alive through young collections after it died, so a
+  // walk over a first push's 50,000-entry tree, right after it was staged, moved about 20 MiB
+  // of dead entries into the old generation (hub/commit-bench.ts); nodes made here die young.
+  const node: TreeNode = { path, entries: new Map(), dirs: new Map() };
+  for (const { name, ...fields } of checked.entries) node.entries.set(name, { path: joinPath(path, name), ...fields });
+  for (const { name, tree, entries, files, bytes } of checked.dirs) node.dirs.set(name, { tree, entries, files, bytes });
   return node;
 }
 
@@ -207,19 +241,23 @@ export class ManifestTrees {
   }
 
   async #read(hash: string, path: string): Promise<StoredManifest> {
-    const raw = await this.store.getObject(hash);
-    let json: unknown;
-    try {
-      json = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("utf8"));
-    } catch {
-      throw corrupt(hash, "not JSON");
-    }
-    if (typeof json === "object" && json !== null && "tree" in json) return { kind: "tree", root: decodeNode(json, hash, path) };
+    const json = await this.#readJson(hash);
+    if (isTreeJson(json)) return { kind: "tree", root: decodeNode(json, hash, path) };
     const parsed = safeParseManifest(json);
     if (!parsed.success) {
       throw new CwsError("CORRUPT", `Stored manifest ${hash} is not a valid manifest (${parsed.error.issues[0]?.message}). Run \`cws-server verify\`.`);
     }
     return { kind: "whole", manifest: parsed.data };
+  }
+
+  /** A stored manifest object (either form) as parsed from its JSON, not yet checked. */
+  async #readJson(hash: string): Promise<unknown> {
+    const raw = await this.store.getObject(hash);
+    try {
+      return JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("utf8"));
+    } catch {
+      throw corrupt(hash, "not JSON");
+    }
   }
 
   /** True when `hash` names a tree's root object (false for a whole manifest of an earlier version). */
@@ -389,6 +427,40 @@ export class ManifestTrees {
       for (const [name, ref] of node.dirs) await descend(ref.tree, joinPath(path, name), options.checkCounts ? ref : null);
     };
     await descend(root, "", null);
+  }
+
+  /**
+   * Calls `onChunk` with the hash and length of every chunk reference of every file in the
+   * manifest `root` (either stored form), in no particular order and once per reference. Each
+   * folder object is read and checked as `node` reads it (a damaged one fails with CORRUPT), but
+   * where it lies: no node, no entry copy and no id string is made, nothing is cached, and of a
+   * folder only its list of sub-folders is kept while they are read. This is the commit's check
+   * that the store holds every chunk of a tree (requireTreeChunks in push-policy.ts): for a
+   * first push's 50,000 entries `walk` and the ids made 85–95 MiB of short-lived objects, this
+   * 40 (hub/commit-bench.ts). A sub-folder that appears twice (two folders with the same
+   * content) is read twice: a tree holds no more of them than its manifest has entries, and no
+   * set of hashes is kept.
+   */
+  async forEachChunk(root: string, onChunk: (hash: string, length: number) => void): Promise<void> {
+    const json = await this.#readJson(root);
+    if (!isTreeJson(json)) {
+      // A whole manifest of an earlier version: one object (commits turn it into a tree first).
+      await this.walk(root, (node) => {
+        for (const entry of node.entries.values()) for (const [hash, length] of entry.chunks) onChunk(hash, length);
+      });
+      return;
+    }
+    const visit = (folder: NodeJson): NodeJson["dirs"] => {
+      for (const entry of folder.entries) for (const [hash, length] of entry.chunks) onChunk(hash, length);
+      return folder.dirs;
+    };
+    const descend = async (dirs: NodeJson["dirs"], path: string): Promise<void> => {
+      for (const { tree, name } of dirs) {
+        const at = joinPath(path, name);
+        await descend(visit(checkNodeJson(await this.#readJson(tree), tree, at)), at);
+      }
+    };
+    await descend(visit(checkNodeJson(json, root, "")), "");
   }
 
   /**

@@ -279,6 +279,15 @@ export class Store {
   }
 
   /**
+   * True if the store holds the chunk of this hash and length as it last looked (no look for
+   * packs other processes added since, which `missing` makes before it answers "missing"): for
+   * a walk over many chunk references, with no id string made for each.
+   */
+  holdsChunk(hash: string, length: number): boolean {
+    return this.#index.holds(hash, length);
+  }
+
+  /**
    * Refuses a commit whose manifest needs chunks the store lacks.
    *
    * @throws CwsError NOT_FOUND naming how many are missing (the first 20 in `data.missing`).

@@ -35,9 +35,21 @@ function isPlainManifest(json: unknown): json is Manifest {
 
 /** True when `value` is a valid manifest entry with no key the schema would strip. */
 export function isPlainManifestEntry(value: unknown): boolean {
-  if (!isObject(value) || keyCount(value) !== 7) return false;
-  const { path, kind, size, mtimeMs, mode, hash, chunks } = value as Record<string, unknown>;
+  if (!isObject(value)) return false;
+  const { path } = value as { path?: unknown };
   if (typeof path !== "string" || path.length === 0 || path.length > MAX_PATH_LENGTH) return false;
+  return hasPlainEntryFields(value);
+}
+
+/**
+ * True when `value` has seven keys and six of them are a valid manifest entry's fields other
+ * than its path (kind, size, mtimeMs, mode, hash, chunks): what isPlainManifestEntry checks
+ * besides the path, which is the seventh key's job. The store's folder objects hold entries
+ * with a `name` in place of the path; a walk over them checks each where it lies, with this.
+ */
+export function hasPlainEntryFields(value: object): boolean {
+  if (keyCount(value) !== 7) return false;
+  const { kind, size, mtimeMs, mode, hash, chunks } = value as Record<string, unknown>;
   if (!isNonNegativeInteger(size)) return false;
   if (typeof mtimeMs !== "number" || !Number.isFinite(mtimeMs) || mtimeMs < 0) return false;
   if (!isNonNegativeInteger(mode) || mode > 0o7777) return false;
