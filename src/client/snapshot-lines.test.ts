@@ -77,10 +77,10 @@ test("readSnapshot() with sections refuses a torn or damaged snapshot in the lay
     ["torn in an item", good.slice(0, good.indexOf("\n", good.indexOf("\n") + 1) + 20)],
     ["torn after a whole line", lines.slice(0, 3).join("\n") + "\n"],
     ["torn before the end", good.slice(0, good.lastIndexOf("]}"))],
-    ["two items on one line", [lines[0], `${lines[1]}${lines[2]}`, ...lines.slice(3)].join("\n")],
+    ["a raw line break inside a string", [lines[0], `${lines[1]!.slice(0, 5)}\n${lines[1]!.slice(5)}`, ...lines.slice(2)].join("\n")],
     ["a missing comma", [lines[0], lines[1]!.slice(0, -1), ...lines.slice(2)].join("\n")],
     ["a comma before the end of a section", [lines[0], lines[1], lines[2], `${lines[3]},`, ...lines.slice(4)].join("\n")],
-    ["an empty line", [lines[0], lines[1], "", ...lines.slice(2)].join("\n")],
+    ["a line of a comma alone", [lines[0], lines[1], ",", ...lines.slice(2)].join("\n")],
     ["garbage in an item", [lines[0], "[not json],", ...lines.slice(2)].join("\n")],
     ["a section out of order", good.replace(`],"unchecked":[`, `],"other":[`)],
     ["data after the end", `${good}{}`],
@@ -108,4 +108,22 @@ test("writeSnapshot() leaves the old snapshot and no temp file when writing its 
   await assert.rejects(writeSnapshot(path, () => failing()), /half way/);
   assert.equal(await readFile(path, "utf8"), before);
   assert.deepEqual(await readdir(dirname(path)), ["s.json"]);
+});
+
+test("readSnapshot() with sections finds the end of a section that falls on the edge of a read block", async (t) => {
+  const path = await snapshotPath(t);
+  const data = sample(8_000);
+  const write = (padding: number) => writeSnapshot(path, (epoch) => snapshotLines({ ...data.head, journal: epoch, pad: "p".repeat(padding) }, [["entries", data.rows], ["unchecked", data.paths]]));
+  await write(0);
+  const block = 1024 * 1024;
+  const at = (await readFile(path)).indexOf("\n]");
+  assert.ok(at < block - 2, "the first section ends before the first block does");
+  // The line break before `]` as the block's last byte, its first byte of the next, and around.
+  for (const shift of [-2, -1, 0, 1, 2]) {
+    await write(block - 1 - at + shift);
+    const owner = collector(NAMES);
+    const read = await readSnapshot(path, owner);
+    assert.notEqual(read?.json, undefined, `shift ${shift}: ${read?.invalid}`);
+    assert.deepEqual(owner.items, [data.rows, data.paths], `shift ${shift}`);
+  }
 });

@@ -14,11 +14,12 @@
  * JSON.stringify never writes a raw newline inside a value, so a line break only ever separates
  * items, and an item never starts with `]` (items are arrays, objects, strings or numbers), so
  * a line that does is the end of a section. A reader takes the head from the first line, then
- * parses the items in groups of consecutive lines (one JSON.parse of up to GROUP_BYTES each, as
- * fast as one parse of the whole file) and hands them to the owner one by one. Every group must
- * parse to exactly as many items as it has lines, the commas must be where JSON puts them and
- * the ends of sections must be the expected ones, so a file this reader accepts is one that
- * JSON.parse accepts, with the same values. A file whose first line is not such a head (the
+ * parses the items in groups of whole lines (one JSON.parse of up to GROUP_BYTES each, the
+ * groups found with one search each rather than line by line) and hands them to the owner one
+ * by one. A group is cut only at a line end, which JSON.stringify never puts inside an item, so
+ * a cut inside one (a file written otherwise) does not parse; the commas must be where JSON puts
+ * them and the ends of sections must be the expected lines, so a file this reader accepts is one
+ * that JSON.parse accepts, with the same values. A file whose first line is not such a head (the
  * single line of an older cws, or a head too long for a block) is parsed whole, as before.
  */
 import type { FileHandle } from "node:fs/promises";
@@ -58,6 +59,8 @@ const MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 const NEWLINE = 0x0a;
 const CLOSE_BRACKET = 0x5d;
+/** A line that starts with `]`, seen from the end of the line before it. */
+const SECTION_END = Buffer.from("\n]", "latin1");
 
 /**
  * The text of a snapshot in this layout, in pieces: `head`'s fields, then the items of each
@@ -130,10 +133,6 @@ class SectionReader {
   #position: number;
   #eof = false;
   #section = 0;
-  /** The current group of item lines: [#groupStart, #groupEnd) of the buffer, #groupLines of them. */
-  #groupStart = -1;
-  #groupEnd = -1;
-  #groupLines = 0;
   /** True when the last item parsed was followed by a comma: another item must come. */
   #moreItems = false;
   /** True once a section has an item. */
@@ -150,74 +149,86 @@ class SectionReader {
 
   async read(head: Record<string, unknown>): Promise<ParsedSnapshot> {
     const invalid = (reason: string): ParsedSnapshot => ({ json: undefined, invalid: reason, sectioned: true, bytes: this.#position });
+    const names = this.#sections.names;
     for (;;) {
-      const newline = this.#buffer.subarray(this.#start, this.#end).indexOf(NEWLINE);
-      let lineEnd: number;
-      if (newline >= 0) lineEnd = this.#start + newline;
-      // Only the end's own newline may be missing.
-      else if (this.#eof && this.#start < this.#end) lineEnd = this.#end;
-      else {
-        // The lines in the buffer are done: parse the group before the buffer moves, read on.
-        if (!this.#flush()) return invalid("an item is not valid");
-        if (this.#eof) return invalid(`the file ends inside section "${this.#sections.names[this.#section]}"`);
+      if (this.#start < this.#end && this.#buffer[this.#start] === CLOSE_BRACKET) {
+        // A line that starts with `]`: the end of a section, whose items must have ended
+        // without a comma. Only the end's own newline may be missing.
+        let lineEnd = this.#buffer.indexOf(NEWLINE, this.#start);
+        if (lineEnd < 0 || lineEnd >= this.#end) lineEnd = this.#eof ? this.#end : -1;
+        if (lineEnd < 0) {
+          if (this.#end - this.#start >= MAX_LINE_BYTES) return invalid(`a line is longer than ${MAX_LINE_BYTES} bytes`);
+          await this.#fill();
+          continue;
+        }
+        if (this.#moreItems) return invalid("a section ends after a comma");
+        const line = this.#buffer.toString("utf8", this.#start, lineEnd);
+        this.#start = Math.min(lineEnd + 1, this.#end);
+        const last = this.#section === names.length - 1;
+        if (line !== (last ? "]}" : `],${JSON.stringify(names[this.#section + 1])}:[`)) return invalid(`section "${names[this.#section]}" ends with an unexpected line`);
+        if (!last) {
+          this.#section++;
+          this.#hasItems = false;
+          continue;
+        }
+        // Nothing but white space may follow the end of the document.
+        for (;;) {
+          for (let i = this.#start; i < this.#end; i++) {
+            const byte = this.#buffer[i];
+            if (byte !== NEWLINE && byte !== 0x20 && byte !== 0x0d && byte !== 0x09) return invalid("data follows the end of the document");
+          }
+          this.#start = this.#end;
+          if (this.#eof) return { json: head, sectioned: true, bytes: this.#position };
+          await this.#fill();
+        }
+      }
+      // The item lines up to the next line that starts with `]`, or else up to the last whole
+      // line in the buffer: found with one search each, not line by line. Bytes past #end are
+      // stale.
+      const close = this.#buffer.indexOf(SECTION_END, this.#start);
+      let itemsEnd = close >= 0 && close + 1 < this.#end ? close : this.#buffer.lastIndexOf(NEWLINE, this.#end - 1);
+      if (itemsEnd < this.#start) itemsEnd = -1;
+      if (itemsEnd < 0) {
+        if (this.#eof) return invalid(`the file ends inside section "${names[this.#section]}"`);
         if (this.#end - this.#start >= MAX_LINE_BYTES) return invalid(`a line is longer than ${MAX_LINE_BYTES} bytes`);
         await this.#fill();
         continue;
       }
-      const lineStart = this.#start;
-      this.#start = Math.min(lineEnd + 1, this.#end);
-      if (this.#buffer[lineStart] !== CLOSE_BRACKET) {
-        if (this.#groupStart < 0) this.#groupStart = lineStart;
-        this.#groupEnd = lineEnd;
-        this.#groupLines++;
-        if (this.#groupEnd - this.#groupStart >= GROUP_BYTES && !this.#flush()) return invalid("an item is not valid");
-        continue;
-      }
-      // The end of a section: the items before it must have ended without a comma.
-      if (!this.#flush()) return invalid("an item is not valid");
-      if (this.#moreItems) return invalid("a section ends after a comma");
-      const names = this.#sections.names;
-      const line = this.#buffer.toString("utf8", lineStart, lineEnd);
-      const last = this.#section === names.length - 1;
-      if (line !== (last ? "]}" : `],${JSON.stringify(names[this.#section + 1])}:[`)) return invalid(`section "${names[this.#section]}" ends with an unexpected line`);
-      if (!last) {
-        this.#section++;
-        this.#hasItems = false;
-        continue;
-      }
-      // Nothing but white space may follow the end of the document.
-      for (;;) {
-        for (let i = this.#start; i < this.#end; i++) {
-          const byte = this.#buffer[i];
-          if (byte !== NEWLINE && byte !== 0x20 && byte !== 0x0d && byte !== 0x09) return invalid("data follows the end of the document");
-        }
-        this.#start = this.#end;
-        if (this.#eof) return { json: head, sectioned: true, bytes: this.#position };
-        await this.#fill();
-      }
+      if (!this.#items(this.#start, itemsEnd)) return invalid("an item is not valid");
+      this.#start = itemsEnd + 1;
     }
   }
 
-  /** Parses the current group of item lines and hands its items to the owner; false when not valid. */
-  #flush(): boolean {
-    if (this.#groupStart < 0) return true;
-    let text = this.#buffer.toString("utf8", this.#groupStart, this.#groupEnd);
-    const lines = this.#groupLines;
-    this.#groupStart = -1;
-    this.#groupLines = 0;
+  /** Parses the whole item lines in [from, to) of the buffer in groups of about GROUP_BYTES, cut at line ends. */
+  #items(from: number, to: number): boolean {
+    for (let at = from; at < to; ) {
+      let cut = to;
+      if (to - at > GROUP_BYTES) {
+        const end = this.#buffer.lastIndexOf(NEWLINE, at + GROUP_BYTES);
+        if (end > at) cut = end;
+      }
+      if (!this.#group(this.#buffer.toString("utf8", at, cut))) return false;
+      at = cut + 1;
+    }
+    return true;
+  }
+
+  /**
+   * Parses one group of item lines and hands its items to the owner; false when not valid. A
+   * group cut at a line end inside an item (which JSON.stringify never writes) does not parse.
+   */
+  #group(text: string): boolean {
     // Items follow one another only across a comma.
     if (this.#hasItems && !this.#moreItems) return false;
     this.#moreItems = text.endsWith(",");
-    if (this.#moreItems) text = text.slice(0, -1);
     let items: unknown;
     try {
-      items = JSON.parse(`[${text}]`);
+      items = JSON.parse(`[${this.#moreItems ? text.slice(0, -1) : text}]`);
     } catch {
       return false;
     }
-    // One item a line: a line holding two items (or none) is not this layout.
-    if (!Array.isArray(items) || items.length !== lines) return false;
-    this.#hasItems = true;
+    if (!Array.isArray(items)) return false;
+    if (items.length > 0) this.#hasItems = true;
     for (const item of items) if (!this.#sections.item(this.#section, item)) return false;
     return true;
   }
