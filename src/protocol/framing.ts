@@ -28,15 +28,11 @@ export async function* readLines(source: AsyncIterable<Uint8Array | string>, opt
       const head = buffer.subarray(0, newline);
       if (pendingBytes + head.byteLength > maxLineBytes) throw tooLarge(maxLineBytes);
       pending.push(head);
-      let line: string | undefined = joinLine(pending, pendingBytes + head.byteLength);
+      yield decodeLine(Buffer.concat(pending, pendingBytes + head.byteLength));
       pending = [];
       pendingBytes = 0;
       buffer = buffer.subarray(newline + 1);
       newline = buffer.indexOf(0x0a);
-      yield line;
-      // Dropped before the next piece is awaited: a suspended generator keeps what its
-      // variables held, and a line of a whole tree's manifest is 10 MB at 50,000 files.
-      line = undefined;
     }
     if (buffer.byteLength > 0) {
       pendingBytes += buffer.byteLength;
@@ -44,16 +40,7 @@ export async function* readLines(source: AsyncIterable<Uint8Array | string>, opt
       pending.push(buffer);
     }
   }
-  if (pendingBytes > 0) yield joinLine(pending, pendingBytes);
-}
-
-/**
- * The text of a line from its pieces. The joined bytes live only in this call: a suspended
- * generator keeps what its own frame held, and a line of a whole tree's manifest is 10 MB at
- * 50,000 files.
- */
-function joinLine(pieces: Buffer[], bytes: number): string {
-  return decodeLine(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, bytes));
+  if (pendingBytes > 0) yield decodeLine(Buffer.concat(pending, pendingBytes));
 }
 
 function decodeLine(bytes: Buffer): string {
