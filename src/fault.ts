@@ -25,6 +25,7 @@ export type FaultPoint =
   | "client-pull-mid-rename" // the client, pulling: half of the files left for the end renamed into place
   | "client-pull-before-base" // the client, pulling: every file in place and durable, the base not yet recorded
   | "client-base-mid-append" // the client, recording its new base in the base's journal: half the record written
+  | "client-base-mid-snapshot" // the client, writing a whole new base snapshot: its first rows handed to the writer, the temp file not renamed
   | "client-base-before-journal-reset" // the client, a new base snapshot renamed into place, the old journal not yet removed
   | "store-objects-before-rename" // the store, a batch of objects written under temp names and made durable, none renamed
   | "store-objects-mid-rename"; // the store, half of a batch of objects renamed into place, the names not yet made durable

@@ -4,13 +4,25 @@
  */
 import { execFile, spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+/**
+ * What a file is written from: text or bytes whole, or as pieces, each encoded and written before
+ * the next is asked for, so that a large file (a whole tree's stat cache or base manifest) never
+ * exists whole in memory, as one string or one buffer, while it is written.
+ */
+export type FileData = string | Uint8Array | Iterable<string | Uint8Array>;
+
+/**
+ * Replaces the file at `path` with `data` crash-safely (temp, fsync, rename, fsync the folder).
+ *
+ * @returns the number of bytes written
+ */
+export async function writeFileAtomic(path: string, data: FileData, options: { mode?: number } = {}): Promise<number> {
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.cws-tmp`);
-  await writeDurableTemp(temp, data, options.mode ?? 0o644);
+  const bytes = await writeDurableTemp(temp, data, options.mode ?? 0o644);
   try {
     await rename(temp, path);
   } catch (error) {
@@ -18,16 +30,25 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     throw error;
   }
   await syncDir(dirname(path));
+  return bytes;
 }
 
 /**
  * Creates `temp` exclusively (never through a file or symlink already there), writes `data`
  * and fsyncs it; on failure the temp file is removed. The caller renames it into place.
+ *
+ * @returns the number of bytes written
  */
-export async function writeDurableTemp(temp: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeDurableTemp(temp: string, data: FileData, mode = 0o600): Promise<number> {
   const handle = await open(temp, "wx", mode);
+  let bytes: number;
   try {
-    await handle.writeFile(data);
+    if (typeof data === "string" || data instanceof Uint8Array) {
+      await handle.writeFile(data);
+      bytes = typeof data === "string" ? Buffer.byteLength(data) : data.length;
+    } else {
+      bytes = await writePieces(handle, data);
+    }
     await handle.sync();
   } catch (error) {
     await handle.close().catch(() => {});
@@ -35,6 +56,39 @@ export async function writeDurableTemp(temp: string, data: string | Uint8Array, 
     throw error;
   }
   await handle.close();
+  return bytes;
+}
+
+/** How many bytes of pieces are gathered before they are written: few writes, a small buffer. */
+const PIECES_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * Writes `pieces` in order through one buffer of PIECES_BUFFER_BYTES (text is encoded straight
+ * into it; a piece larger than the buffer is written on its own).
+ */
+async function writePieces(handle: FileHandle, pieces: Iterable<string | Uint8Array>): Promise<number> {
+  const buffer = Buffer.allocUnsafe(PIECES_BUFFER_BYTES);
+  let used = 0;
+  let total = 0;
+  for (const piece of pieces) {
+    const length = typeof piece === "string" ? Buffer.byteLength(piece) : piece.length;
+    if (used + length > buffer.length && used > 0) {
+      await writeAll(handle, buffer.subarray(0, used));
+      used = 0;
+    }
+    if (length > buffer.length) await writeAll(handle, typeof piece === "string" ? Buffer.from(piece, "utf8") : piece);
+    else if (typeof piece === "string") used += buffer.write(piece, used, "utf8");
+    else used += Buffer.from(piece.buffer, piece.byteOffset, piece.length).copy(buffer, used);
+    total += length;
+  }
+  if (used > 0) await writeAll(handle, buffer.subarray(0, used));
+  return total;
+}
+
+/** Writes all of `data` at the handle's position (a write may take less than it is given). */
+export async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < data.length) written += (await handle.write(data, written, data.length - written)).bytesWritten;
 }
 
 /** fsyncs a folder so that renames and creations inside it are durable (no-op where unsupported). */

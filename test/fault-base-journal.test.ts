@@ -1,7 +1,8 @@
 /**
  * Crash tests of the base's journal (src/client/journal-file.ts): the real CLI is killed with
- * SIGKILL while it records its new base, once halfway through appending the journal record and
- * once between renaming a new base snapshot into place and removing the old journal. After each
+ * SIGKILL while it records its new base: halfway through appending the journal record, while a
+ * new base snapshot is being written in pieces (before its rename), and between renaming a new
+ * base snapshot into place and removing the old journal. After each
  * kill the base on disk describes either the state before the sync or the state after it,
  * never a mix, and the next sync converges: nothing is pushed again, the head does not move,
  * and the base is the head's manifest.
@@ -51,7 +52,7 @@ async function serverHead(device: TestDevice, slug: string): Promise<{ id: numbe
   }
 }
 
-const FAULTS: FaultPoint[] = ["client-base-mid-append", "client-base-before-journal-reset"];
+const FAULTS: FaultPoint[] = ["client-base-mid-append", "client-base-mid-snapshot", "client-base-before-journal-reset"];
 
 for (const fault of FAULTS) {
   test(`a sync killed at ${fault} leaves the old or the new base, never a mix, and the next sync converges`, async () => {
@@ -63,7 +64,7 @@ for (const fault of FAULTS) {
     const second = await a.sync(slug);
     const journal = join(a.home, "bases", `${slug}.json.journal`);
     assert.match(await readFile(journal, "utf8"), /\n.+\n/, "the second sync appended its base to the journal");
-    if (fault === "client-base-before-journal-reset") {
+    if (fault !== "client-base-mid-append") {
       // A torn tail, as an earlier crash leaves one: the next base is then a whole snapshot.
       await appendFile(journal, "0badc0de {\"u\":[");
     }
@@ -78,7 +79,7 @@ for (const fault of FAULTS) {
     const committed = head.manifest;
     const found = await baseOnDisk(a, slug);
     const which = JSON.stringify(found) === JSON.stringify(old) ? "old" : JSON.stringify(found) === JSON.stringify(committed) ? "new" : "a mix";
-    assert.equal(which, fault === "client-base-mid-append" ? "old" : "new", "the base is one whole state");
+    assert.equal(which, fault === "client-base-before-journal-reset" ? "new" : "old", "the base is one whole state");
 
     const next = await a.sync(slug);
     assert.equal(next.pushed.files + next.pushed.deleted, 0, "nothing committed is pushed again");

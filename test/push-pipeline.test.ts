@@ -76,8 +76,8 @@ async function setup(): Promise<{ dir: string; root: string; store: Store }> {
   return { dir, root, store };
 }
 
-function fileInputs(root: string, entries: readonly ManifestEntry[]): Array<{ entry: ManifestEntry; absPath: string }> {
-  return entries.filter((e) => e.kind === "file").map((entry) => ({ entry, absPath: join(root, entry.path.slice("files/".length)) }));
+function fileInputs(root: string, entries: readonly ManifestEntry[]): Array<{ entry: ManifestEntry; root: string }> {
+  return entries.filter((e) => e.kind === "file").map((entry) => ({ entry, root }));
 }
 
 test("a push through the workers stores every chunk once, in bundles of the planned size, splitting a big file", async () => {

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readdir, rm, writeFile, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { makeCluster, type TestCluster, type TestDevice } from "./helpers/cluster.ts";
 import { heldFilePath } from "../src/client/quarantine-held.ts";
 import { isCwsError } from "../src/errors.ts";
@@ -223,9 +223,11 @@ test("a Codex rollout rewritten instead of appended to is held, while an append 
         offset += length;
       }
       const entry = { path, kind: "file" as const, size: bytes.byteLength, mtimeMs: 1_700_000_000_000, mode: 0o644, hash: xxh64Hex(bytes), chunks };
-      const absPath = join(dir, `v${version++}.jsonl`);
-      await writeFile(absPath, bytes);
-      await pushChunks({ conn, files: [{ entry, absPath }] });
+      // Each version in a folder of its own, at the entry's path inside it.
+      const root = join(dir, `v${version++}`);
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), bytes);
+      await pushChunks({ conn, files: [{ entry, root }] });
       return { format: 1 as const, entries: [entry] };
     };
     const first = await conn.call("commit", { slug, base: null, manifest: await manifestOf(lines(2000, "a")), kind: "push" });

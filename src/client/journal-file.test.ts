@@ -17,7 +17,7 @@ async function withDir(work: (dir: string) => Promise<void>): Promise<void> {
 /** The snapshot's JSON and the journal's records, as a reader finds them. */
 async function load(path: string): Promise<{ snapshot: unknown; records: unknown[]; origin: JournalOrigin }> {
   const snapshot = await readSnapshot(path);
-  const json: unknown = snapshot === undefined ? undefined : JSON.parse(snapshot.text);
+  const json: unknown = snapshot?.json;
   return { snapshot: json, ...(await readJournal(path, snapshot, snapshotEpoch(json))) };
 }
 
@@ -104,5 +104,22 @@ test("appendRecord() refuses when the files changed since they were read, or the
     const big = { pad: "y".repeat(300 * 1024) };
     assert.equal(await appendRecord(path, other!, big), null);
     assert.deepEqual((await load(path)).records, [{ n: 1 }, { n: 2 }]);
+  });
+});
+
+test("appendRecord() encodes a record's lists an item at a time, and stops as soon as the record is too large for the journal", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "s.json");
+    let origin = await writeSnapshot(path, snapshotOf(1));
+    // A list given as a generator is written as an array.
+    origin = (await appendRecord(path, origin, { n: 1, u: (function* () { yield [1, "a"]; yield [2, "b"]; })(), skipped: undefined }))!;
+    assert.deepEqual((await load(path)).records, [{ n: 1, u: [[1, "a"], [2, "b"]] }]);
+    // A change of a whole large tree: far more than the journal may hold.
+    let made = 0;
+    function* items(): Generator<string> {
+      for (let i = 0; i < 1_000_000; i++, made++) yield `files/folder/file-${i}.txt`;
+    }
+    assert.equal(await appendRecord(path, origin, { u: items() }), null, "a whole snapshot is due instead");
+    assert.ok(made < 20_000, `only the items that fit the journal were made (${made})`);
   });
 });

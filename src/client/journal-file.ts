@@ -4,7 +4,9 @@
  * that a sync which touched 500 of 50,000 paths writes those 500 and not the whole file again.
  *
  *   <file>           the snapshot: the owner's JSON object, with a `journal` field naming its
- *                    journal by a random id (the epoch) chosen when the snapshot was written
+ *                    journal by a random id (the epoch) chosen when the snapshot was written;
+ *                    its large arrays one item per line, so that it is written and read in
+ *                    bounded pieces (snapshot-lines.ts)
  *   <file>.journal   lines `<crc32 hex> <json>\n`: first `{"epoch": id}`, then one record per
  *                    change, oldest first, each the owner's JSON
  *
@@ -30,9 +32,10 @@
 import { randomBytes } from "node:crypto";
 import { open, rm, type FileHandle } from "node:fs/promises";
 import { crc32 } from "node:zlib";
-import { writeFileAtomic } from "../fs-atomic.ts";
+import { writeAll, writeFileAtomic, type FileData } from "../fs-atomic.ts";
 import { faultPoint, type FaultPoint } from "../fault.ts";
 import { filesIdentity, identityOfStats } from "./file-memo.ts";
+import { parseSnapshot, type ParsedSnapshot, type SnapshotSections } from "./snapshot-lines.ts";
 
 /** The journal of a state file is this file name with this suffix. */
 export const JOURNAL_SUFFIX = ".journal";
@@ -55,10 +58,8 @@ export interface JournalOrigin {
   readonly clean: boolean;
 }
 
-/** The snapshot's text and how it was found. */
-export interface SnapshotRead {
-  text: string;
-  bytes: number;
+/** The snapshot as parsed (snapshot-lines.ts) and how it was found. */
+export interface SnapshotRead extends ParsedSnapshot {
   /** The snapshot's own identity, taken from the very handle it was read through. */
   identity: string;
 }
@@ -73,12 +74,20 @@ export function journaledPaths(path: string): readonly [string, string] {
   return [path, journalPath(path)];
 }
 
-/** Reads the snapshot at `path`; undefined when there is none. Other read errors are thrown. */
-export async function readSnapshot(path: string): Promise<SnapshotRead | undefined> {
-  const read = await readWhole(path);
-  if (read === undefined) return undefined;
-  // Decoded in one piece: readFile's own decoding goes chunk by chunk, 5x slower on 10 MB.
-  return { text: read.data.toString("utf8"), bytes: read.data.length, identity: read.identity };
+/**
+ * Reads and parses the snapshot at `path`; undefined when there is none. With `sections`, a
+ * snapshot in the layout of lines is read in bounded pieces, its sections' items handed to the
+ * owner (snapshot-lines.ts); any other is parsed whole. Read errors are thrown.
+ */
+export async function readSnapshot(path: string, sections?: SnapshotSections): Promise<SnapshotRead | undefined> {
+  const handle = await openIfExists(path);
+  if (handle === undefined) return undefined;
+  try {
+    const identity = identityOfStats(await handle.stat({ bigint: true }));
+    return { ...(await parseSnapshot(handle, sections)), identity };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -128,22 +137,32 @@ export async function readJournal(path: string, snapshot: SnapshotRead | undefin
 }
 
 /**
- * Appends `record` (any JSON value) to the journal of `path`, durably, when the files on disk
- * are still those `origin` describes and the journal is not due for compaction. Returns the new
- * origin, or null when the caller must write a whole snapshot instead.
+ * A journal record: an object whose fields are JSON values, or lists given as any iterable
+ * (an array, a generator), which are encoded an item at a time.
+ */
+export type JournalRecord = Record<string, unknown>;
+
+/**
+ * Appends `record` to the journal of `path`, durably, when the files on disk are still those
+ * `origin` describes and the journal is not due for compaction. Returns the new origin, or null
+ * when the caller must write a whole snapshot instead. A record too large for the journal is
+ * found so while it is encoded, and never encoded whole: the first sync of a large tree changes
+ * every entry, and its record would be as large as the snapshot.
  *
  * @param midAppend the fault point between the two halves of the record (crash tests)
  */
-export async function appendRecord(path: string, origin: JournalOrigin | undefined, record: unknown, midAppend?: FaultPoint): Promise<JournalOrigin | null> {
+export async function appendRecord(path: string, origin: JournalOrigin | undefined, record: JournalRecord, midAppend?: FaultPoint): Promise<JournalOrigin | null> {
   if (origin === undefined || origin.epoch === null || !origin.clean) return null;
-  const line = encodeLine(record);
+  const limit = Math.max(COMPACT_FLOOR_BYTES, origin.snapshotBytes * COMPACT_SHARE);
+  const line = encodeLine(record, limit - origin.journalBytes);
+  if (line === null) return null;
   const journalBytes = origin.journalBytes + line.length;
-  if (journalBytes > Math.max(COMPACT_FLOOR_BYTES, origin.snapshotBytes * COMPACT_SHARE)) return null;
+  if (journalBytes > limit) return null;
   const paths = journaledPaths(path);
   if (filesIdentity(paths) !== origin.identity) return null;
   if (origin.journalBytes === 0) {
     // A new journal appears whole, header and first record, or not at all.
-    const header = encodeLine({ epoch: origin.epoch });
+    const header = encodeLine({ epoch: origin.epoch })!;
     await writeFileAtomic(paths[1], Buffer.concat([header, line]), { mode: 0o600 });
     return { ...origin, identity: filesIdentity(paths) ?? "", journalBytes: header.length + line.length };
   }
@@ -164,24 +183,72 @@ export async function appendRecord(path: string, origin: JournalOrigin | undefin
 /**
  * Writes a whole new snapshot crash-safely (temp, fsync, rename: the rename is the commit
  * point), under a new epoch, then removes the old journal. `encode` gets the epoch to store in
- * the snapshot's `journal` field.
+ * the snapshot's `journal` field; it may return the text in pieces (see fs-atomic.ts `FileData`),
+ * so that a whole tree's snapshot is never one string in memory.
  *
- * @param beforeReset the fault point between the rename and the journal's removal (crash tests)
+ * @param faults the fault points (crash tests) while the snapshot is written (`midWrite`: its
+ *   first pieces handed to the writer, the temp file not renamed) and between the rename and the
+ *   journal's removal (`beforeReset`)
  */
-export async function writeSnapshot(path: string, encode: (epoch: string) => string, beforeReset?: FaultPoint): Promise<JournalOrigin> {
+export async function writeSnapshot(path: string, encode: (epoch: string) => FileData, faults: { midWrite?: FaultPoint; beforeReset?: FaultPoint } = {}): Promise<JournalOrigin> {
+  const { midWrite, beforeReset } = faults;
   const epoch = randomBytes(8).toString("hex");
-  const text = encode(epoch);
-  await writeFileAtomic(path, text, { mode: 0o600 });
+  const data = encode(epoch);
+  const snapshotBytes = await writeFileAtomic(path, midWrite === undefined || typeof data === "string" || data instanceof Uint8Array ? data : faultAfterFirstPieces(data, midWrite), { mode: 0o600 });
   if (beforeReset !== undefined) faultPoint(beforeReset);
   // Not made durable: a journal that comes back after a power cut names the old epoch and is ignored.
   await rm(journalPath(path), { force: true });
   const paths = journaledPaths(path);
-  return { epoch, identity: filesIdentity(paths) ?? "", snapshotBytes: Buffer.byteLength(text), journalBytes: 0, clean: true };
+  return { epoch, identity: filesIdentity(paths) ?? "", snapshotBytes, journalBytes: 0, clean: true };
 }
 
-function encodeLine(record: unknown): Buffer {
-  const json = Buffer.from(JSON.stringify(record), "utf8");
+/** `pieces`, with the fault point reached once the first two have been handed on. */
+function* faultAfterFirstPieces(pieces: Iterable<string | Uint8Array>, point: FaultPoint): Generator<string | Uint8Array> {
+  let count = 0;
+  for (const piece of pieces) {
+    yield piece;
+    if (++count === 2) faultPoint(point);
+  }
+}
+
+/** The journal line of `record`; null when it would be longer than `maxBytes`. */
+function encodeLine(record: JournalRecord, maxBytes = Infinity): Buffer | null {
+  const text = recordJson(record, maxBytes);
+  if (text === null) return null;
+  const json = Buffer.from(text, "utf8");
   return Buffer.concat([Buffer.from(`${checksumOf(json)} `, "latin1"), json, Buffer.from("\n", "latin1")]);
+}
+
+/**
+ * The JSON text of a record (its lists encoded an item at a time), or null as soon as it is
+ * longer than `maxLength` characters (a character is at least one byte of UTF-8, so such a text
+ * is longer than that many bytes too).
+ */
+function recordJson(record: JournalRecord, maxLength: number): string | null {
+  const parts: string[] = [];
+  let length = 2;
+  const add = (text: string): boolean => {
+    parts.push(text);
+    length += text.length;
+    return length <= maxLength;
+  };
+  for (const [key, value] of Object.entries(record)) {
+    // As JSON.stringify does: a field without a value is left out.
+    if (value === undefined) continue;
+    if (!add(`${parts.length === 0 ? "" : ","}${JSON.stringify(key)}:`)) return null;
+    if (typeof value !== "object" || value === null || !(Symbol.iterator in value)) {
+      if (!add(JSON.stringify(value))) return null;
+      continue;
+    }
+    let first = true;
+    if (!add("[")) return null;
+    for (const item of value as Iterable<unknown>) {
+      if (!add(`${first ? "" : ","}${JSON.stringify(item) ?? "null"}`)) return null;
+      first = false;
+    }
+    if (!add("]")) return null;
+  }
+  return `{${parts.join("")}}`;
 }
 
 /** A record's checksum as its line starts with it: crc32 in 8 hex digits. */
@@ -201,25 +268,25 @@ function decodeLine(line: Buffer): unknown {
   }
 }
 
-async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < data.length) written += (await handle.write(data, written, data.length - written)).bytesWritten;
-}
-
 /** The bytes of the file at `path` and its identity from the same handle; undefined: no file. */
 async function readWhole(path: string): Promise<{ data: Buffer; identity: string } | undefined> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, "r");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+  const handle = await openIfExists(path);
+  if (handle === undefined) return undefined;
   try {
     const stats = await handle.stat({ bigint: true });
     const data = await handle.readFile();
     return { data, identity: identityOfStats(stats) };
   } finally {
     await handle.close();
+  }
+}
+
+/** The file at `path` open for reading; undefined when there is none. */
+async function openIfExists(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
 }

@@ -23,6 +23,7 @@ import { CwsError, isCwsError } from "../errors.ts";
 import { faultPoint } from "../fault.ts";
 import { makeWorkDir } from "./leftovers.ts";
 import { LinkMeter } from "./link-meter.ts";
+import { diskPath } from "./pull.ts";
 
 /** A bundle is closed once it holds this many raw bytes (its file is smaller when compressed). */
 export const BUNDLE_TARGET_BYTES = 32 * 1024 * 1024;
@@ -70,10 +71,12 @@ export interface PushStats {
 export interface PushChunksOptions {
   conn: AgentConnection;
   /**
-   * File entries to make available on the server, with where each is on disk, or with a
-   * reader for entries whose content is produced in memory (the normalized Codex threads).
+   * File entries to make available on the server, with the folder they are in on disk (the
+   * superproject's root: the file's own path is made when its bundle is planned, so that a push
+   * of 50,000 files does not hold 50,000 absolute paths, 8 MB, from its start to its end), or
+   * with a reader for entries whose content is produced in memory (the normalized Codex threads).
    */
-  files: Array<{ entry: ManifestEntry; absPath: string } | { entry: ManifestEntry; read: () => AsyncIterable<{ id: string; data: Uint8Array }> }>;
+  files: Array<{ entry: ManifestEntry; root: string } | { entry: ManifestEntry; read: () => AsyncIterable<{ id: string; data: Uint8Array }> }>;
   signal?: AbortSignal;
   onProgress?: (done: { chunks: number; bytes: number; total: number }) => void;
 }
@@ -303,7 +306,7 @@ function* planBundles(files: readonly PushFile[], missing: Set<string>, sizes: {
       raw += chunks[i][1];
       if (from < 0) from = i;
       to = i + 1;
-      const full = plan.wanted.length >= MAX_BUNDLE_RECORDS || ("absPath" in file && raw >= limit);
+      const full = plan.wanted.length >= MAX_BUNDLE_RECORDS || ("root" in file && raw >= limit);
       if (full) {
         plan.parts.push(part(file, from, to));
         yield plan;
@@ -322,7 +325,8 @@ function* planBundles(files: readonly PushFile[], missing: Set<string>, sizes: {
 /** A file, or the chunks `from` to `to` of it when that is not the whole file. */
 function part(file: PushFile, from: number, to: number): BundlePlan["parts"][number] {
   if ("read" in file) return file;
-  return from === 0 && to === file.entry.chunks.length ? { absPath: file.absPath, entry: file.entry } : { absPath: file.absPath, entry: file.entry, from, to };
+  const absPath = diskPath(file.root, file.entry.path);
+  return from === 0 && to === file.entry.chunks.length ? { absPath, entry: file.entry } : { absPath, entry: file.entry, from, to };
 }
 
 function toBundleSource(part: BundlePlan["parts"][number]): BundleSource {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mkdtemp, readFile, rm, stat, truncate } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { addToStatCache, readStatCache, saveStatCache, StatCacheEntries, type StatCacheEntry } from "./stat-cache.ts";
@@ -61,5 +61,41 @@ test("files a pull adds are journaled as unchecked, and a torn record costs only
     await addToStatCache(path, new Map([["files/r", entry(7)]]));
     await assert.rejects(stat(journal), { code: "ENOENT" });
     assert.deepEqual([...(await readStatCache(path, noWarning)).entries].map(([p]) => p), ["files/a", "files/p", "files/r"]);
+  });
+});
+
+test("a cache is written an entry per line and read back the same; one written on one line by an older cws is still read", async () => {
+  await withCache(async (path) => {
+    const entries = new StatCacheEntries([["files/a", entry(1)], ["files/b", entry(2, 3)], ["files/c", { ...entry(0), chunks: [] }]]);
+    await saveStatCache(path, entries, "rules", ["files/b"]);
+    const text = await readFile(path, "utf8");
+    assert.equal(text.split("\n").length, 1 + 3 + 1 + 1 + 1 + 1, "head, entries, the unchecked section, its path, the end, the final newline");
+    const read = await readStatCache(path, noWarning);
+    assert.deepEqual([[...read.entries], read.ignoreRules, read.unchecked], [[...entries], "rules", new Set(["files/b"])]);
+    // The same document on one line, as the previous version wrote it.
+    await writeFile(path, JSON.stringify(JSON.parse(text)));
+    const old = await readStatCache(path, noWarning);
+    assert.deepEqual([[...old.entries], old.ignoreRules, old.unchecked], [[...entries], "rules", new Set(["files/b"])]);
+  });
+});
+
+test("a torn or damaged cache in lines is ignored with a warning, as one on one line is", async () => {
+  await withCache(async (path) => {
+    await saveStatCache(path, new StatCacheEntries([["files/a", entry(1)], ["files/b", entry(2)]]), "rules", ["files/b"]);
+    const good = await readFile(path, "utf8");
+    const lines = good.split("\n");
+    for (const text of [
+      good.slice(0, good.length - 10),
+      [lines[0], "[\"files/a\",-1,1,1,1,\"0123456789abcdef\",1],", ...lines.slice(2)].join("\n"),
+      good.replace(`"ignoreRules":"rules"`, `"ignoreRules":7`),
+      good.replace(`"format":2`, `"format":3`),
+      good.replace(`"files/b"\n]}`, `7\n]}`),
+    ]) {
+      await writeFile(path, text);
+      const warnings: string[] = [];
+      const read = await readStatCache(path, (message) => warnings.push(message));
+      assert.equal(read.entries.size, 0, text);
+      assert.match(warnings.join(), /stat cache .* every file will be hashed again/, text);
+    }
   });
 });

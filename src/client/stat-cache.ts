@@ -14,7 +14,9 @@
  * a small file written as `1` (it is the whole file: same hash, same length), and it is
  * validated by the hand-written checks below rather than a zod schema per entry, which cost
  * more than the parse itself. Format 1 files (older cws) are still read, through zod, and replaced by the
- * next scan, so an upgrade never re-hashes a workspace.
+ * next scan, so an upgrade never re-hashes a workspace. A format 2 snapshot is written an entry
+ * per line (snapshot-lines.ts: still one JSON document) and read back in groups of lines; one
+ * written on a single line by an older cws is parsed whole.
  *
  * The file also records the ignore rules every cached path was found not ignored by: while the
  * rules stay the same, the scanner need not match a cached path against them again (a path's
@@ -26,6 +28,7 @@ import { ChunkRef, HashHex, MAX_PATH_LENGTH } from "../core/manifest.ts";
 import { decodeCompactChunks, encodeCompactChunks } from "../core/manifest-rows.ts";
 import { keptValue, keepValue } from "./file-memo.ts";
 import { appendRecord, journaledPaths, readJournal, readSnapshot, snapshotEpoch, writeSnapshot, type JournalOrigin, type SnapshotRead } from "./journal-file.ts";
+import { snapshotLines, type SnapshotSections } from "./snapshot-lines.ts";
 
 export const STAT_CACHE_FORMAT = 2;
 
@@ -183,7 +186,7 @@ type EntryTuple = [string, number, number, number | null, number, string, 1 | Ar
  * paths removed (`r`) by one scan or pull, and the cache's ignore rules and unchecked paths
  * after it (both whole: the unchecked list is empty after every scan).
  */
-interface JournalRecord {
+interface CacheRecord {
   rules: string | null;
   un: string[];
   u: EntryTuple[];
@@ -225,25 +228,25 @@ export async function readStatCache(path: string, onWarning: (message: string) =
   const kept = keptValue<StatCache>(files);
   if (kept !== undefined) return { ...kept, unchecked: new Set(kept.unchecked) };
   let snapshot: SnapshotRead | undefined;
-  let json: unknown;
   let journal: { records: unknown[]; origin: JournalOrigin };
+  // A snapshot in the layout of lines hands its entries over one by one (snapshot-lines.ts).
+  const items = new Format2Items();
   try {
-    snapshot = await readSnapshot(path);
+    snapshot = await readSnapshot(path, items);
     if (snapshot === undefined) return empty();
-    try {
-      json = JSON.parse(snapshot.text);
-    } catch (error) {
+    if (snapshot.json === undefined) {
       // When the file is not JSON at all, e.g. truncated by a crash of something other than cws.
-      onWarning(`Cannot use the stat cache "${path}" as it is not valid JSON (${describe(error)}): every file will be hashed again`);
+      onWarning(`Cannot use the stat cache "${path}" as it is not valid JSON (${snapshot.invalid}): every file will be hashed again`);
       return empty();
     }
-    journal = await readJournal(path, snapshot, snapshotEpoch(json));
+    journal = await readJournal(path, snapshot, snapshotEpoch(snapshot.json));
   } catch (error) {
     // When the cache exists but cannot be read (permissions, a folder in its place).
     onWarning(`Cannot read the stat cache "${path}" as ${describe(error)}: every file will be hashed again`);
     return empty();
   }
-  const loaded = (json as { format?: unknown } | null)?.format === 1 ? fromFormat1(json) : fromFormat2(json);
+  const json = snapshot.json;
+  const loaded = snapshot.sectioned ? items.cache(json) : (json as { format?: unknown } | null)?.format === 1 ? fromFormat1(json) : fromFormat2(json);
   const cache = loaded === null ? null : withRecords(loaded, journal.records);
   if (cache === null) {
     // When the JSON does not have the cache's shape, e.g. damaged or written by a newer cws.
@@ -273,14 +276,15 @@ export async function saveStatCache(
   let origin: JournalOrigin | null = null;
   if (previous?.origin !== undefined) {
     const { upserts, removes } = entries.changesSince(previous.entries);
-    const record: JournalRecord = { rules: ignoreRules, un: stillUnchecked, u: upserts.map(([key, entry]) => tupleOf(key, entry)), r: removes };
+    // The tuples are made as the record is encoded, which stops once it is too large for the journal.
+    const record = { rules: ignoreRules, un: stillUnchecked, u: tuplesOf(upserts), r: removes } satisfies Record<keyof CacheRecord, unknown>;
     origin = await appendRecord(path, previous.origin, record);
   }
-  origin ??= await writeSnapshot(path, (epoch) => {
-    const tuples: EntryTuple[] = [];
-    for (const [key, entry] of entries) tuples.push(tupleOf(key, entry));
-    return JSON.stringify({ format: STAT_CACHE_FORMAT, journal: epoch, ignoreRules, unchecked: stillUnchecked, entries: tuples });
-  });
+  // Written in pieces, an entry at a time (snapshot-lines.ts): at 50,000 files the whole text
+  // was one string of about 7 MB, made beside the tuples of every entry.
+  origin ??= await writeSnapshot(path, (epoch) =>
+    snapshotLines({ format: STAT_CACHE_FORMAT, journal: epoch, ignoreRules }, [["entries", tuplesOf(entries)], ["unchecked", stillUnchecked]]),
+  );
   keepValue(journaledPaths(path), { entries, ignoreRules, unchecked: new Set(stillUnchecked), origin } satisfies StatCache, origin.identity);
 }
 
@@ -293,6 +297,10 @@ export async function addToStatCache(path: string, updates: Map<string, StatCach
   await saveStatCache(path, cache.entries.withChanges(updates), cache.ignoreRules, [...cache.unchecked, ...updates.keys()], cache);
 }
 
+function* tuplesOf(entries: Iterable<[string, StatCacheEntry]>): Generator<EntryTuple> {
+  for (const [key, entry] of entries) yield tupleOf(key, entry);
+}
+
 function tupleOf(key: string, entry: StatCacheEntry): EntryTuple {
   return [key, entry.size, entry.mtimeMs, entry.ctimeMs ?? null, entry.ino, entry.hash, encodeCompactChunks(entry.hash, entry.size, entry.chunks)];
 }
@@ -303,7 +311,7 @@ function withRecords(cache: StatCache, records: readonly unknown[]): StatCache |
   const changes = new Map<string, StatCacheEntry | null>();
   let { ignoreRules, unchecked } = cache;
   for (const raw of records) {
-    const record = raw as Partial<JournalRecord> | null;
+    const record = raw as Partial<CacheRecord> | null;
     if (typeof record !== "object" || record === null) return null;
     if (record.rules !== null && typeof record.rules !== "string") return null;
     if (!Array.isArray(record.un) || !Array.isArray(record.u) || !Array.isArray(record.r)) return null;
@@ -327,25 +335,46 @@ function withRecords(cache: StatCache, records: readonly unknown[]): StatCache |
   return { entries: cache.entries.withChanges(changes), ignoreRules, unchecked };
 }
 
-/** Validates a parsed format 2 file by hand (see the module comment); null when it is not one. */
+/**
+ * The entries and unchecked paths of a format 2 file, taken one at a time and checked by hand
+ * (see the module comment): from a snapshot read in lines (snapshot-lines.ts), or from the
+ * arrays of one parsed whole.
+ */
+class Format2Items implements SnapshotSections {
+  readonly names = ["entries", "unchecked"] as const;
+  readonly #pairs: Array<[string, StatCacheEntry]> = [];
+  readonly #unchecked = new Set<string>();
+
+  item(section: number, item: unknown): boolean {
+    if (section === 0) {
+      const entry = this.#pairs.length < MAX_ENTRIES ? entryFromTuple(item) : null;
+      if (entry === null) return false;
+      this.#pairs.push([(item as EntryTuple)[0], entry]);
+      return true;
+    }
+    if (typeof item !== "string" || this.#unchecked.size >= MAX_ENTRIES) return false;
+    this.#unchecked.add(item);
+    return true;
+  }
+
+  /** The cache of these items and the file's other fields (`head`); null when those are not format 2. */
+  cache(head: unknown): StatCache | null {
+    if (typeof head !== "object" || head === null) return null;
+    const file = head as { format?: unknown; ignoreRules?: unknown };
+    if (file.format !== STAT_CACHE_FORMAT) return null;
+    if (file.ignoreRules !== null && typeof file.ignoreRules !== "string") return null;
+    return { entries: new StatCacheEntries(this.#pairs), ignoreRules: file.ignoreRules, unchecked: this.#unchecked };
+  }
+}
+
+/** Validates a format 2 file parsed whole (an older cws wrote it on one line); null when it is not one. */
 function fromFormat2(json: unknown): StatCache | null {
-  if (typeof json !== "object" || json === null) return null;
-  const file = json as { format?: unknown; ignoreRules?: unknown; unchecked?: unknown; entries?: unknown };
-  if (file.format !== STAT_CACHE_FORMAT) return null;
-  if (file.ignoreRules !== null && typeof file.ignoreRules !== "string") return null;
-  if (!Array.isArray(file.unchecked) || !Array.isArray(file.entries) || file.entries.length > MAX_ENTRIES) return null;
-  const pairs: Array<[string, StatCacheEntry]> = [];
-  for (const item of file.entries as unknown[]) {
-    const entry = entryFromTuple(item);
-    if (entry === null) return null;
-    pairs.push([(item as EntryTuple)[0], entry]);
-  }
-  const unchecked = new Set<string>();
-  for (const p of file.unchecked as unknown[]) {
-    if (typeof p !== "string") return null;
-    unchecked.add(p);
-  }
-  return { entries: new StatCacheEntries(pairs), ignoreRules: file.ignoreRules, unchecked };
+  const file = json as { entries?: unknown; unchecked?: unknown } | null;
+  if (typeof file !== "object" || file === null || !Array.isArray(file.unchecked) || !Array.isArray(file.entries)) return null;
+  const items = new Format2Items();
+  for (const item of file.entries as unknown[]) if (!items.item(0, item)) return null;
+  for (const p of file.unchecked as unknown[]) if (!items.item(1, p)) return null;
+  return items.cache(json);
 }
 
 /** One checked entry of format 2, or null when the tuple is not a valid one. */

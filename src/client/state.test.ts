@@ -33,6 +33,28 @@ test("a base manifest is written compactly and read back as it was", async () =>
   });
 });
 
+test("a base manifest is written a row per line, and one on one line (the previous version) is still read", async () => {
+  await withState(async (state) => {
+    await state.writeBase("s", base);
+    const text = await readFile(state.basePath("s"), "utf8");
+    assert.equal(text.split("\n").length, 1 + 2 + 1 + 1, "head, rows, the end, the final newline");
+    await writeFile(state.basePath("s"), JSON.stringify(JSON.parse(text)));
+    assert.deepEqual(await (await StateStore.open(state.home)).readBase("s"), base);
+  });
+});
+
+test("a base manifest in lines that is torn or out of order is refused as CORRUPT", async () => {
+  await withState(async (state) => {
+    await state.writeBase("s", base);
+    const good = await readFile(state.basePath("s"), "utf8");
+    const [head, first, second, ...rest] = good.split("\n");
+    for (const text of [good.slice(0, good.length - 4), [head, `${second},`, first!.slice(0, -1), ...rest].join("\n")]) {
+      await writeFile(state.basePath("s"), text);
+      await assert.rejects((await StateStore.open(state.home)).readBase("s"), (error) => isCwsError(error, "CORRUPT"), text);
+    }
+  });
+});
+
 test("a base manifest written by an older cws, in the plain form, is still read", async () => {
   await withState(async (state) => {
     await writeFile(state.basePath("s"), JSON.stringify(base));

@@ -13,12 +13,13 @@ import { Low, type Adapter } from "lowdb";
 import { z } from "zod";
 import { CwsError } from "../errors.ts";
 import { writeFileAtomic } from "../fs-atomic.ts";
-import { applyManifestDelta, diffManifests, emptyManifest, MAX_PATH_LENGTH, type Manifest, type ManifestDelta, type ManifestEntry } from "../core/manifest.ts";
+import { applyManifestDelta, diffManifests, emptyManifest, MANIFEST_FORMAT, MAX_PATH_LENGTH, type Manifest, type ManifestDelta, type ManifestEntry } from "../core/manifest.ts";
 import { safeParseManifest } from "../core/manifest-check.ts";
-import { decodeManifestRow, decodeManifestRows, encodeManifestRow, encodeManifestRows, isManifestRows, type Row } from "../core/manifest-rows.ts";
+import { decodeManifestRow, decodeManifestRows, isManifestRows, manifestRows, ManifestRowsDecoder, type Row } from "../core/manifest-rows.ts";
 import { clientHome } from "./home.ts";
 import { keepingParsedFiles, keptValue, keepValue } from "./file-memo.ts";
 import { appendRecord, journaledPaths, readJournal, readSnapshot, snapshotEpoch, writeSnapshot, type JournalOrigin } from "./journal-file.ts";
+import { snapshotLines } from "./snapshot-lines.ts";
 
 // Kept importable from here, where it always was; it lives in home.ts so that the hand-off path
 // of `cws sync` (src/cli/kept-sync.ts) can find the state folder without loading zod and lowdb.
@@ -187,19 +188,18 @@ export class StateStore {
       return kept.manifest;
     }
     const damaged = () => new CwsError("CORRUPT", `The base manifest ${path} is damaged. Delete it and run \`cws sync ${slug}\`: every difference will then be treated as a conflict and backed up, never lost.`);
-    const snapshot = await readSnapshot(path);
-    if (snapshot === undefined) return emptyManifest();
-    let json: unknown;
-    try {
-      json = JSON.parse(snapshot.text);
-    } catch {
-      json = undefined;
-    }
     // The base is read on every sync: it is kept in the compact form and checked by hand
     // (manifest-rows.ts), the zod schema alone having cost a third of a no-op sync of a large
-    // workspace. A base written by an older cws is in the plain form (manifest-check.ts).
+    // workspace. One in the layout of lines hands its rows over as they are parsed
+    // (snapshot-lines.ts); one written on one line (an older cws) is parsed whole, and one
+    // written by a still older cws is in the plain form (manifest-check.ts).
+    const rows = new ManifestRowsDecoder();
+    const snapshot = await readSnapshot(path, { names: ["rows"], item: (_section, row) => rows.add(row) });
+    if (snapshot === undefined) return emptyManifest();
+    const json = snapshot.json;
     let manifest: Manifest | null;
-    if (isManifestRows(json)) manifest = decodeManifestRows(json);
+    if (snapshot.sectioned) manifest = json === undefined ? null : rows.manifest(json);
+    else if (isManifestRows(json)) manifest = decodeManifestRows(json);
     else {
       const parsed = safeParseManifest(json);
       manifest = parsed.success ? parsed.data : null;
@@ -228,9 +228,14 @@ export class StateStore {
     let origin: JournalOrigin | null = null;
     if (previous !== undefined) {
       const { upserts, removes } = diffManifests(previous.manifest, manifest);
-      origin = await appendRecord(path, previous.origin, { u: upserts.map(encodeManifestRow), r: removes } satisfies BaseRecord, "client-base-mid-append");
+      // The rows are made as the record is encoded, which stops once it is too large for the journal.
+      origin = await appendRecord(path, previous.origin, { u: manifestRows(upserts), r: removes } satisfies Record<keyof BaseRecord, unknown>, "client-base-mid-append");
     }
-    origin ??= await writeSnapshot(path, (epoch) => encodeManifestRows(manifest, { journal: epoch }), "client-base-before-journal-reset");
+    // Written in pieces, a row at a time (snapshot-lines.ts), never as one string of the whole tree.
+    origin ??= await writeSnapshot(path, (epoch) => snapshotLines({ format: MANIFEST_FORMAT, journal: epoch }, [["rows", manifestRows(manifest.entries)]]), {
+      midWrite: "client-base-mid-snapshot",
+      beforeReset: "client-base-before-journal-reset",
+    });
     this.#loaded.set(slug, keepBase(journaledPaths(path), { manifest, origin }));
   }
 }

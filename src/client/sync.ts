@@ -19,7 +19,7 @@ import { removeTreeLeftovers, removeWorkDirLeftovers } from "./leftovers.ts";
 import { checkRootForState } from "./root-check.ts";
 import { addToStatCache, type StatCacheEntry } from "./stat-cache.ts";
 import { BackupSession } from "./backups.ts";
-import { diskPath, fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
+import { fetchEntryContents, pullChanges, type PullHandler, type PullStats } from "./pull.ts";
 import type { PathPlatform } from "../core/codex-paths.ts";
 import { CodexAdapter, type CodexSummary } from "./codex/adapter.ts";
 import type { CodexCommand } from "./codex/app-server.ts";
@@ -294,7 +294,7 @@ export async function syncSuperproject(options: SyncOptions): Promise<SyncSummar
         const entry = action.entry;
         const read = codex.reader(entry);
         if (read !== null) files.push({ entry, read });
-        else files.push({ entry, absPath: diskPath(binding.root, action.path) });
+        else files.push({ entry, root: binding.root });
       }
     }
     // Loaded only when there is something to push (bundles, zstd): not for a no-op sync.

@@ -22,9 +22,12 @@ const HASH_PATTERN = /^[0-9a-f]{16}$/;
  * e.g. the epoch of a journal); decoding ignores them.
  */
 export function encodeManifestRows(manifest: Manifest, fields: Record<string, string | number> = {}): string {
-  const rows: Row[] = [];
-  for (const e of manifest.entries) rows.push(encodeManifestRow(e));
-  return JSON.stringify({ format: MANIFEST_FORMAT, ...fields, rows });
+  return JSON.stringify({ format: MANIFEST_FORMAT, ...fields, rows: [...manifestRows(manifest.entries)] });
+}
+
+/** The compact rows of entries, one at a time (for a file written in pieces). */
+export function* manifestRows(entries: Iterable<ManifestEntry>): Generator<Row> {
+  for (const e of entries) yield encodeManifestRow(e);
 }
 
 /** The compact row of one entry. */
@@ -40,17 +43,35 @@ export function isManifestRows(json: unknown): boolean {
 
 /** The manifest of parsed compact JSON, or null when it breaks any rule of the Manifest schema. */
 export function decodeManifestRows(json: unknown): Manifest | null {
-  if (!isManifestRows(json) || (json as { format?: unknown }).format !== MANIFEST_FORMAT) return null;
-  const entries: ManifestEntry[] = [];
-  let previous: string | null = null;
-  for (const row of (json as { rows: unknown[] }).rows) {
+  if (!isManifestRows(json)) return null;
+  const rows = new ManifestRowsDecoder();
+  for (const row of (json as { rows: unknown[] }).rows) if (!rows.add(row)) return null;
+  return rows.manifest(json);
+}
+
+/**
+ * Decodes the rows of a compact manifest one at a time (a file read in pieces hands them over
+ * as it parses them), checking each as decodeManifestRows does.
+ */
+export class ManifestRowsDecoder {
+  readonly #entries: ManifestEntry[] = [];
+  #previous: string | null = null;
+
+  /** Adds the next row; false when it breaks a rule (then the manifest is not valid). */
+  add(row: unknown): boolean {
     const entry = decodeManifestRow(row);
     // Sorted by code units without duplicates, as the schema demands.
-    if (entry === null || (previous !== null && !(previous < entry.path))) return null;
-    entries.push(entry);
-    previous = entry.path;
+    if (entry === null || (this.#previous !== null && !(this.#previous < entry.path))) return false;
+    this.#entries.push(entry);
+    this.#previous = entry.path;
+    return true;
   }
-  return { format: MANIFEST_FORMAT, entries };
+
+  /** The manifest of the rows added, given the file's other fields (`head`); null when its format is not this one. */
+  manifest(head: unknown): Manifest | null {
+    if ((head as { format?: unknown } | null)?.format !== MANIFEST_FORMAT) return null;
+    return { format: MANIFEST_FORMAT, entries: this.#entries };
+  }
 }
 
 /** The entry of one parsed row, or null when it breaks any rule of the Manifest schema. */

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { z } from "zod";
 import { CwsError } from "../errors.ts";
 import { readLines } from "./framing.ts";
@@ -41,4 +43,38 @@ test("a result written as JSON text in pieces arrives as one message, the same v
   assert.ok(lines.length > 4, "the long line went out in several writes");
   assert.ok(Math.max(...lines.map((l) => l.length)) < 2 * 64 * 1024 + 10_000, "no write much larger than the batch size");
   close();
+});
+
+test("a large reply is not kept alive by the reading side once its caller has dropped it", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const responses = new PassThrough();
+  const caller = new RpcCaller(Table, readLines(responses)[Symbol.asyncIterator](), new PassThrough().resume(), { peer: "test", lostError: () => new CwsError("CONNECTION_LOST", "closed") });
+  const used = () => {
+    gc();
+    const { heapUsed, external } = process.memoryUsage();
+    return heapUsed + external;
+  };
+  // A 16 MB reply line, arriving as an SSH channel delivers it: in packets of 32 KiB.
+  const reply = () => {
+    const line = Buffer.from(`${JSON.stringify({ id: 1, ok: true, result: { ok: true, padding: "x".repeat(16 * 2 ** 20) } })}\n`);
+    for (let at = 0; at < line.length; at += 32 * 1024) responses.write(Buffer.from(line.subarray(at, at + 32 * 1024)));
+  };
+  const before = used();
+  let result: unknown = caller.call("plain", {});
+  reply();
+  result = await result;
+  assert.deepEqual(result, { ok: true });
+  result = undefined;
+  // The reader now waits for the next line: the reply's text, bytes and parsed form are garbage.
+  // Memory outside the heap is counted as freed only after collections and a turn or two of the
+  // event loop (its finalizers), so the check is repeated for a while.
+  let held = Infinity;
+  for (let round = 0; round < 100 && held >= 8 * 2 ** 20; round++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    held = used() - before;
+  }
+  assert.ok(held < 8 * 2 ** 20, `${(held / 2 ** 20).toFixed(1)} MiB still held after the reply was dropped`);
+  responses.end();
+  await caller.done;
 });

@@ -53,37 +53,46 @@ export class RpcCaller<T extends MethodTable> {
 
   private async readLoop(lines: AsyncIterator<string>): Promise<void> {
     try {
+      let next: IteratorResult<string> | undefined;
       for (;;) {
-        const next = await lines.next();
+        next = await lines.next();
         if (next.done) break;
-        const line = next.value;
-        if (line.trim() === "") continue;
-        let envelope: ResponseEnvelope;
-        try {
-          envelope = ResponseEnvelope.parse(JSON.parse(line));
-        } catch {
-          throw new CwsError("PROTOCOL_MISMATCH", `The ${this.options.peer} sent a message this side cannot read: ${line.slice(0, 200)}`);
-        }
-        if (envelope.id === null) {
-          // An error tied to no request means the peer gives up on the whole session.
-          if (!envelope.ok) this.failAll(CwsError.fromWire(envelope.error));
-          continue;
-        }
-        const entry = this.pending.get(envelope.id);
-        if (entry === undefined) continue;
-        this.pending.delete(envelope.id);
-        if (!envelope.ok) {
-          entry.reject(CwsError.fromWire(envelope.error));
-          continue;
-        }
-        const parsed = this.table[entry.method].result.safeParse(envelope.result);
-        if (parsed.success) entry.resolve(parsed.data);
-        else entry.reject(new CwsError("PROTOCOL_MISMATCH", `The ${this.options.peer}'s answer to ${entry.method} is malformed: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}`));
+        this.receive(next.value);
+        // Dropped before the next line is awaited: a suspended async function keeps what its
+        // variables held, and a reply that holds a whole tree's manifest (10 MB at 50,000
+        // files) would otherwise stay alive until the next reply came.
+        next = undefined;
       }
       this.failAll(this.options.lostError());
     } catch (error) {
       this.failAll(error instanceof CwsError ? error : this.options.lostError(error));
     }
+  }
+
+  /** Settles the request a response line answers. Throws when the line is not a response. */
+  private receive(line: string): void {
+    if (line.trim() === "") return;
+    let envelope: ResponseEnvelope;
+    try {
+      envelope = ResponseEnvelope.parse(JSON.parse(line));
+    } catch {
+      throw new CwsError("PROTOCOL_MISMATCH", `The ${this.options.peer} sent a message this side cannot read: ${line.slice(0, 200)}`);
+    }
+    if (envelope.id === null) {
+      // An error tied to no request means the peer gives up on the whole session.
+      if (!envelope.ok) this.failAll(CwsError.fromWire(envelope.error));
+      return;
+    }
+    const entry = this.pending.get(envelope.id);
+    if (entry === undefined) return;
+    this.pending.delete(envelope.id);
+    if (!envelope.ok) {
+      entry.reject(CwsError.fromWire(envelope.error));
+      return;
+    }
+    const parsed = this.table[entry.method].result.safeParse(envelope.result);
+    if (parsed.success) entry.resolve(parsed.data);
+    else entry.reject(new CwsError("PROTOCOL_MISMATCH", `The ${this.options.peer}'s answer to ${entry.method} is malformed: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}`));
   }
 
   call<M extends keyof T & string>(method: M, params: TableParams<T, M>, options: { signal?: AbortSignal } = {}): Promise<TableResult<T, M>> {
