@@ -20,8 +20,9 @@
 import { constants as fsConstants, type Stats } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { Chunker } from "../core/chunker.ts";
-import { createXxh64, xxh64Hex } from "../core/hash.ts";
+import { createXxh64 } from "../core/hash.ts";
 import type { ChunkRef } from "../core/manifest.ts";
+import { finishChunkRefs, pushChunkRefs } from "./file-hash.ts";
 import type { StatCacheEntry } from "./stat-cache.ts";
 
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0);
@@ -70,8 +71,7 @@ export async function hashAppendedFile(absPath: string, cached: StatCacheEntry, 
       whole.update(piece);
       if (position + bytesRead > keptBytes) {
         const fresh = position >= keptBytes ? piece : piece.subarray(keptBytes - position);
-        // The chunks may be views of `buffer`, so they are hashed before the next read reuses it.
-        for (const chunk of chunker.push(fresh)) chunks.push([xxh64Hex(chunk), chunk.length]);
+        pushChunkRefs(chunker, fresh, chunks);
       }
       position += bytesRead;
       // The digest can be read mid-stream: more bytes may follow it.
@@ -80,7 +80,7 @@ export async function hashAppendedFile(absPath: string, cached: StatCacheEntry, 
         return undefined;
       }
     }
-    for (const chunk of chunker.finish()) chunks.push([xxh64Hex(chunk), chunk.length]);
+    finishChunkRefs(chunker, chunks);
     const after = await handle.stat();
     if (position !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ctimeMs !== before.ctimeMs) return undefined;
     return { stat: before, hash: whole.digestHex(), chunks };

@@ -80,15 +80,28 @@ function readStreamed(fd: number, before: Stats, buffer: Buffer, chunker: Chunke
       if (bytesRead === 0) break;
       const piece = buffer.subarray(0, bytesRead);
       whole.update(piece);
-      // The chunks may be views of `buffer`, so they are hashed before the next read reuses it.
-      for (const chunk of chunker.push(piece)) chunks.push([xxh64Hex(chunk), chunk.length]);
+      pushChunkRefs(chunker, piece, chunks);
       total += bytesRead;
     }
   } finally {
-    chunks.push(...chunker.finish().map((chunk): ChunkRef => [xxh64Hex(chunk), chunk.length]));
+    finishChunkRefs(chunker, chunks);
   }
   if (total !== before.size || !sameStat(before, fstatSync(fd))) return CHANGED;
   return { ok: true, stat: statFields(before), hash: whole.digestHex(), chunks };
+}
+
+/**
+ * Pushes `piece` through `chunker` and appends the reference (xxh64, length) of each chunk it
+ * completes to `refs`. The chunks may be views of the caller's read buffer, so they are hashed
+ * here, before the next read reuses it.
+ */
+export function pushChunkRefs(chunker: Chunker, piece: Uint8Array, refs: ChunkRef[]): void {
+  for (const chunk of chunker.push(piece)) refs.push([xxh64Hex(chunk), chunk.length]);
+}
+
+/** Appends the references of the chunks `chunker` still holds (the file's last) to `refs`, which resets it. */
+export function finishChunkRefs(chunker: Chunker, refs: ChunkRef[]): void {
+  for (const chunk of chunker.finish()) refs.push([xxh64Hex(chunk), chunk.length]);
 }
 
 /** What a reader returns when the file changed while it was read: it is read again. */

@@ -34,11 +34,11 @@ import ignore, { type Ignore } from "ignore";
 import { CwsError } from "../errors.ts";
 import { PACKAGE_VERSION } from "../version.ts";
 import { Chunker } from "../core/chunker.ts";
-import { createXxh64, xxh64Hex } from "../core/hash.ts";
+import { createXxh64 } from "../core/hash.ts";
 import { makeManifest, type ChunkRef, type Manifest, type ManifestEntry } from "../core/manifest.ts";
 import { isTreeTempName, TREE_TEMP_SUFFIX } from "./leftovers.ts";
 import { isErrno, OPEN_FLAGS, READ_BUFFER_BYTES } from "./file-chunks.ts";
-import { describe, hashSmallFileSync, keptChanging, MAX_READ_ATTEMPTS, openFailure, sameStat, statFields, type FileStat, type HashOutcome } from "./file-hash.ts";
+import { describe, finishChunkRefs, hashSmallFileSync, keptChanging, MAX_READ_ATTEMPTS, openFailure, pushChunkRefs, sameStat, statFields, type FileStat, type HashOutcome } from "./file-hash.ts";
 import { ScanHashPool } from "./scan-hash-pool.ts";
 import { hashAppendedFile, mayBeAppended } from "./append-hash.ts";
 import { type FolderListing, KIND_DIR, KIND_FILE, KIND_SYMLINK, listFolder, type WalkMemo } from "./tree-watch.ts";
@@ -572,11 +572,10 @@ async function hashFile(absPath: string, buffer: Buffer, chunker: Chunker, signa
         if (bytesRead === 0) break;
         const piece = buffer.subarray(0, bytesRead);
         whole.update(piece);
-        // The chunks may be views of `buffer`, so they are hashed before the next read reuses it.
-        for (const chunk of chunker.push(piece)) chunks.push([xxh64Hex(chunk), chunk.length]);
+        pushChunkRefs(chunker, piece, chunks);
         total += bytesRead;
       }
-      for (const chunk of chunker.finish()) chunks.push([xxh64Hex(chunk), chunk.length]);
+      finishChunkRefs(chunker, chunks);
       const after = await handle.stat();
       if (total === before.size && sameStat(before, after)) {
         return { ok: true, stat: statFields(before), hash: whole.digestHex(), chunks };
